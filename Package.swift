@@ -1,0 +1,74 @@
+// swift-tools-version: 6.0
+import PackageDescription
+
+let package = Package(
+    name: "shoal",
+    platforms: [.macOS(.v14)],
+    products: [
+        .executable(name: "shoal", targets: ["shoal"])
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.13.0"),
+        .package(url: "https://github.com/groue/GRDB.swift", from: "7.10.0"),
+        .package(url: "https://github.com/jpsim/Yams", from: "6.2.2"),
+    ],
+    targets: [
+        .systemLibrary(
+            name: "CZeroMQ",
+            pkgConfig: "libzmq",
+            providers: [.apt(["libzmq3-dev"])]
+        ),
+        .target(name: "ZeroMQ", dependencies: ["CZeroMQ"]),
+        .target(name: "ShoalSupport", dependencies: [.product(name: "Logging", package: "swift-log")]),
+        .target(name: "Protocol", dependencies: ["ShoalSupport"]),
+        .target(
+            name: "Cluster",
+            dependencies: ["ShoalSupport", .product(name: "Yams", package: "Yams")]
+        ),
+        .target(name: "Terraform", dependencies: ["ShoalSupport"]),
+        .target(name: "GitOps", dependencies: ["ShoalSupport"]),
+        .target(
+            name: "Coordinator",
+            dependencies: [
+                "ZeroMQ", "Protocol", "ShoalSupport",
+                .product(name: "GRDB", package: "GRDB.swift"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ]
+        ),
+        .target(
+            name: "AgentRuntime",
+            dependencies: [
+                "ZeroMQ", "Protocol", "ShoalSupport",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ]
+        ),
+        .target(
+            name: "Agents",
+            dependencies: ["AgentRuntime", "Protocol", "Cluster", "Terraform", "GitOps", "ShoalSupport"]
+        ),
+        .executableTarget(
+            name: "shoal",
+            dependencies: [
+                "Coordinator", "AgentRuntime", "Agents", "Protocol", "ZeroMQ", "ShoalSupport",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ]
+        ),
+        .testTarget(name: "ZeroMQTests", dependencies: ["ZeroMQ"]),
+        .testTarget(name: "ProtocolTests", dependencies: ["Protocol"]),
+        .testTarget(name: "ShoalSupportTests", dependencies: ["ShoalSupport"]),
+        .testTarget(name: "ClusterTests", dependencies: ["Cluster"]),
+        .testTarget(name: "TerraformTests", dependencies: ["Terraform"]),
+        .testTarget(name: "GitOpsTests", dependencies: ["GitOps"]),
+        .testTarget(name: "CoordinatorTests", dependencies: ["Coordinator", "AgentRuntime", "Protocol", "ZeroMQ"]),
+        .testTarget(name: "AgentRuntimeTests", dependencies: ["AgentRuntime", "Protocol", "ZeroMQ"]),
+        .testTarget(name: "AgentsTests", dependencies: ["Agents"]),
+        .testTarget(name: "EndToEndTests", dependencies: ["ShoalSupport"]),
+    ],
+    swiftLanguageModes: [.v6]
+)

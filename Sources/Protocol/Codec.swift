@@ -1,0 +1,165 @@
+import Foundation
+import ShoalSupport
+
+/// Wire constants of protocol v1.
+public enum WireFormat {
+    public static let version = 1
+    /// Largest header frame accepted.
+    public static let maxHeaderBytes = 4096
+    /// Largest whole message accepted (ZMQ_MAXMSGSIZE is set to this per frame).
+    public static let maxMessageBytes = 64 << 20
+    /// Topic prefixes on the PUB socket. Each ends in '/', so no topic is a
+    /// prefix of another by accident (`agent/v-1/` vs `agent/v-10/`).
+    public static func agentTopic(_ agent: String) -> String { "agent/\(agent)/" }
+    public static func roleTopic(_ role: Role) -> String { "role/\(role.rawValue)/" }
+    public static func workflowTopic(_ workflow: String) -> String { "workflow/\(workflow)/" }
+}
+
+/// Why a frame was rejected; each reason is counted by the receiver.
+public enum RejectReason: String, Sendable, CaseIterable, Codable {
+    case frameCount = "frame-count"
+    case oversized
+    case malformedHeader = "malformed-header"
+    case unsupportedVersion = "unsupported-version"
+    case unknownType = "unknown-type"
+    case invalidField = "invalid-field"
+    case malformedBody = "malformed-body"
+    case unexpectedType = "unexpected-type"
+    case unknownAgent = "unknown-agent"
+    case unknownWorkflow = "unknown-workflow"
+    case unknownStep = "unknown-step"
+    case notAssigned = "not-assigned"
+    case invalidRequest = "invalid-request"
+}
+
+/// A frame that failed strict decoding.
+public struct DecodeError: Error, CustomStringConvertible, Sendable {
+    public var reason: RejectReason
+    public var detail: String
+    public init(_ reason: RejectReason, _ detail: String) {
+        self.reason = reason
+        self.detail = detail
+    }
+    public var description: String { "\(reason.rawValue): \(detail)" }
+}
+
+/// A decoded message: the header, and the body still as bytes until the
+/// receiver knows which type to decode it as.
+public struct Envelope: Sendable {
+    public var header: Header
+    public var body: [UInt8]
+    public init(header: Header, body: [UInt8]) {
+        self.header = header
+        self.body = body
+    }
+
+    /// Decodes the body strictly.
+    /// - Throws: `DecodeError(.malformedBody)`.
+    public func decode<Body: Decodable>(_ type: Body.Type) throws(DecodeError) -> Body {
+        try Codec.decodeBody(type, body)
+    }
+}
+
+/// JSON encoding and strict decoding of frames.
+public enum Codec {
+    private static let encoder: JSONEncoder = {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys]
+        return encoder
+    }()
+
+    /// Encodes a message as frames `[topic?] [header] [body]`.
+    public static func encode<Body: Encodable>(_ header: Header, _ body: Body, topic: String? = nil) -> [[UInt8]] {
+        var frames: [[UInt8]] = []
+        if let topic { frames.append(Array(topic.utf8)) }
+        frames.append(encodeJSON(header))
+        frames.append(encodeJSON(body))
+        return frames
+    }
+
+    static func encodeJSON<T: Encodable>(_ value: T) -> [UInt8] {
+        do {
+            return Array(try encoder.encode(value))
+        } catch {
+            preconditionFailure("wire types always encode: \(error)")
+        }
+    }
+
+    /// Decodes `[header] [body]` (a ROUTER's identity frame or a topic
+    /// already removed by the caller).
+    /// - Throws: `DecodeError` naming why the frames were rejected.
+    public static func decode(_ frames: ArraySlice<[UInt8]>) throws(DecodeError) -> Envelope {
+        guard frames.count == 2 else {
+            throw DecodeError(.frameCount, "expected 2 frames (header, body), got \(frames.count)")
+        }
+        let headerBytes = frames[frames.startIndex]
+        let body = frames[frames.startIndex + 1]
+        guard headerBytes.count <= WireFormat.maxHeaderBytes else {
+            throw DecodeError(.oversized, "header of \(headerBytes.count) bytes exceeds \(WireFormat.maxHeaderBytes)")
+        }
+        guard body.count <= WireFormat.maxMessageBytes else {
+            throw DecodeError(.oversized, "body of \(body.count) bytes exceeds \(WireFormat.maxMessageBytes)")
+        }
+        return Envelope(header: try decodeHeader(headerBytes), body: body)
+    }
+
+    private struct VersionProbe: Decodable { var v: Int }
+    private struct TypeProbe: Decodable { var type: String }
+
+    static func decodeHeader(_ bytes: [UInt8]) throws(DecodeError) -> Header {
+        let data = Data(bytes)
+        let decoder = JSONDecoder()
+        guard let probe = try? decoder.decode(VersionProbe.self, from: data) else {
+            throw DecodeError(.malformedHeader, "header is not a JSON object with an integer 'v'")
+        }
+        guard probe.v == WireFormat.version else {
+            throw DecodeError(.unsupportedVersion, "protocol version \(probe.v) is not supported; this peer speaks v\(WireFormat.version)")
+        }
+        if let typeProbe = try? decoder.decode(TypeProbe.self, from: data), MessageType(rawValue: typeProbe.type) == nil {
+            throw DecodeError(.unknownType, "unknown message type '\(typeProbe.type.prefix(40))'")
+        }
+        let header: Header
+        do {
+            header = try decoder.decode(Header.self, from: data)
+        } catch {
+            throw DecodeError(.malformedHeader, "header fields: \(describe(error))")
+        }
+        try validate(header)
+        return header
+    }
+
+    private static func validate(_ header: Header) throws(DecodeError) {
+        guard (1...64).contains(header.id.utf8.count) else { throw DecodeError(.invalidField, "id must be 1-64 bytes") }
+        if let workflow = header.workflow, !Names.isDNSLabel(workflow) {
+            throw DecodeError(.invalidField, "workflow id is not a DNS label")
+        }
+        if let step = header.step, !(1...100).contains(step.utf8.count) {
+            throw DecodeError(.invalidField, "step name must be 1-100 bytes")
+        }
+        if let attempt = header.attempt, !(1...10_000).contains(attempt) {
+            throw DecodeError(.invalidField, "attempt must be 1-10000")
+        }
+        if let sender = header.sender, !(1...64).contains(sender.utf8.count) {
+            throw DecodeError(.invalidField, "sender must be 1-64 bytes")
+        }
+    }
+
+    static func decodeBody<Body: Decodable>(_ type: Body.Type, _ bytes: [UInt8]) throws(DecodeError) -> Body {
+        do {
+            return try JSONDecoder().decode(type, from: Data(bytes))
+        } catch {
+            throw DecodeError(.malformedBody, "\(Body.self): \(describe(error))")
+        }
+    }
+
+    private static func describe(_ error: any Error) -> String {
+        switch error as? DecodingError {
+        case .typeMismatch(_, let context), .valueNotFound(_, let context), .keyNotFound(_, let context),
+            .dataCorrupted(let context):
+            let path = context.codingPath.map(\.stringValue).joined(separator: ".")
+            return (path.isEmpty ? "" : "\(path): ") + context.debugDescription
+        default:
+            return "\(error)"
+        }
+    }
+}

@@ -1,0 +1,240 @@
+import Foundation
+
+/// Every message type of protocol v1. Unknown types are rejected when decoded.
+public enum MessageType: String, Codable, Sendable, CaseIterable {
+    // agent -> coordinator (DEALER -> ROUTER)
+    case hello, heartbeat, ack, result, bye
+    // coordinator -> agent (ROUTER -> DEALER)
+    case welcome, confirm, rehello
+    // coordinator -> agent (PUB, topic agent/<id>/)
+    case step
+    // client -> coordinator (DEALER -> ROUTER) and the replies
+    case submit, accepted, status, statusReply = "status-reply", list, listReply = "list-reply"
+    case agents, agentsReply = "agents-reply"
+    // coordinator -> clients (PUB, topic workflow/<id>/)
+    case event
+    // either way, in reply to a frame that could not be accepted
+    case error
+}
+
+/// The header frame of every message.
+public struct Header: Codable, Sendable, Equatable {
+    /// Protocol version; a peer rejects versions it does not speak.
+    public var v: Int
+    public var type: MessageType
+    /// Unique message id; replies carry the id of the request in `re`.
+    public var id: String
+    public var workflow: String?
+    public var step: String?
+    public var attempt: Int?
+    /// Sender's clock, milliseconds since 1970; informational only.
+    public var sentAt: Int64
+    /// The sending agent's id, for messages from agents.
+    public var sender: String?
+    /// For replies: the id of the message answered.
+    public var re: String?
+
+    public init(
+        type: MessageType, workflow: String? = nil, step: String? = nil, attempt: Int? = nil,
+        sender: String? = nil, re: String? = nil, id: String = UUID().uuidString.lowercased()
+    ) {
+        self.v = WireFormat.version
+        self.type = type
+        self.id = id
+        self.workflow = workflow
+        self.step = step
+        self.attempt = attempt
+        self.sentAt = Int64(Date().timeIntervalSince1970 * 1000)
+        self.sender = sender
+        self.re = re
+    }
+
+    /// The idempotency key of the step this message concerns, when it has one.
+    public var stepKey: StepKey? {
+        guard let workflow, let step, let attempt else { return nil }
+        return StepKey(workflow: workflow, step: step, attempt: attempt)
+    }
+}
+
+/// `(workflow, step, attempt)`: what makes running a step idempotent.
+public struct StepKey: Hashable, Codable, Sendable, CustomStringConvertible {
+    public var workflow: String
+    public var step: String
+    public var attempt: Int
+    public init(workflow: String, step: String, attempt: Int) {
+        self.workflow = workflow
+        self.step = step
+        self.attempt = attempt
+    }
+    public var description: String { "\(workflow)/\(step)#\(attempt)" }
+}
+
+// MARK: Bodies
+
+/// An agent introduces itself.
+public struct Hello: Codable, Sendable, Equatable {
+    public var agent: String
+    public var role: Role
+    public var host: String
+    public var pid: Int32
+    /// Steps it runs at the same time.
+    public var capacity: Int
+    public var version: String
+    public init(agent: String, role: Role, host: String, pid: Int32, capacity: Int, version: String) {
+        self.agent = agent
+        self.role = role
+        self.host = host
+        self.pid = pid
+        self.capacity = capacity
+        self.version = version
+    }
+}
+
+/// The coordinator's answer to hello: the bus's timing and where to subscribe.
+public struct Welcome: Codable, Sendable, Equatable {
+    public var heartbeatIntervalMilliseconds: Int
+    public var liveness: Int
+    /// TCP port of the PUB socket, on the host the agent reached the ROUTER at.
+    public var eventsPort: Int?
+    /// A full events endpoint, when the coordinator knows a better one.
+    public var eventsEndpoint: String?
+    public init(heartbeatIntervalMilliseconds: Int, liveness: Int, eventsPort: Int?, eventsEndpoint: String?) {
+        self.heartbeatIntervalMilliseconds = heartbeatIntervalMilliseconds
+        self.liveness = liveness
+        self.eventsPort = eventsPort
+        self.eventsEndpoint = eventsEndpoint
+    }
+}
+
+public struct Heartbeat: Codable, Sendable, Equatable {
+    /// Steps the agent is running now (agent -> coordinator only).
+    public var inFlight: [StepKey]
+    public init(inFlight: [StepKey] = []) { self.inFlight = inFlight }
+}
+
+/// A file produced by a step. Agents share no file system, so files travel
+/// in results and the coordinator writes the user's output tree.
+public struct Artifact: Codable, Sendable, Equatable {
+    /// Logical name that later steps look up, e.g. `kubeconfig`.
+    public var name: String
+    /// Where it goes in the output tree, relative to it; nil keeps it in the journal only.
+    public var path: String?
+    /// Permission bits; sensitive artifacts are always written 0600.
+    public var mode: Int
+    public var sensitive: Bool
+    public var data: Data
+
+    public init(name: String, path: String?, mode: Int = 0o644, sensitive: Bool = false, data: Data) {
+        self.name = name
+        self.path = path
+        self.mode = sensitive ? 0o600 : mode
+        self.sensitive = sensitive
+        self.data = data
+    }
+
+    public init(name: String, path: String?, mode: Int = 0o644, sensitive: Bool = false, text: String) {
+        self.init(name: name, path: path, mode: mode, sensitive: sensitive, data: Data(text.utf8))
+    }
+
+    public var text: String { String(decoding: data, as: UTF8.self) }
+}
+
+/// What a step hands to the steps after it.
+public struct StepOutput: Codable, Sendable, Equatable {
+    /// One line for the progress display.
+    public var summary: String
+    public var values: [String: JSONValue]
+    public var artifacts: [Artifact]
+    /// Log lines (subprocess output included); never secrets.
+    public var log: [String]
+
+    public init(summary: String, values: [String: JSONValue] = [:], artifacts: [Artifact] = [], log: [String] = []) {
+        self.summary = summary
+        self.values = values
+        self.artifacts = artifacts
+        self.log = log
+    }
+}
+
+/// A step, published to the one agent chosen to run it.
+public struct StepAssignment: Codable, Sendable, Equatable {
+    public var role: Role
+    public var request: WorkflowRequest
+    public var params: [String: JSONValue]
+    /// Values of the steps it depends on (transitively), by step name.
+    public var inputs: [String: [String: JSONValue]]
+    /// Artifacts of those steps, the latest of each name.
+    public var artifacts: [Artifact]
+
+    public init(
+        role: Role, request: WorkflowRequest, params: [String: JSONValue], inputs: [String: [String: JSONValue]],
+        artifacts: [Artifact]
+    ) {
+        self.role = role
+        self.request = request
+        self.params = params
+        self.inputs = inputs
+        self.artifacts = artifacts
+    }
+}
+
+public enum StepOutcome: String, Codable, Sendable {
+    case succeeded, failed
+}
+
+/// A step's result, agent -> coordinator; resent until confirmed.
+public struct StepResult: Codable, Sendable, Equatable {
+    public var outcome: StepOutcome
+    public var output: StepOutput
+    /// Why it failed, for the user.
+    public var error: String?
+    public var agent: String
+    public var host: String
+    public var pid: Int32
+    /// Milliseconds since 1970 on the agent's clock.
+    public var startedAt: Int64
+    public var finishedAt: Int64
+
+    public init(
+        outcome: StepOutcome, output: StepOutput, error: String?, agent: String, host: String, pid: Int32,
+        startedAt: Int64, finishedAt: Int64
+    ) {
+        self.outcome = outcome
+        self.output = output
+        self.error = error
+        self.agent = agent
+        self.host = host
+        self.pid = pid
+        self.startedAt = startedAt
+        self.finishedAt = finishedAt
+    }
+}
+
+/// A reply to a frame that could not be accepted.
+public struct ErrorReply: Codable, Sendable, Equatable {
+    public var reason: String
+    public var message: String
+    public init(reason: String, message: String) {
+        self.reason = reason
+        self.message = message
+    }
+}
+
+public struct Submit: Codable, Sendable, Equatable {
+    public var request: WorkflowRequest
+    public init(request: WorkflowRequest) { self.request = request }
+}
+
+public struct Accepted: Codable, Sendable, Equatable {
+    public var workflow: String
+    public var eventsPort: Int?
+    public init(workflow: String, eventsPort: Int?) {
+        self.workflow = workflow
+        self.eventsPort = eventsPort
+    }
+}
+
+/// An empty body, for messages whose header says it all.
+public struct Empty: Codable, Sendable, Equatable {
+    public init() {}
+}

@@ -1,0 +1,139 @@
+/// The roles an agent can serve.
+public enum Role: String, Codable, Sendable, CaseIterable {
+    case planner, infra, argocd, monitoring, validation, docs
+}
+
+public enum Environment: String, Codable, Sendable, CaseIterable {
+    case development, staging, production
+}
+
+/// Where K3s runs.
+public enum Target: String, Codable, Sendable, CaseIterable {
+    /// This machine.
+    case local
+    /// Lab hosts reached over SSH.
+    case ssh
+    /// K3s in containers.
+    case docker
+}
+
+/// What a user asked for: the input of the planner.
+public struct WorkflowRequest: Codable, Sendable, Equatable {
+    public var platform: String = "k3s"
+    public var environment: Environment = .development
+    public var nodes: Int = 1
+    public var monitoring: Bool = true
+    public var headlamp: Bool = true
+    public var argocd: Bool = true
+    public var target: Target = .local
+    public var hosts: [String] = []
+    public var realDeployment: Bool = false
+    /// How long each simulated step lasts, in milliseconds (demo mode).
+    public var simDelayMilliseconds: Int = 0
+    /// A cluster name; the workflow id when empty.
+    public var clusterName: String = ""
+
+    public init() {}
+
+    /// Limits shared by the CLI and the coordinator, which re-checks every
+    /// request that arrives from the network.
+    public static let nodeRange = 1...99
+    public static let supportedPlatforms = ["k3s"]
+    public static let knownPlatforms = ["k3s", "eks", "aks", "gke"]
+    public static let productionMinimumNodes = 3
+
+    /// Checks the request's rules.
+    /// - Returns: a one-line reason per broken rule; empty when valid.
+    public func problems() -> [String] {
+        var problems: [String] = []
+        if !WorkflowRequest.supportedPlatforms.contains(platform) {
+            if WorkflowRequest.knownPlatforms.contains(platform) {
+                problems.append("platform '\(platform)' is not supported yet; use -p k3s")
+            } else {
+                problems.append("unknown platform '\(platform.prefix(40))'; use -p k3s")
+            }
+        }
+        if !WorkflowRequest.nodeRange.contains(nodes) {
+            problems.append("--nodes must be between 1 and 99, got \(nodes)")
+        } else if environment == .production && nodes < WorkflowRequest.productionMinimumNodes {
+            problems.append(
+                "production needs at least 3 nodes (3 servers with embedded etcd for a highly available control plane), got \(nodes)"
+            )
+        }
+        if simDelayMilliseconds < 0 || simDelayMilliseconds > 600_000 {
+            problems.append("--sim-delay must be between 0 and 10 minutes")
+        }
+        if hosts.count > 99 { problems.append("at most 99 hosts") }
+        return problems
+    }
+}
+
+extension WorkflowRequest {
+    // Decoding tolerates absent fields (older clients) but not wrong types.
+    public init(from decoder: any Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        self.init()
+        platform = try c.decodeIfPresent(String.self, forKey: .platform) ?? platform
+        environment = try c.decodeIfPresent(Environment.self, forKey: .environment) ?? environment
+        nodes = try c.decodeIfPresent(Int.self, forKey: .nodes) ?? nodes
+        monitoring = try c.decodeIfPresent(Bool.self, forKey: .monitoring) ?? monitoring
+        headlamp = try c.decodeIfPresent(Bool.self, forKey: .headlamp) ?? headlamp
+        argocd = try c.decodeIfPresent(Bool.self, forKey: .argocd) ?? argocd
+        target = try c.decodeIfPresent(Target.self, forKey: .target) ?? target
+        hosts = try c.decodeIfPresent([String].self, forKey: .hosts) ?? hosts
+        realDeployment = try c.decodeIfPresent(Bool.self, forKey: .realDeployment) ?? realDeployment
+        simDelayMilliseconds = try c.decodeIfPresent(Int.self, forKey: .simDelayMilliseconds) ?? simDelayMilliseconds
+        clusterName = try c.decodeIfPresent(String.self, forKey: .clusterName) ?? clusterName
+    }
+}
+
+/// One step of a plan: a node of the workflow's DAG.
+public struct PlannedStep: Codable, Sendable, Equatable {
+    /// Unique within the workflow, e.g. `provision` or `validate/nodes`.
+    public var name: String
+    public var role: Role
+    /// Steps that must succeed first.
+    public var needs: [String]
+    /// A failed critical step stops the workflow; others only fail it.
+    public var critical: Bool
+    /// Step-specific parameters (a validation check's name, say).
+    public var params: [String: JSONValue]
+
+    public init(name: String, role: Role, needs: [String] = [], critical: Bool = false, params: [String: JSONValue] = [:]) {
+        self.name = name
+        self.role = role
+        self.needs = needs
+        self.critical = critical
+        self.params = params
+    }
+}
+
+/// The planner's output: the steps that follow the plan step.
+public struct Plan: Codable, Sendable, Equatable {
+    public var steps: [PlannedStep]
+    public init(steps: [PlannedStep]) { self.steps = steps }
+
+    /// Checks that names are unique, dependencies exist and there is no cycle.
+    /// - Returns: a reason per problem; empty when the plan is a DAG.
+    public func problems(existing: Set<String> = ["plan"]) -> [String] {
+        var problems: [String] = []
+        var names = existing
+        for step in steps {
+            if step.name.isEmpty || step.name.utf8.count > 100 { problems.append("bad step name '\(step.name.prefix(100))'") }
+            if !names.insert(step.name).inserted { problems.append("duplicate step '\(step.name)'") }
+        }
+        for step in steps {
+            for need in step.needs where !names.contains(need) {
+                problems.append("step '\(step.name)' needs unknown step '\(need)'")
+            }
+        }
+        // Kahn's algorithm: whatever cannot be ordered is on a cycle.
+        var remaining = Dictionary(steps.map { ($0.name, Set($0.needs).subtracting(existing)) }, uniquingKeysWith: { first, _ in first })
+        while let ready = remaining.first(where: { $0.value.isEmpty })?.key {
+            remaining[ready] = nil
+            for key in remaining.keys { remaining[key]?.remove(ready) }
+        }
+        if !remaining.isEmpty { problems.append("dependency cycle among \(remaining.keys.sorted().joined(separator: ", "))") }
+        return problems
+    }
+}
