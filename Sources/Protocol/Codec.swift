@@ -163,3 +163,8 @@ public enum Codec {
         }
     }
 }
+
+extension WireFormat {
+    /// shoal's own version, announced in hello.
+    public static let softwareVersion = "0.1.0"
+}

@@ -1,0 +1,31 @@
+# shoal: `make demo` and `make test` set up everything they need.
+SWIFT ?= swift
+BIN := .build/debug/shoal
+OUTPUT ?= output
+
+.PHONY: all deps test-deps build demo test bench clean
+
+all: build
+
+deps:
+	@scripts/install-deps.sh
+
+test-deps:
+	@scripts/install-deps.sh --test
+
+build: deps
+	$(SWIFT) build
+
+demo: build
+	$(BIN) create -p k3s -n 2 --monitoring --headlamp -o $(OUTPUT)
+
+test: test-deps
+	$(SWIFT) build --build-tests
+	$(SWIFT) test --skip-build
+
+bench: build
+	$(SWIFT) build -c release
+	scripts/bench.sh
+
+clean:
+	rm -rf .build $(OUTPUT)

@@ -1,0 +1,43 @@
+import Foundation
+import Protocol
+
+/// How an agent runs. Every field has a documented default; CLI flags map onto it.
+public struct AgentConfiguration: Sendable {
+    public var role: Role
+    /// Unique on the bus (default `<role>-<host>-<pid>`).
+    public var id: String
+    /// The coordinator's ROUTER endpoint, e.g. `tcp://10.0.0.5:7401`.
+    public var coordinator: String
+    /// The coordinator's PUB endpoint; by default the coordinator's host with
+    /// the port it announces in its welcome.
+    public var events: String?
+    /// Steps run at the same time (default 2).
+    public var capacity = 2
+    /// Heartbeat period until the coordinator announces its own (default 1 s).
+    public var heartbeatInterval: Duration = .seconds(1)
+    /// Missed coordinator heartbeats before reconnecting (default 3).
+    public var liveness = 3
+    /// How often an unconfirmed result is sent again (default 2 s).
+    public var resendInterval: Duration = .seconds(2)
+    /// How long a graceful shutdown waits for running steps (default 8 s).
+    public var drainTimeout: Duration = .seconds(8)
+    public var host: String
+    public var pid: Int32
+
+    public init(role: Role, coordinator: String, id: String? = nil) {
+        self.role = role
+        self.coordinator = coordinator
+        self.host = ProcessInfo.processInfo.hostName
+        self.pid = getpid()
+        let hostPart = String(host.prefix { $0 != "." }.filter { $0.isLetter || $0.isNumber || $0 == "-" }.prefix(30))
+        self.id = id ?? "\(role.rawValue)-\(hostPart.isEmpty ? "host" : hostPart)-\(pid)"
+    }
+
+    /// The events endpoint to use once the coordinator announced its port.
+    func eventsEndpoint(announcedPort: Int?, announced: String?) -> String? {
+        if let events { return events }
+        if let announced { return announced }
+        guard let port = announcedPort, let colon = coordinator.lastIndex(of: ":") else { return nil }
+        return "\(coordinator[..<colon]):\(port)"
+    }
+}

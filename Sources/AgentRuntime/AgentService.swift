@@ -1,0 +1,354 @@
+import Foundation
+import Logging
+import Protocol
+import ServiceLifecycle
+import ShoalSupport
+import ZeroMQ
+
+/// An agent as a service: a thread owns the DEALER and SUB sockets and the
+/// delivery rules (hello, heartbeats, acks, idempotency, result resend);
+/// steps run as tasks in the service's task group.
+public final class AgentService: Service {
+    private let configuration: AgentConfiguration
+    private let handler: any StepHandler
+    private let logger: Logger
+    private let context: Context
+
+    public init(configuration: AgentConfiguration, handler: any StepHandler, logger: Logger, context: Context = Context()) {
+        self.configuration = configuration
+        self.handler = handler
+        self.context = context
+        var logger = logger
+        logger[metadataKey: "agent.id"] = "\(configuration.id)"
+        self.logger = logger
+    }
+
+    /// Runs until graceful shutdown (running steps finish first, within the
+    /// drain timeout) or cancellation.
+    public func run() async throws {
+        let (steps, stepSink) = AsyncStream.makeStream(of: (StepKey, StepAssignment).self)
+        let results = Mailbox<(StepKey, StepResult)>()
+        let loop = ReactorLoop()
+        let configuration = configuration
+        let logger = logger
+        let context = context
+        let handler = handler
+        try await withTaskCancellationHandler {
+            try await withGracefulShutdownHandler {
+                try await withThrowingTaskGroup(of: Void.self) { group in
+                    group.addTask {
+                        defer { stepSink.finish() }
+                        try await loop.run { stop in
+                            var session = AgentSession(
+                                configuration: configuration, context: context, logger: logger, results: results,
+                                stepSink: stepSink)
+                            try session.serve(stop: stop)
+                        }
+                    }
+                    group.addTask {
+                        await withTaskGroup(of: Void.self) { running in
+                            for await (key, assignment) in steps {
+                                running.addTask {
+                                    let result = await AgentService.execute(
+                                        key, assignment, handler: handler, configuration: configuration, logger: logger)
+                                    results.post((key, result))
+                                }
+                            }
+                        }
+                    }
+                    try await group.waitForAll()
+                }
+            } onGracefulShutdown: {
+                loop.stop()
+            }
+        } onCancel: {
+            loop.stop()
+        }
+    }
+
+    private static func execute(
+        _ key: StepKey, _ assignment: StepAssignment, handler: any StepHandler, configuration: AgentConfiguration,
+        logger: Logger
+    ) async -> StepResult {
+        var logger = logger
+        logger[metadataKey: "workflow.id"] = "\(key.workflow)"
+        logger[metadataKey: "step"] = "\(key.step)"
+        logger.info("step started")
+        let started = now()
+        let context = StepContext(key: key, assignment: assignment, agentID: configuration.id, logger: logger)
+        let outcome: StepOutcome
+        let output: StepOutput
+        let error: String?
+        do {
+            output = try await handler.run(context)
+            outcome = .succeeded
+            error = nil
+        } catch let failure {
+            outcome = .failed
+            error = "\(failure)"
+            output = StepOutput(summary: "failed: \(failure)")
+        }
+        logger.info("step ended", metadata: ["outcome": "\(outcome.rawValue)"])
+        return StepResult(
+            outcome: outcome, output: output, error: error, agent: configuration.id, host: configuration.host,
+            pid: configuration.pid, startedAt: started, finishedAt: now())
+    }
+}
+
+func now() -> Int64 { Int64(Date().timeIntervalSince1970 * 1000) }
+
+/// The agent's side of the delivery rules, on the socket thread.
+struct AgentSession {
+    let configuration: AgentConfiguration
+    let context: Context
+    let logger: Logger
+    let results: Mailbox<(StepKey, StepResult)>
+    let stepSink: AsyncStream<(StepKey, StepAssignment)>.Continuation
+
+    /// Steps being run now.
+    private var running: Set<StepKey> = []
+    /// Results kept for idempotency: a step seen again is answered from here.
+    private var completed: [StepKey: StepResult] = [:]
+    private var completedOrder: [StepKey] = []
+    /// Results not yet confirmed by the coordinator, with when they were last sent.
+    private var unconfirmed: [StepKey: Int64] = [:]
+    private var welcomed = false
+    private var heartbeatInterval: Int64
+    private var liveness: Int
+    private var lastHeard: Int64 = 0
+    private var lastHeartbeat: Int64 = 0
+    private var lastHello: Int64 = 0
+    private var draining = false
+    private var drainDeadline: Int64 = 0
+    /// Rejected frames by reason.
+    private(set) var rejections: [RejectReason: Int] = [:]
+
+    init(
+        configuration: AgentConfiguration, context: Context, logger: Logger, results: Mailbox<(StepKey, StepResult)>,
+        stepSink: AsyncStream<(StepKey, StepAssignment)>.Continuation
+    ) {
+        self.configuration = configuration
+        self.context = context
+        self.logger = logger
+        self.results = results
+        self.stepSink = stepSink
+        self.heartbeatInterval = configuration.heartbeatInterval.milliseconds
+        self.liveness = configuration.liveness
+    }
+
+    private struct Sockets {
+        let dealer: Socket
+        let subscriber: Socket
+    }
+
+    private func connect() throws -> Sockets {
+        let dealer = try Socket(context: context, type: .dealer)
+        try dealer.set(.maxMessageSize, Int64(WireFormat.maxMessageBytes))
+        try dealer.set(.sendHighWaterMark, 10_000)
+        try dealer.connect(configuration.coordinator)
+        let subscriber = try Socket(context: context, type: .sub)
+        try subscriber.set(.maxMessageSize, Int64(WireFormat.maxMessageBytes))
+        return Sockets(dealer: dealer, subscriber: subscriber)
+    }
+
+    mutating func serve(stop: ReactorLoop.StopSignal) throws {
+        var sockets = try connect()
+        var subscribed = false
+        sendHello(sockets.dealer)
+        lastHeard = now()
+        while true {
+            if stop.isStopped && !draining {
+                draining = true
+                drainDeadline = now() + configuration.drainTimeout.milliseconds
+                logger.info("agent draining", metadata: ["running": "\(running.count)"])
+            }
+            if draining && ((running.isEmpty && unconfirmed.isEmpty) || now() >= drainDeadline) {
+                send(sockets.dealer, Header(type: .bye, sender: configuration.id), Empty())
+                break
+            }
+            var poller = Poller()
+            let dealerIndex = poller.add(sockets.dealer)
+            let subscriberIndex = poller.add(sockets.subscriber)
+            let resultsIndex = poller.add(fileDescriptor: results.wakeup.fileDescriptor)
+            let stopIndex = poller.add(fileDescriptor: stop.wakeup.fileDescriptor)
+            let ready = try poller.poll(timeoutMilliseconds: Int(max(10, min(100, heartbeatInterval / 4))))
+            if ready[stopIndex] { stop.wakeup.drain() }
+            if ready[dealerIndex] {
+                for _ in 0..<1000 {
+                    guard let frames = try sockets.dealer.receive(wait: false) else { break }
+                    lastHeard = now()
+                    if let eventsEndpoint = handleControl(frames, dealer: sockets.dealer), !subscribed {
+                        try sockets.subscriber.connect(eventsEndpoint)
+                        try sockets.subscriber.subscribe(WireFormat.agentTopic(configuration.id))
+                        try sockets.subscriber.subscribe(WireFormat.roleTopic(configuration.role))
+                        subscribed = true
+                        logger.debug("subscribed", metadata: ["events": "\(eventsEndpoint)"])
+                    }
+                }
+            }
+            if ready[subscriberIndex] {
+                for _ in 0..<1000 {
+                    guard let frames = try sockets.subscriber.receive(wait: false) else { break }
+                    handleStep(frames, dealer: sockets.dealer)
+                }
+            }
+            if ready[resultsIndex] { results.wakeup.drain() }
+            for (key, result) in results.takeAll() {
+                running.remove(key)
+                remember(key, result)
+                unconfirmed[key] = now()
+                sendResult(key, result, dealer: sockets.dealer)
+            }
+            let time = now()
+            if !welcomed && time - lastHello >= heartbeatInterval {
+                sendHello(sockets.dealer)
+            }
+            if time - lastHeartbeat >= heartbeatInterval {
+                lastHeartbeat = time
+                send(sockets.dealer, Header(type: .heartbeat, sender: configuration.id), Heartbeat(inFlight: running.sorted { $0.description < $1.description }))
+            }
+            for (key, sentAt) in unconfirmed where time - sentAt >= configuration.resendInterval.milliseconds {
+                if let result = completed[key] {
+                    unconfirmed[key] = time
+                    sendResult(key, result, dealer: sockets.dealer)
+                }
+            }
+            if time - lastHeard > heartbeatInterval * Int64(liveness) {
+                // The coordinator went quiet: start over on fresh sockets; the
+                // hello and the resend of unconfirmed results follow.
+                logger.warning("coordinator silent, reconnecting")
+                sockets = try connect()
+                subscribed = false
+                welcomed = false
+                lastHeard = time
+                sendHello(sockets.dealer)
+            }
+        }
+        stepSink.finish()
+    }
+
+    private mutating func sendHello(_ dealer: Socket) {
+        lastHello = now()
+        let hello = Hello(
+            agent: configuration.id, role: configuration.role, host: configuration.host, pid: configuration.pid,
+            capacity: configuration.capacity, version: WireFormat.softwareVersion)
+        send(dealer, Header(type: .hello, sender: configuration.id), hello)
+    }
+
+    private func send<Body: Encodable>(_ dealer: Socket, _ header: Header, _ body: Body) {
+        do {
+            try dealer.send(Codec.encode(header, body), wait: false)
+        } catch {
+            logger.debug("send failed", metadata: ["error": "\(error)"])
+        }
+    }
+
+    private func sendResult(_ key: StepKey, _ result: StepResult, dealer: Socket) {
+        let header = Header(type: .result, workflow: key.workflow, step: key.step, attempt: key.attempt, sender: configuration.id)
+        send(dealer, header, result)
+    }
+
+    private mutating func remember(_ key: StepKey, _ result: StepResult) {
+        if completed.updateValue(result, forKey: key) == nil { completedOrder.append(key) }
+        // Bounded: old keys are long confirmed, and their workflows done.
+        while completedOrder.count > 2000 {
+            let old = completedOrder.removeFirst()
+            if unconfirmed[old] == nil { completed[old] = nil } else { completedOrder.append(old) }
+        }
+    }
+
+    private mutating func reject(_ error: DecodeError) {
+        let count = (rejections[error.reason] ?? 0) + 1
+        rejections[error.reason] = count
+        if count <= 10 || count.isMultiple(of: 1000) {
+            logger.warning("rejected frame", metadata: ["reason": "\(error.reason.rawValue)", "detail": "\(error.detail)", "count": "\(count)"])
+        }
+    }
+
+    /// Handles a message from the coordinator; returns the events endpoint
+    /// once a welcome tells where it is.
+    private mutating func handleControl(_ frames: [[UInt8]], dealer: Socket) -> String? {
+        let envelope: Envelope
+        do {
+            envelope = try Codec.decode(frames[...])
+        } catch {
+            reject(error)
+            return nil
+        }
+        switch envelope.header.type {
+        case .welcome:
+            do {
+                let welcome = try envelope.decode(Welcome.self)
+                welcomed = true
+                heartbeatInterval = Int64(max(50, min(60_000, welcome.heartbeatIntervalMilliseconds)))
+                liveness = max(2, min(100, welcome.liveness))
+                logger.info("agent registered")
+                // Whatever the coordinator has not confirmed goes again now.
+                for key in unconfirmed.keys { unconfirmed[key] = 0 }
+                guard let endpoint = configuration.eventsEndpoint(announcedPort: welcome.eventsPort, announced: welcome.eventsEndpoint)
+                else {
+                    logger.error("coordinator announced no events endpoint; pass --events")
+                    return nil
+                }
+                return endpoint
+            } catch {
+                reject(error)
+            }
+        case .confirm:
+            if let key = envelope.header.stepKey { unconfirmed[key] = nil }
+        case .rehello:
+            welcomed = false
+            sendHello(dealer)
+        case .heartbeat:
+            break
+        case .error:
+            if let reply = try? envelope.decode(ErrorReply.self) {
+                logger.warning("coordinator refused a message", metadata: ["reason": "\(reply.reason)", "detail": "\(reply.message)"])
+            }
+        default:
+            reject(DecodeError(.unexpectedType, "'\(envelope.header.type.rawValue)' is not expected from the coordinator"))
+        }
+        return nil
+    }
+
+    /// A step published to this agent: acknowledge it, then run it once.
+    private mutating func handleStep(_ frames: [[UInt8]], dealer: Socket) {
+        guard frames.count == 3 else {
+            reject(DecodeError(.frameCount, "a step has 3 frames (topic, header, body), got \(frames.count)"))
+            return
+        }
+        let envelope: Envelope
+        let assignment: StepAssignment
+        do throws(DecodeError) {
+            envelope = try Codec.decode(frames.dropFirst())
+            guard envelope.header.type == .step else {
+                throw DecodeError(.unexpectedType, "'\(envelope.header.type.rawValue)' on the step topic")
+            }
+            assignment = try envelope.decode(StepAssignment.self)
+        } catch {
+            reject(error)
+            return
+        }
+        guard let key = envelope.header.stepKey else {
+            reject(DecodeError(.invalidField, "a step needs workflow, step and attempt"))
+            return
+        }
+        guard assignment.role == configuration.role else {
+            reject(DecodeError(.invalidField, "step for role \(assignment.role.rawValue) sent to a \(configuration.role.rawValue) agent"))
+            return
+        }
+        // A draining agent does not acknowledge: the coordinator gives the step to another.
+        if draining { return }
+        let ack = Header(type: .ack, workflow: key.workflow, step: key.step, attempt: key.attempt, sender: configuration.id)
+        send(dealer, ack, Empty())
+        if running.contains(key) { return }
+        if let result = completed[key] {
+            // Seen before: the stored result answers, the step does not run again.
+            unconfirmed[key] = now()
+            sendResult(key, result, dealer: dealer)
+            return
+        }
+        running.insert(key)
+        stepSink.yield((key, assignment))
+    }
+}

@@ -1,0 +1,38 @@
+import AgentRuntime
+import Cluster
+import GitOps
+import Protocol
+import ShoalSupport
+
+/// Installs the pinned Argo CD (server-side apply, NodePort 30080, plain
+/// HTTP behind the NodePort) and hands on its admin password.
+struct ArgoCDHandler: StepHandler {
+    func run(_ context: StepContext) async throws -> StepOutput {
+        let workflow = context.workflow
+        var cluster = try SimulatedCluster.load(from: context)
+        let install = ArgoCDInstall(version: ArgoCDInstall.defaultVersion)
+        cluster.installArgoCD(version: install.version)
+        let password = Secrets.password()
+        let log = install.kubectlSteps().map { "kubectl " + $0.joined(separator: " ") }
+        return StepOutput(
+            summary: "Argo CD \(install.version) on NodePort 30080",
+            values: ["version": .string(install.version), "nodePort": 30080, "namespace": "argocd"],
+            artifacts: [
+                Artifact(name: "cluster-state", path: "kubeconfigs/\(workflow)/simulated-cluster.json", data: cluster.encoded()),
+                Artifact(
+                    name: "argocd-admin-password", path: "kubeconfigs/\(workflow)/argocd-admin-password", sensitive: true,
+                    text: password + "\n"),
+            ],
+            log: log)
+    }
+}
+
+extension SimulatedCluster {
+    /// The simulated cluster handed on by earlier steps.
+    static func load(from context: StepContext) throws -> SimulatedCluster {
+        guard let artifact = context.artifact("cluster-state") else {
+            throw ShoalError(.invalidInput, "no cluster state from the provision step")
+        }
+        return try SimulatedCluster.decode(artifact.data)
+    }
+}

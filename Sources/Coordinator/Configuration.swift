@@ -1,0 +1,24 @@
+/// How a coordinator runs. Every field has a documented default; CLI flags map onto it.
+public struct CoordinatorConfiguration: Sendable {
+    /// ROUTER socket for agents and clients (default `tcp://*:7401`).
+    public var controlEndpoint = "tcp://*:7401"
+    /// XPUB socket for steps and events (default `tcp://*:7400`).
+    public var eventsEndpoint = "tcp://*:7400"
+    /// The SQLite journal (default `shoal-journal.sqlite`).
+    public var journalPath = "shoal-journal.sqlite"
+    /// Where the user's output tree is written (default `output`).
+    public var outputDirectory = "output"
+    /// Heartbeat period, both ways (default 1 s).
+    public var heartbeatInterval: Duration = .seconds(1)
+    /// Missed heartbeats before a peer counts as dead (default 3).
+    public var liveness = 3
+    /// How long an agent has to acknowledge a step before it is published
+    /// again, and then given to another agent (default 2 s).
+    public var ackTimeout: Duration = .seconds(2)
+    /// Attempts per step before the step fails (default 3).
+    public var maxAttempts = 3
+    /// Longest a single step may run (default 30 min).
+    public var stepTimeout: Duration = .seconds(1800)
+
+    public init() {}
+}

@@ -1,0 +1,139 @@
+import Foundation
+import Protocol
+import ShoalSupport
+import ZeroMQ
+
+/// A client of a coordinator (the CLI): requests over a DEALER, workflow
+/// events over a SUB. Blocking; use it from one thread.
+public final class CoordinatorClient {
+    private let context: Context
+    private let dealer: Socket
+    private var subscriber: Socket?
+    private let endpoint: String
+    /// How long to wait for a reply before sending the request again.
+    public var replyTimeout: Duration = .seconds(2)
+    /// Sends of one request before giving up.
+    public var attempts = 5
+
+    /// Connects (lazily: libzmq connects in the background).
+    /// - Throws: `ShoalError(.invalidInput)` for a malformed endpoint.
+    public init(endpoint: String, context: Context = Context()) throws {
+        self.context = context
+        self.endpoint = endpoint
+        do {
+            dealer = try Socket(context: context, type: .dealer)
+            try dealer.set(.maxMessageSize, Int64(WireFormat.maxMessageBytes))
+            try dealer.connect(endpoint)
+        } catch {
+            throw ShoalError(.invalidInput, "cannot connect to coordinator '\(endpoint)'", cause: "\(error)")
+        }
+    }
+
+    /// Sends a request and waits for its reply; resends with the same id
+    /// (requests are idempotent by id) until `attempts` run out.
+    /// - Throws: `ShoalError(.unreachable)` when no reply comes,
+    ///   `ShoalError(.invalidInput)` when the coordinator refuses the request.
+    func call<Body: Encodable>(_ header: Header, _ body: Body) throws -> Envelope {
+        let frames = Codec.encode(header, body)
+        for _ in 0..<attempts {
+            try dealer.send(frames)
+            let deadline = ContinuousClock.now + replyTimeout
+            while ContinuousClock.now < deadline {
+                var poller = Poller()
+                poller.add(dealer)
+                let remaining = Int((deadline - ContinuousClock.now).milliseconds)
+                guard try poller.poll(timeoutMilliseconds: max(1, remaining))[0] else { continue }
+                guard let reply = try dealer.receive(wait: false),
+                    let envelope = try? Codec.decode(reply[...]), envelope.header.re == header.id
+                else { continue }
+                if envelope.header.type == .error {
+                    let error = try? envelope.decode(ErrorReply.self)
+                    throw ShoalError(.invalidInput, error?.message ?? "the coordinator refused the request", cause: nil)
+                }
+                return envelope
+            }
+        }
+        throw ShoalError(
+            .unreachable,
+            "no answer from the coordinator at \(endpoint) after \(attempts) tries; is `shoal coordinator` running there?")
+    }
+
+    private func decode<Body: Decodable>(_ type: Body.Type, _ envelope: Envelope) throws -> Body {
+        do {
+            return try envelope.decode(type)
+        } catch {
+            throw ShoalError(.protocolViolation, "unexpected answer from the coordinator", cause: "\(error)")
+        }
+    }
+
+    /// Submits a workflow.
+    /// - Returns: the workflow id and the events port.
+    public func submit(_ request: WorkflowRequest) throws -> Accepted {
+        try decode(Accepted.self, call(Header(type: .submit), Submit(request: request)))
+    }
+
+    /// The current state of a workflow.
+    public func status(_ workflow: String) throws -> WorkflowSnapshot {
+        try decode(StatusReply.self, call(Header(type: .status, workflow: workflow), Empty())).workflow
+    }
+
+    public func list() throws -> [WorkflowSnapshot] {
+        try decode(ListReply.self, call(Header(type: .list), Empty())).workflows
+    }
+
+    public func agents() throws -> [AgentInfo] {
+        try decode(AgentsReply.self, call(Header(type: .agents), Empty())).agents
+    }
+
+    /// Follows a workflow until it finishes: events as they are published,
+    /// and a status request whenever none came for a while (events are lossy).
+    /// - Parameters:
+    ///   - eventsPort: the coordinator's PUB port (from `submit`), on the same host.
+    ///   - timeout: give up after this long; nil waits forever.
+    ///   - update: called with each newer snapshot.
+    /// - Returns: the final snapshot.
+    public func follow(
+        _ workflow: String, eventsPort: Int?, timeout: Duration? = nil, update: (WorkflowSnapshot) -> Void
+    ) throws -> WorkflowSnapshot {
+        if subscriber == nil, let eventsPort, let colon = endpoint.lastIndex(of: ":") {
+            let socket = try Socket(context: context, type: .sub)
+            try socket.set(.maxMessageSize, Int64(WireFormat.maxMessageBytes))
+            try socket.connect("\(endpoint[..<colon]):\(eventsPort)")
+            subscriber = socket
+        }
+        try subscriber?.subscribe(WireFormat.workflowTopic(workflow))
+        defer { try? subscriber?.unsubscribe(WireFormat.workflowTopic(workflow)) }
+        let deadline = timeout.map { ContinuousClock.now + $0 }
+        var latest = try status(workflow)
+        update(latest)
+        var lastStatus = ContinuousClock.now
+        while !latest.state.isFinished {
+            if let deadline, ContinuousClock.now >= deadline {
+                throw ShoalError(.timeout, "workflow \(workflow) did not finish in time; it is still \(latest.state.rawValue)")
+            }
+            var poller = Poller()
+            if let subscriber { poller.add(subscriber) }
+            if let subscriber, try poller.poll(timeoutMilliseconds: 200)[0] {
+                while let frames = try subscriber.receive(wait: false) {
+                    guard frames.count == 3, let envelope = try? Codec.decode(frames.dropFirst()),
+                        let reply = try? envelope.decode(StatusReply.self), reply.workflow.id == workflow,
+                        reply.workflow.revision > latest.revision
+                    else { continue }
+                    latest = reply.workflow
+                    update(latest)
+                }
+            } else if subscriber == nil {
+                Thread.sleep(forTimeInterval: 0.2)
+            }
+            if ContinuousClock.now - lastStatus > .seconds(1) {
+                lastStatus = ContinuousClock.now
+                let current = try status(workflow)
+                if current.revision > latest.revision || current.state.isFinished {
+                    latest = current
+                    update(latest)
+                }
+            }
+        }
+        return latest
+    }
+}

@@ -1,0 +1,138 @@
+import Foundation
+import Logging
+import Protocol
+import ServiceLifecycle
+import ShoalSupport
+import ZeroMQ
+
+/// The endpoints a coordinator actually bound (ports chosen when `*` or 0 was asked).
+public struct BoundEndpoints: Sendable, Equatable {
+    public var control: String
+    public var events: String
+
+    /// The TCP port of an endpoint such as `tcp://127.0.0.1:7400`.
+    public static func port(of endpoint: String) -> Int? {
+        guard let colon = endpoint.lastIndex(of: ":") else { return nil }
+        return Int(endpoint[endpoint.index(after: colon)...])
+    }
+}
+
+/// The coordinator as a service: one thread owns the ROUTER and XPUB sockets
+/// and runs the core; the service's task waits for it and stops it on
+/// graceful shutdown or cancellation.
+public final class CoordinatorService: Service {
+    private let configuration: CoordinatorConfiguration
+    private let logger: Logger
+    private let onReady: @Sendable (BoundEndpoints) -> Void
+    private let context: Context
+
+    /// - Parameters:
+    ///   - onReady: called once both sockets are bound, with their real endpoints.
+    public init(
+        configuration: CoordinatorConfiguration, logger: Logger, context: Context = Context(),
+        onReady: @escaping @Sendable (BoundEndpoints) -> Void = { _ in }
+    ) {
+        self.configuration = configuration
+        self.logger = logger
+        self.context = context
+        self.onReady = onReady
+    }
+
+    /// Runs until graceful shutdown or cancellation.
+    /// - Throws: `ShoalError` when the journal cannot be opened or a socket cannot bind.
+    public func run() async throws {
+        let journal = try Journal(path: configuration.journalPath)
+        let loop = ReactorLoop()
+        let configuration = configuration
+        let logger = logger
+        let context = context
+        let onReady = onReady
+        try await withTaskCancellationHandler {
+            try await withGracefulShutdownHandler {
+                try await loop.run { stop in
+                    try CoordinatorService.serve(
+                        configuration: configuration, journal: journal, context: context, logger: logger,
+                        onReady: onReady, stop: stop)
+                }
+            } onGracefulShutdown: {
+                loop.stop()
+            }
+        } onCancel: {
+            loop.stop()
+        }
+    }
+
+    /// The socket loop; runs on its own thread.
+    private static func serve(
+        configuration: CoordinatorConfiguration, journal: Journal, context: Context, logger: Logger,
+        onReady: @Sendable (BoundEndpoints) -> Void, stop: ReactorLoop.StopSignal
+    ) throws {
+        let router = try Socket(context: context, type: .router)
+        try router.set(.routerMandatory, 1)
+        try router.set(.maxMessageSize, Int64(WireFormat.maxMessageBytes))
+        try router.set(.sendHighWaterMark, 10_000)
+        let publisher = try Socket(context: context, type: .xpub)
+        try publisher.set(.xpubVerbose, 1)
+        try publisher.set(.sendHighWaterMark, 100_000)
+        try publisher.set(.maxMessageSize, 1024)
+        do {
+            try router.bind(configuration.controlEndpoint)
+            try publisher.bind(configuration.eventsEndpoint)
+        } catch {
+            throw ShoalError(
+                .io, "cannot bind \(configuration.controlEndpoint) and \(configuration.eventsEndpoint)",
+                cause: "\(error)")
+        }
+        let bound = BoundEndpoints(control: try router.lastEndpoint, events: try publisher.lastEndpoint)
+        let core = try CoordinatorCore(
+            configuration: configuration, journal: journal, logger: logger,
+            eventsPort: BoundEndpoints.port(of: bound.events))
+        logger.info("coordinator ready", metadata: ["control": "\(bound.control)", "events": "\(bound.events)"])
+        onReady(bound)
+
+        var poller = Poller()
+        let routerIndex = poller.add(router)
+        let publisherIndex = poller.add(publisher)
+        let wakeIndex = poller.add(fileDescriptor: stop.wakeup.fileDescriptor)
+        let tickMilliseconds = Int(max(10, min(100, configuration.heartbeatInterval.milliseconds / 4)))
+        while !stop.isStopped {
+            let ready = try poller.poll(timeoutMilliseconds: tickMilliseconds)
+            if ready[wakeIndex] { stop.wakeup.drain() }
+            // Bounded batches keep timers and the other socket served under load.
+            if ready[routerIndex] {
+                for _ in 0..<1000 {
+                    guard let frames = try router.receive(wait: false) else { break }
+                    core.handleControl(frames)
+                }
+            }
+            if ready[publisherIndex] {
+                for _ in 0..<1000 {
+                    guard let frames = try publisher.receive(wait: false) else { break }
+                    guard let first = frames.first, let kind = first.first, kind == 0 || kind == 1 else { continue }
+                    core.subscriptionChanged(String(decoding: first.dropFirst(), as: UTF8.self), subscribed: kind == 1)
+                }
+            }
+            core.tick()
+            for outgoing in core.drainOutbox() {
+                switch outgoing {
+                case .send(_, let frames):
+                    // Never block on a slow or vanished peer: drop, and let the
+                    // protocol's resends recover.
+                    sendDroppingUnreachable(router, frames, logger: logger)
+                case .publish(let frames):
+                    try publisher.send(frames, wait: false)
+                }
+            }
+        }
+        logger.info("coordinator stopped")
+    }
+}
+
+/// Sends on a ROUTER without blocking; a peer that is gone or full is not an error.
+private func sendDroppingUnreachable(_ socket: Socket, _ frames: [[UInt8]], logger: Logger) {
+    do {
+        try socket.send(frames, wait: false)
+    } catch {
+        logger.debug("peer unreachable", metadata: ["error": "\(error)"])
+    }
+}

@@ -1,0 +1,123 @@
+import Foundation
+import Protocol
+import ShoalSupport
+
+/// Prints a line per step as it starts and ends, then a summary.
+final class ProgressDisplay: @unchecked Sendable {  // `printed` is guarded by `lock`
+    private let lock = NSLock()
+    private var printed: [String: StepSnapshot.State] = [:]
+
+    func submitted(_ workflow: String) {
+        print("workflow \(workflow) submitted")
+        fflush(stdout)
+    }
+
+    func update(_ workflow: WorkflowSnapshot) {
+        lock.lock()
+        defer { lock.unlock() }
+        for step in workflow.steps {
+            let previous = printed[step.name]
+            if step.state == .running || step.state == .assigned, previous == nil {
+                printed[step.name] = step.state
+                print("  start \(pad(step.name, 22)) \(agentLabel(step))")
+            }
+            if step.state.isFinished, previous == nil || !(previous!.isFinished) {
+                if previous == nil && step.state == .succeeded {
+                    print("  start \(pad(step.name, 22)) \(agentLabel(step))")
+                }
+                printed[step.name] = step.state
+                let label = ["succeeded": "ok   ", "failed": "FAIL ", "skipped": "skip ", "cancelled": "stop "][step.state.rawValue] ?? "     "
+                var line = "  \(label) \(pad(step.name, 22))"
+                if let started = step.startedAt, let finished = step.finishedAt {
+                    line += " " + pad(Duration.milliseconds(max(0, finished - started)).shortDescription, 7)
+                }
+                if step.agent != nil && step.state != .skipped && step.state != .cancelled { line += " " + agentLabel(step) }
+                if let summary = step.summary ?? step.error { line += "  " + summary }
+                print(line)
+            }
+        }
+        fflush(stdout)
+    }
+
+    private func agentLabel(_ step: StepSnapshot) -> String {
+        guard let agent = step.agent else { return "" }
+        var details: [String] = []
+        if let pid = step.pid { details.append("pid \(pid)") }
+        if let host = step.host { details.append("host \(host)") }
+        return details.isEmpty ? agent : "\(agent) (\(details.joined(separator: ", ")))"
+    }
+
+    func summary(_ workflow: WorkflowSnapshot, output: String?) {
+        let total = workflow.steps.count
+        let succeeded = workflow.steps.filter { $0.state == .succeeded }.count
+        var elapsed = ""
+        if let finished = workflow.finishedAt {
+            elapsed = " in " + Duration.milliseconds(max(0, finished - workflow.createdAt)).shortDescription
+        }
+        print("")
+        print("Workflow \(workflow.id) \(workflow.state.rawValue)\(elapsed): \(total) steps, \(succeeded) succeeded")
+        if let error = workflow.error { print("  reason: \(error)") }
+        if let report = workflow.step("health-report"), report.state == .succeeded {
+            printHealth(report.values)
+        }
+        if workflow.state == .succeeded || workflow.steps.contains(where: { $0.name == "provision" && $0.state == .succeeded }) {
+            printAccess(workflow)
+        }
+        if let output { printFiles(workflow, output: output) }
+        fflush(stdout)
+    }
+
+    private func printHealth(_ values: [String: JSONValue]) {
+        let score = values["score"]?.intValue ?? 0
+        let status = values["status"]?.stringValue ?? "unknown"
+        print("")
+        print("Health: score \(score)/100 (\(status))")
+        print("  \(pad("CHECK", 14)) \(pad("RESULT", 6)) \(pad("AGENT", 16)) DETAIL")
+        for check in values["checks"]?.arrayValue ?? [] {
+            let name = check["name"]?.stringValue ?? "?"
+            let passed = check["passed"]?.boolValue ?? false
+            let agent = check["agent"]?.stringValue ?? "?"
+            let message = check["message"]?.stringValue ?? ""
+            print("  \(pad(name, 14)) \(pad(passed ? "pass" : "FAIL", 6)) \(pad(agent, 16)) \(message)")
+        }
+    }
+
+    private func printAccess(_ workflow: WorkflowSnapshot) {
+        let host = workflow.step("provision")?.values["nodeAddress"]?.stringValue ?? "127.0.0.1"
+        let simulated = !workflow.request.realDeployment
+        print("")
+        print("Access" + (simulated ? " (demo: a simulated cluster answers on these ports in real mode)" : ""))
+        var rows: [(String, Int, String)] = []
+        if workflow.request.argocd {
+            rows.append(("Argo CD", 30080, "user admin; password in kubeconfigs/\(workflow.id)/argocd-admin-password"))
+        }
+        if workflow.request.monitoring {
+            rows.append(("Prometheus", 30090, ""))
+            rows.append(("Grafana", 30300, "user admin; password in kubeconfigs/\(workflow.id)/grafana-admin-password"))
+            if workflow.request.headlamp {
+                rows.append(("Headlamp", 30466, "token: see the runbook"))
+            }
+        }
+        for (name, port, note) in rows {
+            print("  \(pad(name, 11)) \(pad("http://\(host):\(port)", 24)) \(note)")
+        }
+    }
+
+    private func printFiles(_ workflow: WorkflowSnapshot, output: String) {
+        print("")
+        print("Files")
+        let entries = [
+            ("terraform", "terraform"), ("kubeconfig", "kubeconfigs"), ("manifests", "manifests"),
+            ("gitops repo", "gitops"), ("argocd apps", "argocd-apps"), ("runbook", "docs"),
+        ]
+        for (label, directory) in entries {
+            let path = "\(output)/\(directory)/\(workflow.id)"
+            if FileManager.default.fileExists(atPath: path) { print("  \(pad(label, 12)) \(path)/") }
+        }
+        print("  \(pad("logs", 12)) \(output)/.shoal/logs/")
+    }
+}
+
+func pad(_ text: String, _ width: Int) -> String {
+    text.count >= width ? text : text + String(repeating: " ", count: width - text.count)
+}

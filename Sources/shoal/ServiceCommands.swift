@@ -1,0 +1,133 @@
+import AgentRuntime
+import Agents
+import ArgumentParser
+import Coordinator
+import Foundation
+import Logging
+import Protocol
+import ServiceLifecycle
+import ShoalSupport
+
+/// Runs a service until SIGTERM or SIGINT; optionally also until the parent
+/// process goes away (embedded mode), so no child outlives `shoal create`.
+func runService(_ service: some Service, logger: Logger, exitWithParent: Bool) async throws {
+    let group = ServiceGroup(
+        configuration: .init(services: [service], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
+    try await withThrowingTaskGroup(of: Void.self) { tasks in
+        tasks.addTask { try await group.run() }
+        if exitWithParent {
+            let parent = getppid()
+            tasks.addTask {
+                while getppid() == parent { try await Task.sleep(for: .milliseconds(250)) }
+                logger.warning("parent process gone, shutting down")
+                await group.triggerGracefulShutdown()
+            }
+        }
+        try await tasks.next()
+        tasks.cancelAll()
+    }
+}
+
+struct CoordinatorCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "coordinator",
+        abstract: "Run the coordinator: publishes workflow steps to agents and collects their results.")
+
+    @Option(help: "PUB endpoint for steps and events.") var events = "tcp://*:7400"
+    @Option(help: "ROUTER endpoint for agents and clients.") var control = "tcp://*:7401"
+    @Option(help: "SQLite journal file.") var journal = "shoal-journal.sqlite"
+    @Option(name: [.short, .long], help: "Directory of the output tree.") var output = "output"
+    @Option(help: "Heartbeat interval, e.g. 1s or 250ms.") var heartbeat = "1s"
+    @Option(help: "Missed heartbeats before a peer is declared dead.") var liveness = 3
+    @Option(help: "Time an agent has to acknowledge a step.") var ackTimeout = "2s"
+    @Option(help: "Attempts per step before it fails.") var maxAttempts = 3
+    @Flag(help: "Exit when the parent process exits (used by `shoal create`).") var exitWithParent = false
+    @OptionGroup var logging: LoggingOptions
+
+    func validate() throws {
+        guard let interval = parseDuration(heartbeat), interval >= .milliseconds(50) else {
+            throw ValidationError("--heartbeat must be a duration of at least 50ms, e.g. 1s")
+        }
+        guard let ack = parseDuration(ackTimeout), ack >= .milliseconds(50) else {
+            throw ValidationError("--ack-timeout must be a duration of at least 50ms, e.g. 2s")
+        }
+        guard (2...100).contains(liveness) else { throw ValidationError("--liveness must be between 2 and 100") }
+        guard (1...100).contains(maxAttempts) else { throw ValidationError("--max-attempts must be between 1 and 100") }
+        _ = interval
+    }
+
+    func run() async throws {
+        let logger = logging.bootstrap(label: "shoal.coordinator")
+        var configuration = CoordinatorConfiguration()
+        configuration.eventsEndpoint = events
+        configuration.controlEndpoint = control
+        configuration.journalPath = journal
+        configuration.outputDirectory = output
+        configuration.heartbeatInterval = parseDuration(heartbeat)!
+        configuration.liveness = liveness
+        configuration.ackTimeout = parseDuration(ackTimeout)!
+        configuration.maxAttempts = maxAttempts
+        let service = CoordinatorService(configuration: configuration, logger: logger) { bound in
+            // One line on stdout that `shoal create` (and scripts) wait for.
+            print("ready control=\(bound.control) events=\(bound.events)")
+            fflush(stdout)
+        }
+        do {
+            try await runService(service, logger: logger, exitWithParent: exitWithParent)
+        } catch let error as ShoalError {
+            fail(error.description)
+        }
+    }
+}
+
+struct AgentCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "agent",
+        abstract: "Run an agent of one role: planner, infra, argocd, monitoring, validation or docs.")
+
+    @Argument(help: "The role: planner, infra, argocd, monitoring, validation, docs.") var role: String
+    @Option(help: "The coordinator's control endpoint, e.g. tcp://10.0.0.5:7401.") var coordinator: String
+    @Option(help: "Agent id, unique on the bus (default: <role>-<host>-<pid>).") var id: String?
+    @Option(help: "The coordinator's events endpoint (default: its host, with the port it announces).")
+    var events: String?
+    @Option(help: "Steps this agent runs at the same time.") var capacity = 2
+    @Option(help: "Working directory for files the agent keeps (terraform state, the GitOps repository).")
+    var workDir = "output"
+    @Option(help: "Address the GitOps repository is served on (monitoring role), host:port.")
+    var gitopsListen = "127.0.0.1:0"
+    @Option(help: "Host name or address the cluster uses to reach the served GitOps repository.")
+    var gitopsAdvertise: String?
+    @Flag(help: "Exit when the parent process exits (used by `shoal create`).") var exitWithParent = false
+    @OptionGroup var logging: LoggingOptions
+
+    func validate() throws {
+        guard Role(rawValue: role) != nil else {
+            throw ValidationError(
+                "unknown role '\(role.prefix(40))'; use one of \(Role.allCases.map(\.rawValue).joined(separator: ", "))")
+        }
+        if let id, !Names.isAgentID(id) {
+            throw ValidationError("--id must be 1-64 letters, digits, '.', '_' or '-', starting with a letter or digit")
+        }
+        guard (1...64).contains(capacity) else { throw ValidationError("--capacity must be between 1 and 64") }
+        guard coordinator.hasPrefix("tcp://") || coordinator.hasPrefix("ipc://") || coordinator.hasPrefix("inproc://")
+        else { throw ValidationError("--coordinator must be an endpoint such as tcp://host:7401") }
+    }
+
+    func run() async throws {
+        let logger = logging.bootstrap(label: "shoal.agent")
+        let role = Role(rawValue: role)!
+        var configuration = AgentConfiguration(role: role, coordinator: coordinator, id: id)
+        configuration.events = events
+        configuration.capacity = capacity
+        var options = AgentOptions(workDirectory: workDir)
+        options.gitopsListen = gitopsListen
+        options.gitopsAdvertise = gitopsAdvertise
+        do {
+            let handler = try AgentHandlers.make(role: role, options: options, logger: logger)
+            let service = AgentService(configuration: configuration, handler: handler, logger: logger)
+            try await runService(service, logger: logger, exitWithParent: exitWithParent)
+        } catch let error as ShoalError {
+            fail(error.description)
+        }
+    }
+}

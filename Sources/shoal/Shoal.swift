@@ -1,0 +1,59 @@
+import ArgumentParser
+import Foundation
+import Logging
+import Protocol
+
+@main
+struct Shoal: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "shoal",
+        abstract: "Automates a K3s cluster end to end, GitOps style, with agents on a ZeroMQ bus.",
+        discussion: """
+            Demo mode (the default) runs the whole workflow against a simulated cluster and writes real \
+            artifacts: Terraform files, manifests, a git repository, Argo CD Applications.
+            """,
+        version: WireFormat.softwareVersion,
+        subcommands: [
+            CreateCommand.self, StatusCommand.self, ListCommand.self, CoordinatorCommand.self, AgentCommand.self,
+            VersionCommand.self,
+        ]
+    )
+}
+
+struct VersionCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "version", abstract: "Print shoal's version.")
+
+    func run() {
+        let zmq = ZeroMQVersion.current
+        print("shoal \(WireFormat.softwareVersion) (protocol v\(WireFormat.version), libzmq \(zmq))")
+    }
+}
+
+/// Logging options shared by every command.
+struct LoggingOptions: ParsableArguments {
+    @Option(name: .long, help: "Log level: trace, debug, info, notice, warning, error, critical.")
+    var logLevel: String = "info"
+
+    func validate() throws {
+        guard Logger.Level(rawValue: logLevel) != nil else {
+            throw ValidationError("--log-level must be one of trace, debug, info, notice, warning, error, critical")
+        }
+    }
+
+    /// Logs go to standard error, so standard output stays for results.
+    func bootstrap(label: String) -> Logger {
+        let level = Logger.Level(rawValue: logLevel) ?? .info
+        LoggingSystem.bootstrap { label in
+            var handler = StreamLogHandler.standardError(label: label)
+            handler.logLevel = level
+            return handler
+        }
+        return Logger(label: label)
+    }
+}
+
+/// Prints a one-line error and exits with `code`, without a stack trace.
+func fail(_ message: String, code: Int32 = 1) -> Never {
+    FileHandle.standardError.write(Data("error: \(message)\n".utf8))
+    exit(code)
+}

@@ -1,0 +1,90 @@
+import ArgumentParser
+import Coordinator
+import Foundation
+import Protocol
+import ShoalSupport
+
+/// Where to read workflows from: a running coordinator, or the journal of an
+/// embedded run in the output directory.
+struct SourceOptions: ParsableArguments {
+    @Option(help: "Ask a running coordinator, e.g. tcp://10.0.0.5:7401.") var coordinator: String?
+    @Option(name: [.short, .long], help: "Output directory of an embedded run.") var output = "output"
+
+    func workflows() async throws -> [WorkflowSnapshot] {
+        if let coordinator {
+            return try await runBlocking { try CoordinatorClient(endpoint: coordinator).list() }
+        }
+        return try journal().workflows()
+    }
+
+    func workflow(_ id: String) async throws -> WorkflowSnapshot {
+        try Names.validateWorkflowID(id)
+        if let coordinator {
+            return try await runBlocking { try CoordinatorClient(endpoint: coordinator).status(id) }
+        }
+        guard let workflow = try journal().workflow(id) else {
+            throw ShoalError(.notFound, "no workflow '\(id)' in \(output); `shoal list -o \(output)` shows them")
+        }
+        return workflow
+    }
+
+    private func journal() throws -> Journal {
+        let path = output + "/.shoal/journal.sqlite"
+        guard FileManager.default.fileExists(atPath: path) else {
+            throw ShoalError(.notFound, "no shoal journal in '\(output)'; pass -o with the output directory of a run")
+        }
+        return try Journal(path: path)
+    }
+}
+
+struct StatusCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "status", abstract: "Show a workflow and its steps.")
+
+    @Argument(help: "The workflow id.") var workflow: String
+    @OptionGroup var source: SourceOptions
+
+    func run() async throws {
+        let snapshot: WorkflowSnapshot
+        do {
+            snapshot = try await source.workflow(workflow)
+        } catch let error as ShoalError {
+            fail(error.description)
+        }
+        print("workflow \(snapshot.id): \(snapshot.state.rawValue)")
+        let request = snapshot.request
+        print(
+            "  platform \(request.platform), \(request.environment.rawValue), \(request.nodes) node(s), "
+                + "monitoring \(request.monitoring ? "on" : "off"), headlamp \(request.headlamp ? "on" : "off"), "
+                + (request.realDeployment ? "real" : "demo"))
+        if let error = snapshot.error { print("  reason: \(error)") }
+        print("  \(pad("STEP", 22)) \(pad("STATE", 10)) \(pad("ATTEMPT", 7)) \(pad("AGENT", 16)) SUMMARY")
+        for step in snapshot.steps {
+            print(
+                "  \(pad(step.name, 22)) \(pad(step.state.rawValue, 10)) \(pad(String(step.attempt), 7)) "
+                    + "\(pad(step.agent ?? "-", 16)) \(step.summary ?? step.error ?? "")")
+        }
+        if snapshot.state == .failed { throw ExitCode.failure }
+    }
+}
+
+struct ListCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "list", abstract: "List workflows.")
+
+    @OptionGroup var source: SourceOptions
+
+    func run() async throws {
+        let workflows: [WorkflowSnapshot]
+        do {
+            workflows = try await source.workflows()
+        } catch let error as ShoalError {
+            fail(error.description)
+        }
+        print("\(pad("WORKFLOW", 20)) \(pad("STATE", 10)) \(pad("NODES", 5)) \(pad("ENVIRONMENT", 12)) CREATED")
+        for workflow in workflows {
+            let created = Date(timeIntervalSince1970: Double(workflow.createdAt) / 1000)
+            print(
+                "\(pad(workflow.id, 20)) \(pad(workflow.state.rawValue, 10)) \(pad(String(workflow.request.nodes), 5)) "
+                    + "\(pad(workflow.request.environment.rawValue, 12)) \(created.ISO8601Format())")
+        }
+    }
+}

@@ -1,0 +1,164 @@
+import Foundation
+import Logging
+import Testing
+
+@testable import AgentRuntime
+@testable import Protocol
+@testable import ZeroMQ
+
+/// Counts how often each step really ran.
+final class CountingHandler: StepHandler, @unchecked Sendable {  // `runs` is guarded by `lock`
+    private let lock = NSLock()
+    private var runs: [String: Int] = [:]
+
+    func run(_ context: StepContext) async throws -> StepOutput {
+        lock.withLock { runs[context.key.description, default: 0] += 1 }
+        return StepOutput(summary: "ran \(context.key.step)", values: ["echo": .string(context.key.step)])
+    }
+
+    func count(_ key: StepKey) -> Int {
+        lock.lock()
+        defer { lock.unlock() }
+        return runs[key.description] ?? 0
+    }
+}
+
+/// A coordinator made of raw sockets, driving a real AgentService.
+final class FakeCoordinator {
+    let router: Socket
+    let publisher: Socket
+    var agentIdentity: [UInt8] = []
+
+    init(context: Context) throws {
+        router = try Socket(context: context, type: .router)
+        try router.bind("tcp://127.0.0.1:*")
+        publisher = try Socket(context: context, type: .xpub)
+        try publisher.set(.xpubVerbose, 1)
+        try publisher.bind("tcp://127.0.0.1:*")
+    }
+
+    var control: String { (try? router.lastEndpoint) ?? "" }
+    var eventsPort: Int { Int((try? publisher.lastEndpoint)?.split(separator: ":").last ?? "") ?? 0 }
+
+    /// The next control message of `type`, skipping others (heartbeats).
+    func expect(_ type: MessageType, timeout: Duration = .seconds(5)) throws -> Envelope? {
+        let deadline = ContinuousClock.now + timeout
+        while ContinuousClock.now < deadline {
+            var poller = Poller()
+            poller.add(router)
+            guard try poller.poll(timeoutMilliseconds: 20)[0], let frames = try router.receive(wait: false) else { continue }
+            agentIdentity = frames[0]
+            let envelope = try Codec.decode(frames.dropFirst())
+            if envelope.header.type == type { return envelope }
+        }
+        return nil
+    }
+
+    func reply<Body: Encodable>(_ header: Header, _ body: Body) throws {
+        try router.send([agentIdentity] + Codec.encode(header, body))
+    }
+
+    func welcome() throws {
+        try reply(Header(type: .welcome), Welcome(heartbeatIntervalMilliseconds: 100, liveness: 50, eventsPort: eventsPort, eventsEndpoint: nil))
+    }
+
+    func waitSubscription(_ topic: String) throws {
+        try publisher.set(.receiveTimeout, 5000)
+        while let frames = try publisher.receive() {
+            if frames[0] == [1] + Array(topic.utf8) { return }
+        }
+        throw TestFailure("no subscription to \(topic)")
+    }
+
+    func publishStep(_ key: StepKey, to agent: String, role: Role = .docs) throws {
+        let assignment = StepAssignment(role: role, request: WorkflowRequest(), params: [:], inputs: [:], artifacts: [])
+        let header = Header(type: .step, workflow: key.workflow, step: key.step, attempt: key.attempt)
+        try publisher.send(Codec.encode(header, assignment, topic: WireFormat.agentTopic(agent)))
+    }
+}
+
+struct TestFailure: Error, CustomStringConvertible {
+    let description: String
+    init(_ description: String) { self.description = description }
+}
+
+@Suite(.serialized) struct AgentSessionTests {
+    let context = Context()
+
+    private func startAgent(_ coordinator: FakeCoordinator, handler: CountingHandler, id: String = "docs-t") -> Task<Void, any Error> {
+        var configuration = AgentConfiguration(role: .docs, coordinator: coordinator.control, id: id)
+        configuration.resendInterval = .milliseconds(200)
+        configuration.heartbeatInterval = .milliseconds(100)
+        let service = AgentService(configuration: configuration, handler: handler, logger: Logger(label: "test.agent"), context: context)
+        return Task { try await service.run() }
+    }
+
+    @Test func agentAcksRunsOnceAndResendsUntilConfirmed() async throws {
+        let coordinator = try FakeCoordinator(context: context)
+        let handler = CountingHandler()
+        let agent = startAgent(coordinator, handler: handler)
+        defer { agent.cancel() }
+        let hello = try #require(try coordinator.expect(.hello))
+        #expect(try hello.decode(Hello.self).role == .docs)
+        try coordinator.welcome()
+        try coordinator.waitSubscription(WireFormat.agentTopic("docs-t"))
+        let key = StepKey(workflow: "k3s-dev-000001", step: "docs", attempt: 1)
+        try coordinator.publishStep(key, to: "docs-t")
+        #expect(try coordinator.expect(.ack)?.header.stepKey == key)
+        let result = try #require(try coordinator.expect(.result))
+        #expect(result.header.stepKey == key)
+        #expect(try result.decode(StepResult.self).output.values["echo"] == "docs")
+        // Not confirmed: it comes again.
+        #expect(try coordinator.expect(.result)?.header.stepKey == key)
+        try coordinator.reply(Header(type: .confirm, workflow: key.workflow, step: key.step, attempt: key.attempt), Empty())
+        // Confirmed: no more resends.
+        #expect(try coordinator.expect(.result, timeout: .milliseconds(700)) == nil)
+        // The same step published again is answered from the stored result.
+        try coordinator.publishStep(key, to: "docs-t")
+        #expect(try coordinator.expect(.ack)?.header.stepKey == key)
+        #expect(try coordinator.expect(.result)?.header.stepKey == key)
+        #expect(handler.count(key) == 1, "a step seen twice runs once")
+    }
+
+    @Test func agentIntroducesItselfAgainWhenAskedAndResendsItsResult() async throws {
+        let coordinator = try FakeCoordinator(context: context)
+        let handler = CountingHandler()
+        let agent = startAgent(coordinator, handler: handler, id: "docs-r")
+        defer { agent.cancel() }
+        _ = try #require(try coordinator.expect(.hello))
+        try coordinator.welcome()
+        try coordinator.waitSubscription(WireFormat.agentTopic("docs-r"))
+        let key = StepKey(workflow: "k3s-dev-000002", step: "docs", attempt: 1)
+        try coordinator.publishStep(key, to: "docs-r")
+        _ = try #require(try coordinator.expect(.result))
+        // A restarted coordinator does not know the agent: it asks for a hello.
+        try coordinator.reply(Header(type: .rehello), Empty())
+        _ = try #require(try coordinator.expect(.hello))
+        try coordinator.welcome()
+        // After the welcome, the unconfirmed result arrives again at once.
+        #expect(try coordinator.expect(.result, timeout: .seconds(1))?.header.stepKey == key)
+        #expect(handler.count(key) == 1)
+    }
+
+    @Test func agentRejectsGarbageOnItsTopicAndKeepsWorking() async throws {
+        let coordinator = try FakeCoordinator(context: context)
+        let handler = CountingHandler()
+        let agent = startAgent(coordinator, handler: handler, id: "docs-g")
+        defer { agent.cancel() }
+        _ = try #require(try coordinator.expect(.hello))
+        try coordinator.welcome()
+        let topic = WireFormat.agentTopic("docs-g")
+        try coordinator.waitSubscription(topic)
+        var generator = SystemRandomNumberGenerator()
+        for index in 0..<2000 {
+            var frames: [[UInt8]] = [Array(topic.utf8)]
+            for _ in 0..<(index % 4) {
+                frames.append((0..<Int.random(in: 0..<64, using: &generator)).map { _ in UInt8.random(in: 0...255, using: &generator) })
+            }
+            try coordinator.publisher.send(frames)
+        }
+        let key = StepKey(workflow: "k3s-dev-000003", step: "docs", attempt: 1)
+        try coordinator.publishStep(key, to: "docs-g")
+        #expect(try coordinator.expect(.result)?.header.stepKey == key)
+    }
+}

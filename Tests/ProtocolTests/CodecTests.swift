@@ -1,0 +1,148 @@
+import Foundation
+import Testing
+
+@testable import Protocol
+
+@Suite struct CodecTests {
+    private func frames(_ header: String, _ body: String = "{}") -> ArraySlice<[UInt8]> {
+        [Array(header.utf8), Array(body.utf8)][...]
+    }
+
+    @Test func messagesRoundTripThroughFrames() throws {
+        let header = Header(type: .hello, sender: "planner-1")
+        let hello = Hello(agent: "planner-1", role: .planner, host: "h", pid: 42, capacity: 2, version: "0.1.0")
+        let encoded = Codec.encode(header, hello, topic: "agent/planner-1/")
+        #expect(encoded.count == 3)
+        #expect(encoded[0] == Array("agent/planner-1/".utf8))
+        let envelope = try Codec.decode(encoded.dropFirst())
+        #expect(envelope.header == header)
+        #expect(try envelope.decode(Hello.self) == hello)
+    }
+
+    @Test func headerCarriesVersionTypeIdAndTime() throws {
+        let encoded = Codec.encode(Header(type: .ack, workflow: "k3s-dev-1", step: "plan", attempt: 1, sender: "a"), Empty())
+        let object = try #require(try JSONSerialization.jsonObject(with: Data(encoded[0])) as? [String: Any])
+        #expect(object["v"] as? Int == 1)
+        #expect(object["type"] as? String == "ack")
+        #expect((object["id"] as? String)?.isEmpty == false)
+        #expect(object["sentAt"] != nil)
+        #expect(object["attempt"] as? Int == 1)
+    }
+
+    @Test(arguments: [
+        ("not json", RejectReason.malformedHeader),
+        ("[1,2]", .malformedHeader),
+        (#"{"v":2,"type":"hello","id":"x","sentAt":1}"#, .unsupportedVersion),
+        (#"{"v":1,"type":"launch-missiles","id":"x","sentAt":1}"#, .unknownType),
+        (#"{"v":1,"type":"hello","sentAt":1}"#, .malformedHeader),
+        (#"{"v":1,"type":"hello","id":"x","sentAt":"yesterday"}"#, .malformedHeader),
+        (#"{"v":1,"type":"hello","id":"x","sentAt":1,"workflow":"../etc"}"#, .invalidField),
+        (#"{"v":1,"type":"hello","id":"x","sentAt":1,"attempt":0}"#, .invalidField),
+        (#"{"v":1,"type":"hello","id":"","sentAt":1}"#, .invalidField),
+    ])
+    func badHeadersAreRejectedWithTheirReason(header: String, reason: RejectReason) {
+        #expect {
+            try Codec.decode(frames(header))
+        } throws: { error in
+            (error as? DecodeError)?.reason == reason
+        }
+    }
+
+    @Test func wrongFrameCountIsRejected() {
+        for count in [0, 1, 3, 5] {
+            let frames = Array(repeating: Array("{}".utf8), count: count)
+            #expect(throws: DecodeError.self) { try Codec.decode(frames[...]) }
+        }
+    }
+
+    @Test func oversizedHeaderIsRejectedBeforeParsing() {
+        let header = #"{"v":1,"type":"hello","id":"x","sentAt":1,"pad":""# + String(repeating: "a", count: 5000) + #""}"#
+        #expect {
+            try Codec.decode(frames(header))
+        } throws: { error in
+            (error as? DecodeError)?.reason == .oversized
+        }
+    }
+
+    @Test func bodyOfTheWrongShapeIsRejected() throws {
+        let envelope = try Codec.decode(frames(#"{"v":1,"type":"hello","id":"x","sentAt":1}"#, #"{"agent":5}"#))
+        #expect {
+            try envelope.decode(Hello.self)
+        } throws: { error in
+            (error as? DecodeError)?.reason == .malformedBody
+        }
+    }
+
+    @Test func randomBytesNeverCrashTheDecoder() {
+        var generator = SystemRandomNumberGenerator()
+        for _ in 0..<2000 {
+            let header = (0..<Int.random(in: 0..<200, using: &generator)).map { _ in UInt8.random(in: 0...255, using: &generator) }
+            let body = (0..<Int.random(in: 0..<200, using: &generator)).map { _ in UInt8.random(in: 0...255, using: &generator) }
+            #expect(throws: DecodeError.self) { try Codec.decode([header, body][...]) }
+        }
+    }
+}
+
+@Suite struct RequestTests {
+    @Test func defaultsAreValid() {
+        #expect(WorkflowRequest().problems().isEmpty)
+    }
+
+    @Test func nodeCountOutsideOneToNinetyNineIsRefused() {
+        for nodes in [0, -1, 100] {
+            var request = WorkflowRequest()
+            request.nodes = nodes
+            #expect(request.problems() == ["--nodes must be between 1 and 99, got \(nodes)"])
+        }
+    }
+
+    @Test func productionNeedsThreeNodesAndTheErrorNamesTheRule() throws {
+        var request = WorkflowRequest()
+        request.environment = .production
+        request.nodes = 2
+        let problem = try #require(request.problems().first)
+        #expect(problem.contains("production needs at least 3 nodes"))
+        request.nodes = 3
+        #expect(request.problems().isEmpty)
+    }
+
+    @Test func otherPlatformsAreNotSupportedYet() throws {
+        var request = WorkflowRequest()
+        request.platform = "eks"
+        #expect(try #require(request.problems().first).contains("not supported yet"))
+        request.platform = "nonsense"
+        #expect(try #require(request.problems().first).contains("unknown platform"))
+    }
+
+    @Test func requestDecodingToleratesMissingFieldsButNotWrongTypes() throws {
+        let decoded = try JSONDecoder().decode(WorkflowRequest.self, from: Data(#"{"nodes":3}"#.utf8))
+        #expect(decoded.nodes == 3)
+        #expect(decoded.platform == "k3s")
+        #expect(throws: DecodingError.self) {
+            try JSONDecoder().decode(WorkflowRequest.self, from: Data(#"{"nodes":"three"}"#.utf8))
+        }
+    }
+}
+
+@Suite struct PlanTests {
+    @Test func aValidDAGHasNoProblems() {
+        let plan = Plan(steps: [
+            PlannedStep(name: "a", role: .infra, needs: ["plan"]),
+            PlannedStep(name: "b", role: .docs, needs: ["a"]),
+        ])
+        #expect(plan.problems().isEmpty)
+    }
+
+    @Test func cyclesUnknownDependenciesAndDuplicatesAreFound() {
+        let plan = Plan(steps: [
+            PlannedStep(name: "a", role: .infra, needs: ["b"]),
+            PlannedStep(name: "b", role: .infra, needs: ["a"]),
+            PlannedStep(name: "c", role: .infra, needs: ["ghost"]),
+            PlannedStep(name: "c", role: .infra),
+        ])
+        let problems = plan.problems()
+        #expect(problems.contains { $0.contains("cycle") })
+        #expect(problems.contains { $0.contains("unknown step 'ghost'") })
+        #expect(problems.contains { $0.contains("duplicate step 'c'") })
+    }
+}
