@@ -82,7 +82,8 @@ public enum TerraformRenderer {
     static func mainTF(target: K3sTarget, airgap: Bool) -> String {
         switch target {
         case .local:
-            return airgap ? replacing(HCL.localInstallOnline, with: HCL.localInstallAirgap, in: HCL.localMain) : HCL.localMain
+            guard airgap else { return HCL.localMain }
+            return replacing(HCL.localInstallOnline, with: HCL.localInstallAirgap, in: HCL.localMain)
         case .ssh:
             guard airgap else { return HCL.sshMain }
             let text = replacing(HCL.sshPreambleOnline, with: HCL.sshPreambleAirgap, in: HCL.sshMain)

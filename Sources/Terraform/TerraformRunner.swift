@@ -37,7 +37,8 @@ public struct TerraformPlanSummary: Sendable, Equatable {
             }
         }
         guard let counts else { return nil }
-        return TerraformPlanSummary(add: counts.add, change: counts.change, destroy: counts.destroy, resources: resources)
+        return TerraformPlanSummary(
+            add: counts.add, change: counts.change, destroy: counts.destroy, resources: resources)
     }
 
     /// The integer just before `marker` in `line`, or 0 when the marker is absent.

@@ -107,7 +107,8 @@ struct PlanCase: Sendable, CustomTestStringConvertible {
         try TerraformRenderer.write(
             PlanCase(target: .docker, nodes: 1).spec(kubeconfig: "\(directory.path)/kubeconfig"), to: directory.path)
         let processes = ProcessRunner(environment: ["CHECKPOINT_DISABLE": "1"])
-        _ = try await processes.run("terraform", ["init", "-backend=false", "-input=false"], workingDirectory: directory.path)
+        _ = try await processes.run(
+            "terraform", ["init", "-backend=false", "-input=false"], workingDirectory: directory.path)
         let plan = try await processes.run(
             "terraform", ["plan", "-input=false", "-no-color"], workingDirectory: directory.path,
             environment: ["TF_VAR_k3s_token": ""])
