@@ -1,0 +1,159 @@
+import Foundation
+import ShoalSupport
+import Testing
+
+@testable import Terraform
+
+/// Runs `terraform apply` and `destroy` on the docker target against a stand-in `docker` on
+/// PATH that records its arguments and keeps containers and networks as files. This exercises
+/// the provisioner scripts themselves: argument building, how the token travels, the kubeconfig
+/// copy and its mode, and the clean-up on destroy.
+@Suite struct DockerApplyTests {
+    static let fakeKubeconfig = """
+        apiVersion: v1
+        clusters:
+        - cluster:
+            server: https://127.0.0.1:6443
+          name: default
+        kind: Config
+
+        """
+
+    /// The stand-in: state lives in $FAKE_DOCKER_STATE; every call is appended to `calls`, one
+    /// line per call with arguments separated by US (0x1f).
+    static let fakeDocker = #"""
+        #!/bin/sh
+        state="$FAKE_DOCKER_STATE"
+        for a in "$@"; do printf '%s\037' "$a"; done >> "$state/calls"
+        echo >> "$state/calls"
+        for last in "$@"; do :; done
+        case "$1" in
+        network)
+          case "$2" in
+          inspect) [ -f "$state/network-$last" ] ;;
+          create) touch "$state/network-$last" ;;
+          rm) rm "$state/network-$last" ;;
+          esac
+          exit $? ;;
+        container)
+          [ -f "$state/container-$last" ] || exit 1
+          if [ "$3" = --format ]; then cat "$state/container-$last"; fi
+          exit 0 ;;
+        run)
+          name=""; label=""; previous=""
+          for a in "$@"; do
+            case "$previous" in
+            --name) name="$a" ;;
+            --label) label="${a#io.shoal.cluster=}" ;;
+            esac
+            previous="$a"
+          done
+          echo "$label" > "$state/container-$name"
+          if [ -n "${K3S_TOKEN:-}" ]; then printf '%s' "$K3S_TOKEN" > "$state/token-$name"; fi
+          echo 0123456789abcdef ;;
+        exec)
+          [ -f "$state/container-$2" ] || exit 1
+          if [ "$3" = cat ]; then cat "$state/kubeconfig"; fi ;;
+        rm)
+          rm "$state/container-$last" ;;
+        esac
+        """#
+
+    @Test func applyStartsTheContainersAndDestroyRemovesThem() async throws {
+        guard terraformAvailable() else { return }
+        let work = try TemporaryDirectory()
+        let bin = "\(work.path)/bin"
+        let state = "\(work.path)/docker-state"
+        let directory = "\(work.path)/terraform"
+        let kubeconfig = "\(work.path)/out/kubeconfigs/demo/kubeconfig"
+        try SecureFile.write(Self.fakeDocker, to: "\(bin)/docker", mode: 0o755)
+        try SecureFile.write(Self.fakeKubeconfig, to: "\(state)/kubeconfig")
+
+        let spec = TerraformSpec(
+            clusterName: "demo", target: .docker, nodes: 4, highAvailability: true, kubeconfigPath: kubeconfig)
+        try TerraformRenderer.write(spec, to: directory)
+        let path = ProcessInfo.processInfo.environment["PATH"] ?? "/usr/bin:/bin"
+        let runner = TerraformRunner(
+            processRunner: ProcessRunner(environment: ["PATH": "\(bin):\(path)", "FAKE_DOCKER_STATE": state]),
+            commandTimeout: .seconds(120))
+        let token = TerraformRunner.generateToken()
+
+        let initialized = try await runner.initialize(directory: directory)
+        try #require(initialized.succeeded, "init: \(initialized.standardErrorTail())")
+        let (plan, _) = try await runner.plan(directory: directory, token: token)
+        try #require(plan.succeeded, "plan: \(plan.standardErrorTail(lines: 20))")
+        let applied = try await runner.apply(directory: directory, token: token)
+        try #require(applied.succeeded, "apply: \(applied.standardOutput)\n\(applied.standardErrorTail(lines: 20))")
+        #expect(!applied.standardOutput.contains(token) && !applied.standardError.contains(token))
+
+        // The kubeconfig is the server's, private to the operator.
+        #expect(FileManager.default.contents(atPath: kubeconfig) == Data(Self.fakeKubeconfig.utf8))
+        #expect(SecureFile.mode(of: kubeconfig) == 0o600)
+
+        // Four containers; the token reached each through the environment only.
+        let runs = try calls(state).filter { $0.first == "run" }
+        #expect(runs.count == 4)
+        for run in runs {
+            #expect(!run.contains { $0.contains(token) }, "the token is on a docker command line")
+            #expect(zip(run, run.dropFirst()).contains { $0 == "--env" && $1 == "K3S_TOKEN" })
+            #expect(run.contains("rancher/k3s:v1.36.3-k3s1"))
+        }
+        for name in TerraformRenderer.nodeNames(spec) {
+            #expect(FileManager.default.contents(atPath: "\(state)/token-\(name)") == Data(token.utf8))
+        }
+        let first = try #require(runs.first { $0.contains("demo-server-0") })
+        let published = zip(first, first.dropFirst()).filter { $0.0 == "--publish" }.map(\.1)
+        #expect(
+            published.sorted() == ["127.0.0.1:30080:30080", "127.0.0.1:30090:30090", "127.0.0.1:30300:30300",
+                "127.0.0.1:30466:30466", "127.0.0.1:6443:6443"])
+        #expect(first.contains("--cluster-init"))
+        for joining in runs where !joining.contains("demo-server-0") {
+            #expect(!joining.contains("--publish") && !joining.contains("--cluster-init"))
+            let server = zip(joining, joining.dropFirst()).first { $0.0 == "--server" }?.1
+            #expect(server == "https://demo-server-0:6443")
+        }
+        #expect(runs.filter { $0.contains("agent") }.count == 1)
+
+        // Neither the state nor any other file holds the token.
+        for file in allFiles(under: directory) {
+            #expect(!file.data.contains(token), "the token is written in \(file.path)")
+        }
+
+        let destroyed = try await runner.destroy(directory: directory, token: token)
+        try #require(destroyed.succeeded, "destroy: \(destroyed.standardErrorTail(lines: 20))")
+        let left = try FileManager.default.contentsOfDirectory(atPath: state)
+            .filter { $0.hasPrefix("container-") || $0.hasPrefix("network-") }
+        #expect(left.isEmpty, "left behind: \(left)")
+        #expect(!FileManager.default.fileExists(atPath: kubeconfig))
+    }
+
+    /// A container of the same name that belongs to something else is not replaced.
+    @Test func applyRefusesAForeignContainerOfTheSameName() async throws {
+        guard terraformAvailable() else { return }
+        let work = try TemporaryDirectory()
+        let bin = "\(work.path)/bin"
+        let state = "\(work.path)/docker-state"
+        let directory = "\(work.path)/terraform"
+        try SecureFile.write(Self.fakeDocker, to: "\(bin)/docker", mode: 0o755)
+        try SecureFile.write(Self.fakeKubeconfig, to: "\(state)/kubeconfig")
+        try SecureFile.write("someone-else\n", to: "\(state)/container-demo-server-0")
+
+        try TerraformRenderer.write(
+            TerraformSpec(clusterName: "demo", target: .docker, nodes: 1, kubeconfigPath: "\(work.path)/kubeconfig"),
+            to: directory)
+        let path = ProcessInfo.processInfo.environment["PATH"] ?? "/usr/bin:/bin"
+        let runner = TerraformRunner(
+            processRunner: ProcessRunner(environment: ["PATH": "\(bin):\(path)", "FAKE_DOCKER_STATE": state]))
+        _ = try await runner.initialize(directory: directory)
+        let applied = try await runner.apply(directory: directory, token: TerraformRunner.generateToken())
+        #expect(!applied.succeeded)
+        #expect(try calls(state).contains { $0.first == "run" } == false)
+        #expect(try String(contentsOfFile: "\(state)/container-demo-server-0", encoding: .utf8) == "someone-else\n")
+    }
+
+    private func calls(_ state: String) throws -> [[String]] {
+        try String(contentsOfFile: "\(state)/calls", encoding: .utf8)
+            .split(separator: "\n")
+            .map { $0.split(separator: "\u{1F}", omittingEmptySubsequences: false).dropLast().map(String.init) }
+    }
+}
