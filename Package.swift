@@ -53,7 +53,7 @@ let package = Package(
         .executableTarget(
             name: "shoal",
             dependencies: [
-                "Coordinator", "AgentRuntime", "Agents", "Protocol", "ZeroMQ", "ShoalSupport",
+                "Coordinator", "AgentRuntime", "Agents", "Protocol", "ZeroMQ", "ShoalSupport", "Terraform",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),

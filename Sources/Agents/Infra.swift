@@ -22,7 +22,9 @@ struct InfraHandler: StepHandler {
         }
         let spec = TerraformSpec(
             clusterName: workflow, target: target, nodes: request.nodes, highAvailability: topology.highAvailability,
-            hosts: try request.hosts.map(SSHHost.parse), kubeconfigPath: kubeconfigPath)
+            k3sVersion: request.k3sVersion.isEmpty ? TerraformSpec.defaultK3sVersion : request.k3sVersion,
+            hosts: try request.hosts.map(SSHHost.parse), sshKeyPath: request.sshKeyPath,
+            airgapDirectory: request.airgapDirectory, kubeconfigPath: kubeconfigPath)
         let files = try TerraformRenderer.render(spec)
         var artifacts: [Artifact] = []
         for file in files {

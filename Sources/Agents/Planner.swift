@@ -41,7 +41,7 @@ public enum Planner {
     /// Production runs 3 servers with embedded etcd (a quorum survives one
     /// loss); other environments one server, the rest agents.
     public static func topology(for request: WorkflowRequest) -> Topology {
-        let ha = request.environment == .production && request.nodes >= 3
+        let ha = (request.environment == .production || request.highAvailability) && request.nodes >= 3
         let servers = ha ? 3 : 1
         let size: String
         switch request.environment {

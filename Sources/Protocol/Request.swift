@@ -32,6 +32,16 @@ public struct WorkflowRequest: Codable, Sendable, Equatable {
     public var simDelayMilliseconds: Int = 0
     /// A cluster name; the workflow id when empty.
     public var clusterName: String = ""
+    /// Three servers with embedded etcd even outside production.
+    public var highAvailability: Bool = false
+    /// K3s release (INSTALL_K3S_VERSION); the infra agent's default when empty.
+    public var k3sVersion: String = ""
+    /// Argo CD release; the argocd agent's default when empty.
+    public var argocdVersion: String = ""
+    /// SSH private key for the ssh target, a path on the infra agent's machine.
+    public var sshKeyPath: String?
+    /// Directory with a k3s binary and image tarball for air-gapped installs (infra agent's machine).
+    public var airgapDirectory: String?
 
     public init() {}
 
@@ -64,6 +74,12 @@ public struct WorkflowRequest: Codable, Sendable, Equatable {
             problems.append("--sim-delay must be between 0 and 10 minutes")
         }
         if hosts.count > 99 { problems.append("at most 99 hosts") }
+        if highAvailability && nodes < WorkflowRequest.productionMinimumNodes {
+            problems.append("--ha needs at least 3 nodes (3 servers with embedded etcd), got \(nodes)")
+        }
+        for (name, value) in [("--k3s-version", k3sVersion), ("--argocd-version", argocdVersion)] where value.utf8.count > 64 {
+            problems.append("\(name) is too long")
+        }
         return problems
     }
 }
@@ -84,6 +100,11 @@ extension WorkflowRequest {
         realDeployment = try c.decodeIfPresent(Bool.self, forKey: .realDeployment) ?? realDeployment
         simDelayMilliseconds = try c.decodeIfPresent(Int.self, forKey: .simDelayMilliseconds) ?? simDelayMilliseconds
         clusterName = try c.decodeIfPresent(String.self, forKey: .clusterName) ?? clusterName
+        highAvailability = try c.decodeIfPresent(Bool.self, forKey: .highAvailability) ?? highAvailability
+        k3sVersion = try c.decodeIfPresent(String.self, forKey: .k3sVersion) ?? k3sVersion
+        argocdVersion = try c.decodeIfPresent(String.self, forKey: .argocdVersion) ?? argocdVersion
+        sshKeyPath = try c.decodeIfPresent(String.self, forKey: .sshKeyPath)
+        airgapDirectory = try c.decodeIfPresent(String.self, forKey: .airgapDirectory)
     }
 }
 

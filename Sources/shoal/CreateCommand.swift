@@ -3,6 +3,8 @@ import Coordinator
 import Foundation
 import Protocol
 import ShoalSupport
+import Terraform
+import Agents
 
 struct CreateCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
@@ -25,12 +27,23 @@ struct CreateCommand: AsyncParsableCommand {
     @Option(help: "Validation agents to start (embedded mode).") var validationWorkers = 2
     @Option(help: "Submit to a running coordinator, e.g. tcp://10.0.0.5:7401.") var coordinator: String?
     @Option(help: "How long each simulated step lasts, e.g. 2s (demo mode).") var simDelay = "0"
+    @Option(help: "Where K3s runs: local (this machine), ssh (--hosts), docker (containers). Default: local for one node, docker for more.")
+    var target: String?
+    @Option(help: "SSH hosts for --target ssh, comma separated: USER@HOST[:PORT],... (the first is the server).")
+    var hosts: String?
+    @Option(help: "SSH private key for --target ssh.") var sshKey: String?
+    @Flag(help: "Three servers with embedded etcd (implied by production).") var ha = false
+    @Option(help: "K3s release to install.") var k3sVersion = "v1.36.3+k3s1"
+    @Option(help: "Argo CD release to install.") var argocdVersion = "v3.5.1"
+    @Option(help: "Install K3s from this directory (k3s binary, install.sh, image tarball) instead of downloading.")
+    var airgapDir: String?
     @OptionGroup var logging: LoggingOptions
 
     func validate() throws {
         var request = try makeRequest()
         request.realDeployment = false
         if let problem = request.problems().first { throw ValidationError(problem) }
+        try checkTerraformInputs(request)
         if realDeployment {
             throw ValidationError("--real-deployment is not available yet; run without it for the demo")
         }
@@ -53,6 +66,20 @@ struct CreateCommand: AsyncParsableCommand {
         request.monitoring = monitoring
         request.headlamp = headlamp && monitoring
         request.realDeployment = realDeployment
+        request.highAvailability = ha
+        request.k3sVersion = k3sVersion
+        request.argocdVersion = argocdVersion
+        request.sshKeyPath = sshKey.map(absolutePath)
+        request.airgapDirectory = airgapDir.map(absolutePath)
+        request.hosts = (hosts ?? "").split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
+        if let target {
+            guard let parsed = Target(rawValue: target.lowercased()) else {
+                throw ValidationError("--target must be local, ssh or docker, got '\(target.prefix(40))'")
+            }
+            request.target = parsed
+        } else {
+            request.target = !request.hosts.isEmpty ? .ssh : (nodes > 1 ? .docker : .local)
+        }
         guard let delay = parseDuration(simDelay), delay <= .seconds(600) else {
             throw ValidationError("--sim-delay must be a duration up to 10m, e.g. 2s or 500ms")
         }
@@ -126,4 +153,21 @@ func absolutePath(_ path: String) -> String {
 /// The path of the running shoal binary, to start children from.
 func selfExecutable() -> String {
     (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")) ?? CommandLine.arguments[0]
+}
+
+/// Refuses what Terraform would refuse, before anything starts: the same
+/// rules as the infra agent's (hosts, node counts per target, names).
+func checkTerraformInputs(_ request: WorkflowRequest) throws {
+    do {
+        guard let target = K3sTarget(rawValue: request.target.rawValue) else { return }
+        let hosts = try request.hosts.map(SSHHost.parse)
+        let spec = TerraformSpec(
+            clusterName: "shoal-check", target: target, nodes: request.nodes,
+            highAvailability: Planner.topology(for: request).highAvailability,
+            k3sVersion: request.k3sVersion.isEmpty ? TerraformSpec.defaultK3sVersion : request.k3sVersion, hosts: hosts,
+            sshKeyPath: request.sshKeyPath, airgapDirectory: request.airgapDirectory, kubeconfigPath: "/tmp/kubeconfig")
+        try spec.validate()
+    } catch let error as ShoalError {
+        throw ValidationError(error.message)
+    }
 }
