@@ -50,7 +50,8 @@ public enum ArgoApplications {
         rootName: String = "root",
         targetRevision: String = "HEAD"
     ) -> (root: ManifestFile, children: [ManifestFile]) {
-        var root = ApplicationSpec(name: rootName, repoURL: repoURL, path: appsDirectory, destinationNamespace: "argocd")
+        var root = ApplicationSpec(
+            name: rootName, repoURL: repoURL, path: appsDirectory, destinationNamespace: "argocd")
         root.targetRevision = targetRevision
         let children = components.map { component in
             var child = ApplicationSpec(

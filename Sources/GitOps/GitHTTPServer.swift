@@ -2,9 +2,9 @@ import Foundation
 import ShoalSupport
 
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #elseif canImport(Darwin)
-import Darwin
+    import Darwin
 #endif
 
 /// Serves git repositories over smart HTTP, read-only, by running `git http-backend` as a CGI program for each
@@ -36,7 +36,7 @@ public final class GitHTTPServer: @unchecked Sendable {  // mutable state is gua
     private let lock = NSLock()
     private var listener: Int32 = -1
     private var boundPort: Int?
-    private var stopping = false
+    private var stopping: StopFlag?
     private var acceptLoopDone: DispatchSemaphore?
     private let connections = ConnectionCounter()
 
@@ -65,6 +65,7 @@ public final class GitHTTPServer: @unchecked Sendable {  // mutable state is gua
         self.limits = limits
     }
 
+    /// The accept thread holds no reference to the server, so dropping the last one stops it.
     deinit { stop() }
 
     /// The port being listened on, or nil when stopped.
@@ -82,6 +83,28 @@ public final class GitHTTPServer: @unchecked Sendable {  // mutable state is gua
         return "http://\(address):\(port)/\(repository)"
     }
 
+    /// This machine's non-loopback IPv4 addresses on interfaces that are up: candidates for the address a cluster
+    /// reaches the server at (the Applications' repoURL).
+    public static func hostAddresses() -> [String] {
+        var list: UnsafeMutablePointer<ifaddrs>?
+        guard getifaddrs(&list) == 0, let first = list else { return [] }
+        defer { freeifaddrs(list) }
+        var addresses: [String] = []
+        for entry in sequence(first: first, next: { $0.pointee.ifa_next }) {
+            let flags = Int32(entry.pointee.ifa_flags)
+            guard let address = entry.pointee.ifa_addr, Int32(address.pointee.sa_family) == AF_INET,
+                flags & Int32(IFF_UP) != 0, flags & Int32(IFF_LOOPBACK) == 0
+            else { continue }
+            var storage = sockaddr_storage()
+            withUnsafeMutableBytes(of: &storage) { target in
+                target.copyMemory(from: UnsafeRawBufferPointer(start: address, count: MemoryLayout<sockaddr_in>.size))
+            }
+            let text = numericHost(&storage)
+            if !text.isEmpty && !addresses.contains(text) { addresses.append(text) }
+        }
+        return addresses
+    }
+
     /// Binds, listens and starts serving on a thread of its own.
     /// - Returns: the bound port.
     /// - Throws: `ShoalError(.invalidInput)` for an address that is not numeric, `.io` when the socket cannot be
@@ -91,19 +114,20 @@ public final class GitHTTPServer: @unchecked Sendable {  // mutable state is gua
         lock.lock()
         defer { lock.unlock() }
         if let boundPort { return boundPort }
-        let fd = try Self.listen(host: host, port: requestedPort)
+        let fd = try Self.openListener(host: host, port: requestedPort)
         guard let port = Self.localPort(fd) else {
             close(fd)
             throw ShoalError(.io, "cannot read the git HTTP server's port", cause: String(cString: strerror(errno)))
         }
         listener = fd
         boundPort = port
-        stopping = false
+        let flag = StopFlag()
+        stopping = flag
         let done = DispatchSemaphore(value: 0)
         acceptLoopDone = done
         let context = Connection.Context(root: root, limits: limits, counter: connections)
-        let thread = Thread { [self] in
-            acceptLoop(fd, context: context)
+        let thread = Thread {
+            Self.acceptLoop(fd, context: context, stopping: flag)
             done.signal()
         }
         thread.name = "shoal-git-http"
@@ -119,7 +143,8 @@ public final class GitHTTPServer: @unchecked Sendable {  // mutable state is gua
             lock.unlock()
             return
         }
-        stopping = true
+        stopping?.set()
+        stopping = nil
         acceptLoopDone = nil
         lock.unlock()
         done.wait()
@@ -130,14 +155,8 @@ public final class GitHTTPServer: @unchecked Sendable {  // mutable state is gua
         lock.unlock()
     }
 
-    private var isStopping: Bool {
-        lock.lock()
-        defer { lock.unlock() }
-        return stopping
-    }
-
-    private func acceptLoop(_ fd: Int32, context: Connection.Context) {
-        while !isStopping {
+    private static func acceptLoop(_ fd: Int32, context: Connection.Context, stopping: StopFlag) {
+        while !stopping.isSet {
             var descriptor = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
             let ready = poll(&descriptor, 1, 200)
             guard ready > 0 else { continue }
@@ -165,7 +184,7 @@ public final class GitHTTPServer: @unchecked Sendable {  // mutable state is gua
 
     // MARK: - Sockets
 
-    private static func listen(host: String, port: Int) throws -> Int32 {
+    private static func openListener(host: String, port: Int) throws -> Int32 {
         var hints = addrinfo()
         hints.ai_flags = AI_PASSIVE | AI_NUMERICHOST | AI_NUMERICSERV
         hints.ai_family = AF_UNSPEC
@@ -173,7 +192,8 @@ public final class GitHTTPServer: @unchecked Sendable {  // mutable state is gua
         var info: UnsafeMutablePointer<addrinfo>?
         guard getaddrinfo(host, String(port), &hints, &info) == 0, let first = info else {
             throw ShoalError(
-                .invalidInput, "invalid listen address '\(host.prefix(100))' for the git HTTP server: give an IP address")
+                .invalidInput,
+                "invalid listen address '\(host.prefix(100))' for the git HTTP server: give an IP address")
         }
         defer { freeaddrinfo(info) }
         let fd = socket(first.pointee.ai_family, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
@@ -185,7 +205,7 @@ public final class GitHTTPServer: @unchecked Sendable {  // mutable state is gua
             close(fd)
             throw error
         }
-        guard Glibc.listen(fd, 64) == 0 else {
+        guard listen(fd, 64) == 0 else {
             let error = ioError("cannot listen on \(host):\(port) for the git HTTP server")
             close(fd)
             throw error
@@ -230,6 +250,24 @@ public final class GitHTTPServer: @unchecked Sendable {  // mutable state is gua
 
     private static func ioError(_ message: String) -> ShoalError {
         ShoalError(.io, message, cause: String(cString: strerror(errno)))
+    }
+}
+
+/// Tells the accept thread to end.
+final class StopFlag: @unchecked Sendable {  // `value` is guarded by `lock`
+    private let lock = NSLock()
+    private var value = false
+
+    var isSet: Bool {
+        lock.lock()
+        defer { lock.unlock() }
+        return value
+    }
+
+    func set() {
+        lock.lock()
+        value = true
+        lock.unlock()
     }
 }
 

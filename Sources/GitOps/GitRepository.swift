@@ -61,7 +61,8 @@ public struct GitRepository: Sendable {
         for relative in files.map(\.path) + directories where !ManifestFile.isSafeRelativePath(relative) {
             throw ShoalError(
                 .invalidInput,
-                "refusing to write '\(relative.prefix(200))' into the GitOps repository: use a relative path without '..'"
+                "refusing to write '\(relative.prefix(200))' into the GitOps repository: "
+                    + "use a relative path without '..'"
             )
         }
         for relative in files.map(\.path) where relative == ".git" || relative.hasPrefix(".git/") {

@@ -303,6 +303,7 @@ struct Dashboard {
             "templating": ["list": variables],
             "panels": panelObjects,
         ]
+        // Only strings, numbers, arrays and dictionaries go in, which JSONSerialization always accepts.
         let data = try! JSONSerialization.data(
             withJSONObject: object, options: [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes])
         return String(decoding: data, as: UTF8.self) + "\n"

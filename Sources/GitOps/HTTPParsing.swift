@@ -15,7 +15,8 @@ struct HTTPRequestHead: Equatable {
 
     static func == (lhs: HTTPRequestHead, rhs: HTTPRequestHead) -> Bool {
         lhs.method == rhs.method && lhs.path == rhs.path && lhs.query == rhs.query && lhs.version == rhs.version
-            && lhs.headers.map(\.name) == rhs.headers.map(\.name) && lhs.headers.map(\.value) == rhs.headers.map(\.value)
+            && lhs.headers.map(\.name) == rhs.headers.map(\.name)
+            && lhs.headers.map(\.value) == rhs.headers.map(\.value)
     }
 }
 
@@ -182,7 +183,9 @@ enum HTTPParsing {
     }
 
     /// Splits a CGI response into status, headers and body. Headers end at the first empty line (CRLF or LF).
-    static func parseCGIResponse(_ output: [UInt8]) -> (status: Int, reason: String, headers: [(String, String)], body: ArraySlice<UInt8>)? {
+    static func parseCGIResponse(_ output: [UInt8]) -> (
+        status: Int, reason: String, headers: [(String, String)], body: ArraySlice<UInt8>
+    )? {
         var end: (headers: Int, body: Int)?
         var index = 0
         while index < output.count {

@@ -53,7 +53,8 @@ public struct MonitoringStackSpec: Sendable {
         for (component, version) in versions where !MonitoringStack.isPinnedTag(version) {
             throw ShoalError(
                 .invalidInput,
-                "invalid \(component) version '\(version.prefix(80))': give an explicit release such as v1.2.3, not 'latest'"
+                "invalid \(component) version '\(version.prefix(80))': "
+                    + "give an explicit release such as v1.2.3, not 'latest'"
             )
         }
     }
@@ -105,7 +106,9 @@ public enum MonitoringStack {
             "kind": "Secret",
             "metadata": metadata(spec.grafanaAdminSecretName, spec, component: "grafana"),
             "type": "Opaque",
-            "stringData": .pairs([(grafanaAdminUserKey, YAML.string("admin")), (grafanaAdminPasswordKey, .string(password))]),
+            "stringData": .pairs([
+                (grafanaAdminUserKey, YAML.string("admin")), (grafanaAdminPasswordKey, .string(password)),
+            ]),
         ]
         return secret.document()
     }

@@ -113,7 +113,8 @@ extension MonitoringStack {
         return header + config.body()
     }
 
-    /// The `kubernetes_sd_configs` roles the configuration uses, for checks that RBAC covers them.
+    /// What Prometheus may read: list and watch what its kubernetes_sd roles (node, pod, endpointslice) discover,
+    /// the kubelet's metrics (nodes/metrics, which also covers cAdvisor) and the API server's /metrics.
     static func prometheusRules() -> YAML {
         [
             [

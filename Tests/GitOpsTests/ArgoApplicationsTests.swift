@@ -7,7 +7,8 @@ import Testing
 @Suite struct ArgoApplicationsTests {
     @Test func anApplicationSyncsAutomaticallyWithPruneSelfHealAndTheFinalizer() throws {
         var spec = ApplicationSpec(
-            name: "monitoring", repoURL: "http://10.0.0.5:8418/lab", path: "monitoring", destinationNamespace: "monitoring")
+            name: "monitoring", repoURL: "http://10.0.0.5:8418/lab", path: "monitoring",
+            destinationNamespace: "monitoring")
         spec.targetRevision = "main"
         let doc = try #require(try yamlDocuments(ArgoApplications.application(spec)).first)
         #expect(doc["apiVersion"] as? String == "argoproj.io/v1alpha1")
@@ -36,10 +37,11 @@ import Testing
         let outcome = try await repository.commitAll(message: "Monitoring stack")
         let tracked = try await repository.git(["ls-tree", "-r", "--name-only", outcome.sha]).standardOutput
             .split(separator: "\n").map(String.init)
-        let directories = Set(tracked.flatMap { path in
-            let parts = path.split(separator: "/")
-            return (1..<max(parts.count, 1)).map { parts.prefix($0).joined(separator: "/") }
-        })
+        let directories = Set(
+            tracked.flatMap { path in
+                let parts = path.split(separator: "/")
+                return (1..<max(parts.count, 1)).map { parts.prefix($0).joined(separator: "/") }
+            })
         let applications = try allDocuments(files).map(\.doc).filter { kind($0) == "Application" }
         #expect(applications.count == 2)
         for application in applications {
@@ -57,7 +59,8 @@ import Testing
     @Test func argoCDInstallStepsArePinnedServerSideAndExposeNodePort30080() throws {
         let install = ArgoCDInstall()
         #expect(install.version == "v3.5.1")
-        #expect(install.manifestURL == "https://raw.githubusercontent.com/argoproj/argo-cd/v3.5.1/manifests/install.yaml")
+        #expect(
+            install.manifestURL == "https://raw.githubusercontent.com/argoproj/argo-cd/v3.5.1/manifests/install.yaml")
         let steps = install.kubectlSteps()
         #expect(steps.first == ["create", "namespace", "argocd"])
         let apply = try #require(steps.first { $0.first == "apply" })
@@ -76,8 +79,11 @@ import Testing
 
         let airGapped = ArgoCDInstall(version: "v3.4.2", manifestPath: "/opt/argocd/install.yaml")
         #expect(airGapped.kubectlSteps()[1].last == "/opt/argocd/install.yaml")
-        #expect(ArgoCDInstall.isAlreadyExists(standardError: #"Error from server (AlreadyExists): namespaces "argocd" already exists"#))
-        #expect(!ArgoCDInstall.isAlreadyExists(standardError: "error: You must be logged in to the server (Unauthorized)"))
+        #expect(
+            ArgoCDInstall.isAlreadyExists(
+                standardError: #"Error from server (AlreadyExists): namespaces "argocd" already exists"#))
+        #expect(
+            !ArgoCDInstall.isAlreadyExists(standardError: "error: You must be logged in to the server (Unauthorized)"))
         #expect(install.waitSteps().count == 3)
     }
 }

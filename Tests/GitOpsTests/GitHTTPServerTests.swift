@@ -5,7 +5,7 @@ import Testing
 @testable import GitOps
 
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// Sends raw bytes to 127.0.0.1:port and returns everything the server answers before closing.
@@ -20,7 +20,9 @@ func rawExchange(port: Int, _ request: [UInt8], closeWrite: Bool = true) throws 
     address.sin_port = in_port_t(UInt16(port).bigEndian)
     address.sin_addr.s_addr = inet_addr("127.0.0.1")
     let connected = withUnsafePointer(to: &address) {
-        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+            connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size))
+        }
     }
     guard connected == 0 else { throw ShoalError(.io, "connect") }
     _ = request.withUnsafeBytes { send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
@@ -69,16 +71,21 @@ func statusLine(_ response: String) -> String {
                     "git", ["-c", "protocol.version=\(version)", "clone", "-q", url, clone], timeout: .seconds(60))
                 #expect(result.succeeded, "clone: \(result.standardError)")
                 let cloned = try await runner.run("git", ["-C", clone, "rev-parse", "HEAD"])
-                #expect(cloned.standardOutput.trimmingCharacters(in: .whitespacesAndNewlines) == (try await repository.head()))
+                #expect(
+                    cloned.standardOutput.trimmingCharacters(in: .whitespacesAndNewlines)
+                        == (try await repository.head()))
                 for file in gitOpsFiles().files {
                     let text = try String(contentsOfFile: "\(clone)/\(file.path)", encoding: .utf8)
                     #expect(text == file.contents, "\(file.path)")
                 }
             }
             // A later commit reaches a fetch.
-            try repository.write(MonitoringStack.render(MonitoringStackSpec(instance: "lab", headlamp: false)), removingOthersIn: ["monitoring"])
+            try repository.write(
+                MonitoringStack.render(MonitoringStackSpec(instance: "lab", headlamp: false)),
+                removingOthersIn: ["monitoring"])
             let second = try await repository.commitAll(message: "No Headlamp")
-            let pull = try await runner.run("git", ["-C", "\(home)/clone-v2", "pull", "-q", "--ff-only"], timeout: .seconds(60))
+            let pull = try await runner.run(
+                "git", ["-C", "\(home)/clone-v2", "pull", "-q", "--ff-only"], timeout: .seconds(60))
             #expect(pull.succeeded, "\(pull.standardError)")
             #expect(!FileManager.default.fileExists(atPath: "\(home)/clone-v2/monitoring/25-headlamp.yaml"))
             let head = try await runner.run("git", ["-C", "\(home)/clone-v2", "rev-parse", "HEAD"])
@@ -95,7 +102,8 @@ func statusLine(_ response: String) -> String {
             _ = try await runner.run("git", ["-C", clone, "add", "-A"])
             _ = try await runner.run(
                 "git", ["-C", clone, "-c", "user.name=x", "-c", "user.email=x@y", "commit", "-q", "-m", "evil"])
-            let push = try await runner.run("git", ["-C", clone, "push", "-q", "origin", "HEAD:main"], timeout: .seconds(60))
+            let push = try await runner.run(
+                "git", ["-C", clone, "push", "-q", "origin", "HEAD:main"], timeout: .seconds(60))
             #expect(!push.succeeded)
             #expect(!FileManager.default.fileExists(atPath: "\(repository.path)/evil.yaml"))
             let log = try await repository.git(["rev-list", "--count", "HEAD"]).standardOutput
@@ -118,9 +126,20 @@ func statusLine(_ response: String) -> String {
                 ("404", Array("GET /gitops/missing/info/refs?service=git-upload-pack HTTP/1.1\r\n\r\n".utf8)),
                 ("400", Array("GET /gitops/lab/info/refs?service=x;rm HTTP/1.1\r\n\r\n".utf8)),
                 ("400", Array("POST /gitops/lab/git-upload-pack HTTP/1.1\r\nContent-Length: -5\r\n\r\n".utf8)),
-                ("400", Array("POST /gitops/lab/git-upload-pack HTTP/1.1\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n".utf8)),
-                ("413", Array("POST /gitops/lab/git-upload-pack HTTP/1.1\r\nContent-Length: 999999999999\r\n\r\n".utf8)),
-                ("400", Array("POST /gitops/lab/git-upload-pack HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n".utf8)),
+                (
+                    "400",
+                    Array(
+                        ("POST /gitops/lab/git-upload-pack HTTP/1.1\r\nContent-Length: 5\r\n"
+                            + "Transfer-Encoding: chunked\r\n\r\n").utf8)
+                ),
+                (
+                    "413",
+                    Array("POST /gitops/lab/git-upload-pack HTTP/1.1\r\nContent-Length: 999999999999\r\n\r\n".utf8)
+                ),
+                (
+                    "400",
+                    Array("POST /gitops/lab/git-upload-pack HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n".utf8)
+                ),
                 ("501", Array("POST /gitops/lab/git-upload-pack HTTP/1.1\r\nTransfer-Encoding: gzip\r\n\r\n".utf8)),
                 ("431", Array(("GET / HTTP/1.1\r\nX: " + String(repeating: "a", count: 20000) + "\r\n\r\n").utf8)),
                 // The client gives up half-way through the body.
@@ -129,7 +148,10 @@ func statusLine(_ response: String) -> String {
             ]
             for (expected, request) in cases {
                 let response = try rawExchange(port: port, request)
-                #expect(statusLine(response).hasPrefix("HTTP/1.1 \(expected) "), "\(String(decoding: request.prefix(60), as: UTF8.self).debugDescription) -> \(statusLine(response))")
+                #expect(
+                    statusLine(response).hasPrefix("HTTP/1.1 \(expected) "),
+                    "\(String(decoding: request.prefix(60), as: UTF8.self).debugDescription) -> \(statusLine(response))"
+                )
                 #expect(response.contains("Connection: close"))
             }
             // Still serving a good request after all of that.
@@ -157,7 +179,8 @@ func statusLine(_ response: String) -> String {
                 stream += "M 644 inline f\ndata \(String(index).utf8.count + 1)\n\(index)\n\n"
             }
             let imported = try await runner.run(
-                "git", ["--git-dir", served, "fast-import", "--quiet"], input: Data(stream.utf8), timeout: .seconds(120))
+                "git", ["--git-dir", served, "fast-import", "--quiet"], input: Data(stream.utf8), timeout: .seconds(120)
+            )
             try #require(imported.succeeded, "\(imported.standardError)")
         }
         let server = try GitHTTPServer(root: "\(home)/served")
@@ -170,7 +193,10 @@ func statusLine(_ response: String) -> String {
         for (name, branches, header, settings) in cases {
             let clone = "\(home)/clone-\(name)"
             let result = try await runner.run(
-                "git", settings + ["-c", "protocol.version=0", "clone", "-q", "--mirror", "http://127.0.0.1:\(port)/\(name)", clone],
+                "git",
+                settings + [
+                    "-c", "protocol.version=0", "clone", "-q", "--mirror", "http://127.0.0.1:\(port)/\(name)", clone,
+                ],
                 environment: ["GIT_TRACE_CURL": "1", "GIT_TRACE_CURL_NO_DATA": "1"], timeout: .seconds(120))
             #expect(result.succeeded, "\(name): \(result.standardErrorTail())")
             #expect(result.standardError.contains(header), "the clone did send a \(name) body")
@@ -192,9 +218,16 @@ func statusLine(_ response: String) -> String {
         first.stop()
         #expect(first.port == nil)
         #expect(throws: (any Error).self) { try rawExchange(port: a, Array("GET / HTTP/1.1\r\n\r\n".utf8)) }
-        #expect(statusLine(try rawExchange(port: b, Array("GET /none/info/refs HTTP/1.1\r\n\r\n".utf8))).contains("404"))
+        #expect(
+            statusLine(try rawExchange(port: b, Array("GET /none/info/refs HTTP/1.1\r\n\r\n".utf8))).contains("404"))
         second.stop()
         second.stop()
+        // Dropping the last reference stops the server too.
+        var dropped: GitHTTPServer? = try GitHTTPServer(root: root)
+        let c = try #require(try dropped?.start())
+        dropped = nil
+        #expect(throws: (any Error).self) { try rawExchange(port: c, Array("GET / HTTP/1.1\r\n\r\n".utf8)) }
+        #expect(GitHTTPServer.hostAddresses().allSatisfy { !$0.hasPrefix("127.") && $0.split(separator: ".").count == 4 })
         #expect(throws: ShoalError.self) { try GitHTTPServer(root: "\(root)/missing") }
         #expect(throws: ShoalError.self) { try GitHTTPServer(root: root, host: "not-an-ip").start() }
     }

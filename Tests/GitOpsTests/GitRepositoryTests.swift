@@ -61,7 +61,9 @@ import Testing
     @Test func writeRefusesPathsOutsideTheRepository() async throws {
         try await withRepository { repository, home in
             try await repository.initialize()
-            for bad in ["/etc/passwd", "../escape.yaml", "monitoring/../../x.yaml", "", "a//b", "./a", ".git/config", "a\\b"] {
+            for bad in [
+                "/etc/passwd", "../escape.yaml", "monitoring/../../x.yaml", "", "a//b", "./a", ".git/config", "a\\b",
+            ] {
                 #expect(throws: ShoalError.self, "\(bad)") {
                     try repository.write([ManifestFile(path: bad, contents: "x")])
                 }
@@ -69,7 +71,9 @@ import Testing
             #expect(!FileManager.default.fileExists(atPath: "\(home)/gitops/escape.yaml"))
             // Nothing is written when one path of the batch is bad.
             #expect(throws: ShoalError.self) {
-                try repository.write([ManifestFile(path: "ok.yaml", contents: "x"), ManifestFile(path: "../x", contents: "")])
+                try repository.write([
+                    ManifestFile(path: "ok.yaml", contents: "x"), ManifestFile(path: "../x", contents: ""),
+                ])
             }
             #expect(!FileManager.default.fileExists(atPath: "\(repository.path)/ok.yaml"))
         }
@@ -78,7 +82,8 @@ import Testing
     @Test func aComponentNoLongerRenderedLeavesTheRepository() async throws {
         try await withRepository { repository, _ in
             try await repository.initialize()
-            try repository.write(MonitoringStack.render(MonitoringStackSpec(instance: "lab")), removingOthersIn: ["monitoring"])
+            try repository.write(
+                MonitoringStack.render(MonitoringStackSpec(instance: "lab")), removingOthersIn: ["monitoring"])
             _ = try await repository.commitAll(message: "with headlamp")
             let without = MonitoringStack.render(MonitoringStackSpec(instance: "lab", headlamp: false))
             try repository.write(without, removingOthersIn: ["monitoring"])
@@ -100,7 +105,9 @@ import Testing
             let (files, _) = gitOpsFiles()
             try repository.write(files)
             _ = try await repository.commitAll(message: "one")
-            try repository.write(MonitoringStack.render(MonitoringStackSpec(instance: "lab", headlamp: false)), removingOthersIn: ["monitoring"])
+            try repository.write(
+                MonitoringStack.render(MonitoringStackSpec(instance: "lab", headlamp: false)),
+                removingOthersIn: ["monitoring"])
             _ = try await repository.commitAll(message: "two")
             let history = try await repository.git(["log", "-p", "--all", "--format=%H %s"]).standardOutput
             #expect(!history.contains(password))
@@ -121,7 +128,8 @@ import Testing
             try repository.write(gitOpsFiles().files)
             let outcome = try await repository.commitAll(message: "Monitoring stack")
             try await repository.push(to: remote)
-            let remoteHead = try await isolatedRunner(home: home).run("git", ["--git-dir", remote, "rev-parse", "main"])
+            let remoteHead = try await isolatedRunner(home: home).run(
+                "git", ["--git-dir", remote, "rev-parse", "main"])
             #expect(remoteHead.standardOutput.trimmingCharacters(in: .whitespacesAndNewlines) == outcome.sha)
             await #expect(throws: ShoalError.self) { try await repository.push(to: "--upload-pack=evil") }
             await #expect(throws: ShoalError.self) { try await repository.push(to: "\(home)/missing.git") }

@@ -61,7 +61,10 @@ import Yams
             }.sorted()
         }
         #expect(try nodePorts(MonitoringStack.render(spec)) == [30090, 30300, 30466])
-        #expect(try nodePorts(MonitoringStack.render(MonitoringStackSpec(instance: "lab", headlamp: false))) == [30090, 30300])
+        #expect(
+            try nodePorts(MonitoringStack.render(MonitoringStackSpec(instance: "lab", headlamp: false))) == [
+                30090, 30300,
+            ])
         let steps = ArgoCDInstall().kubectlSteps()
         #expect(steps.last?.last?.contains("\"nodePort\":30080") == true)
     }
@@ -81,7 +84,10 @@ import Yams
 
     @Test func everyContainerHasResourcesAndProbes() throws {
         let workloads = try allDocuments(MonitoringStack.render(spec)).filter { podSpec($0.doc) != nil }
-        #expect(workloads.map { kind($0.doc) }.sorted() == ["DaemonSet", "Deployment", "Deployment", "Deployment", "Deployment"])
+        #expect(
+            workloads.map { kind($0.doc) }.sorted() == [
+                "DaemonSet", "Deployment", "Deployment", "Deployment", "Deployment",
+            ])
         for (file, doc) in workloads {
             let labels = value(doc, "spec", "template", "metadata", "labels") as? [String: String] ?? [:]
             let selector = value(doc, "spec", "selector", "matchLabels") as? [String: String] ?? [:]
@@ -115,8 +121,9 @@ import Yams
                 return selector.allSatisfy { labels[$0.key] == $0.value }
             }
             #expect(matches.count == 1, "Service \(name(service))")
-            let declared = Set(matches.flatMap(containers).flatMap { ($0["ports"] as? [[String: Any]] ?? []) }
-                .compactMap { $0["name"] as? String })
+            let declared = Set(
+                matches.flatMap(containers).flatMap { ($0["ports"] as? [[String: Any]] ?? []) }
+                    .compactMap { $0["name"] as? String })
             for port in value(service, "spec", "ports") as? [[String: Any]] ?? [] {
                 #expect(declared.contains(port["targetPort"] as? String ?? "?"), "Service \(name(service))")
             }
@@ -140,7 +147,8 @@ import Yams
         #expect(datasource["type"] as? String == "prometheus")
 
         // Every dashboard panel uses that datasource, and there are at least the two promised dashboards.
-        let dashboards = try #require(documents.first { name($0) == "grafana-dashboards" }?["data"] as? [String: String])
+        let dashboards = try #require(
+            documents.first { name($0) == "grafana-dashboards" }?["data"] as? [String: String])
         #expect(Set(dashboards.keys).isSuperset(of: ["cluster-overview.json", "nodes.json"]))
         for (file, json) in dashboards {
             let object = try #require(try JSONSerialization.jsonObject(with: Data(json.utf8)) as? [String: Any])
@@ -162,7 +170,8 @@ import Yams
         let env = try #require(containers(grafana).first?["env"] as? [[String: Any]])
         let password = try #require(env.first { $0["name"] as? String == "GF_SECURITY_ADMIN_PASSWORD" })
         #expect(value(password, "valueFrom", "secretKeyRef", "name") as? String == "my-grafana-admin")
-        #expect(value(password, "valueFrom", "secretKeyRef", "key") as? String == MonitoringStack.grafanaAdminPasswordKey)
+        #expect(
+            value(password, "valueFrom", "secretKeyRef", "key") as? String == MonitoringStack.grafanaAdminPasswordKey)
         #expect(!env.contains { ($0["value"] as? String)?.lowercased() == "admin" })
 
         let tricky = "p@ss: \"w0rd\"\n# not a comment"

@@ -88,7 +88,8 @@ func podSpec(_ doc: [String: Any]) -> [String: Any]? {
 }
 
 func containers(_ doc: [String: Any]) -> [[String: Any]] {
-    (podSpec(doc)?["containers"] as? [[String: Any]] ?? []) + (podSpec(doc)?["initContainers"] as? [[String: Any]] ?? [])
+    (podSpec(doc)?["containers"] as? [[String: Any]] ?? [])
+        + (podSpec(doc)?["initContainers"] as? [[String: Any]] ?? [])
 }
 
 /// Writes files into a new directory and returns their absolute paths.

@@ -37,11 +37,12 @@ import Yams
                 contents: MonitoringStack.grafanaAdminSecret(MonitoringStackSpec(instance: "lab"), password: "x\"y"))
             let paths = try writeFiles(files + [secret], into: "\(directory)/\(index)")
             let result = try await runner.run("kubernetes-validate", ["--strict", "-k", version] + paths)
-            #expect(result.succeeded, "kubernetes-validate \(version):\n\(result.standardOutput)\n\(result.standardError)")
+            #expect(
+                result.succeeded, "kubernetes-validate \(version):\n\(result.standardOutput)\n\(result.standardError)")
             // It reports every document it checked; make sure none was skipped as unknown.
             #expect(!result.standardOutput.lowercased().contains("skip"), "\(result.standardOutput)")
         }
-        // The validator does reject a broken manifest (a probe with a misspelt field), so the pass above means something.
+        // The validator does reject a broken manifest (misspelt probe field): the pass above means something.
         let broken = MonitoringStack.render(MonitoringStackSpec(instance: "lab"))[1].contents
             .replacingOccurrences(of: "initialDelaySeconds", with: "initialDelaySecond")
         let paths = try writeFiles([ManifestFile(path: "broken.yaml", contents: broken)], into: "\(directory)/broken")
@@ -78,7 +79,8 @@ import Yams
             print(
                 """
                 NOTE: this promtool was built without Kubernetes service discovery (Debian's package is); \
-                kubernetes_sd_configs are checked by this test's own rules and replaced by static_configs for promtool. \
+                kubernetes_sd_configs are checked by this test's own rules and replaced by static_configs \
+                for promtool. \
                 An upstream promtool checks them as they are.
                 """)
         }
@@ -95,14 +97,16 @@ import Yams
         let broken = MonitoringStack.prometheusConfig(MonitoringStackSpec(instance: "lab"))
             .replacingOccurrences(of: "action: labelmap", with: "action: label-map")
         try SecureFile.write(kubernetesSD ? broken : try withoutKubernetesSD(broken), to: "\(directory)/broken.yml")
-        let rejected = try await runner.run("promtool", ["check", "config", "--syntax-only", "\(directory)/broken.yml"])
+        let rejected = try await runner.run(
+            "promtool", ["check", "config", "--syntax-only", "\(directory)/broken.yml"])
         #expect(!rejected.succeeded)
     }
 
     private func promtoolSupportsKubernetesSD(in directory: String) async throws -> Bool {
         let probe = "scrape_configs:\n  - job_name: probe\n    kubernetes_sd_configs:\n      - role: node\n"
         try SecureFile.write(probe, to: "\(directory)/probe.yml")
-        return try await runner.run("promtool", ["check", "config", "--syntax-only", "\(directory)/probe.yml"]).succeeded
+        return try await runner.run("promtool", ["check", "config", "--syntax-only", "\(directory)/probe.yml"])
+            .succeeded
     }
 
     /// Checks every kubernetes_sd_configs entry against the fields Prometheus documents, then swaps it for a
@@ -115,7 +119,9 @@ import Yams
             "role", "namespaces", "selectors", "api_server", "kubeconfig_file", "attach_metadata",
         ]
         for index in jobs.indices {
-            guard let sds = jobs[index].removeValue(forKey: "kubernetes_sd_configs") as? [[String: Any]] else { continue }
+            guard let sds = jobs[index].removeValue(forKey: "kubernetes_sd_configs") as? [[String: Any]] else {
+                continue
+            }
             for sd in sds {
                 #expect(roles.contains(sd["role"] as? String ?? ""), "\(sd)")
                 #expect(Set(sd.keys).isSubset(of: fields), "\(sd)")
@@ -142,7 +148,9 @@ import Yams
                 [
                     "name": "dashboards",
                     "rules": .list(
-                        expressions.enumerated().map { ["record": .string("shoal:query\($0.offset)"), "expr": .string($0.element)] }
+                        expressions.enumerated().map {
+                            ["record": .string("shoal:query\($0.offset)"), "expr": .string($0.element)]
+                        }
                     ),
                 ]
             ]
@@ -171,7 +179,10 @@ import Yams
             name: "monitoring", repoURL: "https://git.example.com/me/gitops.git", path: "monitoring",
             destinationNamespace: "monitoring")
         single.targetRevision = "main"
-        let files = [apps.root] + apps.children + [ManifestFile(path: "single.yaml", contents: ArgoApplications.application(single))]
+        let files =
+            [apps.root] + apps.children + [
+                ManifestFile(path: "single.yaml", contents: ArgoApplications.application(single))
+            ]
         let paths = try writeFiles(files, into: directory)
         try SecureFile.write(Self.schemaScript, to: "\(directory)/check.py")
         let result = try await runner.run("python3", ["\(directory)/check.py", schema] + paths)
