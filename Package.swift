@@ -64,7 +64,10 @@ let package = Package(
         .testTarget(name: "ShoalSupportTests", dependencies: ["ShoalSupport"]),
         .testTarget(name: "ClusterTests", dependencies: ["Cluster"]),
         .testTarget(name: "TerraformTests", dependencies: ["Terraform"]),
-        .testTarget(name: "GitOpsTests", dependencies: ["GitOps"]),
+        .testTarget(
+            name: "GitOpsTests",
+            dependencies: ["GitOps", "ShoalSupport", .product(name: "Yams", package: "Yams")]
+        ),
         .testTarget(name: "CoordinatorTests", dependencies: ["Coordinator", "AgentRuntime", "Protocol", "ZeroMQ"]),
         .testTarget(name: "AgentRuntimeTests", dependencies: ["AgentRuntime", "Protocol", "ZeroMQ"]),
         .testTarget(name: "AgentsTests", dependencies: ["Agents"]),

@@ -1,0 +1,156 @@
+import Foundation
+import ShoalSupport
+
+/// What `GitRepository.commitAll(message:)` did.
+public struct CommitOutcome: Sendable, Equatable {
+    /// HEAD after the call.
+    public var sha: String
+    /// Whether a new commit was made (false when nothing had changed).
+    public var created: Bool
+
+    public init(sha: String, created: Bool) {
+        self.sha = sha
+        self.created = created
+    }
+}
+
+/// A local git repository shoal writes manifests into and commits, through the `git` command.
+///
+/// Every git call carries its own identity and settings, so it works on a machine with no global git configuration
+/// and is not affected by one (signing, hooks).
+public struct GitRepository: Sendable {
+    /// The working tree's directory.
+    public let path: String
+    public let runner: ProcessRunner
+    /// The branch created by `initialize()`.
+    public static let branch = "main"
+    /// The author and committer of shoal's commits.
+    public var authorName = "shoal"
+    public var authorEmail = "shoal@localhost"
+
+    /// - Parameters:
+    ///   - path: the working tree's directory (created by `initialize()` when missing).
+    ///   - runner: runs git.
+    public init(path: String, runner: ProcessRunner = ProcessRunner()) {
+        self.path = path
+        self.runner = runner
+    }
+
+    /// Whether `path` already holds a git repository.
+    public var exists: Bool {
+        FileManager.default.fileExists(atPath: (path as NSString).appendingPathComponent(".git"))
+    }
+
+    /// Creates the directory and runs `git init -b main` when there is no repository yet; an existing one is kept
+    /// as it is, with its history.
+    /// - Throws: `ShoalError(.io)` when the directory cannot be made, `.commandFailed` when git fails,
+    ///   `.executableNotFound` without git.
+    public func initialize() async throws {
+        guard !exists else { return }
+        try SecureFile.createDirectory(path)
+        try await git(["init", "-q", "-b", GitRepository.branch])
+    }
+
+    /// Writes files below `path`, creating directories as needed.
+    /// - Parameters:
+    ///   - files: paths relative to the repository; absolute paths and `..` are refused.
+    ///   - directories: directories (relative) whose other regular files are removed, so that a component no
+    ///     longer rendered (Headlamp turned off, say) leaves the repository instead of staying deployed.
+    /// - Throws: `ShoalError(.invalidInput)` naming a bad path (before anything is written), `.io` when a write fails.
+    public func write(_ files: [ManifestFile], removingOthersIn directories: [String] = []) throws {
+        for relative in files.map(\.path) + directories where !ManifestFile.isSafeRelativePath(relative) {
+            throw ShoalError(
+                .invalidInput,
+                "refusing to write '\(relative.prefix(200))' into the GitOps repository: "
+                    + "use a relative path without '..'"
+            )
+        }
+        for relative in files.map(\.path) where relative == ".git" || relative.hasPrefix(".git/") {
+            throw ShoalError(.invalidInput, "refusing to write '\(relative.prefix(200))' inside the .git directory")
+        }
+        for file in files {
+            try SecureFile.write(file.contents, to: (path as NSString).appendingPathComponent(file.path), mode: 0o644)
+        }
+        let keep = Set(files.map(\.path))
+        for directory in directories {
+            let absolute = (path as NSString).appendingPathComponent(directory)
+            guard let entries = try? FileManager.default.contentsOfDirectory(atPath: absolute) else { continue }
+            for entry in entries where !keep.contains("\(directory)/\(entry)") {
+                var isDirectory: ObjCBool = false
+                let full = (absolute as NSString).appendingPathComponent(entry)
+                if FileManager.default.fileExists(atPath: full, isDirectory: &isDirectory), !isDirectory.boolValue {
+                    try? FileManager.default.removeItem(atPath: full)
+                }
+            }
+        }
+    }
+
+    /// Stages everything and commits it; makes no commit when nothing changed.
+    /// - Parameter message: the commit message.
+    /// - Returns: HEAD and whether a commit was created.
+    /// - Throws: `ShoalError(.commandFailed)` when git fails, `.invalidInput` when a repository without any
+    ///   commit has nothing to commit.
+    public func commitAll(message: String) async throws -> CommitOutcome {
+        try await git(["add", "-A"])
+        let changes = try await git(["status", "--porcelain", "--untracked-files=all"])
+        let current = try await head()
+        if changes.standardOutput.isEmpty {
+            guard let current else {
+                throw ShoalError(.invalidInput, "nothing to commit in the empty repository \(path)")
+            }
+            return CommitOutcome(sha: current, created: false)
+        }
+        try await git(["commit", "-q", "--no-verify", "-m", message])
+        guard let sha = try await head() else {
+            throw ShoalError(.commandFailed, "git commit left no HEAD in \(path)")
+        }
+        return CommitOutcome(sha: sha, created: true)
+    }
+
+    /// The commit HEAD points at, or nil before the first commit (or before `initialize()`).
+    /// - Throws: `ShoalError(.commandFailed)` when git fails otherwise.
+    public func head() async throws -> String? {
+        guard exists else { return nil }
+        let result = try await git(["rev-parse", "--verify", "-q", "HEAD^{commit}"], allowFailure: true)
+        if result.succeeded { return result.standardOutput.trimmingCharacters(in: .whitespacesAndNewlines) }
+        if result.status == 1 && !result.timedOut { return nil }
+        throw failure(["rev-parse"], result)
+    }
+
+    /// Pushes HEAD to `main` of a remote the user owns (`--gitops-remote`), with the user's own git credentials.
+    /// - Parameters:
+    ///   - url: the remote repository.
+    ///   - branch: the remote branch.
+    /// - Throws: `ShoalError(.commandFailed)` with git's message when the push is refused.
+    public func push(to url: String, branch: String = GitRepository.branch) async throws {
+        guard !url.hasPrefix("-"), !branch.hasPrefix("-") else {
+            throw ShoalError(.invalidInput, "invalid git remote '\(url.prefix(200))'")
+        }
+        try await git(["push", "-q", "--", url, "HEAD:refs/heads/\(branch)"], timeout: .seconds(120))
+    }
+
+    @discardableResult
+    func git(_ arguments: [String], allowFailure: Bool = false, timeout: Duration = .seconds(60)) async throws
+        -> ProcessResult
+    {
+        let settings = [
+            "-c", "user.name=\(authorName)", "-c", "user.email=\(authorEmail)", "-c", "commit.gpgsign=false",
+            "-c", "core.hooksPath=/dev/null", "-c", "init.defaultBranch=\(GitRepository.branch)",
+        ]
+        let environment = [
+            "GIT_AUTHOR_NAME": authorName, "GIT_AUTHOR_EMAIL": authorEmail,
+            "GIT_COMMITTER_NAME": authorName, "GIT_COMMITTER_EMAIL": authorEmail,
+            "GIT_TERMINAL_PROMPT": "0", "LC_ALL": "C",
+        ]
+        let result = try await runner.run(
+            "git", settings + arguments, workingDirectory: path, environment: environment, timeout: timeout)
+        if !allowFailure && !result.succeeded { throw failure(arguments, result) }
+        return result
+    }
+
+    private func failure(_ arguments: [String], _ result: ProcessResult) -> ShoalError {
+        let what = result.timedOut ? "timed out" : "failed with status \(result.status)"
+        return ShoalError(
+            .commandFailed, "git \(arguments.first ?? "") \(what) in \(path)", cause: result.standardErrorTail())
+    }
+}
