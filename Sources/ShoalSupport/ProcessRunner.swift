@@ -50,6 +50,7 @@ public struct ProcessRunner: Sendable {
         input: Data? = nil,
         timeout: Duration? = nil
     ) async throws -> ProcessResult {
+        ProcessRunner.ignoreBrokenPipes
         guard let path = ProcessRunner.locate(executable) else {
             throw ShoalError(.executableNotFound, "\(executable) is not installed or not on PATH")
         }
@@ -103,6 +104,12 @@ public struct ProcessRunner: Sendable {
             duration: ContinuousClock.now - start
         )
     }
+
+    /// A child that exits without reading its input must not take this
+    /// process down with SIGPIPE: writes to its pipe then fail with EPIPE.
+    private static let ignoreBrokenPipes: Void = {
+        signal(SIGPIPE, SIG_IGN)
+    }()
 
     /// The full path of a program on PATH, or nil.
     public static func locate(_ name: String) -> String? {
