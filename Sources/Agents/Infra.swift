@@ -67,7 +67,7 @@ struct InfraHandler: StepHandler {
         let address = "127.0.0.1"
         values["nodeAddress"] = .string(address)
         values["apiEndpoint"] = .string("https://\(address):6443")
-        artifacts.append(Artifact(name: "cluster-state", path: "kubeconfigs/\(workflow)/simulated-cluster.json", data: cluster.encoded()))
+        artifacts.append(cluster.artifact(workflow: workflow))
         let kubeconfig = Kubeconfig.render(cluster: workflow, server: "https://\(address):6443", token: Secrets.password(length: 40))
         artifacts.append(Artifact(name: "kubeconfig", path: "kubeconfigs/\(workflow)/kubeconfig", sensitive: true, text: kubeconfig))
         artifacts.append(Artifact(name: "k3s-token", path: nil, sensitive: true, text: token))

@@ -52,19 +52,24 @@ final class MonitoringHandler: StepHandler {
         let commit = try await repository.commitAll(message: "Monitoring stack for \(workflow)")
 
         let password = Secrets.password()
-        // The admin Secret goes to the cluster only, never into the repository.
+        // The admin Secret goes to the cluster only, never into the repository;
+        // its namespace must exist first (Argo CD would create it only at sync).
+        if let namespace = manifests.first(where: { $0.path.hasSuffix("00-namespace.yaml") }) {
+            _ = try cluster.apply(yaml: namespace.contents, source: namespace.path)
+        }
         _ = try cluster.apply(yaml: MonitoringStack.grafanaAdminSecret(spec, password: password), source: "grafana-admin (cluster only)")
         var applications: [String] = []
         if request.argocd {
-            cluster.registerApplication(name: "root", repoURL: repoURL, path: "apps", targetRevision: "HEAD", namespace: "argocd")
-            cluster.registerApplication(name: "monitoring", repoURL: repoURL, path: "monitoring", targetRevision: "HEAD", namespace: "argocd")
+            cluster.registerApplication(name: "root", repoURL: repoURL, path: "apps", namespace: "argocd", destinationNamespace: "argocd")
+            cluster.registerApplication(
+                name: "monitoring", repoURL: repoURL, path: "monitoring", namespace: "argocd", destinationNamespace: spec.namespace)
             applications = ["root", "monitoring"]
         } else {
             for file in manifests { _ = try cluster.apply(yaml: file.contents, source: file.path) }
         }
 
         var artifacts = [
-            Artifact(name: "cluster-state", path: "kubeconfigs/\(workflow)/simulated-cluster.json", data: cluster.encoded()),
+            cluster.artifact(workflow: workflow),
             Artifact(name: "grafana-admin-password", path: "kubeconfigs/\(workflow)/grafana-admin-password", sensitive: true, text: password + "\n"),
         ]
         for file in manifests {

@@ -365,12 +365,15 @@ final class CoordinatorCore {
         }
         let allFinished = workflow.steps.allSatisfy { $0.state.isFinished }
         if allFinished && workflow.state == .running {
-            let failed = workflow.steps.filter { $0.state != .succeeded }
-            if failed.isEmpty {
+            let failed = workflow.steps.filter { $0.state == .failed }
+            let notRun = workflow.steps.filter { $0.state == .skipped || $0.state == .cancelled }.count
+            if failed.isEmpty && notRun == 0 {
                 workflow.state = .succeeded
             } else {
                 workflow.state = .failed
-                workflow.error = failed.map { "\($0.name): \($0.error ?? $0.state.rawValue)" }.joined(separator: "; ")
+                var reasons = failed.map { "\($0.name): \($0.error ?? "failed")" }
+                if notRun > 0 { reasons.append("\(notRun) step(s) after it did not run") }
+                workflow.error = reasons.joined(separator: "; ")
             }
         }
         if workflow.state != .running && workflow.finishedAt == nil {

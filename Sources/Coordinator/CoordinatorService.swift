@@ -10,6 +10,11 @@ public struct BoundEndpoints: Sendable, Equatable {
     public var control: String
     public var events: String
 
+    public init(control: String, events: String) {
+        self.control = control
+        self.events = events
+    }
+
     /// The TCP port of an endpoint such as `tcp://127.0.0.1:7400`.
     public static func port(of endpoint: String) -> Int? {
         guard let colon = endpoint.lastIndex(of: ":") else { return nil }

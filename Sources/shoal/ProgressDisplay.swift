@@ -9,7 +9,7 @@ final class ProgressDisplay: @unchecked Sendable {  // `printed` is guarded by `
 
     func submitted(_ workflow: String) {
         print("workflow \(workflow) submitted")
-        fflush(stdout)
+        fflush(nil)
     }
 
     func update(_ workflow: WorkflowSnapshot) {
@@ -36,7 +36,7 @@ final class ProgressDisplay: @unchecked Sendable {  // `printed` is guarded by `
                 print(line)
             }
         }
-        fflush(stdout)
+        fflush(nil)
     }
 
     private func agentLabel(_ step: StepSnapshot) -> String {
@@ -64,7 +64,7 @@ final class ProgressDisplay: @unchecked Sendable {  // `printed` is guarded by `
             printAccess(workflow)
         }
         if let output { printFiles(workflow, output: output) }
-        fflush(stdout)
+        fflush(nil)
     }
 
     private func printHealth(_ values: [String: JSONValue]) {
@@ -86,7 +86,7 @@ final class ProgressDisplay: @unchecked Sendable {  // `printed` is guarded by `
         let host = workflow.step("provision")?.values["nodeAddress"]?.stringValue ?? "127.0.0.1"
         let simulated = !workflow.request.realDeployment
         print("")
-        print("Access" + (simulated ? " (demo: a simulated cluster answers on these ports in real mode)" : ""))
+        print("Access" + (simulated ? " (demo mode: where a real cluster serves them)" : ""))
         var rows: [(String, Int, String)] = []
         if workflow.request.argocd {
             rows.append(("Argo CD", 30080, "user admin; password in kubeconfigs/\(workflow.id)/argocd-admin-password"))

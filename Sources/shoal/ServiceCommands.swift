@@ -70,7 +70,7 @@ struct CoordinatorCommand: AsyncParsableCommand {
         let service = CoordinatorService(configuration: configuration, logger: logger) { bound in
             // One line on stdout that `shoal create` (and scripts) wait for.
             print("ready control=\(bound.control) events=\(bound.events)")
-            fflush(stdout)
+            fflush(nil)
         }
         do {
             try await runService(service, logger: logger, exitWithParent: exitWithParent)
