@@ -39,7 +39,8 @@ public struct KubectlClient: ClusterClient {
             executable, ["--kubeconfig", kubeconfig, "--request-timeout", "\(seconds)s"] + arguments, input: input,
             timeout: timeout + .seconds(5))
         if result.timedOut {
-            throw ShoalError(.timeout, "kubectl \(Self.verb(arguments)) did not finish within \(timeout.shortDescription)")
+            throw ShoalError(
+                .timeout, "kubectl \(Self.verb(arguments)) did not finish within \(timeout.shortDescription)")
         }
         guard result.succeeded else { throw Self.error(from: result, arguments: arguments) }
         return result.standardOutput
@@ -62,7 +63,8 @@ public struct KubectlClient: ClusterClient {
             "net/http: request canceled", "connect: network is unreachable",
         ]
         if flat.contains("(Forbidden)") || flat.contains(" is forbidden: ") {
-            return ShoalError(.forbidden, "\(what): forbidden by the cluster's RBAC for this kubeconfig's user", cause: tail)
+            return ShoalError(
+                .forbidden, "\(what): forbidden by the cluster's RBAC for this kubeconfig's user", cause: tail)
         }
         if flat.contains("(NotFound)") || flat.range(of: #"\" not found"#) != nil
             || flat.contains("the server doesn't have a resource type")
@@ -86,7 +88,9 @@ public struct KubectlClient: ClusterClient {
             }
             return value
         } catch {
-            throw ShoalError(.protocolViolation, "kubectl get \(arguments.first ?? "") printed something that is not JSON", cause: "\(error)")
+            throw ShoalError(
+                .protocolViolation, "kubectl get \(arguments.first ?? "") printed something that is not JSON",
+                cause: "\(error)")
         }
     }
 
@@ -165,7 +169,8 @@ public struct KubectlClient: ClusterClient {
                     + (ready["reason"]?.string.map { " \($0)" } ?? "")
                     + (ready["message"]?.string.map { ": \($0)" } ?? ""))
         }
-        for condition in conditions where condition["type"]?.string != "Ready" && condition["status"]?.string == "True" {
+        for condition in conditions where condition["type"]?.string != "Ready" && condition["status"]?.string == "True"
+        {
             problems.append(condition["type"]?.string ?? "?")
         }
         let roles = (item["metadata", "labels"]?.stringMap ?? [:]).keys
@@ -195,7 +200,8 @@ public struct KubectlClient: ClusterClient {
         let waiting = (item["status", "initContainerStatuses"]?.array ?? []) + statuses
         let reason =
             waiting.lazy.compactMap { $0["state", "waiting", "reason"]?.string }.first
-            ?? conditions.first { $0["status"]?.string == "False" && $0["reason"]?.string == "Unschedulable" }?["reason"]?.string
+            ?? conditions.first { $0["status"]?.string == "False" && $0["reason"]?.string == "Unschedulable" }?[
+                "reason"]?.string
             ?? item["status", "reason"]?.string
             ?? waiting.lazy.compactMap { $0["state", "terminated", "reason"]?.string }.first
         return Pod(
@@ -230,7 +236,8 @@ public struct KubectlClient: ClusterClient {
             ApplicationCondition(type: $0["type"]?.string ?? "", message: $0["message"]?.string ?? "")
         }
         let phase = item["status", "operationState", "phase"]?.string
-        let operationMessage = phase == "Failed" || phase == "Error" ? item["status", "operationState", "message"]?.string : nil
+        let operationMessage =
+            phase == "Failed" || phase == "Error" ? item["status", "operationState", "message"]?.string : nil
         return ApplicationStatus(
             name: item["metadata", "name"]?.string ?? "",
             namespace: item["metadata", "namespace"]?.string ?? namespace,

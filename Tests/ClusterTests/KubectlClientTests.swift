@@ -35,7 +35,8 @@ struct KubectlReplay {
         """
 
     init() throws {
-        directory = FileManager.default.temporaryDirectory.appendingPathComponent("shoal-kubectl-\(UUID().uuidString)").path
+        directory =
+            FileManager.default.temporaryDirectory.appendingPathComponent("shoal-kubectl-\(UUID().uuidString)").path
         try SecureFile.write(Self.script, to: directory + "/kubectl", mode: 0o755)
     }
 
@@ -46,7 +47,8 @@ struct KubectlReplay {
     func answer(_ key: String, _ output: String) throws { try SecureFile.write(output, to: "\(directory)/\(key).out") }
     func fail(_ key: String, _ stderr: String) throws { try SecureFile.write(stderr, to: "\(directory)/\(key).stderr") }
     func calls() -> [String] {
-        (try? String(contentsOfFile: directory + "/calls.log", encoding: .utf8))?.split(separator: "\n").map(String.init) ?? []
+        (try? String(contentsOfFile: directory + "/calls.log", encoding: .utf8))?.split(separator: "\n").map(
+            String.init) ?? []
     }
     func delete() { try? FileManager.default.removeItem(atPath: directory) }
 
@@ -57,7 +59,8 @@ struct KubectlReplay {
 
     /// Objects wrapped in the `List` kubectl prints for `get -o json`.
     static func list(_ items: [String]) -> String {
-        "{\"apiVersion\": \"v1\", \"items\": [" + items.joined(separator: ",") + "], \"kind\": \"List\", \"metadata\": {\"resourceVersion\": \"\"}}"
+        "{\"apiVersion\": \"v1\", \"items\": [" + items.joined(separator: ",")
+            + "], \"kind\": \"List\", \"metadata\": {\"resourceVersion\": \"\"}}"
     }
 }
 
@@ -86,7 +89,8 @@ enum WrittenFixtures {
         """,
     ])
     /// kubectl's message when `get --raw` receives a 503.
-    static let serviceUnavailable = "Error from server (ServiceUnavailable): the server is currently unable to handle the request\n"
+    static let serviceUnavailable =
+        "Error from server (ServiceUnavailable): the server is currently unable to handle the request\n"
 }
 
 @Suite struct KubectlClientTests {
@@ -95,7 +99,8 @@ enum WrittenFixtures {
     @Test func recordedK3sNodeIsReadyAndItsDiskPressureIsReported() async throws {
         let kubectl = try KubectlReplay()
         defer { kubectl.delete() }
-        try kubectl.answer("nodes", KubectlReplay.json(fromYAML: Fixtures.text("kubernetes/k3s-nodes-k3d-v1.20.6-diskpressure.yaml")))
+        try kubectl.answer(
+            "nodes", KubectlReplay.json(fromYAML: Fixtures.text("kubernetes/k3s-nodes-k3d-v1.20.6-diskpressure.yaml")))
         let nodes = try await kubectl.client.nodes()
         let node = try #require(nodes.first)
         #expect(nodes.count == 1)
@@ -160,7 +165,8 @@ enum WrittenFixtures {
         #expect(!capacity.passed)
         #expect(capacity.details.contains { $0.hasPrefix("unschedulable: default/") })
 
-        let gke = try KubectlReplay.json(fromYAML: Fixtures.text("kubernetes/gke-pods-default-crashloop-pending-failed.yaml"))
+        let gke = try KubectlReplay.json(
+            fromYAML: Fixtures.text("kubernetes/gke-pods-default-crashloop-pending-failed.yaml"))
         try kubectl.answer("pods", gke)
         let gkePods = try await kubectl.client.pods(namespace: "default")
         let cart = try #require(gkePods.first { $0.name.hasPrefix("cartservice-") && $0.reason == "CrashLoopBackOff" })
@@ -171,7 +177,8 @@ enum WrittenFixtures {
     @Test func recordedApplicationsGiveTheRightVerdicts() async throws {
         let kubectl = try KubectlReplay()
         defer { kubectl.delete() }
-        let healthy = try KubectlReplay.json(fromYAML: Fixtures.text("argocd/application-synced-healthy-operationstate-succeeded.yaml"))
+        let healthy = try KubectlReplay.json(
+            fromYAML: Fixtures.text("argocd/application-synced-healthy-operationstate-succeeded.yaml"))
         try kubectl.answer("applications", KubectlReplay.list([healthy]))
         let apps = try await kubectl.client.applications(namespace: "argocd")
         #expect(apps.count == 1)
@@ -179,9 +186,12 @@ enum WrittenFixtures {
         let argo = HealthExpectation(nodes: 1, argocd: true, monitoring: true, headlamp: false)
         #expect(await HealthChecks.run(.applications, client: kubectl.client, expectation: argo).passed)
 
-        let comparison = try KubectlReplay.json(fromYAML: Fixtures.text("argocd/application-comparisonerror-sync-unknown.yaml"))
-        let degraded = try KubectlReplay.json(fromYAML: Fixtures.text("argocd/application-health-degraded-minimal.yaml"))
-        let outOfSync = try Fixtures.text("argocd/application-status-outofsync-comparisonerror-handwritten-testdata.json")
+        let comparison = try KubectlReplay.json(
+            fromYAML: Fixtures.text("argocd/application-comparisonerror-sync-unknown.yaml"))
+        let degraded = try KubectlReplay.json(
+            fromYAML: Fixtures.text("argocd/application-health-degraded-minimal.yaml"))
+        let outOfSync = try Fixtures.text(
+            "argocd/application-status-outofsync-comparisonerror-handwritten-testdata.json")
         try kubectl.answer("applications", KubectlReplay.list([healthy, comparison, degraded, outOfSync]))
         let all = try await kubectl.client.applications(namespace: "argocd")
         #expect(all.map(\.syncStatus) == ["Synced", "Unknown", "Unknown", "OutOfSync"])
@@ -216,7 +226,9 @@ enum WrittenFixtures {
         #expect(refused.remedy?.contains("API server does not answer") == true)
 
         try kubectl.fail("secret", Fixtures.text("kubernetes/kubectl-error-notfound-argocd-initial-admin-secret.txt"))
-        await #expect { try await kubectl.client.secretData(namespace: "argocd", name: "argocd-initial-admin-secret") } throws: {
+        await #expect {
+            try await kubectl.client.secretData(namespace: "argocd", name: "argocd-initial-admin-secret")
+        } throws: {
             ($0 as? ShoalError)?.code == .notFound
         }
     }
@@ -226,8 +238,12 @@ enum WrittenFixtures {
         defer { kubectl.delete() }
         try kubectl.answer(
             "secret",
-            #"{"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "argocd-initial-admin-secret", "namespace": "argocd"}, "type": "Opaque", "data": {"password": "cGFzc3dvcmQxMjM="}}"#)
-        #expect(try await kubectl.client.secretData(namespace: "argocd", name: "argocd-initial-admin-secret") == ["password": "password123"])
+            #"{"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "argocd-initial-admin-secret", "namespace": "argocd"}, "type": "Opaque", "data": {"password": "cGFzc3dvcmQxMjM="}}"#
+        )
+        #expect(
+            try await kubectl.client.secretData(namespace: "argocd", name: "argocd-initial-admin-secret") == [
+                "password": "password123"
+            ])
     }
 
     @Test func prometheusAndGrafanaAnswersGiveTheRightVerdicts() async throws {
@@ -241,7 +257,10 @@ enum WrittenFixtures {
         let prometheus = await HealthChecks.run(.prometheus, client: kubectl.client, expectation: monitoring)
         #expect(prometheus.passed, "\(prometheus.message)")
         #expect(prometheus.details == ["alertmanager demo.prometheus.io:9093: up"])
-        #expect(kubectl.calls().contains { $0.contains("get --raw /api/v1/namespaces/monitoring/services/prometheus:9090/proxy/-/ready") })
+        #expect(
+            kubectl.calls().contains {
+                $0.contains("get --raw /api/v1/namespaces/monitoring/services/prometheus:9090/proxy/-/ready")
+            })
         let grafana = await HealthChecks.run(.grafana, client: kubectl.client, expectation: monitoring)
         #expect(grafana.passed)
         #expect(grafana.message.contains("5.1.3"))
@@ -249,7 +268,8 @@ enum WrittenFixtures {
         try kubectl.answer("raw-health", Fixtures.text("grafana/api-health-200-hideversion-testdata.json"))
         #expect(await HealthChecks.run(.grafana, client: kubectl.client, expectation: monitoring).passed)
 
-        try kubectl.answer("raw-targets", Fixtures.text("prometheus/api-v1-targets-docs-example-active-and-dropped.json"))
+        try kubectl.answer(
+            "raw-targets", Fixtures.text("prometheus/api-v1-targets-docs-example-active-and-dropped.json"))
         #expect(await HealthChecks.run(.prometheus, client: kubectl.client, expectation: monitoring).passed)
 
         try kubectl.fail("raw-ready", WrittenFixtures.serviceUnavailable)
@@ -284,7 +304,8 @@ enum WrittenFixtures {
         let kubectl = try KubectlReplay()
         defer { kubectl.delete() }
         try SecureFile.write("#!/bin/sh\nexec sleep 30\n", to: kubectl.directory + "/kubectl", mode: 0o755)
-        let client = KubectlClient(kubeconfig: "/dev/null", executable: kubectl.directory + "/kubectl", timeout: .milliseconds(300))
+        let client = KubectlClient(
+            kubeconfig: "/dev/null", executable: kubectl.directory + "/kubectl", timeout: .milliseconds(300))
         let started = ContinuousClock.now
         await #expect { try await client.nodes() } throws: { ($0 as? ShoalError)?.code == .timeout }
         #expect(ContinuousClock.now - started < .seconds(15))
