@@ -34,7 +34,8 @@ public enum HealthCheckKind: String, CaseIterable, Codable, Sendable {
         case .nodes: "Every planned node is registered and Ready."
         case .systemPods:
             "The K3s add-ons in kube-system (CoreDNS, metrics-server, local-path-provisioner, Traefik) run and are ready."
-        case .argocd: "The Argo CD components (application-controller, repo-server, server, redis, ...) run and are ready."
+        case .argocd:
+            "The Argo CD components (application-controller, repo-server, server, redis, ...) run and are ready."
         case .applications:
             "Every Argo CD Application, children of the App of Apps included, is Synced and Healthy "
                 + "(a parent's health does not include its children's)."
@@ -42,7 +43,8 @@ public enum HealthCheckKind: String, CaseIterable, Codable, Sendable {
         case .grafana: "Grafana's /api/health reports its database ok."
         case .headlamp: "Headlamp's web UI answers through its Service."
         case .dns: "The kube-dns Service has ready CoreDNS endpoints, so names resolve inside the cluster."
-        case .capacity: "Pod requests fit the nodes' allocatable CPU and memory with headroom, and no pod is unschedulable."
+        case .capacity:
+            "Pod requests fit the nodes' allocatable CPU and memory with headroom, and no pod is unschedulable."
         }
     }
 }
@@ -116,9 +118,9 @@ public struct HealthReport: Codable, Sendable, Equatable {
         let score = total == 0 ? 0 : passed * 100 / total
         let nodesFailed = checks.contains { $0.name == HealthCheckKind.nodes.rawValue && !$0.passed }
         let status =
-            if !checks.isEmpty && checks.allSatisfy(\.passed) { "healthy" }
-            else if score < 50 || nodesFailed || checks.isEmpty { "unhealthy" }
-            else { "degraded" }
+            if !checks.isEmpty && checks.allSatisfy(\.passed) {
+                "healthy"
+            } else if score < 50 || nodesFailed || checks.isEmpty { "unhealthy" } else { "degraded" }
         return HealthReport(checks: checks, score: score, status: status)
     }
 }
@@ -191,7 +193,9 @@ public enum HealthChecks {
     }
 
     private static func remedy(for error: Error) -> String {
-        guard let error = error as? ShoalError else { return "Run the check again; if it persists, see the error above." }
+        guard let error = error as? ShoalError else {
+            return "Run the check again; if it persists, see the error above."
+        }
         switch error.code {
         case .unreachable:
             return "The API server does not answer: check that K3s runs on the servers (systemctl status k3s) and that "
@@ -199,7 +203,8 @@ public enum HealthChecks {
         case .forbidden:
             return "The kubeconfig's user may not read this: use the admin kubeconfig written by the provision step."
         case .notFound:
-            return "An object the check needs does not exist: see the message; the step that creates it may have failed."
+            return
+                "An object the check needs does not exist: see the message; the step that creates it may have failed."
         case .timeout:
             return "The cluster answered too slowly: check the API server's load and the network, then validate again."
         default:
@@ -250,10 +255,12 @@ public enum HealthChecks {
             }
         }
         let requiredPrefixes = required.map(\.prefix)
-        for pod in pods where !pod.completed && !pod.healthy && !requiredPrefixes.contains(where: { pod.name.hasPrefix($0) }) {
+        for pod in pods
+        where !pod.completed && !pod.healthy && !requiredPrefixes.contains(where: { pod.name.hasPrefix($0) }) {
             failures.append("\(pod.name): \(pod.phase)\(pod.reason.map { " (\($0))" } ?? "")")
-            details.append("\(pod.name): \(pod.phase), ready=\(pod.ready), restarts=\(pod.restarts)"
-                + (pod.reason.map { ", \($0)" } ?? ""))
+            details.append(
+                "\(pod.name): \(pod.phase), ready=\(pod.ready), restarts=\(pod.restarts)"
+                    + (pod.reason.map { ", \($0)" } ?? ""))
         }
         let total = pods.filter { !$0.completed }.count
         let healthy = pods.filter(\.healthy).count
@@ -262,7 +269,8 @@ public enum HealthChecks {
             message: failures.isEmpty
                 ? "\(area): \(healthy)/\(total) pods running and ready"
                 : "\(area): " + failures.joined(separator: "; "),
-            remedy: "\(remedyPrefix) `kubectl -n NAMESPACE describe pod NAME` and `kubectl -n NAMESPACE logs NAME` show why; "
+            remedy:
+                "\(remedyPrefix) `kubectl -n NAMESPACE describe pod NAME` and `kubectl -n NAMESPACE logs NAME` show why; "
                 + "CrashLoopBackOff means the container exits, Pending/Unschedulable means no node has room, "
                 + "CreateContainerConfigError means a ConfigMap or Secret it reads is missing.",
             details: details)
@@ -299,7 +307,9 @@ public enum HealthChecks {
                 + "`kubectl -n \(namespace) rollout status deploy,sts` to see which component is stuck;")
     }
 
-    private static func applications(_ client: any ClusterClient, _ expectation: HealthExpectation) async throws -> Verdict {
+    private static func applications(_ client: any ClusterClient, _ expectation: HealthExpectation) async throws
+        -> Verdict
+    {
         let apps = try await client.applications(namespace: expectation.argocdNamespace)
         if apps.isEmpty {
             return Verdict(
@@ -335,7 +345,8 @@ public enum HealthChecks {
             passed: failing.isEmpty,
             message: failing.isEmpty
                 ? "\(apps.count) Applications Synced and Healthy"
-                : "\(failing.count) of \(apps.count) Applications not Synced and Healthy: " + failing.joined(separator: ", "),
+                : "\(failing.count) of \(apps.count) Applications not Synced and Healthy: "
+                    + failing.joined(separator: ", "),
             remedy: remedy, details: details)
     }
 
@@ -372,16 +383,20 @@ public enum HealthChecks {
             details: [])
     }
 
-    private static func prometheus(_ client: any ClusterClient, _ expectation: HealthExpectation) async throws -> Verdict {
+    private static func prometheus(_ client: any ClusterClient, _ expectation: HealthExpectation) async throws
+        -> Verdict
+    {
         let namespace = expectation.monitoringNamespace
         guard let (service, port) = try await findService(client, namespace, "prometheus", preferredPort: 9090) else {
             return missingService("Prometheus", namespace)
         }
-        let ready = try await client.serviceProxyGet(namespace: namespace, service: service.name, port: port, path: "/-/ready")
+        let ready = try await client.serviceProxyGet(
+            namespace: namespace, service: service.name, port: port, path: "/-/ready")
         let where_ = "\(namespace)/\(service.name):\(port)"
         guard ready.status == 200 else {
             return Verdict(
-                passed: false, message: "Prometheus \(where_) /-/ready answered \(ready.status): \(ready.body.prefix(200))",
+                passed: false,
+                message: "Prometheus \(where_) /-/ready answered \(ready.status): \(ready.body.prefix(200))",
                 remedy: "Prometheus is not ready: `kubectl -n \(namespace) logs deploy/\(service.name)`; a 503 "
                     + "without endpoints means its pod is not running (see the applications check).",
                 details: [])
@@ -395,7 +410,8 @@ public enum HealthChecks {
             let active = data["activeTargets"] as? [[String: Any]]
         else {
             return Verdict(
-                passed: false, message: "Prometheus \(where_) /api/v1/targets answered \(targets.status) without a target list",
+                passed: false,
+                message: "Prometheus \(where_) /api/v1/targets answered \(targets.status) without a target list",
                 remedy: "Check Prometheus's logs and its configuration (the prometheus ConfigMap).", details: [])
         }
         var details: [String] = []
@@ -428,7 +444,8 @@ public enum HealthChecks {
         guard let (service, port) = try await findService(client, namespace, "grafana", preferredPort: 3000) else {
             return missingService("Grafana", namespace)
         }
-        let answer = try await client.serviceProxyGet(namespace: namespace, service: service.name, port: port, path: "/api/health")
+        let answer = try await client.serviceProxyGet(
+            namespace: namespace, service: service.name, port: port, path: "/api/health")
         let json = (try? JSONSerialization.jsonObject(with: Data(answer.body.utf8))) as? [String: Any]
         let database = json?["database"] as? String
         let version = json?["version"] as? String
@@ -443,20 +460,25 @@ public enum HealthChecks {
                 ? "Grafana cannot reach its database: check its storage volume and `kubectl -n \(namespace) logs deploy/\(service.name)`."
                 : "Grafana is not serving: `kubectl -n \(namespace) describe pod -l app.kubernetes.io/name=grafana`; "
                     + "a missing admin Secret shows as CreateContainerConfigError.",
-            details: ["GET /api/health -> \(answer.status) \(answer.body.replacingOccurrences(of: "\n", with: " ").prefix(200))"])
+            details: [
+                "GET /api/health -> \(answer.status) \(answer.body.replacingOccurrences(of: "\n", with: " ").prefix(200))"
+            ])
     }
 
-    private static func headlamp(_ client: any ClusterClient, _ expectation: HealthExpectation) async throws -> Verdict {
+    private static func headlamp(_ client: any ClusterClient, _ expectation: HealthExpectation) async throws -> Verdict
+    {
         let namespace = expectation.monitoringNamespace
         var found = try await findService(client, namespace, "headlamp", preferredPort: 80)
         if found == nil { found = try await findService(client, "kube-system", "headlamp", preferredPort: 80) }
         guard let (service, port) = found else { return missingService("Headlamp", namespace) }
-        let answer = try await client.serviceProxyGet(namespace: service.namespace, service: service.name, port: port, path: "/")
+        let answer = try await client.serviceProxyGet(
+            namespace: service.namespace, service: service.name, port: port, path: "/")
         let passed = (200..<400).contains(answer.status)
         return Verdict(
             passed: passed,
             message: "Headlamp \(service.namespace)/\(service.name):\(port) / answered \(answer.status)",
-            remedy: "Headlamp is not serving: `kubectl -n \(service.namespace) describe pod -l app.kubernetes.io/name=headlamp` "
+            remedy:
+                "Headlamp is not serving: `kubectl -n \(service.namespace) describe pod -l app.kubernetes.io/name=headlamp` "
                 + "and its logs; check its ServiceAccount and RBAC in the GitOps repository.",
             details: [])
     }

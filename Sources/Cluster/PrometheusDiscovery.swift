@@ -97,7 +97,9 @@ struct PrometheusDiscovery {
             for target in group["targets"]?.array?.compactMap(\.string) ?? [] {
                 let (up, error) = reachable(target, from: prometheus)
                 result.append(
-                    Candidate(labels: base.merging(extra) { $1 }.merging(["__address__": target]) { $1 }, up: up, error: error))
+                    Candidate(
+                        labels: base.merging(extra) { $1 }.merging(["__address__": target]) { $1 }, up: up, error: error
+                    ))
             }
         }
         for sd in job["kubernetes_sd_configs"]?.array ?? [] {
@@ -110,7 +112,9 @@ struct PrometheusDiscovery {
                     labels["__address__"] = "\(node.internalIP):10250"
                     labels["__meta_kubernetes_node_name"] = node.name
                     labels["__meta_kubernetes_node_address_InternalIP"] = node.internalIP
-                    for role in node.roles { labels["__meta_kubernetes_node_label_node_role_kubernetes_io_\(role)"] = "true" }
+                    for role in node.roles {
+                        labels["__meta_kubernetes_node_label_node_role_kubernetes_io_\(role)"] = "true"
+                    }
                     labels["__meta_kubernetes_node_label_kubernetes_io_hostname"] = node.name
                     result.append(
                         Candidate(
@@ -129,7 +133,9 @@ struct PrometheusDiscovery {
                     }
                 }
             case "endpoints", "endpointslice":
-                let prefix = sd["role"]?.string == "endpoints" ? "__meta_kubernetes_endpoints" : "__meta_kubernetes_endpointslice"
+                let prefix =
+                    sd["role"]?.string == "endpoints"
+                    ? "__meta_kubernetes_endpoints" : "__meta_kubernetes_endpointslice"
                 for service in cluster.objects(kind: "Service") where inScope(service.namespace) {
                     let selector = service.body["spec", "selector"]?.stringMap ?? [:]
                     for port in service.body["spec", "ports"]?.array ?? [] {
@@ -140,7 +146,8 @@ struct PrometheusDiscovery {
                         if service.namespace == "default" && service.name == "kubernetes" {
                             for node in cluster.nodes where node.roles.contains("control-plane") {
                                 labels["__address__"] = "\(node.internalIP):6443"
-                                result.append(Candidate(labels: labels, up: node.ready, error: connectionRefused(labels)))
+                                result.append(
+                                    Candidate(labels: labels, up: node.ready, error: connectionRefused(labels)))
                             }
                             continue
                         }
@@ -156,9 +163,12 @@ struct PrometheusDiscovery {
                                 ?? port["port"]?.int ?? 0
                             var podTarget = labels.merging(podLabels(pod)) { $1 }
                             podTarget["__address__"] = "\(pod.ip):\(number)"
-                            podTarget["\(prefix == "__meta_kubernetes_endpoints" ? "__meta_kubernetes_endpoint" : prefix + "_endpoint_conditions")_ready"] =
+                            podTarget[
+                                "\(prefix == "__meta_kubernetes_endpoints" ? "__meta_kubernetes_endpoint" : prefix + "_endpoint_conditions")_ready"
+                            ] =
                                 pod.pod.healthy ? "true" : "false"
-                            result.append(Candidate(labels: podTarget, up: pod.pod.healthy, error: connectionRefused(podTarget)))
+                            result.append(
+                                Candidate(labels: podTarget, up: pod.pod.healthy, error: connectionRefused(podTarget)))
                         }
                     }
                 }
@@ -204,7 +214,8 @@ struct PrometheusDiscovery {
 
     private func connectionRefused(_ labels: [String: String]) -> String {
         let address = labels["__address__"] ?? ""
-        return "Get \"http://\(address)\(labels["__metrics_path__"] ?? "/metrics")\": dial tcp \(address): connect: connection refused"
+        return
+            "Get \"http://\(address)\(labels["__metrics_path__"] ?? "/metrics")\": dial tcp \(address): connect: connection refused"
     }
 
     /// A static target: `localhost` is Prometheus itself; other hosts must be a Service with ready endpoints.
@@ -256,12 +267,17 @@ struct PrometheusDiscovery {
                 for (name, labelValue) in labels {
                     guard let nameMatch = regex.firstMatch(in: name, range: NSRange(name.startIndex..., in: name))
                     else { continue }
-                    labels[regex.replacementString(for: nameMatch, in: name, offset: 0, template: replacement)] = labelValue
+                    labels[regex.replacementString(for: nameMatch, in: name, offset: 0, template: replacement)] =
+                        labelValue
                 }
             case "labeldrop":
-                labels = labels.filter { regex.firstMatch(in: $0.key, range: NSRange($0.key.startIndex..., in: $0.key)) == nil }
+                labels = labels.filter {
+                    regex.firstMatch(in: $0.key, range: NSRange($0.key.startIndex..., in: $0.key)) == nil
+                }
             case "labelkeep":
-                labels = labels.filter { regex.firstMatch(in: $0.key, range: NSRange($0.key.startIndex..., in: $0.key)) != nil }
+                labels = labels.filter {
+                    regex.firstMatch(in: $0.key, range: NSRange($0.key.startIndex..., in: $0.key)) != nil
+                }
             default:
                 continue
             }

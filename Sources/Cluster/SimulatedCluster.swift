@@ -76,7 +76,8 @@ public struct SimulatedCluster: Codable, Sendable, Equatable {
             applicationStates: [:], nextNodePort: 32000)
         for index in 0..<max(1, nodes) {
             let isServer = index < serverCount
-            let roles = isServer ? (serverCount > 1 ? ["control-plane", "etcd", "master"] : ["control-plane", "master"]) : []
+            let roles =
+                isServer ? (serverCount > 1 ? ["control-plane", "etcd", "master"] : ["control-plane", "master"]) : []
             let ordinal = isServer ? index + 1 : index - serverCount + 1
             cluster.nodes.append(
                 SimNode(
@@ -101,7 +102,8 @@ public struct SimulatedCluster: Codable, Sendable, Equatable {
     public mutating func installArgoCD(version: String, adminPassword: String? = nil) {
         let password = adminPassword ?? "demo-" + StableHash.token(of: "argocd-admin/\(name)", length: 12)
         do {
-            _ = try apply(yaml: ArgoCDComponents.manifests(version: version, adminPassword: password), source: "argocd-install")
+            _ = try apply(
+                yaml: ArgoCDComponents.manifests(version: version, adminPassword: password), source: "argocd-install")
         } catch {
             preconditionFailure("the built-in Argo CD manifests must apply: \(error)")
         }
@@ -225,7 +227,8 @@ public struct SimulatedCluster: Codable, Sendable, Equatable {
         let namespace = clusterScoped ? nil : (manifest.namespace ?? defaultNamespace)
         let source = manifest.source
         if let namespace, objects["Namespace//\(namespace)"] == nil {
-            throw ShoalError(.notFound, "\(source): \(manifest.kind) \"\(manifest.name)\": namespaces \"\(namespace)\" not found")
+            throw ShoalError(
+                .notFound, "\(source): \(manifest.kind) \"\(manifest.name)\": namespaces \"\(namespace)\" not found")
         }
         let group = manifest.apiVersion.contains("/") ? String(manifest.apiVersion.split(separator: "/")[0]) : ""
         if !Self.builtinGroups.contains(group) {
@@ -255,7 +258,8 @@ public struct SimulatedCluster: Codable, Sendable, Equatable {
     /// Rejects what the API server would reject, and allocates node ports as it would.
     private mutating func validate(_ manifest: Manifest, namespace: String?, body: inout ManifestValue) throws {
         let invalid = { (reason: String) -> ShoalError in
-            ShoalError(.invalidInput, "\(manifest.source): The \(manifest.kind) \"\(manifest.name)\" is invalid: \(reason)")
+            ShoalError(
+                .invalidInput, "\(manifest.source): The \(manifest.kind) \"\(manifest.name)\" is invalid: \(reason)")
         }
         switch manifest.kind {
         case "Deployment", "StatefulSet", "DaemonSet", "ReplicaSet":
@@ -265,7 +269,8 @@ public struct SimulatedCluster: Codable, Sendable, Equatable {
             }
             let templateLabels = body["spec", "template", "metadata", "labels"]?.stringMap ?? [:]
             guard selector.allSatisfy({ templateLabels[$0.key] == $0.value }) else {
-                throw invalid("spec.template.metadata.labels: Invalid value: `selector` does not match template `labels`")
+                throw invalid(
+                    "spec.template.metadata.labels: Invalid value: `selector` does not match template `labels`")
             }
             try validatePodSpec(body["spec", "template", "spec"], invalid: invalid)
         case "Job":
@@ -310,10 +315,14 @@ public struct SimulatedCluster: Codable, Sendable, Equatable {
             guard type == "NodePort" || type == "LoadBalancer" else { continue }
             if let requested = ports[index]["nodePort"]?.int {
                 guard (30000...32767).contains(requested) else {
-                    throw invalid("spec.ports[\(index)].nodePort: Invalid value: \(requested): provided port is not in the valid range. The range of valid ports is 30000-32767")
+                    throw invalid(
+                        "spec.ports[\(index)].nodePort: Invalid value: \(requested): provided port is not in the valid range. The range of valid ports is 30000-32767"
+                    )
                 }
                 if let holder = taken[requested] {
-                    throw invalid("spec.ports[\(index)].nodePort: Invalid value: \(requested): provided port is already allocated (to \(holder))")
+                    throw invalid(
+                        "spec.ports[\(index)].nodePort: Invalid value: \(requested): provided port is already allocated (to \(holder))"
+                    )
                 }
                 taken[requested] = manifest.name
                 continue

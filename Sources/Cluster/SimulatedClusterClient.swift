@@ -61,7 +61,8 @@ public actor SimulatedClusterClient: ClusterClient {
             return ServicePort(name: port["name"]?.string, port: number, nodePort: port["nodePort"]?.int)
         }
         return Service(
-            namespace: object.namespace ?? "", name: object.name, type: object.body["spec", "type"]?.string ?? "ClusterIP",
+            namespace: object.namespace ?? "", name: object.name,
+            type: object.body["spec", "type"]?.string ?? "ClusterIP",
             ports: ports, selector: object.body["spec", "selector"]?.stringMap ?? [:])
     }
 
@@ -96,7 +97,9 @@ public actor SimulatedClusterClient: ClusterClient {
         guard Self.service(object).ports.contains(where: { $0.port == port }) else { return unavailable }
         let pods = state.derivedPods()
         guard let backend = state.endpoints(of: object, pods: pods).first else { return unavailable }
-        let route = "/" + (path.split(separator: "?", maxSplits: 1).first.map(String.init) ?? "")
+        let route =
+            "/"
+            + (path.split(separator: "?", maxSplits: 1).first.map(String.init) ?? "")
             .trimmingCharacters(in: CharacterSet(charactersIn: "/"))
         let notFound = (404, "404 page not found\n")
         switch backend.images.map(Self.imageName).first(where: { ["prometheus", "grafana", "headlamp"].contains($0) }) {
@@ -104,11 +107,14 @@ public actor SimulatedClusterClient: ClusterClient {
             switch route {
             case "/-/ready": return (200, "Prometheus Server is Ready.\n")
             case "/-/healthy": return (200, "Prometheus Server is Healthy.\n")
-            case "/api/v1/targets": return (200, PrometheusDiscovery(cluster: state, pods: pods).targetsJSON(for: backend))
+            case "/api/v1/targets":
+                return (200, PrometheusDiscovery(cluster: state, pods: pods).targetsJSON(for: backend))
             default: return notFound
             }
         case "grafana":
-            guard route == "/api/health" else { return route == "/" ? (302, "<a href=\"/login\">Found</a>.\n\n") : notFound }
+            guard route == "/api/health" else {
+                return route == "/" ? (302, "<a href=\"/login\">Found</a>.\n\n") : notFound
+            }
             let image = backend.images.first { Self.imageName($0) == "grafana" } ?? ""
             let version = Self.imageTag(image).map { $0.hasPrefix("v") ? String($0.dropFirst()) : $0 } ?? "unknown"
             let body = """
@@ -133,7 +139,8 @@ public actor SimulatedClusterClient: ClusterClient {
 
     public func secretData(namespace: String, name: String) async throws -> [String: String] {
         try checkReachable()
-        guard let object = cluster.objects[SimulatedCluster.key(kind: "Secret", namespace: namespace, name: name)] else {
+        guard let object = cluster.objects[SimulatedCluster.key(kind: "Secret", namespace: namespace, name: name)]
+        else {
             throw ShoalError(.notFound, "secrets \"\(name)\" not found")
         }
         var result: [String: String] = [:]

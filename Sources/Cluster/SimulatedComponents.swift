@@ -243,7 +243,9 @@ enum ArgoCDComponents {
             kind: Namespace
             metadata: {name: argocd}
             """
-        for (plural, kind) in [("applications", "Application"), ("applicationsets", "ApplicationSet"), ("appprojects", "AppProject")] {
+        for (plural, kind) in [
+            ("applications", "Application"), ("applicationsets", "ApplicationSet"), ("appprojects", "AppProject"),
+        ] {
             text += """
 
                 ---

@@ -18,7 +18,8 @@ struct SimulatedPod: Sendable {
 struct MissingReference: Sendable, Equatable {
     enum Effect: Int, Sendable, Comparable {
         /// A pod gets no further than this: runs, but is not ready; config error; no volume; never created.
-        case configError = 1, containerCreating, unschedulable, noPods
+        case configError = 1
+        case containerCreating, unschedulable, noPods
         static func < (left: Effect, right: Effect) -> Bool { left.rawValue < right.rawValue }
     }
 
@@ -45,7 +46,8 @@ extension SimulatedCluster {
         if !exists("ServiceAccount", namespace: namespace, name: account) {
             note("ServiceAccount \"\(account)\" not found", .noPods)
         }
-        func checkObject(_ kind: String, _ name: String?, optional: Bool, key: String?, effect: MissingReference.Effect) {
+        func checkObject(_ kind: String, _ name: String?, optional: Bool, key: String?, effect: MissingReference.Effect)
+        {
             guard let name, !optional else { return }
             guard let object = objects[Self.key(kind: kind, namespace: namespace, name: name)] else {
                 note("\(kind) \"\(name)\" not found", effect)
@@ -55,7 +57,9 @@ extension SimulatedCluster {
                 let keys = Set((object.body["data"]?.object ?? [:]).keys)
                     .union((object.body["stringData"]?.object ?? [:]).keys)
                     .union((object.body["binaryData"]?.object ?? [:]).keys)
-                if !keys.contains(key) { note("couldn't find key \(key) in \(kind) \(namespace)/\(name)", .configError) }
+                if !keys.contains(key) {
+                    note("couldn't find key \(key) in \(kind) \(namespace)/\(name)", .configError)
+                }
             }
         }
         func checkProjection(_ source: ManifestValue, effect: MissingReference.Effect) {
@@ -112,7 +116,9 @@ extension SimulatedCluster {
     }
 
     /// The pod template spec of a workload object and the claim names its StatefulSet templates provide.
-    static func podTemplate(of object: StoredObject) -> (spec: ManifestValue?, metadata: ManifestValue?, claims: [String]) {
+    static func podTemplate(of object: StoredObject) -> (
+        spec: ManifestValue?, metadata: ManifestValue?, claims: [String]
+    ) {
         if object.kind == "Pod" { return (object.body["spec"], object.body["metadata"], []) }
         let claims = (object.body["spec", "volumeClaimTemplates"]?.array ?? []).compactMap {
             $0["metadata", "name"]?.string
@@ -138,7 +144,8 @@ extension SimulatedCluster {
             guard let object = objects[key], Self.workloadKinds.contains(object.kind), let namespace = object.namespace
             else { continue }
             let template = Self.podTemplate(of: object)
-            let missing = missingReferences(podSpec: template.spec, namespace: namespace, claimTemplates: template.claims)
+            let missing = missingReferences(
+                podSpec: template.spec, namespace: namespace, claimTemplates: template.claims)
             let worst = missing.map(\.effect).max()
             if worst == .noPods { continue }
 
@@ -165,12 +172,16 @@ extension SimulatedCluster {
             case "Deployment", "ReplicaSet":
                 let count = object.body["spec", "replicas"]?.int ?? 1
                 let prefix = object.kind == "Deployment" ? "\(object.name)-\(templateHash)" : object.name
-                replicas = (0..<max(0, count)).map { ("\(prefix)-\(StableHash.token(of: "\(key)/\($0)", length: 5))", nil) }
+                replicas = (0..<max(0, count)).map {
+                    ("\(prefix)-\(StableHash.token(of: "\(key)/\($0)", length: 5))", nil)
+                }
             case "StatefulSet":
                 let count = object.body["spec", "replicas"]?.int ?? 1
                 replicas = (0..<max(0, count)).map { ("\(object.name)-\($0)", nil) }
             case "DaemonSet":
-                replicas = nodes.map { ("\(object.name)-\(StableHash.token(of: "\(key)/\($0.name)", length: 5))", $0.name) }
+                replicas = nodes.map {
+                    ("\(object.name)-\(StableHash.token(of: "\(key)/\($0.name)", length: 5))", $0.name)
+                }
             case "Job":
                 replicas = [("\(object.name)-\(StableHash.token(of: key, length: 5))", nil)]
             default:
@@ -186,13 +197,14 @@ extension SimulatedCluster {
             for (podName, pinned) in replicas {
                 var chosen: String? = pinned
                 if chosen == nil {
-                    chosen = nodes.filter { node in
-                        node.ready && (freeCPU[node.name] ?? 0) >= cpu && (freeMemory[node.name] ?? 0) >= memory
-                    }.max { left, right in
-                        let l = freeCPU[left.name] ?? 0
-                        let r = freeCPU[right.name] ?? 0
-                        return l != r ? l < r : left.name > right.name
-                    }?.name
+                    chosen =
+                        nodes.filter { node in
+                            node.ready && (freeCPU[node.name] ?? 0) >= cpu && (freeMemory[node.name] ?? 0) >= memory
+                        }.max { left, right in
+                            let l = freeCPU[left.name] ?? 0
+                            let r = freeCPU[right.name] ?? 0
+                            return l != r ? l < r : left.name > right.name
+                        }?.name
                 }
                 var phase = "Running"
                 var ready = true
@@ -338,7 +350,8 @@ extension SimulatedCluster {
         for object in owned where Self.workloadKinds.contains(object.kind) {
             guard let namespace = object.namespace else { continue }
             let template = Self.podTemplate(of: object)
-            let missing = missingReferences(podSpec: template.spec, namespace: namespace, claimTemplates: template.claims)
+            let missing = missingReferences(
+                podSpec: template.spec, namespace: namespace, claimTemplates: template.claims)
             let label = "\(object.source): \(object.kind) \(namespace)/\(object.name)"
             if !missing.isEmpty {
                 problems.append("\(label): " + missing.map(\.description).joined(separator: ", "))
@@ -347,7 +360,9 @@ extension SimulatedCluster {
             let workloadKey = Self.key(kind: object.kind, namespace: namespace, name: object.name)
             let stuck = pods.filter { $0.workload == workloadKey && !$0.pod.healthy && !$0.pod.completed }
             if let first = stuck.first {
-                let why = first.pod.reason == "Unschedulable" ? "Insufficient cpu or memory on every node" : first.pod.reason ?? "not ready"
+                let why =
+                    first.pod.reason == "Unschedulable"
+                    ? "Insufficient cpu or memory on every node" : first.pod.reason ?? "not ready"
                 problems.append("\(label): \(stuck.count) pod(s) not ready (\(why))")
             }
         }

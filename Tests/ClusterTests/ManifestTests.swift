@@ -45,7 +45,10 @@ import Testing
     @Test func readsRecordedKubernetesYAML() throws {
         let manifests = try ManifestParser.parse(
             try Fixtures.text("kubernetes/k3s-deployments-kube-system-k3d-v1.20.6.yaml"), source: "fixture")
-        #expect(Set(manifests.map(\.name)).isSuperset(of: ["coredns", "metrics-server", "local-path-provisioner", "traefik"]))
+        #expect(
+            Set(manifests.map(\.name)).isSuperset(of: [
+                "coredns", "metrics-server", "local-path-provisioner", "traefik",
+            ]))
     }
 
     @Test func parsesResourceQuantities() {
@@ -62,13 +65,18 @@ import Testing
 
     @Test func relabelingKeepsDropsAndRewrites() {
         let rules: [ManifestValue] = [
-            .object(["source_labels": .array([.string("a"), .string("b")]), "action": .string("keep"), "regex": .string("x;y")]),
             .object([
-                "source_labels": .array([.string("__address__"), .string("port")]), "regex": .string("([^:]+)(?::\\d+)?;(\\d+)"),
+                "source_labels": .array([.string("a"), .string("b")]), "action": .string("keep"),
+                "regex": .string("x;y"),
+            ]),
+            .object([
+                "source_labels": .array([.string("__address__"), .string("port")]),
+                "regex": .string("([^:]+)(?::\\d+)?;(\\d+)"),
                 "replacement": .string("$1:$2"), "target_label": .string("__address__"),
             ]),
         ]
-        let kept = PrometheusDiscovery.relabel(["a": "x", "b": "y", "__address__": "10.0.0.1:80", "port": "9100"], rules)
+        let kept = PrometheusDiscovery.relabel(
+            ["a": "x", "b": "y", "__address__": "10.0.0.1:80", "port": "9100"], rules)
         #expect(kept?["__address__"] == "10.0.0.1:9100")
         #expect(PrometheusDiscovery.relabel(["a": "x", "b": "z"], rules) == nil)
     }
@@ -97,7 +105,8 @@ import Testing
 
     @Test func applicableChecksFollowThePlan() {
         #expect(HealthChecks.applicable(HealthExpectation(nodes: 1)) == HealthCheckKind.allCases)
-        let bare = HealthChecks.applicable(HealthExpectation(nodes: 1, argocd: false, monitoring: false, headlamp: false))
+        let bare = HealthChecks.applicable(
+            HealthExpectation(nodes: 1, argocd: false, monitoring: false, headlamp: false))
         #expect(bare == [.nodes, .systemPods, .dns, .capacity])
         let weights = HealthCheckKind.allCases.reduce(0) { $0 + $1.weight }
         #expect(weights == 100)
@@ -105,7 +114,8 @@ import Testing
 
     @Test func reportRoundTripsAsJSON() throws {
         let report = HealthReport.make([
-            CheckResult(name: "nodes", passed: false, weight: 20, message: "m", remedy: "r", details: ["d"], explanation: "e")
+            CheckResult(
+                name: "nodes", passed: false, weight: 20, message: "m", remedy: "r", details: ["d"], explanation: "e")
         ])
         let decoded = try JSONDecoder().decode(HealthReport.self, from: JSONEncoder().encode(report))
         #expect(decoded == report)
@@ -122,7 +132,9 @@ import Testing
         guard requireTool("git") else { return }
         let repository = try await TemporaryGitRepository()
         defer { repository.delete() }
-        try await repository.commit(["monitoring/a.yaml": "a: 1\n", "monitoring/sub/b.yaml": "b: 2\n", "other/c.yaml": "c"])
+        try await repository.commit([
+            "monitoring/a.yaml": "a: 1\n", "monitoring/sub/b.yaml": "b: 2\n", "other/c.yaml": "c",
+        ])
         try await repository.commit(["monitoring/a.yaml": "a: 2\n"])
         let source = GitCLISource()
         let files = try await source.files(repoURL: "file://" + repository.path, revision: "HEAD", path: "monitoring")

@@ -37,7 +37,10 @@ import Testing
         let server = try #require(try await client.services(namespace: "argocd").first { $0.name == "argocd-server" })
         #expect(server.type == "NodePort")
         #expect(server.nodePorts == [30080, 30443])
-        #expect(try await client.secretData(namespace: "argocd", name: "argocd-initial-admin-secret") == ["password": "s3cret-value"])
+        #expect(
+            try await client.secretData(namespace: "argocd", name: "argocd-initial-admin-secret") == [
+                "password": "s3cret-value"
+            ])
         await #expect(throws: ShoalError.self) { try await client.secretData(namespace: "argocd", name: "nope") }
     }
 
@@ -97,7 +100,8 @@ import Testing
         let repository = try await TemporaryGitRepository()
         defer { repository.delete() }
         var files = Stack.files
-        files["monitoring/20-grafana.yaml"] = Stack.grafana.replacingOccurrences(of: "  selector:\n", with: "  selector: [\n")
+        files["monitoring/20-grafana.yaml"] = Stack.grafana.replacingOccurrences(
+            of: "  selector:\n", with: "  selector: [\n")
         try await repository.commit(files)
         let client = try Stack.cluster(repoURL: repository.path).client(gitSource: GitCLISource())
         let app = try #require(try await client.applications(namespace: "argocd").first)
@@ -106,7 +110,8 @@ import Testing
         let report = await HealthChecks.report(client: client, expectation: Stack.expectation)
         let failed = Set(report.checks.filter { !$0.passed }.map(\.name))
         #expect(failed == ["applications", "prometheus", "grafana", "headlamp"])
-        #expect(report.checks.first { $0.name == "applications" }?.remedy?.contains("monitoring/20-grafana.yaml") == true)
+        #expect(
+            report.checks.first { $0.name == "applications" }?.remedy?.contains("monitoring/20-grafana.yaml") == true)
         #expect(report.score == 60)
     }
 
@@ -148,21 +153,28 @@ import Testing
         files["monitoring/10-prometheus.yaml"] = Stack.prometheus
             .replacingOccurrences(of: "configMap: {name: prometheus-config}", with: "configMap: {name: prom-cfg}")
         files["monitoring/25-headlamp.yaml"] = Stack.headlamp
-            .replacingOccurrences(of: "kind: ServiceAccount\nmetadata: {name: headlamp", with: "kind: ServiceAccount\nmetadata: {name: other")
+            .replacingOccurrences(
+                of: "kind: ServiceAccount\nmetadata: {name: headlamp",
+                with: "kind: ServiceAccount\nmetadata: {name: other")
         let source = InMemoryGitSource(repositories: ["mem://repo": files])
         let client = try Stack.cluster(repoURL: "mem://repo").client(gitSource: source)
         let app = try #require(try await client.applications(namespace: "argocd").first)
         #expect(app.healthStatus == "Degraded")
         let message = app.message ?? ""
-        #expect(message.contains("monitoring/10-prometheus.yaml: Deployment monitoring/prometheus: ConfigMap \"prom-cfg\" not found"))
-        #expect(message.contains("monitoring/25-headlamp.yaml: Deployment monitoring/headlamp: ServiceAccount \"headlamp\" not found"))
+        #expect(
+            message.contains(
+                "monitoring/10-prometheus.yaml: Deployment monitoring/prometheus: ConfigMap \"prom-cfg\" not found"))
+        #expect(
+            message.contains(
+                "monitoring/25-headlamp.yaml: Deployment monitoring/headlamp: ServiceAccount \"headlamp\" not found"))
         // Without its ServiceAccount the ReplicaSet creates no pod at all.
         #expect(try await client.pods(namespace: "monitoring").contains { $0.name.hasPrefix("headlamp-") } == false)
     }
 
     @Test func appOfAppsParentStaysHealthyWhileAChildIsDegraded() async throws {
         var files = Stack.files
-        files["monitoring/20-grafana.yaml"] = Stack.grafana.replacingOccurrences(of: "name: grafana-admin", with: "name: absent")
+        files["monitoring/20-grafana.yaml"] = Stack.grafana.replacingOccurrences(
+            of: "name: grafana-admin", with: "name: absent")
         files["apps/monitoring.yaml"] = """
             apiVersion: argoproj.io/v1alpha1
             kind: Application
@@ -222,7 +234,8 @@ import Testing
         defer { repository.delete() }
         try await repository.commit(Stack.files)
         let client = try Stack.cluster(repoURL: "file://" + repository.path).client(gitSource: GitCLISource())
-        #expect(try await client.services(namespace: "monitoring").map(\.name) == ["grafana", "headlamp", "prometheus"])
+        #expect(
+            try await client.services(namespace: "monitoring").map(\.name) == ["grafana", "headlamp", "prometheus"])
         try await repository.remove("monitoring/25-headlamp.yaml")
         #expect(try await client.services(namespace: "monitoring").map(\.name) == ["grafana", "prometheus"])
         let check = await HealthChecks.run(.headlamp, client: client, expectation: Stack.expectation)
@@ -233,14 +246,16 @@ import Testing
         let source = InMemoryGitSource(repositories: ["mem://repo": Stack.files])
         let client = try Stack.cluster(repoURL: "mem://repo").client(gitSource: source)
 
-        let ready = try await client.serviceProxyGet(namespace: "monitoring", service: "prometheus", port: 9090, path: "/-/ready")
+        let ready = try await client.serviceProxyGet(
+            namespace: "monitoring", service: "prometheus", port: 9090, path: "/-/ready")
         #expect(ready.status == 200)
         #expect(ready.body == (try Fixtures.text("prometheus/ready-200.txt")))
 
         let targets = try await client.serviceProxyGet(
             namespace: "monitoring", service: "prometheus", port: 9090, path: "/api/v1/targets")
         let recorded = try #require(
-            try JSONSerialization.jsonObject(with: Data(Fixtures.text("prometheus/api-v1-targets-openapi-golden-example.json").utf8))
+            try JSONSerialization.jsonObject(
+                with: Data(Fixtures.text("prometheus/api-v1-targets-openapi-golden-example.json").utf8))
                 as? [String: Any])
         let ours = try #require(try JSONSerialization.jsonObject(with: Data(targets.body.utf8)) as? [String: Any])
         #expect(Set(ours.keys) == Set(recorded.keys))
@@ -254,7 +269,8 @@ import Testing
         #expect(jobs == ["prometheus", "kubernetes-apiservers", "kubernetes-nodes", "kubernetes-pods", "grafana"])
         #expect(active.allSatisfy { $0["health"] as? String == "up" })
 
-        let health = try await client.serviceProxyGet(namespace: "monitoring", service: "grafana", port: 3000, path: "/api/health")
+        let health = try await client.serviceProxyGet(
+            namespace: "monitoring", service: "grafana", port: 3000, path: "/api/health")
         #expect(health.status == 200)
         let recordedHealth = try #require(
             try JSONSerialization.jsonObject(with: Data(Fixtures.text("grafana/api-health-200-docs-example.json").utf8))
@@ -263,11 +279,13 @@ import Testing
         #expect(Set(ourHealth.keys) == Set(recordedHealth.keys))
         #expect(ourHealth["version"] as? String == "11.4.0")
 
-        let headlamp = try await client.serviceProxyGet(namespace: "monitoring", service: "headlamp", port: 80, path: "/")
+        let headlamp = try await client.serviceProxyGet(
+            namespace: "monitoring", service: "headlamp", port: 80, path: "/")
         #expect(headlamp.status == 200)
         #expect(headlamp.body.contains("<title>Headlamp</title>"))
 
-        let wrongPort = try await client.serviceProxyGet(namespace: "monitoring", service: "grafana", port: 9999, path: "/")
+        let wrongPort = try await client.serviceProxyGet(
+            namespace: "monitoring", service: "grafana", port: 9999, path: "/")
         #expect(wrongPort.status == 503)
         await #expect(throws: ShoalError.self) {
             try await client.serviceProxyGet(namespace: "monitoring", service: "absent", port: 80, path: "/")
@@ -322,10 +340,11 @@ import Testing
         var cluster = SimulatedCluster.provision(name: "demo", nodes: 1, k3sVersion: "v1.31.4+k3s1")
         #expect(throws: ShoalError.self) { try cluster.apply(yaml: Stack.grafana, source: "20-grafana.yaml") }  // no namespace
         let lines = try cluster.apply(yaml: Stack.namespace + "\n---\n" + Stack.headlamp, source: "x.yaml")
-        #expect(lines == [
-            "namespace/monitoring created", "serviceaccount/headlamp created", "service/headlamp created",
-            "deployment.apps/headlamp created",
-        ])
+        #expect(
+            lines == [
+                "namespace/monitoring created", "serviceaccount/headlamp created", "service/headlamp created",
+                "deployment.apps/headlamp created",
+            ])
         #expect(try cluster.apply(yaml: Stack.headlamp, source: "x.yaml").allSatisfy { $0.hasSuffix("unchanged") })
         let clash = Stack.grafana.replacingOccurrences(of: "nodePort: 30300", with: "nodePort: 30466")
         #expect {
@@ -333,7 +352,8 @@ import Testing
         } throws: { error in
             "\(error)".contains("20-grafana.yaml") && "\(error)".contains("already allocated")
         }
-        let mismatch = Stack.headlamp.replacingOccurrences(of: "matchLabels: {app.kubernetes.io/name: headlamp}", with: "matchLabels: {app: other}")
+        let mismatch = Stack.headlamp.replacingOccurrences(
+            of: "matchLabels: {app.kubernetes.io/name: headlamp}", with: "matchLabels: {app: other}")
         #expect(throws: ShoalError.self) { try cluster.apply(yaml: mismatch, source: "25-headlamp.yaml") }
         let application = """
             apiVersion: argoproj.io/v1alpha1

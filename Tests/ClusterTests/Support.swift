@@ -38,7 +38,9 @@ struct TemporaryGitRepository {
     let runner = ProcessRunner(defaultTimeout: .seconds(60))
 
     init() async throws {
-        path = FileManager.default.temporaryDirectory.appendingPathComponent("shoal-cluster-test-\(UUID().uuidString)").path
+        path =
+            FileManager.default.temporaryDirectory.appendingPathComponent("shoal-cluster-test-\(UUID().uuidString)")
+            .path
         try SecureFile.createDirectory(path)
         try await git(["init", "--quiet", "--initial-branch", "main"])
         try await git(["config", "user.email", "tests@shoal.invalid"])
@@ -49,7 +51,8 @@ struct TemporaryGitRepository {
     func git(_ arguments: [String]) async throws {
         let result = try await runner.run("git", ["-C", path] + arguments)
         guard result.succeeded else {
-            throw ShoalError(.commandFailed, "git \(arguments.joined(separator: " ")) failed", cause: result.standardError)
+            throw ShoalError(
+                .commandFailed, "git \(arguments.joined(separator: " ")) failed", cause: result.standardError)
         }
     }
 
@@ -73,7 +76,9 @@ struct InMemoryGitSource: GitSource {
     var repositories: [String: [String: String]]
 
     func files(repoURL: String, revision: String, path: String) async throws -> [(path: String, contents: String)] {
-        guard let files = repositories[repoURL] else { throw ShoalError(.unreachable, "repository \(repoURL) not found") }
+        guard let files = repositories[repoURL] else {
+            throw ShoalError(.unreachable, "repository \(repoURL) not found")
+        }
         return files.filter { $0.key.hasPrefix(path + "/") }.map { ($0.key, $0.value) }.sorted { $0.0 < $1.0 }
     }
 }
