@@ -72,6 +72,7 @@ let package = Package(
         .testTarget(name: "AgentRuntimeTests", dependencies: ["AgentRuntime", "Protocol", "ZeroMQ"]),
         .testTarget(name: "AgentsTests", dependencies: ["Agents"]),
         .testTarget(name: "EndToEndTests", dependencies: ["ShoalSupport"]),
+        .testTarget(name: "FaultTests", dependencies: ["Coordinator", "Protocol", "ZeroMQ", "ShoalSupport"]),
     ],
     swiftLanguageModes: [.v6]
 )

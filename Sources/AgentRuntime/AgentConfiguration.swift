@@ -21,6 +21,10 @@ public struct AgentConfiguration: Sendable {
     public var resendInterval: Duration = .seconds(2)
     /// How long a graceful shutdown waits for running steps (default 8 s).
     public var drainTimeout: Duration = .seconds(8)
+    /// Where the idempotency record is kept, so a restarted agent with the
+    /// same id still answers steps it ran and resends unconfirmed results
+    /// (default: nil, memory only).
+    public var stateDirectory: String?
     public var host: String
     public var pid: Int32
 

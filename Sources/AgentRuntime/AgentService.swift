@@ -28,6 +28,8 @@ public final class AgentService: Service {
     public func run() async throws {
         let (steps, stepSink) = AsyncStream.makeStream(of: (StepKey, StepAssignment).self)
         let results = Mailbox<(StepKey, StepResult)>()
+        let abandoned = AbandonedSteps()
+        let record = try IdempotencyRecord(directory: configuration.stateDirectory, agent: configuration.id)
         let loop = ReactorLoop()
         let configuration = configuration
         let logger = logger
@@ -41,7 +43,7 @@ public final class AgentService: Service {
                         try await loop.run { stop in
                             var session = AgentSession(
                                 configuration: configuration, context: context, logger: logger, results: results,
-                                stepSink: stepSink)
+                                stepSink: stepSink, record: record, abandoned: abandoned)
                             try session.serve(stop: stop)
                         }
                     }
@@ -49,9 +51,24 @@ public final class AgentService: Service {
                         await withTaskGroup(of: Void.self) { running in
                             for await (key, assignment) in steps {
                                 running.addTask {
-                                    let result = await AgentService.execute(
-                                        key, assignment, handler: handler, configuration: configuration, logger: logger)
-                                    results.post((key, result))
+                                    // The step runs until it ends or the session abandons it
+                                    // (the agent stalled and its step went to another agent).
+                                    let result = await withTaskGroup(of: StepResult?.self) { race in
+                                        race.addTask {
+                                            await AgentService.execute(
+                                                key, assignment, handler: handler, configuration: configuration, logger: logger)
+                                        }
+                                        race.addTask {
+                                            while !abandoned.contains(key) && !Task.isCancelled {
+                                                try? await Task.sleep(for: .milliseconds(100))
+                                            }
+                                            return nil
+                                        }
+                                        let first = await race.next() ?? nil
+                                        race.cancelAll()
+                                        return first
+                                    }
+                                    results.post((key, result ?? abandonedResult(key)))
                                 }
                             }
                         }
@@ -97,6 +114,22 @@ public final class AgentService: Service {
 
 func now() -> Int64 { Int64(Date().timeIntervalSince1970 * 1000) }
 
+/// Placeholder posted for an abandoned step so the session can forget it; never sent.
+private func abandonedResult(_ key: StepKey) -> StepResult {
+    StepResult(outcome: .failed, output: StepOutput(summary: "abandoned"), error: "abandoned", agent: "", host: "", pid: 0, startedAt: 0, finishedAt: 0)
+}
+
+/// Steps the session gave up on, shared with the tasks that run them.
+final class AbandonedSteps: @unchecked Sendable {  // `keys` is guarded by `lock`
+    private let lock = NSLock()
+    private var keys: Set<StepKey> = []
+
+    func insert(_ key: StepKey) { lock.withLock { _ = keys.insert(key) } }
+    func contains(_ key: StepKey) -> Bool { lock.withLock { keys.contains(key) } }
+    /// Returns whether the key was abandoned, forgetting it.
+    func take(_ key: StepKey) -> Bool { lock.withLock { keys.remove(key) != nil } }
+}
+
 /// The agent's side of the delivery rules, on the socket thread.
 struct AgentSession {
     let configuration: AgentConfiguration
@@ -104,14 +137,15 @@ struct AgentSession {
     let logger: Logger
     let results: Mailbox<(StepKey, StepResult)>
     let stepSink: AsyncStream<(StepKey, StepAssignment)>.Continuation
+    let abandoned: AbandonedSteps
 
     /// Steps being run now.
     private var running: Set<StepKey> = []
     /// Results kept for idempotency: a step seen again is answered from here.
-    private var completed: [StepKey: StepResult] = [:]
-    private var completedOrder: [StepKey] = []
-    /// Results not yet confirmed by the coordinator, with when they were last sent.
-    private var unconfirmed: [StepKey: Int64] = [:]
+    private var record: IdempotencyRecord
+    /// When each unconfirmed result was last sent.
+    private var lastSent: [StepKey: Int64] = [:]
+    private var lastLoop: Int64 = 0
     private var welcomed = false
     private var heartbeatInterval: Int64
     private var liveness: Int
@@ -125,8 +159,10 @@ struct AgentSession {
 
     init(
         configuration: AgentConfiguration, context: Context, logger: Logger, results: Mailbox<(StepKey, StepResult)>,
-        stepSink: AsyncStream<(StepKey, StepAssignment)>.Continuation
+        stepSink: AsyncStream<(StepKey, StepAssignment)>.Continuation, record: IdempotencyRecord, abandoned: AbandonedSteps
     ) {
+        self.record = record
+        self.abandoned = abandoned
         self.configuration = configuration
         self.context = context
         self.logger = logger
@@ -156,13 +192,25 @@ struct AgentSession {
         var subscribed = false
         sendHello(sockets.dealer)
         lastHeard = now()
+        lastLoop = now()
         while true {
+            let loopTime = now()
+            if loopTime - lastLoop > heartbeatInterval * Int64(liveness) {
+                // This process was frozen (SIGSTOP, a VM pause) longer than its
+                // liveness: the coordinator has given its steps to others, so
+                // finishing them now would do their work twice.
+                logger.warning("agent stalled, abandoning its running steps", metadata: ["running": "\(running.count)"])
+                for key in running { abandoned.insert(key) }
+                running.removeAll()
+                lastHeard = 0
+            }
+            lastLoop = loopTime
             if stop.isStopped && !draining {
                 draining = true
                 drainDeadline = now() + configuration.drainTimeout.milliseconds
                 logger.info("agent draining", metadata: ["running": "\(running.count)"])
             }
-            if draining && ((running.isEmpty && unconfirmed.isEmpty) || now() >= drainDeadline) {
+            if draining && ((running.isEmpty && record.unconfirmed.isEmpty) || now() >= drainDeadline) {
                 send(sockets.dealer, Header(type: .bye, sender: configuration.id), Empty())
                 break
             }
@@ -194,9 +242,10 @@ struct AgentSession {
             }
             if ready[resultsIndex] { results.wakeup.drain() }
             for (key, result) in results.takeAll() {
+                if abandoned.take(key) { continue }
                 running.remove(key)
-                remember(key, result)
-                unconfirmed[key] = now()
+                record.record(key, result)
+                lastSent[key] = now()
                 sendResult(key, result, dealer: sockets.dealer)
             }
             let time = now()
@@ -205,11 +254,14 @@ struct AgentSession {
             }
             if time - lastHeartbeat >= heartbeatInterval {
                 lastHeartbeat = time
-                send(sockets.dealer, Header(type: .heartbeat, sender: configuration.id), Heartbeat(inFlight: running.sorted { $0.description < $1.description }))
+                let rejected = Dictionary(uniqueKeysWithValues: rejections.map { ($0.key.rawValue, $0.value) })
+                send(
+                    sockets.dealer, Header(type: .heartbeat, sender: configuration.id),
+                    Heartbeat(inFlight: running.sorted { $0.description < $1.description }, rejected: rejected.isEmpty ? nil : rejected))
             }
-            for (key, sentAt) in unconfirmed where time - sentAt >= configuration.resendInterval.milliseconds {
-                if let result = completed[key] {
-                    unconfirmed[key] = time
+            for key in record.unconfirmed where welcomed && time - (lastSent[key] ?? 0) >= configuration.resendInterval.milliseconds {
+                if let result = record.results[key] {
+                    lastSent[key] = time
                     sendResult(key, result, dealer: sockets.dealer)
                 }
             }
@@ -248,15 +300,6 @@ struct AgentSession {
         send(dealer, header, result)
     }
 
-    private mutating func remember(_ key: StepKey, _ result: StepResult) {
-        if completed.updateValue(result, forKey: key) == nil { completedOrder.append(key) }
-        // Bounded: old keys are long confirmed, and their workflows done.
-        while completedOrder.count > 2000 {
-            let old = completedOrder.removeFirst()
-            if unconfirmed[old] == nil { completed[old] = nil } else { completedOrder.append(old) }
-        }
-    }
-
     private mutating func reject(_ error: DecodeError) {
         let count = (rejections[error.reason] ?? 0) + 1
         rejections[error.reason] = count
@@ -284,7 +327,7 @@ struct AgentSession {
                 liveness = max(2, min(100, welcome.liveness))
                 logger.info("agent registered")
                 // Whatever the coordinator has not confirmed goes again now.
-                for key in unconfirmed.keys { unconfirmed[key] = 0 }
+                lastSent = [:]
                 guard let endpoint = configuration.eventsEndpoint(announcedPort: welcome.eventsPort, announced: welcome.eventsEndpoint)
                 else {
                     logger.error("coordinator announced no events endpoint; pass --events")
@@ -295,7 +338,10 @@ struct AgentSession {
                 reject(error)
             }
         case .confirm:
-            if let key = envelope.header.stepKey { unconfirmed[key] = nil }
+            if let key = envelope.header.stepKey {
+                record.confirm(key)
+                lastSent[key] = nil
+            }
         case .rehello:
             welcomed = false
             sendHello(dealer)
@@ -342,9 +388,8 @@ struct AgentSession {
         let ack = Header(type: .ack, workflow: key.workflow, step: key.step, attempt: key.attempt, sender: configuration.id)
         send(dealer, ack, Empty())
         if running.contains(key) { return }
-        if let result = completed[key] {
+        if let result = record.results[key] {
             // Seen before: the stored result answers, the step does not run again.
-            unconfirmed[key] = now()
             sendResult(key, result, dealer: dealer)
             return
         }

@@ -9,6 +9,8 @@ struct AgentEntry {
     var lastSeen: Int64
     var inFlight: Set<StepKey> = []
     var lastAssigned: Int64 = 0
+    /// What the agent last reported rejecting.
+    var rejected: [String: Int]?
 
     var id: String { hello.agent }
     var hasCapacity: Bool { inFlight.count < max(1, hello.capacity) }

@@ -81,6 +81,21 @@ public final class CoordinatorClient {
         try decode(ListReply.self, call(Header(type: .list), Empty())).workflows
     }
 
+    /// Cancels a running workflow; its steps in flight are not waited for.
+    public func cancel(_ workflow: String) throws -> WorkflowSnapshot {
+        try decode(StatusReply.self, call(Header(type: .cancel, workflow: workflow), Empty())).workflow
+    }
+
+    /// Runs a failed or cancelled workflow again; succeeded steps are kept.
+    public func resume(_ workflow: String) throws -> WorkflowSnapshot {
+        try decode(StatusReply.self, call(Header(type: .resume, workflow: workflow), Empty())).workflow
+    }
+
+    /// The coordinator's counters.
+    public func stats() throws -> Stats {
+        try decode(Stats.self, call(Header(type: .stats), Empty()))
+    }
+
     public func agents() throws -> [AgentInfo] {
         try decode(AgentsReply.self, call(Header(type: .agents), Empty())).agents
     }

@@ -26,6 +26,8 @@ final class CoordinatorCore {
         var avoid: Set<String> = []
         /// When a step whose agent is unknown (after a restart) is given up.
         var orphanDeadline: Int64?
+        /// Backoff: a requeued step waits until then.
+        var notBefore: Int64 = 0
     }
 
     let configuration: CoordinatorConfiguration
@@ -134,9 +136,18 @@ final class CoordinatorCore {
                 AgentInfo(
                     id: $0.id, role: $0.hello.role, host: $0.hello.host, pid: $0.hello.pid,
                     inFlight: $0.inFlight.sorted { $0.description < $1.description }, lastHeartbeat: $0.lastSeen,
-                    subscribed: registry.isReachable($0.id))
+                    subscribed: registry.isReachable($0.id), rejected: $0.rejected)
             }
             reply(identity, Header(type: .agentsReply, re: header.id), AgentsReply(agents: infos))
+        case .cancel:
+            try cancel(workflow: header.workflow, identity: identity, header: header)
+        case .resume:
+            try resume(workflow: header.workflow, identity: identity, header: header)
+        case .stats:
+            let stats = Stats(
+                rejected: Dictionary(uniqueKeysWithValues: rejections.map { ($0.key.rawValue, $0.value) }),
+                workflows: workflows.count, agents: registry.all.count, residentBytes: residentMemoryBytes())
+            reply(identity, Header(type: .statsReply, re: header.id), stats)
         default:
             throw DecodeError(.unexpectedType, "'\(header.type.rawValue)' is not accepted on the control socket")
         }
@@ -212,6 +223,7 @@ final class CoordinatorCore {
     private func heartbeat(_ heartbeat: Heartbeat, identity: [UInt8], header: Header) throws {
         let agent = try sender(of: header)
         guard touch(agent, identity: identity) else { return }
+        registry[agent]?.rejected = heartbeat.rejected
         // After a restart the journal knows which steps were given out; an
         // agent that still runs one claims it here.
         for key in heartbeat.inFlight.prefix(64) {
@@ -251,6 +263,8 @@ final class CoordinatorCore {
         var step = workflow.steps[index]
         guard step.attempt == key.attempt, step.agent == agent else { return }  // a late ack of an old attempt
         deliveries[key.workflow]?[key.step]?.ackDeadline = nil
+        deliveries[key.workflow]?[key.step]?.orphanDeadline = nil
+        registry[agent]?.inFlight.insert(key)
         guard step.state == .assigned else { return }
         let now = clock()
         step.state = .running
@@ -394,8 +408,9 @@ final class CoordinatorCore {
         delivery.runDeadline = nil
         delivery.orphanDeadline = nil
         delivery.publishes = 0
-        deliveries[key.workflow, default: [:]][key.step] = delivery
         let now = clock()
+        delivery.notBefore = now + backoffMilliseconds(afterAttempt: key.attempt)
+        deliveries[key.workflow, default: [:]][key.step] = delivery
         if workflow.steps[index].attempt >= configuration.maxAttempts {
             workflow.steps[index].state = .failed
             workflow.steps[index].finishedAt = now
@@ -416,7 +431,65 @@ final class CoordinatorCore {
         dirty.insert(key.workflow)
     }
 
+    /// Exponential backoff between attempts: 250 ms, 500 ms, 1 s, ... capped at 10 s.
+    func backoffMilliseconds(afterAttempt attempt: Int) -> Int64 {
+        min(10_000, 250 << Int64(min(max(attempt - 1, 0), 10)))
+    }
+
     // MARK: Clients
+
+    private func cancel(workflow id: String?, identity: [UInt8], header: Header) throws {
+        guard let id, var workflow = workflows[id] else {
+            throw DecodeError(.unknownWorkflow, "no workflow '\(header.workflow ?? "")'")
+        }
+        if workflow.state == .running {
+            let now = clock()
+            workflow.state = .cancelled
+            workflow.error = "cancelled by a client"
+            for index in workflow.steps.indices where !workflow.steps[index].state.isFinished {
+                let step = workflow.steps[index]
+                if let agent = step.agent { registry[agent]?.inFlight.remove(StepKey(workflow: id, step: step.name, attempt: step.attempt)) }
+                workflow.steps[index].state = .cancelled
+                workflow.steps[index].finishedAt = now
+            }
+            workflow.finishedAt = now
+            workflow.revision += 1
+            try journal.save(workflow, steps: workflow.steps)
+            workflows[id] = workflow
+            deliveries[id] = nil
+            dirty.insert(id)
+            logger.info("workflow cancelled", metadata: ["workflow.id": "\(id)"])
+        }
+        reply(identity, Header(type: .statusReply, workflow: id, re: header.id), StatusReply(workflow: workflow))
+    }
+
+    /// Runs a failed or cancelled workflow again from where it stopped:
+    /// steps that succeeded keep their results and never run again.
+    private func resume(workflow id: String?, identity: [UInt8], header: Header) throws {
+        guard let id, var workflow = workflows[id] else {
+            throw DecodeError(.unknownWorkflow, "no workflow '\(header.workflow ?? "")'")
+        }
+        if workflow.state == .failed || workflow.state == .cancelled {
+            for index in workflow.steps.indices where workflow.steps[index].state != .succeeded {
+                workflow.steps[index].state = .pending
+                workflow.steps[index].error = nil
+                workflow.steps[index].summary = nil
+                workflow.steps[index].agent = nil
+                workflow.steps[index].finishedAt = nil
+            }
+            workflow.state = .running
+            workflow.error = nil
+            workflow.finishedAt = nil
+            workflow.revision += 1
+            deliveries[id] = nil
+            try journal.save(workflow, steps: workflow.steps)
+            workflows[id] = workflow
+            dirty.insert(id)
+            logger.info("workflow resumed", metadata: ["workflow.id": "\(id)"])
+            schedule()
+        }
+        reply(identity, Header(type: .statusReply, workflow: id, re: header.id), StatusReply(workflow: workflows[id]!))
+    }
 
     private func submit(_ submit: Submit, identity: [UInt8], header: Header) throws {
         if let existing = try journal.workflowID(forSubmit: header.id) {
@@ -460,6 +533,7 @@ final class CoordinatorCore {
                 let step = workflow.steps[index]
                 guard step.state == .pending, step.needs.allSatisfy(succeeded.contains) else { continue }
                 let avoid = deliveries[id]?[step.name]?.avoid ?? []
+                if let notBefore = deliveries[id]?[step.name]?.notBefore, notBefore > clock() { continue }
                 guard let agent = registry.pick(role: step.role, avoiding: avoid) else { continue }
                 let now = clock()
                 let key = StepKey(workflow: id, step: step.name, attempt: step.attempt + 1)
@@ -564,14 +638,33 @@ final class CoordinatorCore {
                 } else if let deadline = delivery.runDeadline, now >= deadline, step.state == .running {
                     if let agent = step.agent { registry[agent]?.inFlight.remove(key) }
                     requeue(key, avoiding: step.agent, reason: "step timed out after \(configuration.stepTimeout)")
-                } else if let deadline = delivery.orphanDeadline, now >= deadline,
-                    step.agent.flatMap({ registry[$0] }) == nil
-                {
-                    requeue(key, avoiding: step.agent, reason: "agent \(step.agent ?? "?") did not come back")
+                } else if let deadline = delivery.orphanDeadline, now >= deadline {
+                    // After a restart nobody claimed this step: if its agent is
+                    // back, publish the same attempt again (the agent runs it at
+                    // most once); otherwise it goes to another agent.
+                    deliveries[id]?[name]?.orphanDeadline = nil
+                    if let agent = step.agent, registry[agent] != nil, registry.isReachable(agent) {
+                        registry[agent]?.inFlight.insert(key)
+                        if step.state == .running { updateStepState(key, to: .assigned) }
+                        publishStep(workflow: id, step: name)
+                    } else {
+                        requeue(key, avoiding: step.agent, reason: "agent \(step.agent ?? "?") did not come back")
+                    }
                 }
             }
         }
         schedule()
+    }
+
+    /// Sets a step's state back (a running step whose ack must come again).
+    private func updateStepState(_ key: StepKey, to state: StepSnapshot.State) {
+        guard var workflow = workflows[key.workflow], let index = workflow.steps.firstIndex(where: { $0.name == key.step }) else {
+            return
+        }
+        workflow.steps[index].state = state
+        workflow.revision += 1
+        workflows[key.workflow] = workflow
+        dirty.insert(key.workflow)
     }
 
     private func publishDirtyWorkflows() {
@@ -607,4 +700,13 @@ final class CoordinatorCore {
             }
         }
     }
+}
+
+/// This process's resident memory (Linux), for the stats reply.
+func residentMemoryBytes() -> Int {
+    guard let status = try? String(contentsOfFile: "/proc/self/status", encoding: .utf8),
+        let line = status.split(separator: "\n").first(where: { $0.hasPrefix("VmRSS:") }),
+        let kilobytes = Int(line.split(separator: " ").dropFirst().first ?? "")
+    else { return 0 }
+    return kilobytes * 1024
 }

@@ -11,6 +11,7 @@ public enum MessageType: String, Codable, Sendable, CaseIterable {
     // client -> coordinator (DEALER -> ROUTER) and the replies
     case submit, accepted, status, statusReply = "status-reply", list, listReply = "list-reply"
     case agents, agentsReply = "agents-reply"
+    case cancel, resume, stats, statsReply = "stats-reply"
     // coordinator -> clients (PUB, topic workflow/<id>/)
     case event
     // either way, in reply to a frame that could not be accepted
@@ -109,7 +110,28 @@ public struct Welcome: Codable, Sendable, Equatable {
 public struct Heartbeat: Codable, Sendable, Equatable {
     /// Steps the agent is running now (agent -> coordinator only).
     public var inFlight: [StepKey]
-    public init(inFlight: [StepKey] = []) { self.inFlight = inFlight }
+    /// Frames the agent rejected so far, by reason (agent -> coordinator only).
+    public var rejected: [String: Int]?
+    public init(inFlight: [StepKey] = [], rejected: [String: Int]? = nil) {
+        self.inFlight = inFlight
+        self.rejected = rejected
+    }
+}
+
+/// The coordinator's counters, for operators and the fault-injection suite.
+public struct Stats: Codable, Sendable, Equatable {
+    /// Frames rejected on the control socket, by reason.
+    public var rejected: [String: Int]
+    public var workflows: Int
+    public var agents: Int
+    /// Resident memory of the coordinator process, in bytes (0 when unknown).
+    public var residentBytes: Int
+    public init(rejected: [String: Int], workflows: Int, agents: Int, residentBytes: Int) {
+        self.rejected = rejected
+        self.workflows = workflows
+        self.agents = agents
+        self.residentBytes = residentBytes
+    }
 }
 
 /// A file produced by a step. Agents share no file system, so files travel

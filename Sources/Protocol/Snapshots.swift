@@ -75,7 +75,12 @@ public struct AgentInfo: Codable, Sendable, Equatable {
     public var inFlight: [StepKey]
     public var lastHeartbeat: Int64
     public var subscribed: Bool
-    public init(id: String, role: Role, host: String, pid: Int32, inFlight: [StepKey], lastHeartbeat: Int64, subscribed: Bool) {
+    /// Frames the agent reported rejecting, by reason.
+    public var rejected: [String: Int]?
+    public init(
+        id: String, role: Role, host: String, pid: Int32, inFlight: [StepKey], lastHeartbeat: Int64, subscribed: Bool,
+        rejected: [String: Int]? = nil
+    ) {
         self.id = id
         self.role = role
         self.host = host
@@ -83,6 +88,7 @@ public struct AgentInfo: Codable, Sendable, Equatable {
         self.inFlight = inFlight
         self.lastHeartbeat = lastHeartbeat
         self.subscribed = subscribed
+        self.rejected = rejected
     }
 }
 

@@ -37,9 +37,11 @@ struct CreateCommand: AsyncParsableCommand {
     @Option(help: "Argo CD release to install.") var argocdVersion = "v3.5.1"
     @Option(help: "Install K3s from this directory (k3s binary, install.sh, image tarball) instead of downloading.")
     var airgapDir: String?
+    @Flag(help: "With --coordinator: print the workflow id and return without waiting.") var detach = false
     @OptionGroup var logging: LoggingOptions
 
     func validate() throws {
+        if detach && coordinator == nil { throw ValidationError("--detach needs --coordinator") }
         var request = try makeRequest()
         request.realDeployment = false
         if let problem = request.problems().first { throw ValidationError(problem) }
@@ -92,8 +94,21 @@ struct CreateCommand: AsyncParsableCommand {
         let request = try makeRequest()
         let display = ProgressDisplay()
         let outcome: WorkflowSnapshot
+        if let coordinator, detach {
+            do {
+                let accepted = try await runBlocking { try CoordinatorClient(endpoint: coordinator).submit(request) }
+                print(accepted.workflow)
+            } catch let error as ShoalError {
+                fail(error.description)
+            }
+            return
+        }
         if let coordinator {
-            outcome = try await runRemote(request, coordinator: coordinator, display: display)
+            do {
+                outcome = try await runRemote(request, coordinator: coordinator, display: display)
+            } catch let error as ShoalError {
+                fail(error.description)
+            }
         } else {
             let outputPath = absolutePath(output)
             do {

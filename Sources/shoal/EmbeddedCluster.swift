@@ -42,7 +42,7 @@ final class EmbeddedCluster: @unchecked Sendable {  // `children` is guarded by 
                 name: agent.id,
                 arguments: [
                     "agent", agent.role.rawValue, "--coordinator", endpoints.control, "--id", agent.id,
-                    "--work-dir", output, "--exit-with-parent", "--log-level", logLevel,
+                    "--work-dir", output, "--state-dir", output + "/.shoal/agents", "--exit-with-parent", "--log-level", logLevel,
                 ],
                 standardOutput: FileHandle.nullDevice)
         }

@@ -97,6 +97,8 @@ struct AgentCommand: AsyncParsableCommand {
     var gitopsListen = "127.0.0.1:0"
     @Option(help: "Host name or address the cluster uses to reach the served GitOps repository.")
     var gitopsAdvertise: String?
+    @Option(help: "Directory for the agent's idempotency record, so a restarted agent with the same --id never runs a step twice.")
+    var stateDir: String?
     @Flag(help: "Exit when the parent process exits (used by `shoal create`).") var exitWithParent = false
     @OptionGroup var logging: LoggingOptions
 
@@ -119,6 +121,7 @@ struct AgentCommand: AsyncParsableCommand {
         var configuration = AgentConfiguration(role: role, coordinator: coordinator, id: id)
         configuration.events = events
         configuration.capacity = capacity
+        configuration.stateDirectory = stateDir
         var options = AgentOptions(workDirectory: workDir)
         options.gitopsListen = gitopsListen
         options.gitopsAdvertise = gitopsAdvertise

@@ -14,8 +14,8 @@ struct Shoal: AsyncParsableCommand {
             """,
         version: WireFormat.softwareVersion,
         subcommands: [
-            CreateCommand.self, StatusCommand.self, ListCommand.self, CoordinatorCommand.self, AgentCommand.self,
-            VersionCommand.self,
+            CreateCommand.self, StatusCommand.self, ListCommand.self, WaitCommand.self, CancelCommand.self,
+            ResumeCommand.self, AgentsCommand.self, CoordinatorCommand.self, AgentCommand.self, VersionCommand.self,
         ]
     )
 }

@@ -1,0 +1,110 @@
+import ArgumentParser
+import Coordinator
+import Foundation
+import Protocol
+import ShoalSupport
+
+/// The coordinator a command talks to.
+struct CoordinatorOption: ParsableArguments {
+    @Option(help: "The coordinator's control endpoint, e.g. tcp://10.0.0.5:7401.") var coordinator: String
+
+    func validate() throws {
+        guard coordinator.hasPrefix("tcp://") || coordinator.hasPrefix("ipc://") else {
+            throw ValidationError("--coordinator must be an endpoint such as tcp://host:7401")
+        }
+    }
+
+    /// Runs `body` with a client on its own thread; a ShoalError becomes a one-line error.
+    func with<T: Sendable>(_ body: @escaping @Sendable (CoordinatorClient) throws -> T) async -> T {
+        let endpoint = coordinator
+        do {
+            return try await runBlocking { try body(try CoordinatorClient(endpoint: endpoint)) }
+        } catch let error as ShoalError {
+            fail(error.description)
+        } catch {
+            fail("\(error)")
+        }
+    }
+}
+
+/// Checks a workflow id argument.
+func checkWorkflowID(_ id: String) throws {
+    guard Names.isDNSLabel(id) else {
+        throw ValidationError("invalid workflow id '\(id.prefix(80))': use lowercase letters, digits and '-' (as `shoal list` shows them)")
+    }
+}
+
+struct WaitCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "wait", abstract: "Wait for a workflow to end; exit 0 when it succeeded, 1 otherwise.")
+
+    @Argument(help: "The workflow id.") var workflow: String
+    @OptionGroup var target: CoordinatorOption
+    @Option(help: "Give up after this long (e.g. 30m); waits forever by default.") var timeout: String?
+    @Flag(help: "Print each step as it starts and ends.") var progress = false
+
+    func validate() throws {
+        try checkWorkflowID(workflow)
+        if let timeout, parseDuration(timeout) == nil { throw ValidationError("--timeout must be a duration such as 30m") }
+    }
+
+    func run() async throws {
+        let workflow = workflow
+        let limit = timeout.flatMap(parseDuration)
+        let display = progress ? ProgressDisplay() : nil
+        let final = await target.with { client in
+            try client.follow(workflow, eventsPort: nil, timeout: limit) { display?.update($0) }
+        }
+        print("workflow \(final.id): \(final.state.rawValue)" + (final.error.map { " (\($0))" } ?? ""))
+        if final.state != .succeeded { throw ExitCode.failure }
+    }
+}
+
+struct CancelCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "cancel", abstract: "Cancel a running workflow.")
+
+    @Argument(help: "The workflow id.") var workflow: String
+    @OptionGroup var target: CoordinatorOption
+
+    func validate() throws { try checkWorkflowID(workflow) }
+
+    func run() async throws {
+        let workflow = workflow
+        let snapshot = await target.with { try $0.cancel(workflow) }
+        print("workflow \(snapshot.id): \(snapshot.state.rawValue)")
+    }
+}
+
+struct ResumeCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "resume", abstract: "Run a failed or cancelled workflow again; steps that succeeded are kept.")
+
+    @Argument(help: "The workflow id.") var workflow: String
+    @OptionGroup var target: CoordinatorOption
+
+    func validate() throws { try checkWorkflowID(workflow) }
+
+    func run() async throws {
+        let workflow = workflow
+        let snapshot = await target.with { try $0.resume(workflow) }
+        print("workflow \(snapshot.id): \(snapshot.state.rawValue)")
+    }
+}
+
+struct AgentsCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "agents", abstract: "List the live agents of a coordinator.")
+
+    @OptionGroup var target: CoordinatorOption
+
+    func run() async throws {
+        let agents = await target.with { try $0.agents() }
+        print("\(pad("AGENT", 24)) \(pad("ROLE", 11)) \(pad("HOST", 16)) \(pad("PID", 8)) \(pad("IN FLIGHT", 28)) LAST HEARTBEAT")
+        let now = Int64(Date().timeIntervalSince1970 * 1000)
+        for agent in agents {
+            let steps = agent.inFlight.map { "\($0.workflow)/\($0.step)" }.joined(separator: ",")
+            print(
+                "\(pad(agent.id, 24)) \(pad(agent.role.rawValue, 11)) \(pad(agent.host, 16)) \(pad(String(agent.pid), 8)) "
+                    + "\(pad(steps.isEmpty ? "-" : steps, 28)) \(Duration.milliseconds(max(0, now - agent.lastHeartbeat)).shortDescription) ago")
+        }
+    }
+}
