@@ -108,3 +108,18 @@ struct AgentsCommand: AsyncParsableCommand {
         }
     }
 }
+
+struct StatsCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "stats", abstract: "Show a coordinator's counters: workflows, agents, memory, rejected frames.")
+
+    @OptionGroup var target: CoordinatorOption
+
+    func run() async throws {
+        let stats = await target.with { try $0.stats() }
+        print("workflows \(stats.workflows)")
+        print("agents \(stats.agents)")
+        print("resident_bytes \(stats.residentBytes)")
+        for (reason, count) in stats.rejected.sorted(by: { $0.key < $1.key }) { print("rejected.\(reason) \(count)") }
+    }
+}

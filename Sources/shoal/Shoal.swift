@@ -15,7 +15,7 @@ struct Shoal: AsyncParsableCommand {
         version: WireFormat.softwareVersion,
         subcommands: [
             CreateCommand.self, StatusCommand.self, ListCommand.self, WaitCommand.self, CancelCommand.self,
-            ResumeCommand.self, AgentsCommand.self, CoordinatorCommand.self, AgentCommand.self, VersionCommand.self,
+            ResumeCommand.self, AgentsCommand.self, StatsCommand.self, CoordinatorCommand.self, AgentCommand.self, VersionCommand.self,
         ]
     )
 }
