@@ -72,7 +72,7 @@ struct IdempotencyRecord {
     private func append(_ line: Line) {
         guard let file, var data = try? JSONEncoder().encode(line) else { return }
         data.append(UInt8(ascii: "\n"))
-        file.write(data)
+        try? FileDescriptorIO.writeAll(file.fileDescriptor, data)
         try? file.synchronize()
     }
 }

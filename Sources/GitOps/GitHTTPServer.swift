@@ -552,7 +552,7 @@ enum BinaryProcess {
 
         init(_ handle: FileHandle) {
             Thread.detachNewThread { [self] in
-                data = handle.readDataToEndOfFile()
+                data = FileDescriptorIO.readToEnd(handle.fileDescriptor)
                 done.signal()
             }
         }

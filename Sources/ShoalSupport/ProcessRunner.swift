@@ -131,7 +131,7 @@ private final class PipeCollector: @unchecked Sendable {  // `data` is guarded b
 
     init(_ handle: FileHandle) {
         Thread.detachNewThread { [self] in
-            data = handle.readDataToEndOfFile()
+            data = FileDescriptorIO.readToEnd(handle.fileDescriptor)
             done.signal()
         }
     }

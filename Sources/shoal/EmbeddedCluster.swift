@@ -63,8 +63,7 @@ final class EmbeddedCluster: @unchecked Sendable {  // `children` is guarded by 
             var buffer = Data()
             let deadline = Date().addingTimeInterval(20)
             while Date() < deadline {
-                let chunk = handle.availableData
-                if chunk.isEmpty { break }
+                guard let chunk = FileDescriptorIO.readSome(handle.fileDescriptor), !chunk.isEmpty else { break }
                 buffer.append(chunk)
                 guard let line = String(decoding: buffer, as: UTF8.self).split(separator: "\n").first(where: { $0.hasPrefix("ready ") })
                 else { continue }
@@ -127,7 +126,7 @@ final class EmbeddedCluster: @unchecked Sendable {  // `children` is guarded by 
             signal(signalNumber, SIG_IGN)
             let source = DispatchSource.makeSignalSource(signal: signalNumber, queue: .global())
             source.setEventHandler { [self] in
-                FileHandle.standardError.write(Data("\ninterrupted: stopping agents and coordinator\n".utf8))
+                FileDescriptorIO.printError("\ninterrupted: stopping agents and coordinator\n")
                 stopAll()
                 exit(128 + signalNumber)
             }

@@ -2,6 +2,7 @@ import ArgumentParser
 import Foundation
 import Logging
 import Protocol
+import ShoalSupport
 
 @main
 struct Shoal: AsyncParsableCommand {
@@ -54,6 +55,6 @@ struct LoggingOptions: ParsableArguments {
 
 /// Prints a one-line error and exits with `code`, without a stack trace.
 func fail(_ message: String, code: Int32 = 1) -> Never {
-    FileHandle.standardError.write(Data("error: \(message)\n".utf8))
+    FileDescriptorIO.printError("error: \(message)\n")
     exit(code)
 }

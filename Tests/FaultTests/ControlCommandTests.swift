@@ -3,71 +3,73 @@ import Protocol
 import ShoalSupport
 import Testing
 
-/// The CLI against a running coordinator: detach, wait, agents, cancel, resume.
-@Suite(.serialized) struct ControlCommandTests {
-    private func shoal(_ arguments: [String], timeout: Duration = .seconds(60)) async throws -> ProcessResult {
-        try await ProcessRunner().run(ProcessBus.executable, arguments, timeout: timeout)
-    }
-
-    @Test func detachWaitAgentsAndStatusWorkAgainstARunningCoordinator() async throws {
-        let bus = ProcessBus()
-        defer { bus.stopAll() }
-        try bus.startCoordinator()
-        for role in Role.allCases { try bus.startAgent(role, id: "\(role.rawValue)-1") }
-        let created = try await shoal(["create", "-n", "1", "--coordinator", bus.control, "--detach"])
-        #expect(created.status == 0, "\(created.standardError)")
-        let workflow = try #require(created.standardOutput.split(separator: "\n").last.map(String.init))
-        #expect(Names.isDNSLabel(workflow))
-        let waited = try await shoal(["wait", workflow, "--coordinator", bus.control])
-        #expect(waited.status == 0, "\(waited.standardOutput) \(waited.standardError)")
-        #expect(waited.standardOutput.contains("succeeded"))
-        let agents = try await shoal(["agents", "--coordinator", bus.control])
-        #expect(agents.status == 0)
-        for role in Role.allCases { #expect(agents.standardOutput.contains("\(role.rawValue)-1")) }
-        let status = try await shoal(["status", workflow, "--coordinator", bus.control])
-        #expect(status.standardOutput.contains("workflow \(workflow): succeeded"))
-        let unknown = try await shoal(["wait", "../etc", "--coordinator", bus.control])
-        #expect(unknown.status != 0)
-        #expect(unknown.standardError.contains("invalid workflow id"))
-    }
-
-    @Test func cancelStopsAWorkflowAndResumeFinishesIt() async throws {
-        let bus = ProcessBus()
-        defer { bus.stopAll() }
-        try bus.startCoordinator()
-        for role in Role.allCases { try bus.startAgent(role, id: "\(role.rawValue)-1") }
-        let created = try await shoal(["create", "-n", "1", "--sim-delay", "1s", "--coordinator", bus.control, "--detach"])
-        let workflow = try #require(created.standardOutput.split(separator: "\n").last.map(String.init))
-        let cancelled = try await shoal(["cancel", workflow, "--coordinator", bus.control])
-        #expect(cancelled.standardOutput.contains("cancelled"), "\(cancelled.standardOutput) \(cancelled.standardError)")
-        let failedWait = try await shoal(["wait", workflow, "--coordinator", bus.control])
-        #expect(failedWait.status == 1)
-        let resumed = try await shoal(["resume", workflow, "--coordinator", bus.control])
-        #expect(resumed.standardOutput.contains("running"))
-        let waited = try await shoal(["wait", workflow, "--coordinator", bus.control], timeout: .seconds(90))
-        #expect(waited.status == 0, "\(waited.standardOutput)")
-    }
-
-    @Test func aCoordinatorKilledMidWorkflowFinishesItAfterRestart() async throws {
-        let bus = ProcessBus()
-        defer { bus.stopAll() }
-        try bus.startCoordinator()
-        for role in Role.allCases { try bus.startAgent(role, id: "\(role.rawValue)-1") }
-        let created = try await shoal(["create", "-n", "1", "--sim-delay", "500ms", "--coordinator", bus.control, "--detach"])
-        let workflow = try #require(created.standardOutput.split(separator: "\n").last.map(String.init))
-        let client = try bus.client()
-        let deadline = ContinuousClock.now + .seconds(20)
-        while ContinuousClock.now < deadline, try client.status(workflow).step("gitops-engine")?.state != .running {
-            try await Task.sleep(for: .milliseconds(50))
+extension FaultSuites {
+    /// The CLI against a running coordinator: detach, wait, agents, cancel, resume.
+    @Suite(.serialized) struct ControlCommandTests {
+        private func shoal(_ arguments: [String], timeout: Duration = .seconds(60)) async throws -> ProcessResult {
+            try await ProcessRunner().run(ProcessBus.executable, arguments, timeout: timeout)
         }
-        bus.killCoordinator()
-        try await Task.sleep(for: .milliseconds(700))
-        try bus.startCoordinator()
-        let waited = try await shoal(["wait", workflow, "--coordinator", bus.control], timeout: .seconds(90))
-        #expect(waited.status == 0, "\(waited.standardOutput)")
-        let executions = bus.executions()
-        for step in try client.status(workflow).steps {
-            #expect(executions["\(workflow)/\(step.name)"] == 1, "\(step.name) ran once")
+
+        @Test func detachWaitAgentsAndStatusWorkAgainstARunningCoordinator() async throws {
+            let bus = ProcessBus()
+            defer { bus.stopAll() }
+            try bus.startCoordinator()
+            for role in Role.allCases { try bus.startAgent(role, id: "\(role.rawValue)-1") }
+            let created = try await shoal(["create", "-n", "1", "--coordinator", bus.control, "--detach"])
+            #expect(created.status == 0, "\(created.standardError)")
+            let workflow = try #require(created.standardOutput.split(separator: "\n").last.map(String.init))
+            #expect(Names.isDNSLabel(workflow))
+            let waited = try await shoal(["wait", workflow, "--coordinator", bus.control])
+            #expect(waited.status == 0, "\(waited.standardOutput) \(waited.standardError)")
+            #expect(waited.standardOutput.contains("succeeded"))
+            let agents = try await shoal(["agents", "--coordinator", bus.control])
+            #expect(agents.status == 0)
+            for role in Role.allCases { #expect(agents.standardOutput.contains("\(role.rawValue)-1")) }
+            let status = try await shoal(["status", workflow, "--coordinator", bus.control])
+            #expect(status.standardOutput.contains("workflow \(workflow): succeeded"))
+            let unknown = try await shoal(["wait", "../etc", "--coordinator", bus.control])
+            #expect(unknown.status != 0)
+            #expect(unknown.standardError.contains("invalid workflow id"))
+        }
+
+        @Test func cancelStopsAWorkflowAndResumeFinishesIt() async throws {
+            let bus = ProcessBus()
+            defer { bus.stopAll() }
+            try bus.startCoordinator()
+            for role in Role.allCases { try bus.startAgent(role, id: "\(role.rawValue)-1") }
+            let created = try await shoal(["create", "-n", "1", "--sim-delay", "1s", "--coordinator", bus.control, "--detach"])
+            let workflow = try #require(created.standardOutput.split(separator: "\n").last.map(String.init))
+            let cancelled = try await shoal(["cancel", workflow, "--coordinator", bus.control])
+            #expect(cancelled.standardOutput.contains("cancelled"), "\(cancelled.standardOutput) \(cancelled.standardError)")
+            let failedWait = try await shoal(["wait", workflow, "--coordinator", bus.control])
+            #expect(failedWait.status == 1)
+            let resumed = try await shoal(["resume", workflow, "--coordinator", bus.control])
+            #expect(resumed.standardOutput.contains("running"))
+            let waited = try await shoal(["wait", workflow, "--coordinator", bus.control], timeout: .seconds(90))
+            #expect(waited.status == 0, "\(waited.standardOutput)")
+        }
+
+        @Test func aCoordinatorKilledMidWorkflowFinishesItAfterRestart() async throws {
+            let bus = ProcessBus()
+            defer { bus.stopAll() }
+            try bus.startCoordinator()
+            for role in Role.allCases { try bus.startAgent(role, id: "\(role.rawValue)-1") }
+            let created = try await shoal(["create", "-n", "1", "--sim-delay", "500ms", "--coordinator", bus.control, "--detach"])
+            let workflow = try #require(created.standardOutput.split(separator: "\n").last.map(String.init))
+            let client = try bus.client()
+            let deadline = ContinuousClock.now + .seconds(20)
+            while ContinuousClock.now < deadline, try client.status(workflow).step("gitops-engine")?.state != .running {
+                try await Task.sleep(for: .milliseconds(50))
+            }
+            bus.killCoordinator()
+            try await Task.sleep(for: .milliseconds(700))
+            try bus.startCoordinator()
+            let waited = try await shoal(["wait", workflow, "--coordinator", bus.control], timeout: .seconds(90))
+            #expect(waited.status == 0, "\(waited.standardOutput)")
+            let executions = bus.executions()
+            for step in try client.status(workflow).steps {
+                #expect(executions["\(workflow)/\(step.name)"] == 1, "\(step.name) ran once")
+            }
         }
     }
 }

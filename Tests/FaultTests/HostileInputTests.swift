@@ -32,114 +32,116 @@ enum Garbage {
     }
 }
 
-@Suite(.serialized) struct HostileInputTests {
-    @Test func aHundredThousandMalformedFramesAreCountedAndTheCoordinatorKeepsServing() throws {
-        let bus = ProcessBus()
-        defer { bus.stopAll() }
-        try bus.startCoordinator()
-        let client = try bus.client()
-        // No planner yet: this workflow's plan step stays unassigned, a target for forged results.
-        let waiting = try client.submit(demoRequest(delayMilliseconds: 0)).workflow
-        let before = try client.stats()
-        let context = Context()
-        let dealer = try Socket(context: context, type: .dealer)
-        try dealer.set(.sendHighWaterMark, 0)
-        try dealer.connect(bus.control)
-        var generator = SystemRandomNumberGenerator()
-        let total = 100_000
-        for index in 0..<total {
-            try dealer.send(Garbage.frames(index, workflow: waiting, generator: &generator))
-            if index.isMultiple(of: 500) { while (try dealer.receive(wait: false)) != nil {} }
-        }
-        // Every frame is counted once the coordinator has read them all.
-        var stats = try client.stats()
-        let deadline = ContinuousClock.now + .seconds(60)
-        while stats.rejected.values.reduce(0, +) < total && ContinuousClock.now < deadline {
-            Thread.sleep(forTimeInterval: 0.2)
-            stats = try client.stats()
-        }
-        #expect(stats.rejected.values.reduce(0, +) == total, "\(stats.rejected)")
-        for reason in ["malformed-header", "unsupported-version", "unknown-type", "oversized", "frame-count", "unknown-workflow", "not-assigned", "unknown-step"] {
-            #expect((stats.rejected[reason] ?? 0) > 0, "\(reason) counted")
-        }
-        #expect(stats.residentBytes - before.residentBytes < 64 << 20, "memory stays bounded")
-        // Still serving: the waiting workflow and a new one complete once agents exist.
-        for role in Role.allCases { try bus.startAgent(role, id: "\(role.rawValue)-1") }
-        let fresh = try client.submit(demoRequest(delayMilliseconds: 0)).workflow
-        let final = try bus.waitFinished([waiting, fresh], timeout: .seconds(60), client: client)
-        #expect(final.allSatisfy { $0.state == .succeeded }, "\(final.map { $0.error ?? "" })")
-        #expect(final[0].step("plan")?.agent == "planner-1", "no forged result was taken")
-    }
-
-    @Test func aHundredThousandMalformedFramesToAnAgentAreCountedAndItKeepsWorking() throws {
-        let context = Context()
-        let router = try Socket(context: context, type: .router)
-        try router.set(.routerMandatory, 1)
-        try router.bind("tcp://127.0.0.1:*")
-        let publisher = try Socket(context: context, type: .xpub)
-        try publisher.set(.xpubVerbose, 1)
-        try publisher.bind("tcp://127.0.0.1:*")
-        let eventsPort = Int(try publisher.lastEndpoint.split(separator: ":").last ?? "") ?? 0
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: ProcessBus.executable)
-        process.arguments = ["agent", "docs", "--coordinator", try router.lastEndpoint, "--id", "docs-hostile", "--log-level", "error"]
-        process.standardOutput = FileHandle.nullDevice
-        process.standardError = FileHandle.nullDevice
-        try process.run()
-        defer {
-            kill(process.processIdentifier, SIGKILL)
-            process.waitUntilExit()
-        }
-        try router.set(.receiveTimeout, 5000)
-        var lastHeartbeat: Heartbeat?
-        var identity: [UInt8] = []
-        func receive(_ type: MessageType, timeout: Duration = .seconds(5)) throws -> Envelope? {
-            let deadline = ContinuousClock.now + timeout
-            while ContinuousClock.now < deadline {
-                var poller = Poller()
-                poller.add(router)
-                guard try poller.poll(timeoutMilliseconds: 50)[0], let frames = try router.receive(wait: false) else { continue }
-                identity = frames[0]
-                guard let envelope = try? Codec.decode(frames.dropFirst()) else { continue }
-                if envelope.header.type == .heartbeat { lastHeartbeat = try? envelope.decode(Heartbeat.self) }
-                if envelope.header.type == type { return envelope }
+extension FaultSuites {
+    @Suite(.serialized) struct HostileInputTests {
+        @Test func aHundredThousandMalformedFramesAreCountedAndTheCoordinatorKeepsServing() throws {
+            let bus = ProcessBus()
+            defer { bus.stopAll() }
+            try bus.startCoordinator()
+            let client = try bus.client()
+            // No planner yet: this workflow's plan step stays unassigned, a target for forged results.
+            let waiting = try client.submit(demoRequest(delayMilliseconds: 0)).workflow
+            let before = try client.stats()
+            let context = Context()
+            let dealer = try Socket(context: context, type: .dealer)
+            try dealer.set(.sendHighWaterMark, 0)
+            try dealer.connect(bus.control)
+            var generator = SystemRandomNumberGenerator()
+            let total = 100_000
+            for index in 0..<total {
+                try dealer.send(Garbage.frames(index, workflow: waiting, generator: &generator))
+                if index.isMultiple(of: 500) { while (try dealer.receive(wait: false)) != nil {} }
             }
-            return nil
-        }
-        _ = try #require(try receive(.hello))
-        try router.send([identity] + Codec.encode(Header(type: .welcome), Welcome(heartbeatIntervalMilliseconds: 100, liveness: 1000, eventsPort: eventsPort, eventsEndpoint: nil)))
-        try publisher.set(.receiveTimeout, 5000)
-        while let frames = try publisher.receive(), frames[0] != [1] + Array(WireFormat.agentTopic("docs-hostile").utf8) {}
-
-        var generator = SystemRandomNumberGenerator()
-        let total = 100_000
-        let topic = Array(WireFormat.agentTopic("docs-hostile").utf8)
-        let rssBefore = residentBytes(of: process.processIdentifier)
-        for index in 0..<total {
-            let frames = Garbage.frames(index, workflow: "k3s-dev-000000", generator: &generator)
-            if index.isMultiple(of: 5) {
-                // On the step topic; paced, since PUB drops what a subscriber cannot take.
-                try publisher.send([topic] + frames)
-                if index.isMultiple(of: 200) { Thread.sleep(forTimeInterval: 0.002) }
-            } else {
-                while !(try router.send([identity] + frames, wait: false)) { Thread.sleep(forTimeInterval: 0.001) }
+            // Every frame is counted once the coordinator has read them all.
+            var stats = try client.stats()
+            let deadline = ContinuousClock.now + .seconds(60)
+            while stats.rejected.values.reduce(0, +) < total && ContinuousClock.now < deadline {
+                Thread.sleep(forTimeInterval: 0.2)
+                stats = try client.stats()
             }
-            if index.isMultiple(of: 1000) { _ = try receive(.bye, timeout: .milliseconds(1)) }
+            #expect(stats.rejected.values.reduce(0, +) == total, "\(stats.rejected)")
+            for reason in ["malformed-header", "unsupported-version", "unknown-type", "oversized", "frame-count", "unknown-workflow", "not-assigned", "unknown-step"] {
+                #expect((stats.rejected[reason] ?? 0) > 0, "\(reason) counted")
+            }
+            #expect(stats.residentBytes - before.residentBytes < 64 << 20, "memory stays bounded")
+            // Still serving: the waiting workflow and a new one complete once agents exist.
+            for role in Role.allCases { try bus.startAgent(role, id: "\(role.rawValue)-1") }
+            let fresh = try client.submit(demoRequest(delayMilliseconds: 0)).workflow
+            let final = try bus.waitFinished([waiting, fresh], timeout: .seconds(60), client: client)
+            #expect(final.allSatisfy { $0.state == .succeeded }, "\(final.map { $0.error ?? "" })")
+            #expect(final[0].step("plan")?.agent == "planner-1", "no forged result was taken")
         }
-        // The agent still runs a valid step.
-        let key = StepKey(workflow: "k3s-dev-000001", step: "docs", attempt: 1)
-        let assignment = StepAssignment(role: .docs, request: WorkflowRequest(), params: [:], inputs: [:], artifacts: [])
-        try publisher.send(Codec.encode(Header(type: .step, workflow: key.workflow, step: key.step, attempt: key.attempt), assignment, topic: WireFormat.agentTopic("docs-hostile")))
-        let result = try #require(try receive(.result, timeout: .seconds(30)))
-        #expect(result.header.stepKey == key)
-        // Its heartbeats report what it rejected: all of the control-socket frames at least.
-        let deadline = ContinuousClock.now + .seconds(20)
-        while (lastHeartbeat?.rejected?.values.reduce(0, +) ?? 0) < total * 4 / 5 && ContinuousClock.now < deadline {
-            _ = try receive(.bye, timeout: .milliseconds(200))
+
+        @Test func aHundredThousandMalformedFramesToAnAgentAreCountedAndItKeepsWorking() throws {
+            let context = Context()
+            let router = try Socket(context: context, type: .router)
+            try router.set(.routerMandatory, 1)
+            try router.bind("tcp://127.0.0.1:*")
+            let publisher = try Socket(context: context, type: .xpub)
+            try publisher.set(.xpubVerbose, 1)
+            try publisher.bind("tcp://127.0.0.1:*")
+            let eventsPort = Int(try publisher.lastEndpoint.split(separator: ":").last ?? "") ?? 0
+            let process = Process()
+            process.executableURL = URL(fileURLWithPath: ProcessBus.executable)
+            process.arguments = ["agent", "docs", "--coordinator", try router.lastEndpoint, "--id", "docs-hostile", "--log-level", "error"]
+            process.standardOutput = FileHandle.nullDevice
+            process.standardError = FileHandle.nullDevice
+            try process.run()
+            defer {
+                kill(process.processIdentifier, SIGKILL)
+                process.waitUntilExit()
+            }
+            try router.set(.receiveTimeout, 5000)
+            var lastHeartbeat: Heartbeat?
+            var identity: [UInt8] = []
+            func receive(_ type: MessageType, timeout: Duration = .seconds(5)) throws -> Envelope? {
+                let deadline = ContinuousClock.now + timeout
+                while ContinuousClock.now < deadline {
+                    var poller = Poller()
+                    poller.add(router)
+                    guard try poller.poll(timeoutMilliseconds: 50)[0], let frames = try router.receive(wait: false) else { continue }
+                    identity = frames[0]
+                    guard let envelope = try? Codec.decode(frames.dropFirst()) else { continue }
+                    if envelope.header.type == .heartbeat { lastHeartbeat = try? envelope.decode(Heartbeat.self) }
+                    if envelope.header.type == type { return envelope }
+                }
+                return nil
+            }
+            _ = try #require(try receive(.hello))
+            try router.send([identity] + Codec.encode(Header(type: .welcome), Welcome(heartbeatIntervalMilliseconds: 100, liveness: 1000, eventsPort: eventsPort, eventsEndpoint: nil)))
+            try publisher.set(.receiveTimeout, 5000)
+            while let frames = try publisher.receive(), frames[0] != [1] + Array(WireFormat.agentTopic("docs-hostile").utf8) {}
+
+            var generator = SystemRandomNumberGenerator()
+            let total = 100_000
+            let topic = Array(WireFormat.agentTopic("docs-hostile").utf8)
+            let rssBefore = residentBytes(of: process.processIdentifier)
+            for index in 0..<total {
+                let frames = Garbage.frames(index, workflow: "k3s-dev-000000", generator: &generator)
+                if index.isMultiple(of: 5) {
+                    // On the step topic; paced, since PUB drops what a subscriber cannot take.
+                    try publisher.send([topic] + frames)
+                    if index.isMultiple(of: 200) { Thread.sleep(forTimeInterval: 0.002) }
+                } else {
+                    while !(try router.send([identity] + frames, wait: false)) { Thread.sleep(forTimeInterval: 0.001) }
+                }
+                if index.isMultiple(of: 1000) { _ = try receive(.bye, timeout: .milliseconds(1)) }
+            }
+            // The agent still runs a valid step.
+            let key = StepKey(workflow: "k3s-dev-000001", step: "docs", attempt: 1)
+            let assignment = StepAssignment(role: .docs, request: WorkflowRequest(), params: [:], inputs: [:], artifacts: [])
+            try publisher.send(Codec.encode(Header(type: .step, workflow: key.workflow, step: key.step, attempt: key.attempt), assignment, topic: WireFormat.agentTopic("docs-hostile")))
+            let result = try #require(try receive(.result, timeout: .seconds(30)))
+            #expect(result.header.stepKey == key)
+            // Its heartbeats report what it rejected: all of the control-socket frames at least.
+            let deadline = ContinuousClock.now + .seconds(20)
+            while (lastHeartbeat?.rejected?.values.reduce(0, +) ?? 0) < total * 4 / 5 && ContinuousClock.now < deadline {
+                _ = try receive(.bye, timeout: .milliseconds(200))
+            }
+            let rejected = lastHeartbeat?.rejected?.values.reduce(0, +) ?? 0
+            #expect(rejected >= total * 4 / 5, "rejected \(rejected) of \(total) (PUB may drop some on the step topic)")
+            #expect(residentBytes(of: process.processIdentifier) - rssBefore < 64 << 20)
+            #expect(process.isRunning)
         }
-        let rejected = lastHeartbeat?.rejected?.values.reduce(0, +) ?? 0
-        #expect(rejected >= total * 4 / 5, "rejected \(rejected) of \(total) (PUB may drop some on the step topic)")
-        #expect(residentBytes(of: process.processIdentifier) - rssBefore < 64 << 20)
-        #expect(process.isRunning)
     }
 }

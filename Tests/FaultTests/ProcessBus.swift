@@ -4,6 +4,10 @@ import Protocol
 import ShoalSupport
 import Testing
 
+/// The fault suites run one at a time: they measure liveness in hundreds of
+/// milliseconds, which other process-heavy tests running beside them could blur.
+@Suite(.serialized) struct FaultSuites {}
+
 /// A coordinator and agents as real `shoal` processes on loopback, which a
 /// test can kill, freeze and restart.
 final class ProcessBus {
@@ -22,7 +26,7 @@ final class ProcessBus {
         return root + "/.build/debug/shoal"
     }
 
-    init(heartbeat: String = "200ms", liveness: Int = 3, ackTimeout: String = "500ms", maxAttempts: Int = 10) {
+    init(heartbeat: String = "250ms", liveness: Int = 4, ackTimeout: String = "500ms", maxAttempts: Int = 10) {
         directory = NSTemporaryDirectory() + "shoal-fault-\(UUID().uuidString.prefix(8))"
         try? FileManager.default.createDirectory(atPath: directory + "/logs", withIntermediateDirectories: true)
         coordinatorArguments = [
@@ -49,8 +53,7 @@ final class ProcessBus {
         var buffer = Data()
         let deadline = Date().addingTimeInterval(15)
         while Date() < deadline {
-            let chunk = handle.availableData
-            if chunk.isEmpty { break }
+            guard let chunk = FileDescriptorIO.readSome(handle.fileDescriptor), !chunk.isEmpty else { break }
             buffer.append(chunk)
             let text = String(decoding: buffer, as: UTF8.self)
             guard let line = text.split(separator: "\n").first(where: { $0.hasPrefix("ready ") }) else { continue }
