@@ -41,6 +41,7 @@ struct CoordinatorCommand: AsyncParsableCommand {
     @Option(help: "Missed heartbeats before a peer is declared dead.") var liveness = 3
     @Option(help: "Time an agent has to acknowledge a step.") var ackTimeout = "2s"
     @Option(help: "Attempts per step before it fails.") var maxAttempts = 3
+    @Option(help: "Longest a single step may run before it is given to another agent, e.g. 30m.") var stepTimeout = "30m"
     @Flag(help: "Exit when the parent process exits (used by `shoal create`).") var exitWithParent = false
     @OptionGroup var logging: LoggingOptions
 
@@ -53,6 +54,10 @@ struct CoordinatorCommand: AsyncParsableCommand {
         }
         guard (2...100).contains(liveness) else { throw ValidationError("--liveness must be between 2 and 100") }
         guard (1...100).contains(maxAttempts) else { throw ValidationError("--max-attempts must be between 1 and 100") }
+        guard let timeout = parseDuration(stepTimeout), timeout >= .milliseconds(100) else {
+            throw ValidationError("--step-timeout must be a duration of at least 100ms, e.g. 30m")
+        }
+        _ = timeout
         _ = interval
     }
 
@@ -67,6 +72,7 @@ struct CoordinatorCommand: AsyncParsableCommand {
         configuration.liveness = liveness
         configuration.ackTimeout = parseDuration(ackTimeout)!
         configuration.maxAttempts = maxAttempts
+        configuration.stepTimeout = parseDuration(stepTimeout)!
         let service = CoordinatorService(configuration: configuration, logger: logger) { bound in
             // One line on stdout that `shoal create` (and scripts) wait for.
             print("ready control=\(bound.control) events=\(bound.events)")

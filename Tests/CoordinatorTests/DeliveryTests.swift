@@ -156,4 +156,31 @@ import Testing
         #expect(first.workflow == second.workflow)
         #expect(try CoordinatorClient(endpoint: coordinator.endpoints.control, context: context).list().count == 1)
     }
+
+    @Test func aStepThatOutlivesItsTimeoutIsRetriedThenFailsTheWorkflowWithTheReason() async throws {
+        let coordinator = try await TestCoordinator.start {
+            $0.stepTimeout = .milliseconds(300)
+            $0.maxAttempts = 2
+        }
+        defer { Task { await coordinator.stop() } }
+        let agent = try RawAgent(id: "planner-slow", role: .planner, coordinator: coordinator, context: context)
+        try agent.join()
+        let workflow = try submit(coordinator)
+        let first = try #require(try agent.waitStep())
+        try agent.ack(first.key)
+        // No result: after the timeout (and a backoff) the step comes back as attempt 2.
+        let second = try #require(try agent.waitStep(timeout: .seconds(5)))
+        #expect(second.key.attempt == 2)
+        try agent.ack(second.key)
+        let client = try CoordinatorClient(endpoint: coordinator.endpoints.control, context: context)
+        var status = try client.status(workflow)
+        let deadline = ContinuousClock.now + .seconds(5)
+        while !status.state.isFinished && ContinuousClock.now < deadline {
+            _ = try agent.pump(timeout: .milliseconds(100)) { _, _ in Optional<Int>.none }
+            status = try client.status(workflow)
+        }
+        #expect(status.state == .failed)
+        #expect(status.error?.contains("gave up after 2 attempts") == true, "\(status.error ?? "")")
+        #expect(status.error?.contains("timed out") == true)
+    }
 }
