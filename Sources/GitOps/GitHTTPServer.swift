@@ -502,7 +502,7 @@ enum BinaryProcess {
         let exited = DispatchSemaphore(value: 0)
         process.terminationHandler = { _ in exited.signal() }
         do {
-            try process.run()
+            try ProcessLaunch.run(process)
         } catch {
             throw HTTPError(status: 500, reason: "cannot start git http-backend")
         }

@@ -75,7 +75,7 @@ public struct ProcessRunner: Sendable {
         process.terminationHandler = { _ in exited.fire() }
         let start = ContinuousClock.now
         do {
-            try process.run()
+            try ProcessLaunch.run(process)
         } catch {
             throw ShoalError(.launchFailed, "could not start \(executable)", cause: "\(error)")
         }
@@ -168,5 +168,21 @@ private final class ExitSignal: @unchecked Sendable {  // `fired` is guarded by 
         lock.lock()
         defer { lock.unlock() }
         return fired
+    }
+}
+
+/// Foundation's `Process.run()` is not safe to call from several threads at
+/// once on Linux (concurrent launches corrupt its spawn state and crash), so
+/// every launch in shoal goes through this one lock. Only the launch is
+/// serialized; the children then run and are waited for in parallel.
+public enum ProcessLaunch {
+    private static let lock = NSLock()
+
+    /// Launches `process`.
+    /// - Throws: whatever `Process.run()` throws.
+    public static func run(_ process: Process) throws {
+        lock.lock()
+        defer { lock.unlock() }
+        try process.run()
     }
 }

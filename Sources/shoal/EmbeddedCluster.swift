@@ -90,7 +90,7 @@ final class EmbeddedCluster: @unchecked Sendable {  // `children` is guarded by 
         process.standardError = FileHandle(forWritingAtPath: logPath) ?? FileHandle.nullDevice
         process.standardInput = FileHandle.nullDevice
         do {
-            try process.run()
+            try ProcessLaunch.run(process)
         } catch {
             throw ShoalError(.launchFailed, "cannot start \(name) from \(executable)", cause: "\(error)")
         }
