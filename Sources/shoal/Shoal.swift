@@ -14,7 +14,8 @@ struct Shoal: AsyncParsableCommand {
             """,
         version: WireFormat.softwareVersion,
         subcommands: [
-            CreateCommand.self, StatusCommand.self, ListCommand.self, CoordinatorCommand.self, AgentCommand.self,
+            CreateCommand.self, StatusCommand.self, ListCommand.self, ValidateCommand.self, DestroyCommand.self,
+            CoordinatorCommand.self, AgentCommand.self,
             VersionCommand.self,
         ]
     )
