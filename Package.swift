@@ -71,7 +71,8 @@ let package = Package(
         .testTarget(name: "CoordinatorTests", dependencies: ["Coordinator", "AgentRuntime", "Protocol", "ZeroMQ"]),
         .testTarget(name: "AgentRuntimeTests", dependencies: ["AgentRuntime", "Protocol", "ZeroMQ"]),
         .testTarget(
-            name: "AgentsTests", dependencies: ["Agents", "AgentRuntime", "Cluster", "Protocol", "ShoalSupport", "Terraform"]
+            name: "AgentsTests",
+            dependencies: ["Agents", "AgentRuntime", "Cluster", "Protocol", "ShoalSupport", "Terraform"]
         ),
         .testTarget(name: "EndToEndTests", dependencies: ["ShoalSupport"]),
     ],

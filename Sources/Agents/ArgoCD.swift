@@ -137,7 +137,9 @@ extension SimulatedCluster {
     /// The state as an artifact for the steps after this one. Sensitive: the
     /// model holds the cluster's Secrets.
     func artifact(workflow: String) -> Artifact {
-        Artifact(name: "cluster-state", path: "kubeconfigs/\(workflow)/simulated-cluster.json", sensitive: true, data: encoded())
+        Artifact(
+            name: "cluster-state", path: "kubeconfigs/\(workflow)/simulated-cluster.json", sensitive: true,
+            data: encoded())
     }
 
     /// The simulated cluster handed on by earlier steps.

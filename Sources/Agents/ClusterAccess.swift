@@ -49,7 +49,8 @@ final class ClusterSession: Sendable {
                 PrivateScratch.remove(scratch)
                 throw error
             }
-            let client = KubectlClient(kubeconfig: path, executable: options.kubectlExecutable, timeout: options.kubectlTimeout)
+            let client = KubectlClient(
+                kubeconfig: path, executable: options.kubectlExecutable, timeout: options.kubectlTimeout)
             return ClusterSession(client: client, simulated: nil, scratch: scratch)
         }
         let cluster = try SimulatedCluster.load(from: context)
@@ -85,7 +86,8 @@ enum PrivateScratch {
         var template = Array((base + "/\(prefix)-XXXXXX").utf8CString)
         let made = template.withUnsafeMutableBufferPointer { buffer in mkdtemp(buffer.baseAddress!) }
         guard made != nil else {
-            throw ShoalError(.io, "cannot create a private temporary directory", cause: String(cString: strerror(errno)))
+            throw ShoalError(
+                .io, "cannot create a private temporary directory", cause: String(cString: strerror(errno)))
         }
         // mkdtemp creates it 0700.
         return String(decoding: template.dropLast().map { UInt8(bitPattern: $0) }, as: UTF8.self)

@@ -43,7 +43,8 @@ final class MonitoringHandler: StepHandler {
     deinit { server?.stop() }
 
     static func parseListen(_ text: String) throws -> (String, Int) {
-        guard let colon = text.lastIndex(of: ":"), let port = Int(text[text.index(after: colon)...]), (0...65535).contains(port)
+        guard let colon = text.lastIndex(of: ":"), let port = Int(text[text.index(after: colon)...]),
+            (0...65535).contains(port)
         else { throw ShoalError(.invalidInput, "--gitops-listen must be host:port, got '\(text.prefix(80))'") }
         var host = String(text[..<colon])
         if host.hasPrefix("[") && host.hasSuffix("]") { host = String(host.dropFirst().dropLast()) }
@@ -114,7 +115,8 @@ final class MonitoringHandler: StepHandler {
         let manifests = MonitoringStack.render(spec)
         let location = try location(for: context)
         let (root, children) = ArgoApplications.appOfApps(
-            repoURL: location.repoURL, components: [(name: "monitoring", path: "monitoring", namespace: spec.namespace)])
+            repoURL: location.repoURL, components: [(name: "monitoring", path: "monitoring", namespace: spec.namespace)]
+        )
 
         let repository = GitRepository(path: "\(options.workDirectory)/gitops/\(workflow)")
         try await repository.initialize()
@@ -145,12 +147,15 @@ final class MonitoringHandler: StepHandler {
                     log.append(note)
                 }
                 try await client.apply(manifests: root.contents, serverSide: true)
-                applications = ["root"] + children.map { ($0.path as NSString).lastPathComponent }
+                applications =
+                    ["root"]
+                    + children.map { ($0.path as NSString).lastPathComponent }
                     .map { String($0.dropLast(".yaml".count)) }
                 let wait = try await Self.waitForApplications(
                     client, names: applications, timeout: timeout, interval: min(.seconds(2), timeout / 5))
                 log.append(contentsOf: wait.details)
-                summary = wait.healthy
+                summary =
+                    wait.healthy
                     ? "Applications Synced and Healthy: \(applications.joined(separator: ", "))"
                     : "Applications not Synced and Healthy"
                         + (request.realDeployment ? " within \(timeout.shortDescription)" : "")
@@ -160,7 +165,8 @@ final class MonitoringHandler: StepHandler {
                     do {
                         try await client.apply(manifests: file.contents, serverSide: true)
                     } catch let error as ShoalError {
-                        throw ShoalError(error.code, "applying \(file.path) failed: \(error.message)", cause: error.cause)
+                        throw ShoalError(
+                            error.code, "applying \(file.path) failed: \(error.message)", cause: error.cause)
                     }
                     log.append("kubectl apply --server-side --force-conflicts -f \(file.path)")
                 }
@@ -177,13 +183,18 @@ final class MonitoringHandler: StepHandler {
         if let state = outcome.2 { artifacts.append(state) }
         for file in manifests {
             let name = (file.path as NSString).lastPathComponent
-            artifacts.append(Artifact(name: "manifests/\(name)", path: "manifests/\(workflow)/monitoring/\(name)", text: file.contents))
+            artifacts.append(
+                Artifact(
+                    name: "manifests/\(name)", path: "manifests/\(workflow)/monitoring/\(name)", text: file.contents))
         }
         for file in children {
             let name = (file.path as NSString).lastPathComponent.replacingOccurrences(of: ".yaml", with: "")
-            artifacts.append(Artifact(name: "argocd-apps/\(name)", path: "argocd-apps/\(workflow)/\(name)-app.yaml", text: file.contents))
+            artifacts.append(
+                Artifact(
+                    name: "argocd-apps/\(name)", path: "argocd-apps/\(workflow)/\(name)-app.yaml", text: file.contents))
         }
-        artifacts.append(Artifact(name: "argocd-apps/root", path: "argocd-apps/\(workflow)/root-app.yaml", text: root.contents))
+        artifacts.append(
+            Artifact(name: "argocd-apps/root", path: "argocd-apps/\(workflow)/root-app.yaml", text: root.contents))
         let sha = String(commit.sha.prefix(12))
         var values: [String: JSONValue] = [
             "repoURL": .string(location.repoURL), "commit": .string(commit.sha),
@@ -192,7 +203,8 @@ final class MonitoringHandler: StepHandler {
         ]
         if let served = location.servedURL { values["servedURL"] = .string(served) }
         return StepOutput(
-            summary: "\(manifests.count) manifests committed (\(sha)\(commit.created ? "" : ", unchanged")); " + outcome.1,
+            summary: "\(manifests.count) manifests committed (\(sha)\(commit.created ? "" : ", unchanged")); "
+                + outcome.1,
             values: values, artifacts: artifacts, log: log)
     }
 
@@ -251,7 +263,8 @@ final class MonitoringHandler: StepHandler {
         if lines.contains(where: { $0.split(separator: " ").map(String.init) == [address, dockerHostName] }) {
             return "CoreDNS NodeHosts already maps \(dockerHostName)"
         }
-        let updated = (lines.filter { !$0.split(separator: " ").contains(Substring(dockerHostName)) } + [entry])
+        let updated =
+            (lines.filter { !$0.split(separator: " ").contains(Substring(dockerHostName)) } + [entry])
             .joined(separator: "\n") + "\n"
         let patch = try JSONValue.object(["data": .object(["NodeHosts": .string(updated)])]).jsonText()
         try await client.patch(kind: "configmap", name: "coredns", namespace: "kube-system", type: .merge, patch: patch)

@@ -72,7 +72,8 @@ public enum Preflight {
         case .monitoring:
             return [
                 .program("git", purpose: "commits and serves the GitOps repository"),
-                .program("kubectl", purpose: request.argocd ? "applies the Argo CD Applications" : "applies the manifests"),
+                .program(
+                    "kubectl", purpose: request.argocd ? "applies the Argo CD Applications" : "applies the manifests"),
             ]
         case .validation:
             return [.program("kubectl", purpose: "runs the health checks")]
@@ -102,7 +103,8 @@ public enum Preflight {
                 }
             case .dockerDaemon:
                 guard let docker else { continue }
-                let result = try? await runner.run(docker, ["info", "--format", "{{.ServerVersion}}"], timeout: timeout)
+                let result = try? await runner.run(
+                    docker, ["info", "--format", "{{.ServerVersion}}"], timeout: timeout)
                 if result?.succeeded != true {
                     problems.append(
                         PreflightProblem(

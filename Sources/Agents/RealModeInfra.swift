@@ -20,7 +20,8 @@ struct RealProvision {
         var artifacts = earlier
         var values = known
         var log: [String] = []
-        let runner = TerraformRunner(executable: options.terraformExecutable, applyTimeout: options.terraformApplyTimeout)
+        let runner = TerraformRunner(
+            executable: options.terraformExecutable, applyTimeout: options.terraformApplyTimeout)
         try check(try await runner.initialize(directory: directory), "init", &log)
         try check(try await runner.validate(directory: directory), "validate", &log)
         let (planned, plan) = try await runner.plan(directory: directory, token: token)
@@ -111,7 +112,9 @@ struct RealProvision {
                 .timeout, "the API server did not answer within \(timeout.shortDescription)",
                 cause: lastError.description)
         }
-        let states = last.map { "\($0.name) \($0.ready ? "Ready" : "NotReady")" + ($0.problems.first.map { " (\($0))" } ?? "") }
+        let states = last.map {
+            "\($0.name) \($0.ready ? "Ready" : "NotReady")" + ($0.problems.first.map { " (\($0))" } ?? "")
+        }
         throw ShoalError(
             .timeout,
             "\(last.filter(\.ready).count) of \(expected) planned nodes Ready after \(timeout.shortDescription)"
@@ -127,7 +130,9 @@ struct RealProvision {
 
     /// The address `host.k3d.internal` has inside a node container (`--add-host ...:host-gateway`).
     static func dockerHostGateway(container: String, runner: ProcessRunner = ProcessRunner()) async -> String? {
-        guard let result = try? await runner.run("docker", ["exec", container, "cat", "/etc/hosts"], timeout: .seconds(20)),
+        guard
+            let result = try? await runner.run(
+                "docker", ["exec", container, "cat", "/etc/hosts"], timeout: .seconds(20)),
             result.succeeded
         else { return nil }
         return hostsEntry(MonitoringHandler.dockerHostName, in: result.standardOutput)

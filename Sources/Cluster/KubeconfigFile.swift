@@ -46,7 +46,10 @@ public enum KubeconfigFile {
         let entries: [String: YNode] = [
             "clusters": YNode([(YNode("name"), YNode(name)), (YNode("cluster"), cluster)]),
             "users": YNode([(YNode("name"), YNode(name)), (YNode("user"), user)]),
-            "contexts": YNode([(YNode("name"), YNode(name)), (YNode("context"), YNode([(YNode("cluster"), YNode(name)), (YNode("user"), YNode(name))]))]),
+            "contexts": YNode([
+                (YNode("name"), YNode(name)),
+                (YNode("context"), YNode([(YNode("cluster"), YNode(name)), (YNode("user"), YNode(name))])),
+            ]),
         ]
         var pairs: [(YNode, YNode)] = target.mapping.map { $0.map { ($0.key, $0.value) } } ?? []
         for key in ["clusters", "contexts", "users"] {
@@ -65,7 +68,8 @@ public enum KubeconfigFile {
             pairs.removeAll { $0.0.string == "current-context" }
             pairs.append((YNode("current-context"), YNode(name)))
         }
-        for (key, value) in [("kind", "Config"), ("apiVersion", "v1")] where !pairs.contains(where: { $0.0.string == key }) {
+        for (key, value) in [("kind", "Config"), ("apiVersion", "v1")]
+        where !pairs.contains(where: { $0.0.string == key }) {
             pairs.insert((YNode(key), YNode(value)), at: 0)
         }
         try write(YNode(pairs), to: path)

@@ -108,7 +108,8 @@ struct CreateCommand: AsyncParsableCommand {
             let cluster = EmbeddedCluster(
                 executable: selfExecutable(), output: outputPath, validationWorkers: validationWorkers,
                 logLevel: logging.logLevel, logger: logger)
-            cluster.agentArguments[.monitoring] = deployment.monitoringAgentArguments(realDeployment: request.realDeployment)
+            cluster.agentArguments[.monitoring] = deployment.monitoringAgentArguments(
+                realDeployment: request.realDeployment)
             do {
                 outcome = try await cluster.run { endpoints in
                     try await runRemote(request, coordinator: endpoints.control, display: display)

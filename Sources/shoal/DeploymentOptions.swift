@@ -7,7 +7,9 @@ import ShoalSupport
 
 /// The options of `shoal create` about what is deployed and how the cluster reaches the GitOps repository.
 struct DeploymentOptions: ParsableArguments {
-    @Flag(inversion: .prefixedNo, help: "Install Argo CD and hand the monitoring stack to it (--no-argocd: kubectl apply --server-side).")
+    @Flag(
+        inversion: .prefixedNo,
+        help: "Install Argo CD and hand the monitoring stack to it (--no-argocd: kubectl apply --server-side).")
     var argocd = true
     @Option(help: "Install Argo CD from this local copy of its install.yaml (air-gapped labs).")
     var argocdManifest: String?
@@ -19,7 +21,7 @@ struct DeploymentOptions: ParsableArguments {
     var gitopsAdvertise: String?
     @Option(help: "Bound of each wait of a real deployment (nodes Ready, rollouts, Applications Synced), e.g. 5m.")
     var waitTimeout = "5m"
-    @Flag(help: "Add the cluster to your kubeconfig ($KUBECONFIG's first file, else ~/.kube/config) as context shoal-WORKFLOW.")
+    @Flag(help: "Add the cluster to your kubeconfig ($KUBECONFIG's first file, else ~/.kube/config) as shoal-WORKFLOW.")
     var mergeKubeconfig = false
 
     func validate() throws {
@@ -40,11 +42,13 @@ struct DeploymentOptions: ParsableArguments {
 
     /// Checks that need the other options of `create`.
     func validate(embedded: Bool) throws {
-        if let manifest = argocdManifest, embedded, !FileManager.default.isReadableFile(atPath: absolutePath(manifest)) {
+        if let manifest = argocdManifest, embedded, !FileManager.default.isReadableFile(atPath: absolutePath(manifest))
+        {
             throw ValidationError("--argocd-manifest: cannot read '\(manifest.prefix(200))'")
         }
         if mergeKubeconfig && !embedded {
-            throw ValidationError("--merge-kubeconfig needs the kubeconfig on this machine: use it without --coordinator")
+            throw ValidationError(
+                "--merge-kubeconfig needs the kubeconfig on this machine: use it without --coordinator")
         }
     }
 
@@ -62,7 +66,9 @@ struct DeploymentOptions: ParsableArguments {
     func monitoringAgentArguments(realDeployment: Bool) -> [String] {
         var arguments: [String] = []
         // A real cluster cannot reach 127.0.0.1 of this machine: serve on every interface (read-only, no secrets).
-        if let listen = gitopsListen ?? (realDeployment ? "0.0.0.0:0" : nil) { arguments += ["--gitops-listen", listen] }
+        if let listen = gitopsListen ?? (realDeployment ? "0.0.0.0:0" : nil) {
+            arguments += ["--gitops-listen", listen]
+        }
         if let advertise = gitopsAdvertise { arguments += ["--gitops-advertise", advertise] }
         return arguments
     }
@@ -75,7 +81,8 @@ struct DeploymentOptions: ParsableArguments {
             throw ShoalError(.notFound, "no kubeconfig at \(source) to merge")
         }
         let target = KubeconfigFile.defaultPath()
-        try KubeconfigFile.merge(kubeconfig: String(decoding: data, as: UTF8.self), as: "shoal-\(workflow)", into: target)
+        try KubeconfigFile.merge(
+            kubeconfig: String(decoding: data, as: UTF8.self), as: "shoal-\(workflow)", into: target)
         try SecureFile.write(target + "\n", to: mergeRecord(workflow: workflow, output: output), mode: 0o600)
         return target
     }

@@ -64,8 +64,9 @@ struct DestroyCommand: AsyncParsableCommand {
         if already {
             print("workflow \(snapshot.id) was already destroyed")
         } else {
-            print("GitOps repository: no longer served (the monitoring agent of an embedded run stops with create); "
-                + "kept at \(recorded.output)/gitops/\(snapshot.id)")
+            print(
+                "GitOps repository: no longer served (the monitoring agent of an embedded run stops with create); "
+                    + "kept at \(recorded.output)/gitops/\(snapshot.id)")
             print("workflow \(snapshot.id) destroyed")
         }
     }
@@ -78,12 +79,14 @@ struct DestroyCommand: AsyncParsableCommand {
         }
         guard TerraformRunner.isInstalled() else {
             throw ShoalError(
-                .executableNotFound, "terraform is needed to destroy \(recorded.id): install "
+                .executableNotFound,
+                "terraform is needed to destroy \(recorded.id): install "
                     + Preflight.installHint("terraform"))
         }
         // The token is a required variable; destroy-time provisioners do not use it, so a run whose token was
         // never stored can be destroyed with any token of the right shape.
-        let token = try recorded.artifact("k3s-token")?.text.trimmingCharacters(in: .whitespacesAndNewlines)
+        let token =
+            try recorded.artifact("k3s-token")?.text.trimmingCharacters(in: .whitespacesAndNewlines)
             ?? TerraformRunner.generateToken()
         print("terraform destroy in \(directory) ...")
         let runner = TerraformRunner()

@@ -104,7 +104,9 @@ struct ValidateCommand: AsyncParsableCommand {
         guard let artifact = try recorded.artifact("kubeconfig") else {
             throw ShoalError(.notFound, "workflow \(recorded.id) has no kubeconfig: did its provision step succeed?")
         }
-        let scratch = URL(fileURLWithPath: NSTemporaryDirectory()).appendingPathComponent("shoal-validate-\(UUID().uuidString)").path
+        let scratch = URL(fileURLWithPath: NSTemporaryDirectory()).appendingPathComponent(
+            "shoal-validate-\(UUID().uuidString)"
+        ).path
         try SecureFile.createDirectory(scratch, mode: 0o700)
         defer { try? FileManager.default.removeItem(atPath: scratch) }
         try SecureFile.write(artifact.data, to: scratch + "/kubeconfig", mode: 0o600)
@@ -137,7 +139,8 @@ struct ValidateCommand: AsyncParsableCommand {
         Swift.print("Validation of \(workflow.id) (\(mode))")
         Swift.print("  \(pad("CHECK", 14)) \(pad("RESULT", 6)) \(pad("WEIGHT", 6)) DETAIL")
         for check in report.checks {
-            Swift.print("  \(pad(check.name, 14)) \(pad(check.passed ? "pass" : "FAIL", 6)) \(pad(String(check.weight), 6)) \(check.message)")
+            let result = pad(check.passed ? "pass" : "FAIL", 6)
+            Swift.print("  \(pad(check.name, 14)) \(result) \(pad(String(check.weight), 6)) \(check.message)")
             guard !check.passed else { continue }
             for detail in check.details.prefix(12) { Swift.print("      \(detail)") }
             if let remedy = check.remedy { Swift.print("      remedy: \(remedy)") }

@@ -47,8 +47,11 @@ import Testing
         if getuid() != 0 { #expect(names.contains("root or passwordless sudo")) }
         let message = Preflight.error(problems, role: .infra).description
         #expect(message.contains("preflight failed for the infra agent"))
-        #expect(message.contains("terraform (provisions K3s; install: Terraform >= 1.10 from https://developer.hashicorp.com"))
-        #expect(message.contains("kubectl (waits until the nodes are Ready; install: kubectl from https://kubernetes.io"))
+        #expect(
+            message.contains(
+                "terraform (provisions K3s; install: Terraform >= 1.10 from https://developer.hashicorp.com"))
+        #expect(
+            message.contains("kubectl (waits until the nodes are Ready; install: kubectl from https://kubernetes.io"))
         #expect(!message.contains("\n"), "one line, as the progress display shows it")
     }
 
@@ -57,7 +60,8 @@ import Testing
         defer { standIns.delete() }
         let problems = await Preflight.check(role: .infra, request: realRequest(), searchPath: standIns.directory)
         #expect(problems.isEmpty, "\(problems)")
-        let validation = await Preflight.check(role: .validation, request: realRequest(), searchPath: standIns.directory)
+        let validation = await Preflight.check(
+            role: .validation, request: realRequest(), searchPath: standIns.directory)
         #expect(validation.isEmpty)
     }
 
@@ -90,7 +94,10 @@ import Testing
     @Test func aRealDeploymentStartsWithAPreflightPerRoleBeforeProvision() throws {
         let plan = Planner.plan(for: realRequest())
         let preflights = plan.steps.filter { $0.name.hasPrefix("preflight/") }
-        #expect(preflights.map(\.name) == ["preflight/infra", "preflight/argocd", "preflight/monitoring", "preflight/validation"])
+        #expect(
+            preflights.map(\.name) == [
+                "preflight/infra", "preflight/argocd", "preflight/monitoring", "preflight/validation",
+            ])
         #expect(preflights.allSatisfy { $0.needs == ["plan"] && !$0.critical })
         #expect(preflights.map(\.role) == [.infra, .argocd, .monitoring, .validation])
         let provision = try #require(plan.steps.first { $0.name == "provision" })

@@ -10,7 +10,7 @@ import Testing
 @testable import Agents
 
 /// The real-mode step handlers against stand-in `terraform` and `kubectl` (see Tests/Fixtures/standins).
-@Suite struct RealModeHandlerTests {
+@Suite(.serialized) struct RealModeHandlerTests {
     // MARK: provision
 
     @Test func provisionRunsTerraformThroughApplyAndWaitsForTheNodes() async throws {
@@ -24,7 +24,10 @@ import Testing
         let output = try await handler.run(stepContext("provision", role: .infra, request: realRequest()))
 
         let calls = standIns.terraformCalls()
-        #expect(calls.map { $0.split(separator: " ").first.map(String.init) ?? "" } == ["init", "validate", "plan", "apply"])
+        #expect(
+            calls.map { $0.split(separator: " ").first.map(String.init) ?? "" } == [
+                "init", "validate", "plan", "apply",
+            ])
         #expect(calls.filter { $0.hasPrefix("plan") || $0.hasPrefix("apply") }.allSatisfy { $0.hasSuffix("token=set") })
         #expect(calls.last?.contains("apply -input=false -no-color -auto-approve tfplan") == true)
         #expect(standIns.kubectlCalls() == ["get nodes -o json"])
@@ -50,7 +53,8 @@ import Testing
             try? FileManager.default.removeItem(atPath: work)
         }
         // Recorded: four kind nodes, k8rs-worker3 NotReady (NodeStatusUnknown).
-        try standIns.answer("nodes.json", Paths.recordedText("kubernetes/kind-nodes-v1.36.1-unreachable-unschedulable.json"))
+        try standIns.answer(
+            "nodes.json", Paths.recordedText("kubernetes/kind-nodes-v1.36.1-unreachable-unschedulable.json"))
         var request = realRequest(target: .docker, waitSeconds: 1)
         request.nodes = 4
         let handler = InfraHandler(options: standIns.options(workDirectory: work))
@@ -72,7 +76,8 @@ import Testing
             standIns.delete()
             try? FileManager.default.removeItem(atPath: work)
         }
-        try standIns.answer("apply.stderr", "\nError: local-exec provisioner error\n\n  with terraform_data.server_init\n")
+        try standIns.answer(
+            "apply.stderr", "\nError: local-exec provisioner error\n\n  with terraform_data.server_init\n")
         let handler = InfraHandler(options: standIns.options(workDirectory: work))
         let error = await #expect(throws: ShoalError.self) {
             try await handler.run(stepContext("provision", role: .infra, request: realRequest()))
@@ -89,7 +94,8 @@ import Testing
         let standIns = try StandIns()
         defer { standIns.delete() }
         let handler = ArgoCDHandler(options: standIns.options(workDirectory: temporaryDirectory()))
-        let context = stepContext("gitops-engine", role: .argocd, request: realRequest(), artifacts: [try kubeconfigArtifact()])
+        let context = stepContext(
+            "gitops-engine", role: .argocd, request: realRequest(), artifacts: [try kubeconfigArtifact()])
         let output = try await handler.run(context)
 
         let install = ArgoCDInstall()
@@ -121,8 +127,9 @@ import Testing
         let handler = ArgoCDHandler(options: standIns.options(workDirectory: temporaryDirectory()))
         let output = try await handler.run(
             stepContext("gitops-engine", role: .argocd, request: request, artifacts: [try kubeconfigArtifact()]))
-        #expect(standIns.kubectlCalls().contains(
-            "apply --server-side --force-conflicts -n argocd -f /srv/airgap/argocd-install.yaml"))
+        #expect(
+            standIns.kubectlCalls().contains(
+                "apply --server-side --force-conflicts -n argocd -f /srv/airgap/argocd-install.yaml"))
         #expect(output.summary.contains("from /srv/airgap/argocd-install.yaml"))
     }
 
@@ -136,7 +143,8 @@ import Testing
         let handler = ArgoCDHandler(options: standIns.options(workDirectory: temporaryDirectory()))
         let error = await #expect(throws: ShoalError.self) {
             try await handler.run(
-                stepContext("gitops-engine", role: .argocd, request: realRequest(), artifacts: [try kubeconfigArtifact()]))
+                stepContext(
+                    "gitops-engine", role: .argocd, request: realRequest(), artifacts: [try kubeconfigArtifact()]))
         }
         #expect(error?.code == .timeout)
         #expect(error?.message.contains("deployment/argocd-server in namespace argocd was not rolled out") == true)
@@ -183,10 +191,11 @@ import Testing
         #expect(output.values["servedURL"]?.stringValue?.hasPrefix("http://127.0.0.1:") == true)
         #expect(output.values["applications"] == .array(["root", "monitoring"]))
         #expect(output.summary.contains("Applications Synced and Healthy: root, monitoring"))
-        #expect(standIns.kubectlCalls() == [
-            "create namespace monitoring", "apply -f - --server-side --force-conflicts",
-            "apply -f - --server-side --force-conflicts", "get applications.argoproj.io --namespace argocd -o json",
-        ])
+        #expect(
+            standIns.kubectlCalls() == [
+                "create namespace monitoring", "apply -f - --server-side --force-conflicts",
+                "apply -f - --server-side --force-conflicts", "get applications.argoproj.io --namespace argocd -o json",
+            ])
         let applied = standIns.text("applied.yaml")
         #expect(applied.contains("name: grafana-admin"))
         #expect(applied.contains("kind: Application") && applied.contains("repoURL: \(repoURL)"))
@@ -194,7 +203,9 @@ import Testing
         let password = try #require(output.artifacts.first { $0.name == "grafana-admin-password" })
         #expect(password.sensitive)
         // The Secret went to the cluster, never into git.
-        let log = try await ProcessRunner().run("git", ["-C", "\(work)/gitops/shoal", "grep", "-I", "-l", password.text.trimmingCharacters(in: .newlines), "HEAD"])
+        let log = try await ProcessRunner().run(
+            "git",
+            ["-C", "\(work)/gitops/shoal", "grep", "-I", "-l", password.text.trimmingCharacters(in: .newlines), "HEAD"])
         #expect(!log.succeeded)
     }
 
@@ -214,7 +225,9 @@ import Testing
         let handler = try MonitoringHandler(options: options, logger: Logger(label: "test"))
         let started = ContinuousClock.now
         let output = try await handler.run(
-            stepContext("monitoring", role: .monitoring, request: realRequest(waitSeconds: 1), artifacts: [try kubeconfigArtifact()]))
+            stepContext(
+                "monitoring", role: .monitoring, request: realRequest(waitSeconds: 1),
+                artifacts: [try kubeconfigArtifact()]))
         #expect(ContinuousClock.now - started < .seconds(60))
         #expect(output.summary.contains("Applications not Synced and Healthy within 1.0s"))
         #expect(output.summary.contains("monitoring OutOfSync/Healthy"))
@@ -228,7 +241,8 @@ import Testing
             options: standIns.options(workDirectory: temporaryDirectory()), logger: Logger(label: "test"))
         let error = await #expect(throws: ShoalError.self) {
             try await handler.run(
-                stepContext("monitoring", role: .monitoring, request: realRequest(), artifacts: [try kubeconfigArtifact()]))
+                stepContext(
+                    "monitoring", role: .monitoring, request: realRequest(), artifacts: [try kubeconfigArtifact()]))
         }
         #expect(error?.message.contains("--gitops-listen 0.0.0.0:PORT") == true)
         #expect(standIns.kubectlCalls().isEmpty)

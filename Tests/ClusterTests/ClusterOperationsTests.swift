@@ -29,7 +29,8 @@ import Testing
         #expect(await client.cluster.argoCDVersion == "v3.5.1")
         let password = try await client.secretData(namespace: "argocd", name: "argocd-initial-admin-secret")["password"]
         #expect(password?.isEmpty == false)
-        try await client.rolloutStatus(kind: "deployment", name: "argocd-server", namespace: "argocd", timeout: .seconds(1))
+        try await client.rolloutStatus(
+            kind: "deployment", name: "argocd-server", namespace: "argocd", timeout: .seconds(1))
         try await client.rolloutStatus(
             kind: "statefulset", name: "argocd-application-controller", namespace: "argocd", timeout: .seconds(1))
         try await client.rolloutRestart(kind: "deployment", name: "argocd-server", namespace: "argocd")
@@ -45,7 +46,8 @@ import Testing
     }
 
     @Test func aLocalManifestFileIsParsedAndApplied() async throws {
-        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("shoal-ops-\(UUID().uuidString)").path
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("shoal-ops-\(UUID().uuidString)")
+            .path
         defer { try? FileManager.default.removeItem(atPath: directory) }
         let client = k3s()
         try SecureFile.write(Stack.namespace + "\n---\n" + Stack.grafanaAdminSecret, to: directory + "/stack.yaml")
@@ -70,7 +72,9 @@ import Testing
         try await client.patch(
             kind: "configmap", name: "argocd-cmd-params-cm", namespace: "argocd", type: .merge,
             patch: #"{"data":{"server.insecure":"true"}}"#)
-        #expect(try await client.configMapData(namespace: "argocd", name: "argocd-cmd-params-cm")["server.insecure"] == "true")
+        #expect(
+            try await client.configMapData(namespace: "argocd", name: "argocd-cmd-params-cm")["server.insecure"]
+                == "true")
 
         // Strategic merge keeps the https port and changes only port 80.
         try await client.patch(
@@ -100,7 +104,8 @@ import Testing
         try cluster.apply(yaml: Stack.grafana, source: "monitoring/20-grafana.yaml")
         let client = cluster.client(gitSource: InMemoryGitSource(repositories: [:]))
         let error = await #expect(throws: ShoalError.self) {
-            try await client.rolloutStatus(kind: "deployment", name: "grafana", namespace: "monitoring", timeout: .seconds(5))
+            try await client.rolloutStatus(
+                kind: "deployment", name: "grafana", namespace: "monitoring", timeout: .seconds(5))
         }
         #expect(error?.code == .timeout)
         #expect(error?.cause?.contains("0 of 1 updated replicas are available") == true)
@@ -136,17 +141,23 @@ import Testing
         let client = kubectl.client
         #expect(try await client.createNamespace("argocd"))
         try await client.apply(location: ClusterOperationsTests.argoRelease, namespace: "argocd", serverSide: true)
-        try await client.patch(kind: "configmap", name: "argocd-cmd-params-cm", namespace: "argocd", type: .merge, patch: "{}")
+        try await client.patch(
+            kind: "configmap", name: "argocd-cmd-params-cm", namespace: "argocd", type: .merge, patch: "{}")
         try await client.rolloutRestart(kind: "deployment", name: "argocd-server", namespace: "argocd")
-        try await client.rolloutStatus(kind: "deployment", name: "argocd-server", namespace: "argocd", timeout: .milliseconds(1500))
-        let calls = kubectl.calls().map { $0.replacingOccurrences(of: "--kubeconfig \(kubectl.directory)/kubeconfig ", with: "") }
-        #expect(calls == [
-            "--request-timeout 10s create namespace argocd",
-            "--request-timeout 120s apply --server-side --force-conflicts -n argocd -f \(ClusterOperationsTests.argoRelease)",
-            "--request-timeout 10s patch configmap argocd-cmd-params-cm -n argocd --type merge -p {}",
-            "--request-timeout 10s rollout restart deployment/argocd-server -n argocd",
-            "--request-timeout 12s rollout status deployment/argocd-server -n argocd --timeout=2s",
-        ])
+        try await client.rolloutStatus(
+            kind: "deployment", name: "argocd-server", namespace: "argocd", timeout: .milliseconds(1500))
+        let calls = kubectl.calls().map {
+            $0.replacingOccurrences(of: "--kubeconfig \(kubectl.directory)/kubeconfig ", with: "")
+        }
+        #expect(
+            calls == [
+                "--request-timeout 10s create namespace argocd",
+                "--request-timeout 120s apply --server-side --force-conflicts -n argocd -f "
+                    + ClusterOperationsTests.argoRelease,
+                "--request-timeout 10s patch configmap argocd-cmd-params-cm -n argocd --type merge -p {}",
+                "--request-timeout 10s rollout restart deployment/argocd-server -n argocd",
+                "--request-timeout 12s rollout status deployment/argocd-server -n argocd --timeout=2s",
+            ])
     }
 
     @Test func alreadyExistsAndRolloutTimeoutsAreRecognised() async throws {

@@ -115,15 +115,18 @@ import Yams
 
     @Test func theDefaultPathFollowsKUBECONFIG() {
         #expect(KubeconfigFile.defaultPath(environment: ["HOME": "/home/a"]) == "/home/a/.kube/config")
-        #expect(KubeconfigFile.defaultPath(environment: ["HOME": "/home/a", "KUBECONFIG": "/x/one:/x/two"]) == "/x/one")
-        #expect(KubeconfigFile.defaultPath(environment: ["HOME": "/home/a", "KUBECONFIG": ""]) == "/home/a/.kube/config")
+        #expect(
+            KubeconfigFile.defaultPath(environment: ["HOME": "/home/a", "KUBECONFIG": "/x/one:/x/two"]) == "/x/one")
+        #expect(
+            KubeconfigFile.defaultPath(environment: ["HOME": "/home/a", "KUBECONFIG": ""]) == "/home/a/.kube/config")
     }
 
     @Test func aSymbolicLinkIsFollowed() throws {
         let directory = scratch()
         defer { try? FileManager.default.removeItem(atPath: directory) }
         try SecureFile.write(Self.existing, to: directory + "/dotfiles/kubeconfig", mode: 0o600)
-        try FileManager.default.createSymbolicLink(atPath: directory + "/config", withDestinationPath: directory + "/dotfiles/kubeconfig")
+        try FileManager.default.createSymbolicLink(
+            atPath: directory + "/config", withDestinationPath: directory + "/dotfiles/kubeconfig")
         try KubeconfigFile.merge(kubeconfig: Self.k3s, as: "shoal-wf", into: directory + "/config")
         let attributes = try FileManager.default.attributesOfItem(atPath: directory + "/config")
         #expect(attributes[.type] as? FileAttributeType == .typeSymbolicLink)
@@ -137,7 +140,9 @@ import Yams
             try KubeconfigFile.merge(kubeconfig: "apiVersion: v1\nkind: Config\n", as: "x", into: directory + "/c")
         }
         try SecureFile.write("- just\n- a list\n", to: directory + "/list")
-        #expect(throws: ShoalError.self) { try KubeconfigFile.merge(kubeconfig: Self.k3s, as: "x", into: directory + "/list") }
+        #expect(throws: ShoalError.self) {
+            try KubeconfigFile.merge(kubeconfig: Self.k3s, as: "x", into: directory + "/list")
+        }
         #expect(FileManager.default.contents(atPath: directory + "/list") == Data("- just\n- a list\n".utf8))
     }
 }

@@ -29,7 +29,8 @@ struct StandInDirectory {
     }
 
     func lines(_ file: String) -> [String] {
-        ((try? String(contentsOfFile: path + "/" + file, encoding: .utf8)) ?? "").split(separator: "\n").map(String.init)
+        ((try? String(contentsOfFile: path + "/" + file, encoding: .utf8)) ?? "").split(separator: "\n").map(
+            String.init)
     }
 
     /// PATH with the stand-ins first.
@@ -106,7 +107,12 @@ struct StandInDirectory {
         let terraform = standIns.lines("terraform-calls.log")
         #expect(terraform.map { String($0.prefix { $0 != " " }) } == ["init", "validate", "plan", "apply"])
         let kubectl = standIns.lines("calls.log")
-        #expect(kubectl.contains { $0.contains("apply --server-side --force-conflicts -n argocd -f https://raw.githubusercontent.com/argoproj/argo-cd/v3.5.1/manifests/install.yaml") })
+        #expect(
+            kubectl.contains {
+                $0.contains(
+                    "apply --server-side --force-conflicts -n argocd -f "
+                        + "https://raw.githubusercontent.com/argoproj/argo-cd/v3.5.1/manifests/install.yaml")
+            })
         #expect(kubectl.contains { $0.contains("rollout status statefulset/argocd-application-controller -n argocd") })
         #expect(kubectl.contains { $0.contains("get applications.argoproj.io --namespace argocd") })
         #expect(SecureFile.mode(of: "\(output)/kubeconfigs/\(workflow)/kubeconfig") == 0o600)
@@ -132,7 +138,9 @@ struct StandInDirectory {
         #expect(!FileManager.default.fileExists(atPath: "\(output)/kubeconfigs/\(workflow)/kubeconfig"))
         let after = try String(contentsOfFile: kubeconfig, encoding: .utf8)
         #expect(!after.contains("shoal-\(workflow)"))
-        #expect(after.contains("name: prod") && after.contains("not-a-real-token") && after.contains("current-context: prod"))
+        #expect(
+            after.contains("name: prod") && after.contains("not-a-real-token")
+                && after.contains("current-context: prod"))
         let listed = try await Shoal.run(["list", "-o", output])
         #expect(listed.standardOutput.contains("destroyed"))
     }
@@ -144,7 +152,9 @@ struct StandInDirectory {
         for (name, text) in files { try SecureFile.write(text, to: repository + "/" + name) }
         let runner = ProcessRunner()
         for name in remove { _ = try await runner.run("git", ["-C", repository, "rm", "-q", name]) }
-        let identity = ["-c", "user.name=tester", "-c", "user.email=tester@shoal.invalid", "-c", "commit.gpgsign=false"]
+        let identity = [
+            "-c", "user.name=tester", "-c", "user.email=tester@shoal.invalid", "-c", "commit.gpgsign=false",
+        ]
         let added = try await runner.run("git", ["-C", repository, "add", "-A"])
         let committed = try await runner.run("git", identity + ["-C", repository, "commit", "-q", "-m", message])
         #expect(added.succeeded && committed.succeeded, "\(committed.standardError)")
@@ -156,7 +166,8 @@ struct StandInDirectory {
         #expect(created.status == 0, "\(created.standardError)")
         let workflow = try #require(Shoal.workflowID(in: created.standardOutput))
         // The repository's URL is the one the cluster would use; its server stopped with create.
-        let application = try String(contentsOfFile: "\(output)/argocd-apps/\(workflow)/monitoring-app.yaml", encoding: .utf8)
+        let application = try String(
+            contentsOfFile: "\(output)/argocd-apps/\(workflow)/monitoring-app.yaml", encoding: .utf8)
         #expect(application.contains("repoURL: http://host.k3d.internal:"))
 
         let healthy = try await Shoal.run(["validate", workflow, "-o", output])
@@ -165,7 +176,8 @@ struct StandInDirectory {
 
         let repository = "\(output)/gitops/\(workflow)"
         try await commit(
-            repository, ["monitoring/40-extra.yaml": "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: extra\ndata: [\n"],
+            repository,
+            ["monitoring/40-extra.yaml": "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: extra\ndata: [\n"],
             message: "a manifest that does not parse")
         let broken = try await Shoal.run(["validate", workflow, "-o", output])
         #expect(broken.status == 1)
@@ -203,7 +215,9 @@ struct StandInDirectory {
         #expect(applications["passed"] as? Bool == false)
         #expect((applications["message"] as? String)?.contains("monitoring Synced/Degraded") == true)
         #expect((applications["remedy"] as? String)?.contains("monitoring/45-reporter.yaml") == true)
-        #expect((applications["details"] as? [String])?.contains { $0.contains(#"Secret "reporter-token" not found"#) } == true)
+        #expect(
+            (applications["details"] as? [String])?.contains { $0.contains(#"Secret "reporter-token" not found"#) }
+                == true)
     }
 
     @Test func destroyTwiceExitsZeroAndMarksTheWorkflow() async throws {
