@@ -65,6 +65,31 @@ import Testing
         #expect(absent?.code == .notFound)
     }
 
+    @Test func anAirGappedArgoCDManifestInstallsTheVersionItsImageNames() async throws {
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("shoal-ops-\(UUID().uuidString)")
+            .path
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let manifest = """
+            apiVersion: apps/v1
+            kind: Deployment
+            metadata: {name: argocd-server, labels: {app.kubernetes.io/name: argocd-server}}
+            spec:
+              selector: {matchLabels: {app.kubernetes.io/name: argocd-server}}
+              template:
+                metadata: {labels: {app.kubernetes.io/name: argocd-server}}
+                spec:
+                  containers:
+                  - {name: argocd-server, image: "quay.io/argoproj/argocd:v3.4.2"}
+            """
+        try SecureFile.write(manifest, to: directory + "/install.yaml")
+        let client = k3s()
+        _ = try await client.createNamespace("argocd")
+        try await client.apply(location: directory + "/install.yaml", namespace: "argocd", serverSide: true)
+        #expect(await client.cluster.argoCDVersion == "v3.4.2")
+        try await client.rolloutStatus(
+            kind: "deployment", name: "argocd-server", namespace: "argocd", timeout: .seconds(1))
+    }
+
     @Test func patchesMergeLikeTheAPIServer() async throws {
         let client = k3s()
         _ = try await client.createNamespace("argocd")
