@@ -53,7 +53,7 @@ let package = Package(
         .executableTarget(
             name: "shoal",
             dependencies: [
-                "Coordinator", "AgentRuntime", "Agents", "Protocol", "ZeroMQ", "ShoalSupport", "Terraform",
+                "Coordinator", "AgentRuntime", "Agents", "Protocol", "ZeroMQ", "ShoalSupport", "Terraform", "Cluster",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
@@ -62,7 +62,7 @@ let package = Package(
         .testTarget(name: "ZeroMQTests", dependencies: ["ZeroMQ"]),
         .testTarget(name: "ProtocolTests", dependencies: ["Protocol"]),
         .testTarget(name: "ShoalSupportTests", dependencies: ["ShoalSupport"]),
-        .testTarget(name: "ClusterTests", dependencies: ["Cluster"]),
+        .testTarget(name: "ClusterTests", dependencies: ["Cluster", .product(name: "Yams", package: "Yams")]),
         .testTarget(name: "TerraformTests", dependencies: ["Terraform"]),
         .testTarget(
             name: "GitOpsTests",
@@ -70,7 +70,10 @@ let package = Package(
         ),
         .testTarget(name: "CoordinatorTests", dependencies: ["Coordinator", "AgentRuntime", "Protocol", "ZeroMQ"]),
         .testTarget(name: "AgentRuntimeTests", dependencies: ["AgentRuntime", "Protocol", "ZeroMQ"]),
-        .testTarget(name: "AgentsTests", dependencies: ["Agents"]),
+        .testTarget(
+            name: "AgentsTests",
+            dependencies: ["Agents", "AgentRuntime", "Cluster", "Protocol", "ShoalSupport", "Terraform"]
+        ),
         .testTarget(name: "EndToEndTests", dependencies: ["ShoalSupport"]),
         .testTarget(name: "FaultTests", dependencies: ["Coordinator", "Protocol", "ZeroMQ", "ShoalSupport"]),
     ],

@@ -12,6 +12,16 @@ public struct AgentOptions: Sendable {
     public var gitopsListen = "127.0.0.1:0"
     /// Host the cluster uses to reach the served repositories (default: the listen host).
     public var gitopsAdvertise: String?
+    /// Bounded waits of real deployments (nodes Ready, rollouts, Applications Synced and Healthy), unless the
+    /// request sets its own (`--wait-timeout`).
+    public var waitTimeout: Duration = .seconds(300)
+    /// How long one kubectl call may take.
+    public var kubectlTimeout: Duration = .seconds(30)
+    /// How long `terraform apply` and `destroy` may take.
+    public var terraformApplyTimeout: Duration = .seconds(3600)
+    /// The programs real mode runs: names looked up on PATH, or paths.
+    public var kubectlExecutable = "kubectl"
+    public var terraformExecutable = "terraform"
 
     public init(workDirectory: String) {
         self.workDirectory = workDirectory.hasPrefix("/") ? workDirectory : FileManagerPath.current + "/" + workDirectory
@@ -39,12 +49,12 @@ public enum AgentHandlers {
         switch role {
         case .planner: handler = PlannerHandler()
         case .infra: handler = InfraHandler(options: options)
-        case .argocd: handler = ArgoCDHandler()
+        case .argocd: handler = ArgoCDHandler(options: options)
         case .monitoring: handler = try MonitoringHandler(options: options, logger: logger)
-        case .validation: handler = ValidationHandler()
+        case .validation: handler = ValidationHandler(options: options)
         case .docs: handler = DocsHandler()
         }
-        return SimulatedDelay(handler)
+        return PreflightGate(role: role, inner: SimulatedDelay(handler))
     }
 }
 

@@ -78,6 +78,8 @@ public enum Runbook {
         lines.append("")
         lines.append("```sh")
         lines.append("shoal status \(workflow) -o output      # the workflow's steps")
+        lines.append("shoal validate \(workflow) -o output    # run the health checks again, with the score")
+        lines.append("shoal destroy \(workflow) -o output     # tear the cluster down (safe to repeat)")
         lines.append("kubectl get nodes -o wide")
         lines.append("kubectl get pods -A")
         if request.argocd {
@@ -110,7 +112,7 @@ public enum Runbook {
             lines.append("| Prometheus target down | http://\(host):30090/targets | check the target's Service and the Prometheus RBAC |")
             lines.append("| Grafana shows no data | Grafana > Connections > Data sources | the datasource must reach `prometheus.monitoring.svc:9090` |")
         }
-        lines.append("| Re-check health | `shoal status \(workflow) -o output` | the validation report: `output/docs/\(workflow)/health-report.json` |")
+        lines.append("| Re-check health | `shoal validate \(workflow) -o output` | the report at creation: `output/docs/\(workflow)/health-report.json` |")
         if let checks = inputs["health-report"]?["checks"]?.arrayValue {
             let failed = checks.filter { $0["passed"]?.boolValue == false }
             if !failed.isEmpty {

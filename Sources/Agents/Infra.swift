@@ -5,9 +5,10 @@ import Protocol
 import ShoalSupport
 import Terraform
 
-/// Provisions K3s: writes the Terraform for the target, runs terraform
-/// init/validate/plan (demo) where it is installed, and hands on the
-/// kubeconfig and, in demo mode, the simulated cluster.
+/// Provisions K3s: writes the Terraform for the target; in demo mode runs
+/// terraform init/validate/plan where it is installed and hands on the
+/// simulated cluster, in real mode runs init/validate/plan/apply and waits
+/// for the nodes (`RealProvision`). Either way the kubeconfig is handed on.
 struct InfraHandler: StepHandler {
     let options: AgentOptions
 
@@ -38,6 +39,10 @@ struct InfraHandler: StepHandler {
             "nodes": .array(TerraformRenderer.nodeNames(spec).map { .string($0) }),
             "k3sVersion": .string(spec.k3sVersion),
         ]
+        if request.realDeployment {
+            return try await RealProvision(options: options, context: context, spec: spec, directory: directory)
+                .run(token: token, artifacts: artifacts, values: values)
+        }
         var terraformNote: String
         if TerraformRunner.isInstalled() {
             let runner = TerraformRunner()
@@ -67,6 +72,11 @@ struct InfraHandler: StepHandler {
         let address = "127.0.0.1"
         values["nodeAddress"] = .string(address)
         values["apiEndpoint"] = .string("https://\(address):6443")
+        if target == .docker {
+            // Where `--add-host host.k3d.internal:host-gateway` points on a default docker install (the default
+            // bridge's gateway); the model has no docker to ask.
+            values["hostGateway"] = "172.17.0.1"
+        }
         artifacts.append(cluster.artifact(workflow: workflow))
         let kubeconfig = Kubeconfig.render(cluster: workflow, server: "https://\(address):6443", token: Secrets.password(length: 40))
         artifacts.append(Artifact(name: "kubeconfig", path: "kubeconfigs/\(workflow)/kubeconfig", sensitive: true, text: kubeconfig))

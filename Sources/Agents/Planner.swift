@@ -9,9 +9,6 @@ struct PlannerHandler: StepHandler {
         let request = context.request
         let problems = request.problems()
         guard problems.isEmpty else { throw ShoalError(.invalidInput, problems.joined(separator: "; ")) }
-        if request.realDeployment {
-            throw ShoalError(.notAvailableYet, "real deployments are not available yet")
-        }
         let plan = Planner.plan(for: request)
         let topology = Planner.topology(for: request)
         let values: [String: JSONValue] = [
@@ -59,8 +56,23 @@ public enum Planner {
 
     /// The steps after `plan`: provision, the GitOps engine, monitoring, one
     /// validation task per check, the health report, the runbook.
+    /// A real deployment starts with one preflight step per role that runs on the cluster (infra, argocd,
+    /// monitoring, validation), all before provision: a missing tool fails the workflow before anything changes.
     public static func plan(for request: WorkflowRequest) -> Plan {
-        var steps = [PlannedStep(name: "provision", role: .infra, needs: ["plan"], critical: true)]
+        var steps: [PlannedStep] = []
+        var provisionNeeds = ["plan"]
+        if request.realDeployment {
+            var roles: [Role] = [.infra]
+            if request.argocd { roles.append(.argocd) }
+            if request.monitoring { roles.append(.monitoring) }
+            roles.append(.validation)
+            for role in roles {
+                // Not critical: every preflight runs and reports, and provision, which needs them all, never starts.
+                steps.append(PlannedStep(name: "preflight/\(role.rawValue)", role: role, needs: ["plan"]))
+                provisionNeeds.append("preflight/\(role.rawValue)")
+            }
+        }
+        steps.append(PlannedStep(name: "provision", role: .infra, needs: provisionNeeds, critical: true))
         var last = "provision"
         if request.argocd {
             steps.append(PlannedStep(name: "gitops-engine", role: .argocd, needs: [last]))

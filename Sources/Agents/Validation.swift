@@ -7,14 +7,16 @@ import ShoalSupport
 /// Runs one health check per step (`validate/<check>`), or assembles the
 /// health report from all of them (`health-report`).
 struct ValidationHandler: StepHandler {
+    let options: AgentOptions
+
     func run(_ context: StepContext) async throws -> StepOutput {
         if context.key.step == "health-report" { return try report(context) }
         guard let name = context.assignment.params["check"]?.stringValue, let kind = HealthCheckKind(rawValue: name) else {
             throw ShoalError(.invalidInput, "validation step '\(context.key.step)' names no known check")
         }
-        let cluster = try SimulatedCluster.load(from: context)
-        let client = cluster.client(gitSource: GitCLISource())
-        let result = await HealthChecks.run(kind, client: client, expectation: Planner.expectation(for: context.request))
+        let result = try await ClusterSession.with(context, options: options) { session in
+            await HealthChecks.run(kind, client: session.client, expectation: Planner.expectation(for: context.request))
+        }
         return StepOutput(
             summary: "\(result.passed ? "pass" : "FAIL"): \(result.message)",
             values: ["result": try JSONValue(encoding: result), "agent": .string(context.agentID)])

@@ -26,6 +26,36 @@ public protocol ClusterClient: Sendable {
     func secretData(namespace: String, name: String) async throws -> [String: String]
     /// Applies multi-document YAML (`kubectl apply -f -`, with `--server-side` when asked).
     func apply(manifests: String, serverSide: Bool) async throws
+
+    // Installation steps (Argo CD, the CoreDNS host entry); each matches one kubectl command.
+
+    /// Creates a namespace (`kubectl create namespace NAME`).
+    /// - Returns: false when it existed already (kubectl's `AlreadyExists`), which is not an error.
+    func createNamespace(_ name: String) async throws -> Bool
+    /// Applies a manifest file or URL (`kubectl apply [--server-side --force-conflicts] [-n NS] -f LOCATION`).
+    /// - Parameters:
+    ///   - location: a path on this machine, or an `https://` URL kubectl downloads.
+    ///   - namespace: for objects that name none.
+    ///   - serverSide: server-side apply, taking over conflicting fields.
+    func apply(location: String, namespace: String?, serverSide: Bool) async throws
+    /// Patches one object (`kubectl patch KIND NAME -n NS --type TYPE -p PATCH`).
+    /// - Throws: `.notFound` when the object does not exist.
+    func patch(kind: String, name: String, namespace: String, type: PatchType, patch: String) async throws
+    /// Restarts a workload's pods (`kubectl rollout restart KIND/NAME -n NS`).
+    func rolloutRestart(kind: String, name: String, namespace: String) async throws
+    /// Waits until a workload is rolled out (`kubectl rollout status KIND/NAME -n NS --timeout=Ns`).
+    /// - Throws: `.timeout` when it is not rolled out within `timeout`, `.notFound` when it does not exist.
+    func rolloutStatus(kind: String, name: String, namespace: String, timeout: Duration) async throws
+    /// The data of a ConfigMap (`kubectl get configmap NAME -n NS -o json`).
+    func configMapData(namespace: String, name: String) async throws -> [String: String]
+}
+
+/// How `ClusterClient.patch` merges (kubectl's `--type`).
+public enum PatchType: String, Sendable, CaseIterable {
+    /// JSON merge patch (RFC 7386): mappings merge, anything else replaces.
+    case merge
+    /// Strategic merge patch: like `merge`, but lists of ports and containers merge by their key.
+    case strategic
 }
 
 /// A cluster node.

@@ -33,7 +33,9 @@ public struct KubectlClient: ClusterClient {
 
     /// Runs kubectl; the standard output on success.
     /// - Throws: `ShoalError` as described on the type.
-    func kubectl(_ arguments: [String], input: Data? = nil) async throws -> String {
+    /// - Parameter limit: replaces the client's `timeout` for this call (a rollout wait lasts longer).
+    func kubectl(_ arguments: [String], input: Data? = nil, timeout limit: Duration? = nil) async throws -> String {
+        let timeout = limit ?? self.timeout
         let seconds = max(1, Int(timeout.components.seconds))
         let result = try await runner.run(
             executable, ["--kubeconfig", kubeconfig, "--request-timeout", "\(seconds)s"] + arguments, input: input,

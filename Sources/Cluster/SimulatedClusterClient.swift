@@ -7,7 +7,7 @@ import ShoalSupport
 /// Argo CD's automated sync would have done by then, so a commit to the GitOps repository shows in the next call.
 public actor SimulatedClusterClient: ClusterClient {
     /// The model, including what syncs and `apply` changed; encode it to hand the state on.
-    public private(set) var cluster: SimulatedCluster
+    public internal(set) var cluster: SimulatedCluster
     private let gitSource: any GitSource
 
     /// - Parameters:
@@ -18,7 +18,7 @@ public actor SimulatedClusterClient: ClusterClient {
         self.gitSource = gitSource
     }
 
-    private func checkReachable() throws {
+    func checkReachable() throws {
         guard cluster.reachable else {
             let server = cluster.nodes.first?.internalIP ?? "127.0.0.1"
             throw ShoalError(
@@ -27,7 +27,7 @@ public actor SimulatedClusterClient: ClusterClient {
         }
     }
 
-    private func reconciled() async throws -> SimulatedCluster {
+    func reconciled() async throws -> SimulatedCluster {
         try checkReachable()
         var copy = cluster
         await copy.reconcile(gitSource: gitSource)

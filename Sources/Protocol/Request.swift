@@ -42,6 +42,13 @@ public struct WorkflowRequest: Codable, Sendable, Equatable {
     public var sshKeyPath: String?
     /// Directory with a k3s binary and image tarball for air-gapped installs (infra agent's machine).
     public var airgapDirectory: String?
+    /// A local copy of Argo CD's install manifest (air-gapped installs), a path on the argocd agent's machine.
+    public var argocdManifest: String?
+    /// A git remote the user owns: the GitOps repository is pushed there and the Applications point at it.
+    public var gitopsRemote: String?
+    /// How long each bounded wait of a real deployment may last (nodes Ready, rollouts, Applications Synced and
+    /// Healthy), in seconds; 0 for the agents' default.
+    public var waitTimeoutSeconds: Int = 0
 
     public init() {}
 
@@ -80,6 +87,15 @@ public struct WorkflowRequest: Codable, Sendable, Equatable {
         for (name, value) in [("--k3s-version", k3sVersion), ("--argocd-version", argocdVersion)] where value.utf8.count > 64 {
             problems.append("\(name) is too long")
         }
+        if let remote = gitopsRemote, remote.isEmpty || remote.hasPrefix("-") || remote.utf8.count > 2048 {
+            problems.append("--gitops-remote must be a git URL (not empty, not starting with '-')")
+        }
+        if argocdManifest != nil && !argocd {
+            problems.append("--argocd-manifest needs Argo CD; drop --no-argocd or the manifest")
+        }
+        if !(0...86_400).contains(waitTimeoutSeconds) {
+            problems.append("--wait-timeout must be between 1s and 24h")
+        }
         return problems
     }
 }
@@ -105,6 +121,9 @@ extension WorkflowRequest {
         argocdVersion = try c.decodeIfPresent(String.self, forKey: .argocdVersion) ?? argocdVersion
         sshKeyPath = try c.decodeIfPresent(String.self, forKey: .sshKeyPath)
         airgapDirectory = try c.decodeIfPresent(String.self, forKey: .airgapDirectory)
+        argocdManifest = try c.decodeIfPresent(String.self, forKey: .argocdManifest)
+        gitopsRemote = try c.decodeIfPresent(String.self, forKey: .gitopsRemote)
+        waitTimeoutSeconds = try c.decodeIfPresent(Int.self, forKey: .waitTimeoutSeconds) ?? waitTimeoutSeconds
     }
 }
 

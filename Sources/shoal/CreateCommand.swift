@@ -38,6 +38,7 @@ struct CreateCommand: AsyncParsableCommand {
     @Option(help: "Install K3s from this directory (k3s binary, install.sh, image tarball) instead of downloading.")
     var airgapDir: String?
     @Flag(help: "With --coordinator: print the workflow id and return without waiting.") var detach = false
+    @OptionGroup var deployment: DeploymentOptions
     @OptionGroup var logging: LoggingOptions
 
     func validate() throws {
@@ -46,9 +47,7 @@ struct CreateCommand: AsyncParsableCommand {
         request.realDeployment = false
         if let problem = request.problems().first { throw ValidationError(problem) }
         try checkTerraformInputs(request)
-        if realDeployment {
-            throw ValidationError("--real-deployment is not available yet; run without it for the demo")
-        }
+        try deployment.validate(embedded: coordinator == nil)
         guard (1...32).contains(validationWorkers) else {
             throw ValidationError("--validation-workers must be between 1 and 32")
         }
@@ -86,6 +85,7 @@ struct CreateCommand: AsyncParsableCommand {
             throw ValidationError("--sim-delay must be a duration up to 10m, e.g. 2s or 500ms")
         }
         request.simDelayMilliseconds = Int(delay.milliseconds)
+        deployment.apply(to: &request)
         return request
     }
 
@@ -117,12 +117,14 @@ struct CreateCommand: AsyncParsableCommand {
             } catch let error as ShoalError {
                 fail("cannot use output directory '\(output)': \(error.cause ?? error.message)")
             }
-            if ProcessRunner.locate("terraform") == nil {
+            if !request.realDeployment && ProcessRunner.locate("terraform") == nil {
                 print("note: terraform is not installed; Terraform files are written, init/validate/plan are skipped")
             }
             let cluster = EmbeddedCluster(
                 executable: selfExecutable(), output: outputPath, validationWorkers: validationWorkers,
                 logLevel: logging.logLevel, logger: logger)
+            cluster.agentArguments[.monitoring] = deployment.monitoringAgentArguments(
+                realDeployment: request.realDeployment)
             do {
                 outcome = try await cluster.run { endpoints in
                     try await runRemote(request, coordinator: endpoints.control, display: display)
@@ -132,6 +134,14 @@ struct CreateCommand: AsyncParsableCommand {
             }
         }
         display.summary(outcome, output: coordinator == nil ? output : nil)
+        if deployment.mergeKubeconfig && outcome.step("provision")?.state == .succeeded {
+            do {
+                let file = try DeploymentOptions.mergeKubeconfig(workflow: outcome.id, output: absolutePath(output))
+                print("kubeconfig: context shoal-\(outcome.id) merged into \(file)")
+            } catch let error as ShoalError {
+                fail("cannot merge the kubeconfig: \(error.description)")
+            }
+        }
         if outcome.state != .succeeded { throw ExitCode.failure }
     }
 

@@ -17,6 +17,8 @@ final class EmbeddedCluster: @unchecked Sendable {  // `children` is guarded by 
     private let lock = NSLock()
     private var children: [(name: String, process: Process)] = []
     private var signalSources: [DispatchSourceSignal] = []
+    /// More arguments for the agents of a role (the monitoring agent's GitOps address, say); set before `run`.
+    var agentArguments: [Role: [String]] = [:]
 
     init(executable: String, output: String, validationWorkers: Int, logLevel: String, logger: Logger) {
         self.executable = executable
@@ -43,7 +45,7 @@ final class EmbeddedCluster: @unchecked Sendable {  // `children` is guarded by 
                 arguments: [
                     "agent", agent.role.rawValue, "--coordinator", endpoints.control, "--id", agent.id,
                     "--work-dir", output, "--state-dir", output + "/.shoal/agents", "--exit-with-parent", "--log-level", logLevel,
-                ],
+                ] + (agentArguments[agent.role] ?? []),
                 standardOutput: FileHandle.nullDevice)
         }
         return try await body(endpoints)

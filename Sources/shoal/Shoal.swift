@@ -15,8 +15,9 @@ struct Shoal: AsyncParsableCommand {
             """,
         version: WireFormat.softwareVersion,
         subcommands: [
-            CreateCommand.self, StatusCommand.self, ListCommand.self, WaitCommand.self, CancelCommand.self,
-            ResumeCommand.self, AgentsCommand.self, StatsCommand.self, CoordinatorCommand.self, AgentCommand.self, VersionCommand.self,
+            CreateCommand.self, StatusCommand.self, ListCommand.self, ValidateCommand.self, DestroyCommand.self,
+            WaitCommand.self, CancelCommand.self, ResumeCommand.self, AgentsCommand.self, StatsCommand.self,
+            CoordinatorCommand.self, AgentCommand.self, VersionCommand.self,
         ]
     )
 }

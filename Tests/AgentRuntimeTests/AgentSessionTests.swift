@@ -41,12 +41,14 @@ final class FakeCoordinator {
     var eventsPort: Int { Int((try? publisher.lastEndpoint)?.split(separator: ":").last ?? "") ?? 0 }
 
     /// The next control message of `type`, skipping others (heartbeats).
-    func expect(_ type: MessageType, timeout: Duration = .seconds(5)) throws -> Envelope? {
+    /// Waits without blocking a cooperative thread, which the agent under test needs.
+    func expect(_ type: MessageType, timeout: Duration = .seconds(15)) async throws -> Envelope? {
         let deadline = ContinuousClock.now + timeout
         while ContinuousClock.now < deadline {
-            var poller = Poller()
-            poller.add(router)
-            guard try poller.poll(timeoutMilliseconds: 20)[0], let frames = try router.receive(wait: false) else { continue }
+            guard let frames = try router.receive(wait: false) else {
+                try await Task.sleep(for: .milliseconds(5))
+                continue
+            }
             agentIdentity = frames[0]
             let envelope = try Codec.decode(frames.dropFirst())
             if envelope.header.type == type { return envelope }
@@ -62,9 +64,13 @@ final class FakeCoordinator {
         try reply(Header(type: .welcome), Welcome(heartbeatIntervalMilliseconds: 100, liveness: 50, eventsPort: eventsPort, eventsEndpoint: nil))
     }
 
-    func waitSubscription(_ topic: String) throws {
-        try publisher.set(.receiveTimeout, 5000)
-        while let frames = try publisher.receive() {
+    func waitSubscription(_ topic: String) async throws {
+        let deadline = ContinuousClock.now + .seconds(15)
+        while ContinuousClock.now < deadline {
+            guard let frames = try publisher.receive(wait: false) else {
+                try await Task.sleep(for: .milliseconds(5))
+                continue
+            }
             if frames[0] == [1] + Array(topic.utf8) { return }
         }
         throw TestFailure("no subscription to \(topic)")
@@ -98,25 +104,26 @@ struct TestFailure: Error, CustomStringConvertible {
         let handler = CountingHandler()
         let agent = startAgent(coordinator, handler: handler)
         defer { agent.cancel() }
-        let hello = try #require(try coordinator.expect(.hello))
+        let hello = try #require(try await coordinator.expect(.hello))
         #expect(try hello.decode(Hello.self).role == .docs)
         try coordinator.welcome()
-        try coordinator.waitSubscription(WireFormat.agentTopic("docs-t"))
+        try await coordinator.waitSubscription(WireFormat.agentTopic("docs-t"))
         let key = StepKey(workflow: "k3s-dev-000001", step: "docs", attempt: 1)
         try coordinator.publishStep(key, to: "docs-t")
-        #expect(try coordinator.expect(.ack)?.header.stepKey == key)
-        let result = try #require(try coordinator.expect(.result))
+        #expect(try await coordinator.expect(.ack)?.header.stepKey == key)
+        let result = try #require(try await coordinator.expect(.result))
         #expect(result.header.stepKey == key)
         #expect(try result.decode(StepResult.self).output.values["echo"] == "docs")
         // Not confirmed: it comes again.
-        #expect(try coordinator.expect(.result)?.header.stepKey == key)
+        #expect(try await coordinator.expect(.result)?.header.stepKey == key)
         try coordinator.reply(Header(type: .confirm, workflow: key.workflow, step: key.step, attempt: key.attempt), Empty())
-        // Confirmed: no more resends.
-        #expect(try coordinator.expect(.result, timeout: .milliseconds(700)) == nil)
+        // Confirmed: no more resends (one may have been on its way already).
+        _ = try await coordinator.expect(.result, timeout: .milliseconds(300))
+        #expect(try await coordinator.expect(.result, timeout: .milliseconds(700)) == nil)
         // The same step published again is answered from the stored result.
         try coordinator.publishStep(key, to: "docs-t")
-        #expect(try coordinator.expect(.ack)?.header.stepKey == key)
-        #expect(try coordinator.expect(.result)?.header.stepKey == key)
+        #expect(try await coordinator.expect(.ack)?.header.stepKey == key)
+        #expect(try await coordinator.expect(.result)?.header.stepKey == key)
         #expect(handler.count(key) == 1, "a step seen twice runs once")
     }
 
@@ -125,18 +132,18 @@ struct TestFailure: Error, CustomStringConvertible {
         let handler = CountingHandler()
         let agent = startAgent(coordinator, handler: handler, id: "docs-r")
         defer { agent.cancel() }
-        _ = try #require(try coordinator.expect(.hello))
+        _ = try #require(try await coordinator.expect(.hello))
         try coordinator.welcome()
-        try coordinator.waitSubscription(WireFormat.agentTopic("docs-r"))
+        try await coordinator.waitSubscription(WireFormat.agentTopic("docs-r"))
         let key = StepKey(workflow: "k3s-dev-000002", step: "docs", attempt: 1)
         try coordinator.publishStep(key, to: "docs-r")
-        _ = try #require(try coordinator.expect(.result))
+        _ = try #require(try await coordinator.expect(.result))
         // A restarted coordinator does not know the agent: it asks for a hello.
         try coordinator.reply(Header(type: .rehello), Empty())
-        _ = try #require(try coordinator.expect(.hello))
+        _ = try #require(try await coordinator.expect(.hello))
         try coordinator.welcome()
         // After the welcome, the unconfirmed result arrives again at once.
-        #expect(try coordinator.expect(.result, timeout: .seconds(1))?.header.stepKey == key)
+        #expect(try await coordinator.expect(.result, timeout: .seconds(1))?.header.stepKey == key)
         #expect(handler.count(key) == 1)
     }
 
@@ -145,10 +152,10 @@ struct TestFailure: Error, CustomStringConvertible {
         let handler = CountingHandler()
         let agent = startAgent(coordinator, handler: handler, id: "docs-g")
         defer { agent.cancel() }
-        _ = try #require(try coordinator.expect(.hello))
+        _ = try #require(try await coordinator.expect(.hello))
         try coordinator.welcome()
         let topic = WireFormat.agentTopic("docs-g")
-        try coordinator.waitSubscription(topic)
+        try await coordinator.waitSubscription(topic)
         var generator = SystemRandomNumberGenerator()
         for index in 0..<2000 {
             var frames: [[UInt8]] = [Array(topic.utf8)]
@@ -159,6 +166,6 @@ struct TestFailure: Error, CustomStringConvertible {
         }
         let key = StepKey(workflow: "k3s-dev-000003", step: "docs", attempt: 1)
         try coordinator.publishStep(key, to: "docs-g")
-        #expect(try coordinator.expect(.result)?.header.stepKey == key)
+        #expect(try await coordinator.expect(.result)?.header.stepKey == key)
     }
 }

@@ -73,9 +73,13 @@ final class RawAgent {
     }
 
     /// Hello, welcome, then the subscription to its own topic.
-    func join() throws {
+    func sendHello() throws {
         try send(Header(type: .hello, sender: id), Hello(agent: id, role: role, host: "test", pid: 1, capacity: 1, version: "test"))
-        let welcome = try #require(try waitControl(.welcome))
+    }
+
+    func join() async throws {
+        try sendHello()
+        let welcome = try #require(try await waitControl(.welcome))
         #expect(try welcome.decode(Welcome.self).eventsPort != nil)
         try subscriber.subscribe(WireFormat.agentTopic(id))
     }
@@ -97,7 +101,7 @@ final class RawAgent {
 
     /// Serves the sockets until `until` returns a value or the deadline
     /// passes; heartbeats keep going meanwhile unless switched off.
-    func pump<T>(timeout: Duration = .seconds(5), until: (_ step: (Header, StepAssignment)?, _ control: Envelope?) throws -> T?) throws -> T? {
+    func pump<T>(timeout: Duration = .seconds(15), until: (_ step: (Header, StepAssignment)?, _ control: Envelope?) throws -> T?) async throws -> T? {
         let deadline = ContinuousClock.now + timeout
         while ContinuousClock.now < deadline {
             if heartbeats && ContinuousClock.now - lastHeartbeat > .milliseconds(50) {
@@ -107,9 +111,17 @@ final class RawAgent {
             var poller = Poller()
             poller.add(dealer)
             poller.add(subscriber)
-            let ready = try poller.poll(timeoutMilliseconds: 20)
+            // Poll without blocking and sleep as a task: a blocked cooperative
+            // thread would starve the services under test.
+            let ready = try poller.poll(timeoutMilliseconds: 0)
+            if !ready.contains(true) {
+                try await Task.sleep(for: .milliseconds(5))
+                continue
+            }
             if ready[0], let frames = try dealer.receive(wait: false), let envelope = try? Codec.decode(frames[...]) {
                 if let value = try until(nil, envelope) { return value }
+                // Forgotten (a slow test machine can miss a liveness window): introduce itself again.
+                if envelope.header.type == .rehello { try sendHello() }
                 controlInbox.append(envelope)
             }
             if ready[1], let frames = try subscriber.receive(wait: false) {
@@ -122,15 +134,16 @@ final class RawAgent {
         return nil
     }
 
-    func waitStep(timeout: Duration = .seconds(5)) throws -> (key: StepKey, assignment: StepAssignment)? {
-        try pump(timeout: timeout) { step, _ in step.map { ($0.0.stepKey!, $0.1) } }
+    func waitStep(timeout: Duration = .seconds(15)) async throws -> (key: StepKey, assignment: StepAssignment)? {
+        try await pump(timeout: timeout) { step, _ in step.map { ($0.0.stepKey!, $0.1) } }
     }
 
-    func waitControl(_ type: MessageType, timeout: Duration = .seconds(5)) throws -> Envelope? {
+    func waitControl(_ type: MessageType, timeout: Duration = .seconds(15)) async throws -> Envelope? {
         if let index = controlInbox.firstIndex(where: { $0.header.type == type }) { return controlInbox.remove(at: index) }
-        return try pump(timeout: timeout) { _, control in control?.header.type == type ? control : nil }
+        return try await pump(timeout: timeout) { _, control in control?.header.type == type ? control : nil }
     }
 }
 
 /// An empty plan, so a workflow ends after its plan step.
 let emptyPlan: JSONValue = ["steps": []]
+

@@ -226,7 +226,13 @@ func statusLine(_ response: String) -> String {
         var dropped: GitHTTPServer? = try GitHTTPServer(root: root)
         let c = try #require(try dropped?.start())
         dropped = nil
-        #expect(throws: (any Error).self) { try rawExchange(port: c, Array("GET / HTTP/1.1\r\n\r\n".utf8)) }
+        // Another test's server may take the freed port at once; retry briefly before judging.
+        var refused = false
+        for _ in 0..<20 where !refused {
+            refused = (try? rawExchange(port: c, Array("GET / HTTP/1.1\r\n\r\n".utf8))) == nil
+            if !refused { try await Task.sleep(for: .milliseconds(100)) }
+        }
+        #expect(refused, "the dropped server no longer listens")
         #expect(GitHTTPServer.hostAddresses().allSatisfy { !$0.hasPrefix("127.") && $0.split(separator: ".").count == 4 })
         #expect(throws: ShoalError.self) { try GitHTTPServer(root: "\(root)/missing") }
         #expect(throws: ShoalError.self) { try GitHTTPServer(root: root, host: "not-an-ip").start() }

@@ -24,8 +24,10 @@ import Testing
     static let fakeDocker = #"""
         #!/bin/sh
         state="$FAKE_DOCKER_STATE"
-        for a in "$@"; do printf '%s\037' "$a"; done >> "$state/calls"
-        echo >> "$state/calls"
+        # One write per call: provisioners run in parallel and must not interleave their lines.
+        line=""
+        for a in "$@"; do line="$line$a$(printf '\037')"; done
+        printf '%s\n' "$line" >> "$state/calls"
         for last in "$@"; do :; done
         case "$1" in
         network)

@@ -1,0 +1,104 @@
+import Agents
+import ArgumentParser
+import Cluster
+import Foundation
+import Protocol
+import ShoalSupport
+
+/// The options of `shoal create` about what is deployed and how the cluster reaches the GitOps repository.
+struct DeploymentOptions: ParsableArguments {
+    @Flag(
+        inversion: .prefixedNo,
+        help: "Install Argo CD and hand the monitoring stack to it (--no-argocd: kubectl apply --server-side).")
+    var argocd = true
+    @Option(help: "Install Argo CD from this local copy of its install.yaml (air-gapped labs).")
+    var argocdManifest: String?
+    @Option(help: "Push the GitOps repository to this git remote you own; the Applications point there.")
+    var gitopsRemote: String?
+    @Option(help: "Where the monitoring agent serves the GitOps repository, host:port (real mode default 0.0.0.0:0).")
+    var gitopsListen: String?
+    @Option(help: "Host name or address the cluster reaches the served repository at (default: per target).")
+    var gitopsAdvertise: String?
+    @Option(help: "Bound of each wait of a real deployment (nodes Ready, rollouts, Applications Synced), e.g. 5m.")
+    var waitTimeout = "5m"
+    @Flag(help: "Add the cluster to your kubeconfig ($KUBECONFIG's first file, else ~/.kube/config) as shoal-WORKFLOW.")
+    var mergeKubeconfig = false
+
+    func validate() throws {
+        guard let wait = parseDuration(waitTimeout), wait >= .seconds(1), wait <= .seconds(86_400) else {
+            throw ValidationError("--wait-timeout must be a duration between 1s and 24h, e.g. 5m")
+        }
+        if let listen = gitopsListen {
+            do {
+                _ = try MonitoringListen.parse(listen)
+            } catch let error as ShoalError {
+                throw ValidationError(error.message)
+            }
+        }
+        if argocdManifest != nil && !argocd {
+            throw ValidationError("--argocd-manifest needs Argo CD; drop --no-argocd or the manifest")
+        }
+    }
+
+    /// Checks that need the other options of `create`.
+    func validate(embedded: Bool) throws {
+        if let manifest = argocdManifest, embedded, !FileManager.default.isReadableFile(atPath: absolutePath(manifest))
+        {
+            throw ValidationError("--argocd-manifest: cannot read '\(manifest.prefix(200))'")
+        }
+        if mergeKubeconfig && !embedded {
+            throw ValidationError(
+                "--merge-kubeconfig needs the kubeconfig on this machine: use it without --coordinator")
+        }
+    }
+
+    func apply(to request: inout WorkflowRequest) {
+        request.argocd = argocd
+        request.argocdManifest = argocdManifest.map(absolutePath)
+        request.gitopsRemote = gitopsRemote.map { remote in
+            // A local path is made absolute: the monitoring agent runs in another directory.
+            remote.contains("://") || remote.contains("@") || remote.hasPrefix("/") ? remote : absolutePath(remote)
+        }
+        if let wait = parseDuration(waitTimeout) { request.waitTimeoutSeconds = Int(wait.components.seconds) }
+    }
+
+    /// The extra arguments of the embedded monitoring agent.
+    func monitoringAgentArguments(realDeployment: Bool) -> [String] {
+        var arguments: [String] = []
+        // A real cluster cannot reach 127.0.0.1 of this machine: serve on every interface (read-only, no secrets).
+        if let listen = gitopsListen ?? (realDeployment ? "0.0.0.0:0" : nil) {
+            arguments += ["--gitops-listen", listen]
+        }
+        if let advertise = gitopsAdvertise { arguments += ["--gitops-advertise", advertise] }
+        return arguments
+    }
+
+    /// Merges the workflow's kubeconfig into the user's and records where, for `shoal destroy`.
+    /// - Returns: the file that was changed.
+    static func mergeKubeconfig(workflow: String, output: String) throws -> String {
+        let source = "\(output)/kubeconfigs/\(workflow)/kubeconfig"
+        guard let data = FileManager.default.contents(atPath: source) else {
+            throw ShoalError(.notFound, "no kubeconfig at \(source) to merge")
+        }
+        let target = KubeconfigFile.defaultPath()
+        try KubeconfigFile.merge(
+            kubeconfig: String(decoding: data, as: UTF8.self), as: "shoal-\(workflow)", into: target)
+        try SecureFile.write(target + "\n", to: mergeRecord(workflow: workflow, output: output), mode: 0o600)
+        return target
+    }
+
+    /// Where `create --merge-kubeconfig` notes the file it changed.
+    static func mergeRecord(workflow: String, output: String) -> String {
+        "\(output)/.shoal/kubeconfig-merges/\(workflow)"
+    }
+}
+
+/// `--gitops-listen` checks, shared with `shoal agent`.
+enum MonitoringListen {
+    static func parse(_ text: String) throws -> (String, Int) {
+        guard let colon = text.lastIndex(of: ":"), let port = Int(text[text.index(after: colon)...]),
+            (0...65535).contains(port), colon > text.startIndex
+        else { throw ShoalError(.invalidInput, "--gitops-listen must be host:port, got '\(text.prefix(80))'") }
+        return (String(text[..<colon]), port)
+    }
+}

@@ -1,0 +1,329 @@
+import AgentRuntime
+import Cluster
+import Foundation
+import GitOps
+import Logging
+import Protocol
+import ShoalSupport
+import Testing
+
+@testable import Agents
+
+/// The real-mode step handlers against stand-in `terraform` and `kubectl` (see Tests/Fixtures/standins).
+@Suite(.serialized) struct RealModeHandlerTests {
+    // MARK: provision
+
+    @Test func provisionRunsTerraformThroughApplyAndWaitsForTheNodes() async throws {
+        let standIns = try StandIns()
+        let work = temporaryDirectory()
+        defer {
+            standIns.delete()
+            try? FileManager.default.removeItem(atPath: work)
+        }
+        let handler = InfraHandler(options: standIns.options(workDirectory: work))
+        let output = try await handler.run(stepContext("provision", role: .infra, request: realRequest()))
+
+        let calls = standIns.terraformCalls()
+        #expect(
+            calls.map { $0.split(separator: " ").first.map(String.init) ?? "" } == [
+                "init", "validate", "plan", "apply",
+            ])
+        #expect(calls.filter { $0.hasPrefix("plan") || $0.hasPrefix("apply") }.allSatisfy { $0.hasSuffix("token=set") })
+        #expect(calls.last?.contains("apply -input=false -no-color -auto-approve tfplan") == true)
+        #expect(standIns.kubectlCalls() == ["get nodes -o json"])
+
+        let kubeconfig = try #require(output.artifacts.first { $0.name == "kubeconfig" })
+        #expect(kubeconfig.sensitive && kubeconfig.mode == 0o600)
+        #expect(kubeconfig.text.contains("server: https://127.0.0.1:6443"))
+        #expect(SecureFile.mode(of: "\(work)/kubeconfigs/shoal/kubeconfig") == 0o600)
+        let token = try #require(output.artifacts.first { $0.name == "k3s-token" })
+        #expect(token.sensitive && token.path == nil && token.text.count == 64)
+        #expect(!output.artifacts.contains { $0.name == "cluster-state" }, "no simulated cluster in real mode")
+        #expect(output.values["readyNodes"] == .array(["shoal-server-0"]))
+        #expect(output.values["apiEndpoint"] == "https://127.0.0.1:6443")
+        #expect(output.values["nodeAddress"] == "127.0.0.1")
+        #expect(output.summary.contains("1 node(s) Ready"))
+    }
+
+    @Test func provisionFailsInBoundedTimeWhenANodeStaysNotReady() async throws {
+        let standIns = try StandIns()
+        let work = temporaryDirectory()
+        defer {
+            standIns.delete()
+            try? FileManager.default.removeItem(atPath: work)
+        }
+        // Recorded: four kind nodes, k8rs-worker3 NotReady (NodeStatusUnknown).
+        try standIns.answer(
+            "nodes.json", Paths.recordedText("kubernetes/kind-nodes-v1.36.1-unreachable-unschedulable.json"))
+        var request = realRequest(target: .docker, waitSeconds: 1)
+        request.nodes = 4
+        let handler = InfraHandler(options: standIns.options(workDirectory: work))
+        let started = ContinuousClock.now
+        let error = await #expect(throws: ShoalError.self) {
+            try await handler.run(stepContext("provision", role: .infra, request: request))
+        }
+        // Bounded by the request's 1 s, far below the 5 min default (the margin is for a loaded machine).
+        #expect(ContinuousClock.now - started < .seconds(60))
+        #expect(error?.code == .timeout)
+        #expect(error?.message.contains("3 of 4 planned nodes Ready after 1.0s") == true)
+        #expect(error?.message.contains("k8rs-worker3 NotReady") == true)
+    }
+
+    @Test func aFailedApplyFailsTheStepWithTerraformsMessage() async throws {
+        let standIns = try StandIns()
+        let work = temporaryDirectory()
+        defer {
+            standIns.delete()
+            try? FileManager.default.removeItem(atPath: work)
+        }
+        try standIns.answer(
+            "apply.stderr", "\nError: local-exec provisioner error\n\n  with terraform_data.server_init\n")
+        let handler = InfraHandler(options: standIns.options(workDirectory: work))
+        let error = await #expect(throws: ShoalError.self) {
+            try await handler.run(stepContext("provision", role: .infra, request: realRequest()))
+        }
+        #expect(error?.code == .commandFailed)
+        #expect(error?.message.contains("terraform apply failed") == true)
+        #expect(error?.cause?.contains("local-exec provisioner error") == true)
+        #expect(standIns.kubectlCalls().isEmpty, "no wait after a failed apply")
+    }
+
+    // MARK: gitops-engine
+
+    @Test func argoCDIsInstalledWithExactlyTheInstallStepsThenItsPasswordIsRead() async throws {
+        let standIns = try StandIns()
+        defer { standIns.delete() }
+        let handler = ArgoCDHandler(options: standIns.options(workDirectory: temporaryDirectory()))
+        let context = stepContext(
+            "gitops-engine", role: .argocd, request: realRequest(), artifacts: [try kubeconfigArtifact()])
+        let output = try await handler.run(context)
+
+        let install = ArgoCDInstall()
+        let expected =
+            install.kubectlSteps().map { $0.joined(separator: " ") }
+            + install.waitSteps().map { step in
+                step.map { $0.hasPrefix("--timeout=") ? "--timeout=2s" : $0 }.joined(separator: " ")
+            }
+            + ["get secret argocd-initial-admin-secret --namespace argocd -o json"]
+        #expect(standIns.kubectlCalls() == expected)
+        let password = try #require(output.artifacts.first { $0.name == "argocd-admin-password" })
+        #expect(password.sensitive && password.text == "stand-in-admin-password\n")
+        #expect(!output.log.joined().contains("stand-in-admin-password"), "the password is not logged")
+        // The kubeconfig went to a private file that is gone afterwards.
+        let kubeconfigs = standIns.kubeconfigPaths()
+        #expect(kubeconfigs.count == 1)
+        #expect(kubeconfigs.allSatisfy { !FileManager.default.fileExists(atPath: $0) })
+
+        // A second run finds the namespace: AlreadyExists is not an error.
+        let again = try await handler.run(context)
+        #expect(again.log.first?.hasSuffix("(already there)") == true)
+    }
+
+    @Test func anAirGappedInstallAppliesTheLocalManifest() async throws {
+        let standIns = try StandIns()
+        defer { standIns.delete() }
+        var request = realRequest()
+        request.argocdManifest = "/srv/airgap/argocd-install.yaml"
+        let handler = ArgoCDHandler(options: standIns.options(workDirectory: temporaryDirectory()))
+        let output = try await handler.run(
+            stepContext("gitops-engine", role: .argocd, request: request, artifacts: [try kubeconfigArtifact()]))
+        #expect(
+            standIns.kubectlCalls().contains(
+                "apply --server-side --force-conflicts -n argocd -f /srv/airgap/argocd-install.yaml"))
+        #expect(output.summary.contains("from /srv/airgap/argocd-install.yaml"))
+    }
+
+    @Test func aRolloutThatDoesNotFinishFailsTheStep() async throws {
+        let standIns = try StandIns()
+        defer { standIns.delete() }
+        try standIns.answer(
+            "rollout-status.stderr",
+            "Waiting for deployment \"argocd-server\" rollout to finish: 0 of 1 updated replicas are available...\n"
+                + "error: timed out waiting for the condition\n")
+        let handler = ArgoCDHandler(options: standIns.options(workDirectory: temporaryDirectory()))
+        let error = await #expect(throws: ShoalError.self) {
+            try await handler.run(
+                stepContext(
+                    "gitops-engine", role: .argocd, request: realRequest(), artifacts: [try kubeconfigArtifact()]))
+        }
+        #expect(error?.code == .timeout)
+        #expect(error?.message.contains("deployment/argocd-server in namespace argocd was not rolled out") == true)
+    }
+
+    @Test func aMissingAdminSecretIsWaitedForThenReported() async throws {
+        let standIns = try StandIns()
+        defer { standIns.delete() }
+        standIns.remove("secret-argocd-argocd-initial-admin-secret.json")
+        try standIns.answer(
+            "secret-argocd-argocd-initial-admin-secret.stderr",
+            Paths.recordedText("kubernetes/kubectl-error-notfound-argocd-initial-admin-secret.txt"))
+        let handler = ArgoCDHandler(options: standIns.options(workDirectory: temporaryDirectory()))
+        let started = ContinuousClock.now
+        let error = await #expect(throws: ShoalError.self) {
+            try await handler.run(
+                stepContext(
+                    "gitops-engine", role: .argocd, request: realRequest(waitSeconds: 1),
+                    artifacts: [try kubeconfigArtifact()]))
+        }
+        #expect(ContinuousClock.now - started < .seconds(60))
+        #expect(error?.code == .timeout)
+        #expect(error?.message.contains("argocd-initial-admin-secret") == true)
+    }
+
+    // MARK: monitoring
+
+    @Test func monitoringCommitsServesAppliesTheRootAndWaitsForTheApplications() async throws {
+        guard requireTool("git") else { return }
+        let standIns = try StandIns()
+        let work = temporaryDirectory()
+        defer {
+            standIns.delete()
+            try? FileManager.default.removeItem(atPath: work)
+        }
+        var options = standIns.options(workDirectory: work)
+        options.gitopsAdvertise = "192.0.2.10"
+        let handler = try MonitoringHandler(options: options, logger: Logger(label: "test"))
+        let output = try await handler.run(
+            stepContext("monitoring", role: .monitoring, request: realRequest(), artifacts: [try kubeconfigArtifact()]))
+
+        let repoURL = try #require(output.values["repoURL"]?.stringValue)
+        #expect(repoURL.hasPrefix("http://192.0.2.10:") && repoURL.hasSuffix("/shoal"))
+        #expect(output.values["servedURL"]?.stringValue?.hasPrefix("http://127.0.0.1:") == true)
+        #expect(output.values["applications"] == .array(["root", "monitoring"]))
+        #expect(output.summary.contains("Applications Synced and Healthy: root, monitoring"))
+        #expect(
+            standIns.kubectlCalls() == [
+                "create namespace monitoring", "apply -f - --server-side --force-conflicts",
+                "apply -f - --server-side --force-conflicts", "get applications.argoproj.io --namespace argocd -o json",
+            ])
+        let applied = standIns.text("applied.yaml")
+        #expect(applied.contains("name: grafana-admin"))
+        #expect(applied.contains("kind: Application") && applied.contains("repoURL: \(repoURL)"))
+        #expect(!output.artifacts.contains { $0.name == "cluster-state" })
+        let password = try #require(output.artifacts.first { $0.name == "grafana-admin-password" })
+        #expect(password.sensitive)
+        // The Secret went to the cluster, never into git.
+        let log = try await ProcessRunner().run(
+            "git",
+            ["-C", "\(work)/gitops/shoal", "grep", "-I", "-l", password.text.trimmingCharacters(in: .newlines), "HEAD"])
+        #expect(!log.succeeded)
+    }
+
+    @Test func applicationsThatStayOutOfSyncAreReportedWithoutFailingTheStep() async throws {
+        guard requireTool("git") else { return }
+        let standIns = try StandIns()
+        let work = temporaryDirectory()
+        defer {
+            standIns.delete()
+            try? FileManager.default.removeItem(atPath: work)
+        }
+        let outOfSync = standIns.text("applications.json").replacingOccurrences(
+            of: "\"status\": \"Synced\"", with: "\"status\": \"OutOfSync\"")
+        try standIns.answer("applications.json", outOfSync)
+        var options = standIns.options(workDirectory: work)
+        options.gitopsAdvertise = "192.0.2.10"
+        let handler = try MonitoringHandler(options: options, logger: Logger(label: "test"))
+        let started = ContinuousClock.now
+        let output = try await handler.run(
+            stepContext(
+                "monitoring", role: .monitoring, request: realRequest(waitSeconds: 1),
+                artifacts: [try kubeconfigArtifact()]))
+        #expect(ContinuousClock.now - started < .seconds(60))
+        #expect(output.summary.contains("Applications not Synced and Healthy within 1.0s"))
+        #expect(output.summary.contains("monitoring OutOfSync/Healthy"))
+    }
+
+    @Test func realModeRefusesARepositoryServedOnLoopbackOnly() async throws {
+        guard requireTool("git") else { return }
+        let standIns = try StandIns()
+        defer { standIns.delete() }
+        let handler = try MonitoringHandler(
+            options: standIns.options(workDirectory: temporaryDirectory()), logger: Logger(label: "test"))
+        let error = await #expect(throws: ShoalError.self) {
+            try await handler.run(
+                stepContext(
+                    "monitoring", role: .monitoring, request: realRequest(), artifacts: [try kubeconfigArtifact()]))
+        }
+        #expect(error?.message.contains("--gitops-listen 0.0.0.0:PORT") == true)
+        #expect(standIns.kubectlCalls().isEmpty)
+    }
+
+    @Test func withoutArgoCDEveryManifestIsAppliedServerSide() async throws {
+        guard requireTool("git") else { return }
+        let standIns = try StandIns()
+        let work = temporaryDirectory()
+        defer {
+            standIns.delete()
+            try? FileManager.default.removeItem(atPath: work)
+        }
+        var request = realRequest()
+        request.argocd = false
+        var options = standIns.options(workDirectory: work)
+        options.gitopsAdvertise = "192.0.2.10"
+        let handler = try MonitoringHandler(options: options, logger: Logger(label: "test"))
+        let output = try await handler.run(
+            stepContext("monitoring", role: .monitoring, request: request, artifacts: [try kubeconfigArtifact()]))
+        let manifests = output.values["manifests"]?.arrayValue ?? []
+        let applies = standIns.kubectlCalls().filter { $0 == "apply -f - --server-side --force-conflicts" }
+        #expect(applies.count == manifests.count + 1, "the admin Secret, then every manifest")
+        #expect(!standIns.kubectlCalls().contains { $0.contains("applications") })
+        let applied = standIns.text("applied.yaml")
+        #expect(!applied.contains("kind: Application"))
+        #expect(applied.contains("kind: DaemonSet") && applied.contains("name: prometheus"))
+        #expect(output.summary.contains("applied with kubectl apply --server-side"))
+    }
+
+    @Test func dockerTargetMapsTheDockerHostInCoreDNS() async throws {
+        guard requireTool("git") else { return }
+        let standIns = try StandIns()
+        let work = temporaryDirectory()
+        defer {
+            standIns.delete()
+            try? FileManager.default.removeItem(atPath: work)
+        }
+        var request = realRequest(target: .docker)
+        request.nodes = 2
+        // By default the docker target advertises host.k3d.internal.
+        let plain = try MonitoringHandler(options: standIns.options(workDirectory: work), logger: Logger(label: "test"))
+        #expect(plain.advertisedHost(for: request) == "host.k3d.internal")
+        #expect(plain.advertisedHost(for: realRequest(target: .local)) != "host.k3d.internal")
+
+        // Tests listen on loopback only, so the name is advertised explicitly here.
+        var options = standIns.options(workDirectory: work)
+        options.gitopsAdvertise = "host.k3d.internal"
+        let handler = try MonitoringHandler(options: options, logger: Logger(label: "test"))
+        let context = stepContext(
+            "monitoring", role: .monitoring, request: request,
+            inputs: ["provision": ["hostGateway": "172.18.0.1"]], artifacts: [try kubeconfigArtifact()])
+        let output = try await handler.run(context)
+        #expect(output.values["repoURL"]?.stringValue?.hasPrefix("http://host.k3d.internal:") == true)
+        let calls = standIns.kubectlCalls()
+        #expect(calls.contains("get configmap coredns --namespace kube-system -o json"))
+        let patch = try #require(calls.first { $0.hasPrefix("patch configmap coredns -n kube-system --type merge") })
+        #expect(patch.contains(#"172.18.0.2 shoal-server-0\n172.18.0.1 host.k3d.internal\n"#))
+        #expect(output.log.contains("CoreDNS NodeHosts: 172.18.0.1 host.k3d.internal"))
+
+        // Without the provision step's address the step says what to do.
+        let missing = stepContext(
+            "monitoring", role: .monitoring, request: request, artifacts: [try kubeconfigArtifact()])
+        let error = await #expect(throws: ShoalError.self) { try await handler.run(missing) }
+        #expect(error?.message.contains("--gitops-advertise") == true)
+    }
+
+    // MARK: validation
+
+    @Test func validationChecksRunWithKubectlAndTheWorkflowsKubeconfig() async throws {
+        let standIns = try StandIns()
+        defer { standIns.delete() }
+        let handler = ValidationHandler(options: standIns.options(workDirectory: temporaryDirectory()))
+        for check in HealthCheckKind.allCases {
+            let output = try await handler.run(
+                stepContext(
+                    "validate/\(check.rawValue)", role: .validation, request: realRequest(),
+                    artifacts: [try kubeconfigArtifact()], params: ["check": .string(check.rawValue)]))
+            let result = try #require(output.values["result"]?["passed"])
+            #expect(result == true, "\(check.rawValue): \(output.summary)")
+        }
+        #expect(standIns.kubeconfigPaths().allSatisfy { !FileManager.default.fileExists(atPath: $0) })
+    }
+}
