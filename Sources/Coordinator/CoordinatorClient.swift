@@ -142,7 +142,14 @@ public final class CoordinatorClient {
             }
             if ContinuousClock.now - lastStatus > .seconds(1) {
                 lastStatus = ContinuousClock.now
-                let current = try status(workflow)
+                // A coordinator that is restarting does not answer for a while:
+                // keep waiting for it (it resumes the workflow), within the timeout.
+                let current: WorkflowSnapshot
+                do {
+                    current = try status(workflow)
+                } catch let error as ShoalError where error.code == .unreachable {
+                    continue
+                }
                 if current.revision > latest.revision || current.state.isFinished {
                     latest = current
                     update(latest)

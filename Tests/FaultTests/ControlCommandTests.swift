@@ -61,11 +61,15 @@ extension FaultSuites {
             while ContinuousClock.now < deadline, try client.status(workflow).step("gitops-engine")?.state != .running {
                 try await Task.sleep(for: .milliseconds(50))
             }
+            // `shoal wait` is already waiting when the coordinator dies, and outlives its absence.
+            let control = bus.control
+            async let waiting = shoal(["wait", workflow, "--coordinator", control], timeout: .seconds(90))
+            try await Task.sleep(for: .milliseconds(300))
             bus.killCoordinator()
-            try await Task.sleep(for: .milliseconds(700))
+            try await Task.sleep(for: .seconds(3))
             try bus.startCoordinator()
-            let waited = try await shoal(["wait", workflow, "--coordinator", bus.control], timeout: .seconds(90))
-            #expect(waited.status == 0, "\(waited.standardOutput)")
+            let waited = try await waiting
+            #expect(waited.status == 0, "\(waited.standardOutput) \(waited.standardError)")
             let executions = bus.executions()
             for step in try client.status(workflow).steps {
                 #expect(executions["\(workflow)/\(step.name)"] == 1, "\(step.name) ran once")
