@@ -9,6 +9,8 @@ struct AgentEntry {
     var lastSeen: Int64
     var inFlight: Set<StepKey> = []
     var lastAssigned: Int64 = 0
+    /// The CURVE public key it registered with (nil on a plain-TCP bus).
+    var key: String?
 
     var id: String { hello.agent }
     var hasCapacity: Bool { inFlight.count < max(1, hello.capacity) }
@@ -27,6 +29,11 @@ struct AgentRegistry {
 
     mutating func subscriptionChanged(_ topic: String, subscribed: Bool) {
         if subscribed { subscriptions.insert(topic) } else { subscriptions.remove(topic) }
+    }
+
+    /// Every connection was closed: subscriptions count again once renewed.
+    mutating func connectionsReset() {
+        subscriptions = []
     }
 
     /// An agent may be given work once its own topic's subscription arrived:

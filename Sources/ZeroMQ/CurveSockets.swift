@@ -92,3 +92,12 @@ extension Socket {
         }
     }
 }
+
+extension CurveKeyPair {
+    /// Whether `key` is a 40-character Z85 text that decodes to a 32-byte key.
+    public static func isValidKey(_ key: String) -> Bool {
+        guard key.utf8.count == 40 else { return false }
+        var decoded = [UInt8](repeating: 0, count: 32)
+        return zmq_z85_decode(&decoded, key) != nil
+    }
+}

@@ -219,4 +219,8 @@ final class LockedBox<Value>: @unchecked Sendable {  // `stored` is guarded by `
         get { lock.withLock { stored } }
         set { lock.withLock { stored = newValue } }
     }
+    /// Changes the value under the lock and returns what `body` returns.
+    func update<T>(_ body: (inout Value) -> T) -> T {
+        lock.withLock { body(&stored) }
+    }
 }

@@ -5,6 +5,7 @@ import Protocol
 import ShoalSupport
 import Terraform
 import Agents
+import ZeroMQ
 
 struct CreateCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
@@ -37,9 +38,15 @@ struct CreateCommand: AsyncParsableCommand {
     @Option(help: "Argo CD release to install.") var argocdVersion = "v3.5.1"
     @Option(help: "Install K3s from this directory (k3s binary, install.sh, image tarball) instead of downloading.")
     var airgapDir: String?
+    @OptionGroup var security: ClientSecurityOptions
     @OptionGroup var logging: LoggingOptions
 
     func validate() throws {
+        if coordinator != nil {
+            _ = try security.curveKeys()
+        } else if security.key != nil || security.coordinatorKey != nil {
+            throw ValidationError("--key and --coordinator-key go with --coordinator; the embedded mode makes its own keys")
+        }
         var request = try makeRequest()
         request.realDeployment = false
         if let problem = request.problems().first { throw ValidationError(problem) }
@@ -92,8 +99,10 @@ struct CreateCommand: AsyncParsableCommand {
         let request = try makeRequest()
         let display = ProgressDisplay()
         let outcome: WorkflowSnapshot
+        security.warnIfInsecure()
         if let coordinator {
-            outcome = try await runRemote(request, coordinator: coordinator, display: display)
+            let curve = try security.curveKeys()
+            outcome = try await runRemote(request, coordinator: coordinator, curve: curve, display: display)
         } else {
             let outputPath = absolutePath(output)
             do {
@@ -107,10 +116,10 @@ struct CreateCommand: AsyncParsableCommand {
             }
             let cluster = EmbeddedCluster(
                 executable: selfExecutable(), output: outputPath, validationWorkers: validationWorkers,
-                logLevel: logging.logLevel, logger: logger)
+                logLevel: logging.logLevel, insecure: security.insecure, logger: logger)
             do {
-                outcome = try await cluster.run { endpoints in
-                    try await runRemote(request, coordinator: endpoints.control, display: display)
+                outcome = try await cluster.run { endpoints, curve in
+                    try await runRemote(request, coordinator: endpoints.control, curve: curve, display: display)
                 }
             } catch let error as ShoalError {
                 fail(error.description)
@@ -120,11 +129,11 @@ struct CreateCommand: AsyncParsableCommand {
         if outcome.state != .succeeded { throw ExitCode.failure }
     }
 
-    private func runRemote(_ request: WorkflowRequest, coordinator: String, display: ProgressDisplay) async throws
-        -> WorkflowSnapshot
-    {
+    private func runRemote(
+        _ request: WorkflowRequest, coordinator: String, curve: CurveClientKeys?, display: ProgressDisplay
+    ) async throws -> WorkflowSnapshot {
         try await runBlocking {
-            let client = try CoordinatorClient(endpoint: coordinator)
+            let client = try CoordinatorClient(endpoint: coordinator, curve: curve)
             let accepted = try client.submit(request)
             display.submitted(accepted.workflow)
             return try client.follow(accepted.workflow, eventsPort: accepted.eventsPort) { display.update($0) }

@@ -42,9 +42,11 @@ struct CoordinatorCommand: AsyncParsableCommand {
     @Option(help: "Time an agent has to acknowledge a step.") var ackTimeout = "2s"
     @Option(help: "Attempts per step before it fails.") var maxAttempts = 3
     @Flag(help: "Exit when the parent process exits (used by `shoal create`).") var exitWithParent = false
+    @OptionGroup var security: ServerSecurityOptions
     @OptionGroup var logging: LoggingOptions
 
     func validate() throws {
+        _ = try security.security()
         guard let interval = parseDuration(heartbeat), interval >= .milliseconds(50) else {
             throw ValidationError("--heartbeat must be a duration of at least 50ms, e.g. 1s")
         }
@@ -67,6 +69,8 @@ struct CoordinatorCommand: AsyncParsableCommand {
         configuration.liveness = liveness
         configuration.ackTimeout = parseDuration(ackTimeout)!
         configuration.maxAttempts = maxAttempts
+        configuration.security = try security.security()
+        security.warnIfInsecure()
         let service = CoordinatorService(configuration: configuration, logger: logger) { bound in
             // One line on stdout that `shoal create` (and scripts) wait for.
             print("ready control=\(bound.control) events=\(bound.events)")
@@ -98,9 +102,11 @@ struct AgentCommand: AsyncParsableCommand {
     @Option(help: "Host name or address the cluster uses to reach the served GitOps repository.")
     var gitopsAdvertise: String?
     @Flag(help: "Exit when the parent process exits (used by `shoal create`).") var exitWithParent = false
+    @OptionGroup var security: ClientSecurityOptions
     @OptionGroup var logging: LoggingOptions
 
     func validate() throws {
+        _ = try security.curveKeys()
         guard Role(rawValue: role) != nil else {
             throw ValidationError(
                 "unknown role '\(role.prefix(40))'; use one of \(Role.allCases.map(\.rawValue).joined(separator: ", "))")
@@ -119,6 +125,8 @@ struct AgentCommand: AsyncParsableCommand {
         var configuration = AgentConfiguration(role: role, coordinator: coordinator, id: id)
         configuration.events = events
         configuration.capacity = capacity
+        configuration.curve = try security.curveKeys()
+        security.warnIfInsecure()
         var options = AgentOptions(workDirectory: workDir)
         options.gitopsListen = gitopsListen
         options.gitopsAdvertise = gitopsAdvertise

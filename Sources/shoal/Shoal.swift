@@ -15,7 +15,7 @@ struct Shoal: AsyncParsableCommand {
         version: WireFormat.softwareVersion,
         subcommands: [
             CreateCommand.self, StatusCommand.self, ListCommand.self, CoordinatorCommand.self, AgentCommand.self,
-            VersionCommand.self,
+            KeysCommand.self, VersionCommand.self,
         ]
     )
 }

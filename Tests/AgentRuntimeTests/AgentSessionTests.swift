@@ -23,19 +23,37 @@ final class CountingHandler: StepHandler, @unchecked Sendable {  // `runs` is gu
     }
 }
 
-/// A coordinator made of raw sockets, driving a real AgentService.
+/// A coordinator made of raw sockets, driving a real AgentService. Both
+/// sockets are CURVE servers of their own context, whose ZAP handler allows
+/// `agentKeys` only.
 final class FakeCoordinator {
+    let context = Context()
     let router: Socket
     let publisher: Socket
+    let zap: ZAPHandler
+    let serverKeys: CurveKeyPair
+    let agentKeys: CurveKeyPair
     var agentIdentity: [UInt8] = []
+    /// The ZAP user id of the last message received.
+    var lastUserID: String?
 
-    init(context: Context) throws {
+    init() throws {
+        serverKeys = try CurveKeyPair.generate()
+        agentKeys = try CurveKeyPair.generate()
+        zap = try ZAPHandler(context: context, domain: "shoal", allowList: CurveAllowList([agentKeys.publicKey]))
         router = try Socket(context: context, type: .router)
+        try router.makeCurveServer(secretKey: serverKeys.secretKey, zapDomain: "shoal")
         try router.bind("tcp://127.0.0.1:*")
         publisher = try Socket(context: context, type: .xpub)
         try publisher.set(.xpubVerbose, 1)
+        try publisher.makeCurveServer(secretKey: serverKeys.secretKey, zapDomain: "shoal")
         try publisher.bind("tcp://127.0.0.1:*")
     }
+
+    deinit { zap.stop() }
+
+    /// What an agent allowed here connects with.
+    var curve: CurveClientKeys { CurveClientKeys(serverPublicKey: serverKeys.publicKey, keyPair: agentKeys) }
 
     var control: String { (try? router.lastEndpoint) ?? "" }
     var eventsPort: Int { Int((try? publisher.lastEndpoint)?.split(separator: ":").last ?? "") ?? 0 }
@@ -46,9 +64,12 @@ final class FakeCoordinator {
         while ContinuousClock.now < deadline {
             var poller = Poller()
             poller.add(router)
-            guard try poller.poll(timeoutMilliseconds: 20)[0], let frames = try router.receive(wait: false) else { continue }
-            agentIdentity = frames[0]
-            let envelope = try Codec.decode(frames.dropFirst())
+            guard try poller.poll(timeoutMilliseconds: 20)[0], let message = try router.receiveMessage(wait: false) else {
+                continue
+            }
+            agentIdentity = message.frames[0]
+            lastUserID = message.userID
+            let envelope = try Codec.decode(message.frames.dropFirst())
             if envelope.header.type == type { return envelope }
         }
         return nil
@@ -87,6 +108,10 @@ struct TestFailure: Error, CustomStringConvertible {
 
     private func startAgent(_ coordinator: FakeCoordinator, handler: CountingHandler, id: String = "docs-t") -> Task<Void, any Error> {
         var configuration = AgentConfiguration(role: .docs, coordinator: coordinator.control, id: id)
+        configuration.curve = coordinator.curve
+        // Until the welcome, silence longer than interval x liveness means
+        // reconnect; a loaded machine (CURVE handshakes included) needs slack.
+        configuration.liveness = 20
         configuration.resendInterval = .milliseconds(200)
         configuration.heartbeatInterval = .milliseconds(100)
         let service = AgentService(configuration: configuration, handler: handler, logger: Logger(label: "test.agent"), context: context)
@@ -94,12 +119,13 @@ struct TestFailure: Error, CustomStringConvertible {
     }
 
     @Test func agentAcksRunsOnceAndResendsUntilConfirmed() async throws {
-        let coordinator = try FakeCoordinator(context: context)
+        let coordinator = try FakeCoordinator()
         let handler = CountingHandler()
         let agent = startAgent(coordinator, handler: handler)
         defer { agent.cancel() }
         let hello = try #require(try coordinator.expect(.hello))
         #expect(try hello.decode(Hello.self).role == .docs)
+        #expect(coordinator.lastUserID == coordinator.agentKeys.publicKey, "the agent speaks CURVE with its own key")
         try coordinator.welcome()
         try coordinator.waitSubscription(WireFormat.agentTopic("docs-t"))
         let key = StepKey(workflow: "k3s-dev-000001", step: "docs", attempt: 1)
@@ -121,7 +147,7 @@ struct TestFailure: Error, CustomStringConvertible {
     }
 
     @Test func agentIntroducesItselfAgainWhenAskedAndResendsItsResult() async throws {
-        let coordinator = try FakeCoordinator(context: context)
+        let coordinator = try FakeCoordinator()
         let handler = CountingHandler()
         let agent = startAgent(coordinator, handler: handler, id: "docs-r")
         defer { agent.cancel() }
@@ -141,7 +167,7 @@ struct TestFailure: Error, CustomStringConvertible {
     }
 
     @Test func agentRejectsGarbageOnItsTopicAndKeepsWorking() async throws {
-        let coordinator = try FakeCoordinator(context: context)
+        let coordinator = try FakeCoordinator()
         let handler = CountingHandler()
         let agent = startAgent(coordinator, handler: handler, id: "docs-g")
         defer { agent.cancel() }

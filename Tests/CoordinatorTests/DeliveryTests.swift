@@ -9,7 +9,7 @@ import Testing
     let context = Context()
 
     private func submit(_ coordinator: TestCoordinator) throws -> String {
-        try CoordinatorClient(endpoint: coordinator.endpoints.control, context: context).submit(WorkflowRequest()).workflow
+        try coordinator.client(context).submit(WorkflowRequest()).workflow
     }
 
     @Test func aStepGoesToExactlyOneAgentOfItsRoleOnThatAgentsTopic() async throws {
@@ -50,7 +50,7 @@ import Testing
         try helper.result(moved.key, values: ["plan": emptyPlan])
         let confirm = try #require(try helper.waitControl(.confirm))
         #expect(confirm.header.stepKey == moved.key)
-        let status = try CoordinatorClient(endpoint: coordinator.endpoints.control, context: context).status(workflow)
+        let status = try coordinator.client(context).status(workflow)
         #expect(status.state == .succeeded)
         #expect(try coordinator.journal.attemptCount(workflow: workflow, step: "plan") == 2)
     }
@@ -68,7 +68,7 @@ import Testing
         try survivor.join()
         let moved = try #require(try survivor.waitStep(timeout: .seconds(3)))
         #expect(moved.key == StepKey(workflow: workflow, step: "plan", attempt: 2))
-        let agents = try CoordinatorClient(endpoint: coordinator.endpoints.control, context: context).agents()
+        let agents = try coordinator.client(context).agents()
         #expect(agents.map(\.id) == ["planner-survivor"])
     }
 
@@ -93,7 +93,7 @@ import Testing
         // The same result again (the confirmation was "lost"): confirmed again, nothing changes.
         try agent.result(step.key, values: ["plan": ["steps": [["name": "ghost", "role": "docs", "needs": [], "critical": false, "params": [:]]]]])
         #expect(try agent.waitControl(.confirm)?.header.stepKey == step.key)
-        let status = try CoordinatorClient(endpoint: coordinator.endpoints.control, context: context).status(workflow)
+        let status = try coordinator.client(context).status(workflow)
         #expect(status.state == .succeeded)
         #expect(status.steps.map(\.name) == ["plan"])
     }
@@ -118,8 +118,7 @@ import Testing
     @Test func malformedFramesGetAReasonAndTheCoordinatorKeepsServing() async throws {
         let coordinator = try await TestCoordinator.start()
         defer { Task { await coordinator.stop() } }
-        let dealer = try Socket(context: context, type: .dealer)
-        try dealer.connect(coordinator.endpoints.control)
+        let dealer = try coordinator.dealer(context)
         try dealer.set(.receiveTimeout, 3000)
         let cases: [([[UInt8]], RejectReason)] = [
             ([Array("garbage".utf8)], .frameCount),
@@ -138,15 +137,14 @@ import Testing
             #expect(try envelope.decode(ErrorReply.self).reason == reason.rawValue)
         }
         // Still serving.
-        let client = try CoordinatorClient(endpoint: coordinator.endpoints.control, context: context)
+        let client = try coordinator.client(context)
         #expect(try client.list().isEmpty)
     }
 
     @Test func aResentSubmitCreatesOneWorkflow() async throws {
         let coordinator = try await TestCoordinator.start()
         defer { Task { await coordinator.stop() } }
-        let dealer = try Socket(context: context, type: .dealer)
-        try dealer.connect(coordinator.endpoints.control)
+        let dealer = try coordinator.dealer(context)
         try dealer.set(.receiveTimeout, 3000)
         let frames = Codec.encode(Header(type: .submit), Submit(request: WorkflowRequest()))
         try dealer.send(frames)
@@ -154,6 +152,6 @@ import Testing
         let first = try Codec.decode(try #require(try dealer.receive())[...]).decode(Accepted.self)
         let second = try Codec.decode(try #require(try dealer.receive())[...]).decode(Accepted.self)
         #expect(first.workflow == second.workflow)
-        #expect(try CoordinatorClient(endpoint: coordinator.endpoints.control, context: context).list().count == 1)
+        #expect(try coordinator.client(context).list().count == 1)
     }
 }
