@@ -139,7 +139,13 @@ final class CoordinatorCore {
         case .ack:
             try ack(identity: identity, header: header)
         case .result:
-            try result(envelope.decode(StepResult.self), identity: identity, header: header)
+            let (cleaned, redacted) = Redaction.redact(try envelope.decode(StepResult.self))
+            if redacted > 0 {
+                logger.warning(
+                    "secrets removed from a step result",
+                    metadata: ["step": "\(header.step ?? "?")", "sender": "\(header.sender ?? "?")", "count": "\(redacted)"])
+            }
+            try result(cleaned, identity: identity, header: header)
         case .bye:
             bye(identity: identity, header: header)
         case .submit:

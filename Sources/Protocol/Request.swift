@@ -80,6 +80,7 @@ public struct WorkflowRequest: Codable, Sendable, Equatable {
         for (name, value) in [("--k3s-version", k3sVersion), ("--argocd-version", argocdVersion)] where value.utf8.count > 64 {
             problems.append("\(name) is too long")
         }
+        problems += inputProblems()
         return problems
     }
 }

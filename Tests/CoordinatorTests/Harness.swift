@@ -204,12 +204,13 @@ final class CapturedLogs: @unchecked Sendable {  // `records` is guarded by `loc
     func append(_ record: Record) { lock.withLock { records.append(record) } }
     var all: [Record] { lock.withLock { records } }
 
-    /// Waits until a record matching `predicate` is logged, or the deadline passes.
-    func wait(timeout: Duration = .seconds(5), for predicate: (Record) -> Bool) async throws -> Record? {
+    /// Waits until a record matching `predicate` is logged, or the deadline
+    /// passes; blocking, for code that runs `onOwnThread`.
+    func waitBlocking(timeout: Duration = .seconds(5), for predicate: (Record) -> Bool) -> Record? {
         let deadline = ContinuousClock.now + timeout
         while ContinuousClock.now < deadline {
             if let found = all.first(where: predicate) { return found }
-            try await Task.sleep(for: .milliseconds(10))
+            Thread.sleep(forTimeInterval: 0.01)
         }
         return nil
     }
@@ -231,6 +232,26 @@ struct CapturingLogHandler: LogHandler {
             flat[key] = "\(value)"
         }
         logs.append(.init(level: event.level, message: "\(event.message)", metadata: flat))
+    }
+}
+
+/// Runs blocking socket code (the raw agents' `pump`) on a thread of its
+/// own: it must not hold a thread of the small cooperative pool that the
+/// coordinator and other tests need. It stays in the test's task, so
+/// expectations are attributed to the test.
+func onOwnThread<T: Sendable>(_ body: @Sendable () throws -> T) async throws -> T {
+    try await withTaskExecutorPreference(DedicatedThreadExecutor()) { try body() }
+}
+
+/// A task executor with a serial dispatch queue, whose thread is not one of
+/// the cooperative pool's.
+final class DedicatedThreadExecutor: TaskExecutor {
+    private let queue = DispatchQueue(label: "shoal-test-blocking")
+
+    func enqueue(_ job: consuming ExecutorJob) {
+        let job = UnownedJob(job)
+        let executor = asUnownedTaskExecutor()
+        queue.async { job.runSynchronously(on: executor) }
     }
 }
 
