@@ -143,7 +143,9 @@ final class CoordinatorCore {
             if redacted > 0 {
                 logger.warning(
                     "secrets removed from a step result",
-                    metadata: ["step": "\(header.step ?? "?")", "sender": "\(header.sender ?? "?")", "count": "\(redacted)"])
+                    metadata: [
+                        "step": "\(header.step ?? "?")", "sender": "\(header.sender ?? "?")", "count": "\(redacted)",
+                    ])
             }
             try result(cleaned, identity: identity, header: header)
         case .bye:

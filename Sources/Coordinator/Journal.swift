@@ -261,8 +261,9 @@ public struct Journal: Sendable {
                     let sensitive: Bool = row["sensitive"]
                     let stored: Data = row["data"]
                     let data = sensitive ? try cipher.open(stored, row: [workflow, step, name]) : stored
-                    found.append(
-                        (step, Artifact(name: name, path: row["path"], mode: row["mode"], sensitive: sensitive, data: data)))
+                    let artifact = Artifact(
+                        name: name, path: row["path"], mode: row["mode"], sensitive: sensitive, data: data)
+                    found.append((step, artifact))
                 }
             }
             return found

@@ -25,7 +25,9 @@ struct JournalCipher: Sendable {
         if SecureFile.mode(of: keyPath) == nil {
             try JournalCipher.create(keyPath)
         }
-        guard let mode = SecureFile.mode(of: keyPath) else { throw ShoalError(.io, "cannot create journal key '\(keyPath)'") }
+        guard let mode = SecureFile.mode(of: keyPath) else {
+            throw ShoalError(.io, "cannot create journal key '\(keyPath)'")
+        }
         guard mode & 0o077 == 0 else {
             throw ShoalError(
                 .forbidden,

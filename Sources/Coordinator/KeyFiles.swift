@@ -46,13 +46,15 @@ public enum KeyFile {
         try checkName(name)
         let secretPath = "\(directory)/\(name).key"
         if !overwrite && FileManager.default.fileExists(atPath: secretPath) {
-            throw ShoalError(.invalidInput, "\(secretPath) already exists; pick another name or pass --force to replace it")
+            throw ShoalError(
+                .invalidInput, "\(secretPath) already exists; pick another name or pass --force to replace it")
         }
         let pair: CurveKeyPair
         do {
             pair = try CurveKeyPair.generate()
         } catch {
-            throw ShoalError(.notSupported, "cannot generate a CURVE key pair (libzmq built without CURVE?)", cause: "\(error)")
+            throw ShoalError(
+                .notSupported, "cannot generate a CURVE key pair (libzmq built without CURVE?)", cause: "\(error)")
         }
         let contents = Contents(name: name, publicKey: pair.publicKey, secretKey: pair.secretKey)
         try SecureFile.createDirectory(directory, mode: 0o700)
@@ -64,7 +66,8 @@ public enum KeyFile {
     /// Writes the public half of a key (never its secret) to `path` (0644).
     /// - Throws: `ShoalError(.io)`.
     public static func writePublic(_ contents: Contents, to path: String) throws {
-        try SecureFile.write(render(Contents(name: contents.name, publicKey: contents.publicKey)), to: path, mode: 0o644)
+        try SecureFile.write(
+            render(Contents(name: contents.name, publicKey: contents.publicKey)), to: path, mode: 0o644)
     }
 
     /// The text of a key file.
@@ -72,7 +75,8 @@ public enum KeyFile {
         var lines: [String] = []
         if contents.secretKey != nil {
             lines.append("# shoal CURVE secret key \"\(contents.name)\". Keep it private: mode 0600, never copied.")
-            lines.append("# Its public half is \(contents.name).pub; only that file goes to a coordinator's allow-list.")
+            lines.append(
+                "# Its public half is \(contents.name).pub; only that file goes to a coordinator's allow-list.")
         } else {
             lines.append("# shoal CURVE public key \"\(contents.name)\". Safe to share.")
             lines.append("# On the coordinator's host: shoal keys allow \(contents.name).pub")
@@ -97,14 +101,16 @@ public enum KeyFile {
         if mode & 0o077 != 0 {
             throw ShoalError(
                 .forbidden,
-                "secret key file '\(path)' is readable by others (mode \(String(mode, radix: 8))); run `chmod 600 \(path)`")
+                "secret key file '\(path)' is readable by others (mode \(String(mode, radix: 8))); "
+                    + "run `chmod 600 \(path)`")
         }
         let contents = try parse(read(path), path: path)
         guard let secret = contents.secretKey else {
             throw ShoalError(.invalidInput, "'\(path)' holds no secret key (a .pub file?); pass the NAME.key file")
         }
         guard let derived = try? CurveKeyPair.publicKey(forSecret: secret), derived == contents.publicKey else {
-            throw ShoalError(.invalidInput, "'\(path)' is not a valid shoal key file: its secret and public keys do not match")
+            throw ShoalError(
+                .invalidInput, "'\(path)' is not a valid shoal key file: its secret and public keys do not match")
         }
         return contents
     }
@@ -123,7 +129,9 @@ public enum KeyFile {
         guard let data = FileManager.default.contents(atPath: path) else {
             throw ShoalError(.io, "cannot read key file '\(path)'")
         }
-        guard data.count <= 4096 else { throw ShoalError(.invalidInput, "'\(path)' is too large to be a shoal key file") }
+        guard data.count <= 4096 else {
+            throw ShoalError(.invalidInput, "'\(path)' is too large to be a shoal key file")
+        }
         return String(decoding: data, as: UTF8.self)
     }
 
@@ -138,10 +146,14 @@ public enum KeyFile {
             let line = rawLine.trimmingCharacters(in: .whitespaces)
             if line.isEmpty || line.hasPrefix("#") { continue }
             // Z85 uses ':' too, so only the first one separates.
-            guard let colon = line.firstIndex(of: ":") else { throw malformed("a line is neither a comment nor 'field: value'") }
+            guard let colon = line.firstIndex(of: ":") else {
+                throw malformed("a line is neither a comment nor 'field: value'")
+            }
             let field = line[..<colon].trimmingCharacters(in: .whitespaces)
             let value = line[line.index(after: colon)...].trimmingCharacters(in: .whitespaces)
-            guard fields.updateValue(value, forKey: field) == nil else { throw malformed("'\(field.prefix(20))' appears twice") }
+            guard fields.updateValue(value, forKey: field) == nil else {
+                throw malformed("'\(field.prefix(20))' appears twice")
+            }
         }
         guard fields["format"] == format else { throw malformed("expected 'format: \(format)'") }
         guard let name = fields["name"], isValidName(name) else {
@@ -161,7 +173,8 @@ public enum KeyFile {
         guard isValidName(name) else {
             throw ShoalError(
                 .invalidInput,
-                "invalid key name '\(name.prefix(64))': use 1-64 letters, digits, '.', '_' or '-', starting with a letter or digit")
+                "invalid key name '\(name.prefix(64))': use 1-64 letters, digits, '.', '_' or '-', "
+                    + "starting with a letter or digit")
         }
     }
 }
@@ -189,7 +202,8 @@ public struct AllowListDirectory: Sendable {
             names = try FileManager.default.contentsOfDirectory(atPath: path)
         } catch {
             throw ShoalError(
-                .notFound, "allow-list directory '\(path)' does not exist or cannot be read; "
+                .notFound,
+                "allow-list directory '\(path)' does not exist or cannot be read; "
                     + "add keys to it with `shoal keys allow NAME.pub --allow \(path)`")
         }
         var entries: [Entry] = []

@@ -51,7 +51,8 @@ final class BusGuard {
         names = Dictionary(entries.map { ($0.publicKey, $0.name) }, uniquingKeysWith: { first, _ in first })
         for problem in problems { logger.warning("allow-list file ignored", metadata: ["problem": "\(problem)"]) }
         if entries.isEmpty {
-            logger.warning("allow-list is empty: no agent or client can connect", metadata: ["allow": "\(directory.path)"])
+            logger.warning(
+                "allow-list is empty: no agent or client can connect", metadata: ["allow": "\(directory.path)"])
         }
         logger.info("allow-list loaded", metadata: ["allow": "\(directory.path)", "keys": "\(entries.count)"])
         do {

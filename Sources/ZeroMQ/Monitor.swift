@@ -27,7 +27,8 @@ public final class SocketMonitor {
     public init(_ socket: Socket) throws(ZMQError) {
         let number = SocketMonitor.nextNumber()
         let endpoint = "inproc://shoal-monitor-\(getpid())-\(number)"
-        let events = ZMQ_EVENT_HANDSHAKE_SUCCEEDED | ZMQ_EVENT_HANDSHAKE_FAILED_AUTH
+        let events =
+            ZMQ_EVENT_HANDSHAKE_SUCCEEDED | ZMQ_EVENT_HANDSHAKE_FAILED_AUTH
             | ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL | ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL
         try zmqCheck("zmq_socket_monitor") { zmq_socket_monitor(socket.rawHandle, endpoint, events) }
         pair = try Socket(context: socket.context, type: .pair)

@@ -45,7 +45,8 @@ struct CreateCommand: AsyncParsableCommand {
         if coordinator != nil {
             _ = try security.curveKeys()
         } else if security.key != nil || security.coordinatorKey != nil {
-            throw ValidationError("--key and --coordinator-key go with --coordinator; the embedded mode makes its own keys")
+            throw ValidationError(
+                "--key and --coordinator-key go with --coordinator; the embedded mode makes its own keys")
         }
         var request = try makeRequest()
         request.realDeployment = false

@@ -43,7 +43,8 @@ final class EmbeddedCluster: @unchecked Sendable {  // `children` is guarded by 
         for index in 1...validationWorkers { agents.append((.validation, "validation-\(index)")) }
         let keys = insecure ? nil : try EmbeddedKeys.make(in: keyDirectory, agents: agents.map(\.id))
         let endpoints = try await startCoordinator(
-            security: keys.map { ["--key", $0.secretFile("coordinator"), "--allow", $0.allowDirectory] } ?? ["--insecure"])
+            security: keys.map { ["--key", $0.secretFile("coordinator"), "--allow", $0.allowDirectory] }
+                ?? ["--insecure"])
         for agent in agents {
             let security =
                 keys.map { ["--key", $0.secretFile(agent.id), "--coordinator-key", $0.publicFile("coordinator")] }

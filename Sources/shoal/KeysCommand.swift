@@ -90,7 +90,9 @@ struct AllowKey: ParsableCommand {
             let directory = allow.path
             let target = "\(directory)/\(contents.name).pub"
             if !force, let existing = try? KeyFile.loadPublic(target), existing.publicKey != contents.publicKey {
-                fail("another key named '\(contents.name)' is already allowed (\(target)); revoke it first or pass --force")
+                fail(
+                    "another key named '\(contents.name)' is already allowed (\(target)); "
+                        + "revoke it first or pass --force")
             }
             try SecureFile.createDirectory(directory, mode: 0o700)
             // Only the public half is written, whatever the file held.

@@ -71,7 +71,8 @@ final class FakeCoordinator {
             heartbeat()
             var poller = Poller()
             poller.add(router)
-            guard try poller.poll(timeoutMilliseconds: 20)[0], let message = try router.receiveMessage(wait: false) else {
+            guard try poller.poll(timeoutMilliseconds: 20)[0], let message = try router.receiveMessage(wait: false)
+            else {
                 if ContinuousClock.now >= deadline { return nil }
                 continue
             }

@@ -36,7 +36,8 @@ final class TestCoordinator: Sendable {
             configuration.security = security
             try FileManager.default.createDirectory(atPath: directory + "/allow", withIntermediateDirectories: true)
             for (name, pair) in extra.merging(["test-peers": peerKeys], uniquingKeysWith: { first, _ in first }) {
-                try KeyFile.writePublic(.init(name: name, publicKey: pair.publicKey), to: "\(directory)/allow/\(name).pub")
+                try KeyFile.writePublic(
+                    .init(name: name, publicKey: pair.publicKey), to: "\(directory)/allow/\(name).pub")
             }
         }
         configuration.controlEndpoint = "tcp://127.0.0.1:*"

@@ -1,8 +1,8 @@
 import Foundation
+import ShoalSupport
 import Testing
 
 @testable import Coordinator
-import ShoalSupport
 @testable import Protocol
 @testable import ZeroMQ
 
@@ -82,7 +82,8 @@ import ShoalSupport
             let workflow = try submit(coordinator)
             let step = try #require(try doomed.waitStep())
             try doomed.ack(step.key)
-            let survivor = try RawAgent(id: "planner-survivor", role: .planner, coordinator: coordinator, context: context)
+            let survivor = try RawAgent(
+                id: "planner-survivor", role: .planner, coordinator: coordinator, context: context)
             try survivor.join()
 
             #expect(unlink(coordinator.allowDirectory + "/planner-doomed.pub") == 0)
@@ -90,7 +91,9 @@ import ShoalSupport
             // missed heartbeat involved: the revocation alone did it.
             let moved = try #require(try survivor.waitStep(timeout: .seconds(5)))
             #expect(moved.key == StepKey(workflow: workflow, step: "plan", attempt: 2))
-            let lost = coordinator.logs.waitBlocking { $0.message == "agent lost" && $0.metadata["agent.id"] == doomed.id }
+            let lost = coordinator.logs.waitBlocking {
+                $0.message == "agent lost" && $0.metadata["agent.id"] == doomed.id
+            }
             #expect(lost?.metadata["reason"] == "key revoked")
             #expect(try coordinator.client(context).agents().map(\.id) == ["planner-survivor"])
 
@@ -145,12 +148,14 @@ import ShoalSupport
         try await onOwnThread {
             let newcomer = try CurveKeyPair.generate()
             try KeyFile.writePublic(
-                .init(name: "docs-new", publicKey: newcomer.publicKey), to: coordinator.allowDirectory + "/docs-new.pub")
+                .init(name: "docs-new", publicKey: newcomer.publicKey), to: coordinator.allowDirectory + "/docs-new.pub"
+            )
             // A refused handshake is final for a connection, so each try is a fresh agent.
             var welcomed = false
             let deadline = ContinuousClock.now + .seconds(5)
             while !welcomed && ContinuousClock.now < deadline {
-                let agent = try RawAgent(id: "docs-new", role: .docs, coordinator: coordinator, context: context, keys: newcomer)
+                let agent = try RawAgent(
+                    id: "docs-new", role: .docs, coordinator: coordinator, context: context, keys: newcomer)
                 try agent.send(
                     Header(type: .hello, sender: agent.id),
                     Hello(agent: agent.id, role: .docs, host: "test", pid: 1, capacity: 1, version: "test"))

@@ -46,7 +46,8 @@ private func oneLineError(_ result: ProcessResult) -> String? {
         }
         let kubeconfig = String(decoding: contents("\(credentials)/kubeconfig"), as: UTF8.self)
         let tokenLine = try #require(kubeconfig.split(separator: "\n").first { $0.contains("token:") })
-        secrets["kubeconfig token"] = tokenLine.split(separator: ":", maxSplits: 1)[1].trimmingCharacters(in: .whitespaces)
+        secrets["kubeconfig token"] = tokenLine.split(separator: ":", maxSplits: 1)[1].trimmingCharacters(
+            in: .whitespaces)
         // ...and the K3s join token, which no file holds: the coordinator's
         // journal has it, sealed; its own key opens it.
         let journal = try Journal(path: "\(output)/.shoal/journal.sqlite")
@@ -198,12 +199,17 @@ private func oneLineError(_ result: ProcessResult) -> String? {
         chmod(directory + "/coordinator.key", 0o644)
         let exposed = try await Shoal.run(coordinator + ["--key", directory + "/coordinator.key"])
         #expect(oneLineError(exposed)?.contains("chmod 600") == true, "\(exposed.standardError)")
-        try SecureFile.write("format: shoal-curve-1\nname: x\npublic-key: short\n", to: directory + "/bad.key", mode: 0o600)
+        try SecureFile.write(
+            "format: shoal-curve-1\nname: x\npublic-key: short\n", to: directory + "/bad.key", mode: 0o600)
         let malformed = try await Shoal.run(coordinator + ["--key", directory + "/bad.key"])
         #expect(oneLineError(malformed)?.contains("not a valid shoal key file") == true, "\(malformed.standardError)")
-        let agent = try await Shoal.run(["agent", "docs", "--coordinator", "tcp://127.0.0.1:9", "--key", directory + "/agent-1.key"])
+        let agent = try await Shoal.run([
+            "agent", "docs", "--coordinator", "tcp://127.0.0.1:9", "--key", directory + "/agent-1.key",
+        ])
         #expect(oneLineError(agent)?.contains("--coordinator-key is required") == true, "\(agent.standardError)")
-        let both = try await Shoal.run(["list", "--coordinator", "tcp://127.0.0.1:9", "--insecure", "--key", directory + "/agent-1.key"])
+        let both = try await Shoal.run([
+            "list", "--coordinator", "tcp://127.0.0.1:9", "--insecure", "--key", directory + "/agent-1.key",
+        ])
         #expect(oneLineError(both)?.contains("--insecure cannot be combined") == true, "\(both.standardError)")
     }
 

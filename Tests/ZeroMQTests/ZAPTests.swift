@@ -51,8 +51,8 @@ private struct Server {
     }
 }
 
-private extension Duration {
-    var milliseconds: Int64 {
+extension Duration {
+    fileprivate var milliseconds: Int64 {
         let (seconds, attoseconds) = components
         return seconds * 1000 + attoseconds / 1_000_000_000_000_000
     }
@@ -159,7 +159,8 @@ final class DedicatedThreadExecutor: TaskExecutor {
     @Test func aPlainTCPClientGetsNothingFromACurveServer() async throws {
         try await onOwnThread {
             let context = Context()
-            let handler = try ZAPHandler(context: context, domain: "test", allowList: CurveAllowList([allowed.publicKey]))
+            let handler = try ZAPHandler(
+                context: context, domain: "test", allowList: CurveAllowList([allowed.publicKey]))
             defer { handler.stop() }
             let server = try Server(context: context, curve: self.server.secretKey)
             let dealer = try client(context, to: server.endpoint, keys: nil)
@@ -172,12 +173,14 @@ final class DedicatedThreadExecutor: TaskExecutor {
     @Test func aClientWithTheWrongServerKeyGetsNothing() async throws {
         try await onOwnThread {
             let context = Context()
-            let handler = try ZAPHandler(context: context, domain: "test", allowList: CurveAllowList([allowed.publicKey]))
+            let handler = try ZAPHandler(
+                context: context, domain: "test", allowList: CurveAllowList([allowed.publicKey]))
             defer { handler.stop() }
             let server = try Server(context: context, curve: self.server.secretKey)
             let impostor = try CurveKeyPair.generate()
             let dealer = try client(
-                context, to: server.endpoint, keys: CurveClientKeys(serverPublicKey: impostor.publicKey, keyPair: allowed))
+                context, to: server.endpoint,
+                keys: CurveClientKeys(serverPublicKey: impostor.publicKey, keyPair: allowed))
             #expect(try server.receive(timeout: .milliseconds(500)) == nil)
             _ = dealer
         }
@@ -214,7 +217,8 @@ final class DedicatedThreadExecutor: TaskExecutor {
             let context = Context()
             let allowList = CurveAllowList([allowed.publicKey])
             let recorder = RejectionRecorder()
-            let handler = try ZAPHandler(context: context, domain: "test", allowList: allowList, onRejection: recorder.record)
+            let handler = try ZAPHandler(
+                context: context, domain: "test", allowList: allowList, onRejection: recorder.record)
             defer { handler.stop() }
             let server = try Server(context: context, curve: self.server.secretKey)
             let established = try client(context, to: server.endpoint, keys: keys(allowed))
@@ -267,14 +271,17 @@ final class DedicatedThreadExecutor: TaskExecutor {
             let context = Context()
             let first = try ZAPHandler(context: context, domain: "test", allowList: CurveAllowList())
             defer { first.stop() }
-            #expect(throws: ZMQError.self) { try ZAPHandler(context: context, domain: "test", allowList: CurveAllowList()) }
+            #expect(throws: ZMQError.self) {
+                try ZAPHandler(context: context, domain: "test", allowList: CurveAllowList())
+            }
         }
     }
 
     @Test func malformedRequestsAreRefusedWithStatus400() {
         let recorder = RejectionRecorder()
         let list = CurveAllowList([allowed.publicKey])
-        let short = ZAPHandler.answer([Array("1.0".utf8), Array("7".utf8)], domain: "test", allowList: list, onRejection: recorder.record)
+        let short = ZAPHandler.answer(
+            [Array("1.0".utf8), Array("7".utf8)], domain: "test", allowList: list, onRejection: recorder.record)
         #expect(short[2] == Array("400".utf8))
         #expect(short[1] == Array("7".utf8), "the request id is echoed")
         let plain = ZAPHandler.answer(
