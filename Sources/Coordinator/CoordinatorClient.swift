@@ -12,6 +12,9 @@ public final class CoordinatorClient {
     private let monitor: SocketMonitor
     private let endpoint: String
     private let curve: CurveClientKeys?
+    /// Handshakes that broke off without a reason, and whether one ever completed.
+    private var failedHandshakes = 0
+    private var handshakeSucceeded = false
     /// How long to wait for a reply before sending the request again.
     public var replyTimeout: Duration = .seconds(2)
     /// Sends of one request before giving up.
@@ -66,6 +69,13 @@ public final class CoordinatorClient {
                 return envelope
             }
         }
+        if !handshakeSucceeded && failedHandshakes > 0 {
+            // The server drops a CURVE client that does not know its real key without a word.
+            throw ShoalError(
+                .forbidden,
+                "the handshake with the coordinator at \(endpoint) never completed (\(failedHandshakes) tries): "
+                    + "is --coordinator-key that coordinator's public key?")
+        }
         throw ShoalError(
             .unreachable,
             "no answer from the coordinator at \(endpoint) after \(attempts) tries; is `shoal coordinator` running there?")
@@ -87,8 +97,10 @@ public final class CoordinatorClient {
                         + (curve == nil
                             ? "it requires CURVE; pass --key and --coordinator-key"
                             : "it runs --insecure, or --coordinator-key is not its public key"))
-            case .succeeded, .failed:
-                continue
+            case .succeeded:
+                handshakeSucceeded = true
+            case .failed:
+                failedHandshakes += 1
             }
         }
     }

@@ -68,6 +68,19 @@ import Testing
         }
     }
 
+    @Test func aClientWithTheWrongCoordinatorKeyIsToldSo() async throws {
+        let coordinator = try await TestCoordinator.start()
+        defer { Task { await coordinator.stop() } }
+        let impostor = try CurveKeyPair.generate()
+        let wrong = CurveClientKeys(serverPublicKey: impostor.publicKey, keyPair: coordinator.peerKeys)
+        let client = try CoordinatorClient(endpoint: coordinator.endpoints.control, curve: wrong, context: context)
+        client.replyTimeout = .milliseconds(300)
+        client.attempts = 3
+        let error = #expect(throws: ShoalError.self) { try client.list() }
+        #expect(error?.code == .forbidden)
+        #expect(error?.message.contains("is --coordinator-key that coordinator's public key?") == true)
+    }
+
     @Test func aRevokedAgentIsCutOffAndItsStepGoesToAnother() async throws {
         let doomedKeys = try CurveKeyPair.generate()
         let coordinator = try await TestCoordinator.start(allowing: ["planner-doomed": doomedKeys]) {
