@@ -13,6 +13,7 @@ let package = Package(
         .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.13.0"),
         .package(url: "https://github.com/groue/GRDB.swift", from: "7.10.0"),
         .package(url: "https://github.com/jpsim/Yams", from: "6.2.2"),
+        .package(url: "https://github.com/apple/swift-crypto", from: "3.12.3"),
     ],
     targets: [
         .systemLibrary(
@@ -34,6 +35,7 @@ let package = Package(
             dependencies: [
                 "ZeroMQ", "Protocol", "ShoalSupport",
                 .product(name: "GRDB", package: "GRDB.swift"),
+                .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ]
@@ -74,7 +76,7 @@ let package = Package(
             name: "AgentsTests",
             dependencies: ["Agents", "AgentRuntime", "Cluster", "Protocol", "ShoalSupport", "Terraform"]
         ),
-        .testTarget(name: "EndToEndTests", dependencies: ["ShoalSupport"]),
+        .testTarget(name: "EndToEndTests", dependencies: ["ShoalSupport", "Coordinator", "Protocol"]),
         .testTarget(name: "FaultTests", dependencies: ["Coordinator", "Protocol", "ZeroMQ", "ShoalSupport"]),
     ],
     swiftLanguageModes: [.v6]

@@ -1,5 +1,6 @@
 import Foundation
 import Protocol
+public import ZeroMQ
 
 /// How an agent runs. Every field has a documented default; CLI flags map onto it.
 public struct AgentConfiguration: Sendable {
@@ -27,6 +28,10 @@ public struct AgentConfiguration: Sendable {
     public var stateDirectory: String?
     public var host: String
     public var pid: Int32
+    /// This agent's key pair and the coordinator's public key. nil speaks
+    /// plain TCP, which a coordinator with CURVE refuses: only for
+    /// `--insecure` and tests that say so (default nil).
+    public var curve: CurveClientKeys?
 
     public init(role: Role, coordinator: String, id: String? = nil) {
         self.role = role

@@ -175,16 +175,40 @@ struct AgentSession {
     private struct Sockets {
         let dealer: Socket
         let subscriber: Socket
+        let monitor: SocketMonitor
     }
 
     private func connect() throws -> Sockets {
         let dealer = try Socket(context: context, type: .dealer)
         try dealer.set(.maxMessageSize, Int64(WireFormat.maxMessageBytes))
         try dealer.set(.sendHighWaterMark, 10_000)
-        try dealer.connect(configuration.coordinator)
         let subscriber = try Socket(context: context, type: .sub)
         try subscriber.set(.maxMessageSize, Int64(WireFormat.maxMessageBytes))
-        return Sockets(dealer: dealer, subscriber: subscriber)
+        if let curve = configuration.curve {
+            try dealer.makeCurveClient(curve)
+            try subscriber.makeCurveClient(curve)
+        }
+        let monitor = try SocketMonitor(dealer)
+        try dealer.connect(configuration.coordinator)
+        return Sockets(dealer: dealer, subscriber: subscriber, monitor: monitor)
+    }
+
+    /// Says why the coordinator is out of reach when the handshake tells.
+    private func logHandshakes(_ monitor: SocketMonitor) {
+        for event in monitor.drain() {
+            switch event {
+            case .refused(let status):
+                logger.error(
+                    "coordinator refused this agent's key; allow its .pub on the coordinator",
+                    metadata: ["zap.status": "\(status)", "key": "\(configuration.curve?.keyPair.publicKey ?? "-")"])
+            case .protocolError(let code):
+                logger.error(
+                    "handshake with the coordinator failed; CURVE on one side only, or a wrong --coordinator-key",
+                    metadata: ["zmq.protocolError": "\(code)"])
+            case .succeeded, .failed:
+                continue
+            }
+        }
     }
 
     mutating func serve(stop: ReactorLoop.StopSignal) throws {
@@ -219,8 +243,10 @@ struct AgentSession {
             let subscriberIndex = poller.add(sockets.subscriber)
             let resultsIndex = poller.add(fileDescriptor: results.wakeup.fileDescriptor)
             let stopIndex = poller.add(fileDescriptor: stop.wakeup.fileDescriptor)
+            let monitorIndex = poller.add(sockets.monitor.socket)
             let ready = try poller.poll(timeoutMilliseconds: Int(max(10, min(100, heartbeatInterval / 4))))
             if ready[stopIndex] { stop.wakeup.drain() }
+            if ready[monitorIndex] { logHandshakes(sockets.monitor) }
             if ready[dealerIndex] {
                 for _ in 0..<1000 {
                     guard let frames = try sockets.dealer.receive(wait: false) else { break }

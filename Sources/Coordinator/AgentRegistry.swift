@@ -11,6 +11,8 @@ struct AgentEntry {
     var lastAssigned: Int64 = 0
     /// What the agent last reported rejecting.
     var rejected: [String: Int]?
+    /// The CURVE public key it registered with (nil on a plain-TCP bus).
+    var key: String?
 
     var id: String { hello.agent }
     var hasCapacity: Bool { inFlight.count < max(1, hello.capacity) }
@@ -29,6 +31,11 @@ struct AgentRegistry {
 
     mutating func subscriptionChanged(_ topic: String, subscribed: Bool) {
         if subscribed { subscriptions.insert(topic) } else { subscriptions.remove(topic) }
+    }
+
+    /// Every connection was closed: subscriptions count again once renewed.
+    mutating func connectionsReset() {
+        subscriptions = []
     }
 
     /// An agent may be given work once its own topic's subscription arrived:

@@ -19,6 +19,10 @@ public struct CoordinatorConfiguration: Sendable {
     public var maxAttempts = 3
     /// Longest a single step may run (default 30 min).
     public var stepTimeout: Duration = .seconds(1800)
+    /// CURVE keys and the allow-list. nil runs both sockets over plain TCP,
+    /// which anyone who can reach the ports can read and join: only for
+    /// `--insecure` and tests that say so (default nil).
+    public var security: CoordinatorSecurity?
 
     public init() {}
 }

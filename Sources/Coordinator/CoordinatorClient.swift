@@ -9,20 +9,31 @@ public final class CoordinatorClient {
     private let context: Context
     private let dealer: Socket
     private var subscriber: Socket?
+    private let monitor: SocketMonitor
     private let endpoint: String
+    private let curve: CurveClientKeys?
+    /// Handshakes that broke off without a reason, and whether one ever completed.
+    private var failedHandshakes = 0
+    private var handshakeSucceeded = false
     /// How long to wait for a reply before sending the request again.
     public var replyTimeout: Duration = .seconds(2)
     /// Sends of one request before giving up.
     public var attempts = 5
 
     /// Connects (lazily: libzmq connects in the background).
-    /// - Throws: `ShoalError(.invalidInput)` for a malformed endpoint.
-    public init(endpoint: String, context: Context = Context()) throws {
+    /// - Parameters:
+    ///   - curve: this client's key pair and the coordinator's public key;
+    ///     nil speaks plain TCP, which a coordinator with CURVE refuses.
+    /// - Throws: `ShoalError(.invalidInput)` for a malformed endpoint or key.
+    public init(endpoint: String, curve: CurveClientKeys?, context: Context = Context()) throws {
         self.context = context
         self.endpoint = endpoint
+        self.curve = curve
         do {
             dealer = try Socket(context: context, type: .dealer)
             try dealer.set(.maxMessageSize, Int64(WireFormat.maxMessageBytes))
+            if let curve { try dealer.makeCurveClient(curve) }
+            monitor = try SocketMonitor(dealer)
             try dealer.connect(endpoint)
         } catch {
             throw ShoalError(.invalidInput, "cannot connect to coordinator '\(endpoint)'", cause: "\(error)")
@@ -36,13 +47,18 @@ public final class CoordinatorClient {
     func call<Body: Encodable>(_ header: Header, _ body: Body) throws -> Envelope {
         let frames = Codec.encode(header, body)
         for _ in 0..<attempts {
-            try dealer.send(frames)
+            // Never blocks: a connection refused at the handshake leaves the
+            // DEALER without a peer, and a blocking send would wait forever.
+            _ = try dealer.send(frames, wait: false)
             let deadline = ContinuousClock.now + replyTimeout
             while ContinuousClock.now < deadline {
                 var poller = Poller()
                 poller.add(dealer)
+                poller.add(monitor.socket)
                 let remaining = Int((deadline - ContinuousClock.now).milliseconds)
-                guard try poller.poll(timeoutMilliseconds: max(1, remaining))[0] else { continue }
+                let ready = try poller.poll(timeoutMilliseconds: max(1, remaining))
+                if ready[1] { try checkHandshakes() }
+                guard ready[0] else { continue }
                 guard let reply = try dealer.receive(wait: false),
                     let envelope = try? Codec.decode(reply[...]), envelope.header.re == header.id
                 else { continue }
@@ -53,9 +69,40 @@ public final class CoordinatorClient {
                 return envelope
             }
         }
+        if !handshakeSucceeded && failedHandshakes > 0 {
+            // The server drops a CURVE client that does not know its real key without a word.
+            throw ShoalError(
+                .forbidden,
+                "the handshake with the coordinator at \(endpoint) never completed (\(failedHandshakes) tries): "
+                    + "is --coordinator-key that coordinator's public key?")
+        }
         throw ShoalError(
             .unreachable,
             "no answer from the coordinator at \(endpoint) after \(attempts) tries; is `shoal coordinator` running there?")
+    }
+
+    /// Turns a refused handshake into an error that says what to fix.
+    private func checkHandshakes() throws {
+        for event in monitor.drain() {
+            switch event {
+            case .refused(let status):
+                throw ShoalError(
+                    .forbidden,
+                    "the coordinator at \(endpoint) refused this client's key (ZAP status \(status)); "
+                        + "its operator must allow it: shoal keys allow NAME.pub")
+            case .protocolError(let code):
+                throw ShoalError(
+                    .forbidden,
+                    "the handshake with the coordinator at \(endpoint) failed (libzmq protocol error \(code)): "
+                        + (curve == nil
+                            ? "it requires CURVE; pass --key and --coordinator-key"
+                            : "it runs --insecure, or --coordinator-key is not its public key"))
+            case .succeeded:
+                handshakeSucceeded = true
+            case .failed:
+                failedHandshakes += 1
+            }
+        }
     }
 
     private func decode<Body: Decodable>(_ type: Body.Type, _ envelope: Envelope) throws -> Body {
@@ -113,6 +160,7 @@ public final class CoordinatorClient {
         if subscriber == nil, let eventsPort, let colon = endpoint.lastIndex(of: ":") {
             let socket = try Socket(context: context, type: .sub)
             try socket.set(.maxMessageSize, Int64(WireFormat.maxMessageBytes))
+            if let curve { try socket.makeCurveClient(curve) }
             try socket.connect("\(endpoint[..<colon]):\(eventsPort)")
             subscriber = socket
         }

@@ -2,6 +2,7 @@ import Foundation
 import Logging
 import Protocol
 import ShoalSupport
+import ZeroMQ
 
 /// What the core asks the socket layer to send.
 enum Outgoing: Equatable {
@@ -35,6 +36,9 @@ final class CoordinatorCore {
     let logger: Logger
     private let clock: @Sendable () -> Int64
     private let eventsPort: Int?
+    /// With CURVE on, the keys allowed now; every message's ZAP user id (the
+    /// sender's public key) is checked against it. nil on a plain-TCP bus.
+    private let allowList: CurveAllowList?
 
     private var workflows: [String: WorkflowSnapshot] = [:]
     private var deliveries: [String: [String: Delivery]] = [:]
@@ -47,9 +51,11 @@ final class CoordinatorCore {
 
     init(
         configuration: CoordinatorConfiguration, journal: Journal, logger: Logger, eventsPort: Int?,
+        allowList: CurveAllowList? = nil,
         clock: @escaping @Sendable () -> Int64 = { Int64(Date().timeIntervalSince1970 * 1000) }
     ) throws {
         self.configuration = configuration
+        self.allowList = allowList
         self.journal = journal
         self.logger = logger
         self.clock = clock
@@ -86,10 +92,20 @@ final class CoordinatorCore {
     }
 
     /// A message on the ROUTER socket: identity frame first.
-    func handleControl(_ frames: [[UInt8]]) {
+    /// - Parameter userID: the sender's CURVE public key as the ZAP handler
+    ///   vouched for it; nil on a plain-TCP bus.
+    func handleControl(_ frames: [[UInt8]], userID: String? = nil) {
         guard let identity = frames.first, !identity.isEmpty else {
             reject(nil, DecodeError(.frameCount, "message without routing identity"))
             return
+        }
+        // ZAP checked the key at the handshake; a key revoked since then may
+        // still have a connection until it is reset, so check every message.
+        if let allowList {
+            guard let userID, allowList.contains(userID) else {
+                reject(identity, DecodeError(.keyNotAllowed, "the sender's key is not on the allow-list"))
+                return
+            }
         }
         let envelope: Envelope
         do {
@@ -99,7 +115,7 @@ final class CoordinatorCore {
             return
         }
         do {
-            try dispatch(envelope, from: identity)
+            try dispatch(envelope, from: identity, key: userID)
         } catch let error as DecodeError {
             reject(identity, error, re: envelope.header.id)
         } catch {
@@ -108,17 +124,32 @@ final class CoordinatorCore {
         }
     }
 
-    private func dispatch(_ envelope: Envelope, from identity: [UInt8]) throws {
+    private func dispatch(_ envelope: Envelope, from identity: [UInt8], key: String?) throws {
         let header = envelope.header
+        // An agent id belongs to the key it registered with: another allowed
+        // peer may not speak for it (nor take its steps).
+        if [.hello, .heartbeat, .ack, .result, .bye].contains(header.type), let sender = header.sender,
+            let owner = registry[sender]?.key, owner != key
+        {
+            throw DecodeError(.keyMismatch, "agent '\(sender.prefix(64))' is registered with another key")
+        }
         switch header.type {
         case .hello:
-            try hello(envelope.decode(Hello.self), identity: identity, header: header)
+            try hello(envelope.decode(Hello.self), identity: identity, header: header, key: key)
         case .heartbeat:
             try heartbeat(envelope.decode(Heartbeat.self), identity: identity, header: header)
         case .ack:
             try ack(identity: identity, header: header)
         case .result:
-            try result(envelope.decode(StepResult.self), identity: identity, header: header)
+            let (cleaned, redacted) = Redaction.redact(try envelope.decode(StepResult.self))
+            if redacted > 0 {
+                logger.warning(
+                    "secrets removed from a step result",
+                    metadata: [
+                        "step": "\(header.step ?? "?")", "sender": "\(header.sender ?? "?")", "count": "\(redacted)",
+                    ])
+            }
+            try result(cleaned, identity: identity, header: header)
         case .bye:
             bye(identity: identity, header: header)
         case .submit:
@@ -180,7 +211,7 @@ final class CoordinatorCore {
 
     // MARK: Agents
 
-    private func hello(_ hello: Hello, identity: [UInt8], header: Header) throws {
+    private func hello(_ hello: Hello, identity: [UInt8], header: Header, key: String?) throws {
         guard Names.isAgentID(hello.agent), hello.agent == header.sender else {
             throw DecodeError(.invalidField, "hello: agent id must be valid and equal the header's sender")
         }
@@ -194,6 +225,7 @@ final class CoordinatorCore {
         }
         try journal.recordAgent(hello, at: now)
         var entry = registry[hello.agent] ?? AgentEntry(hello: hello, identity: identity, lastSeen: now)
+        entry.key = key
         entry.hello = hello
         entry.identity = identity
         entry.lastSeen = now
@@ -238,6 +270,17 @@ final class CoordinatorCore {
     private func bye(identity: [UInt8], header: Header) {
         guard let agent = header.sender, registry[agent] != nil else { return }
         agentGone(agent, reason: "left")
+    }
+
+    /// Cuts off the agents whose keys left the allow-list: they get no more
+    /// steps, and what they were running goes to others. The service has
+    /// just reset every connection, so no agent is reachable until its
+    /// subscription arrives again: a step published now would be lost.
+    func revoke(keys: Set<String>) {
+        registry.connectionsReset()
+        for agent in registry.all where agent.key.map(keys.contains) == true {
+            agentGone(agent.id, reason: "key revoked")
+        }
     }
 
     /// Forgets an agent and hands its in-flight steps to others.

@@ -72,6 +72,12 @@ public final class CoordinatorService: Service {
         configuration: CoordinatorConfiguration, journal: Journal, context: Context, logger: Logger,
         onReady: @Sendable (BoundEndpoints) -> Void, stop: ReactorLoop.StopSignal
     ) throws {
+        // The ZAP handler must answer before the first CURVE socket binds.
+        let busGuard = try configuration.security.map { try BusGuard(security: $0, context: context, logger: logger) }
+        defer { busGuard?.stop() }
+        if busGuard == nil {
+            logger.warning("bus security off: plain TCP, no authentication (--insecure)")
+        }
         let router = try Socket(context: context, type: .router)
         try router.set(.routerMandatory, 1)
         try router.set(.maxMessageSize, Int64(WireFormat.maxMessageBytes))
@@ -80,6 +86,12 @@ public final class CoordinatorService: Service {
         try publisher.set(.xpubVerbose, 1)
         try publisher.set(.sendHighWaterMark, 100_000)
         try publisher.set(.maxMessageSize, 1024)
+        do {
+            try busGuard?.secure(router)
+            try busGuard?.secure(publisher)
+        } catch {
+            throw ShoalError(.invalidInput, "the coordinator's key cannot be used", cause: "\(error)")
+        }
         do {
             try router.bind(configuration.controlEndpoint)
             try publisher.bind(configuration.eventsEndpoint)
@@ -91,7 +103,7 @@ public final class CoordinatorService: Service {
         let bound = BoundEndpoints(control: try router.lastEndpoint, events: try publisher.lastEndpoint)
         let core = try CoordinatorCore(
             configuration: configuration, journal: journal, logger: logger,
-            eventsPort: BoundEndpoints.port(of: bound.events))
+            eventsPort: BoundEndpoints.port(of: bound.events), allowList: busGuard?.allowList)
         logger.info("coordinator ready", metadata: ["control": "\(bound.control)", "events": "\(bound.events)"])
         onReady(bound)
 
@@ -106,8 +118,8 @@ public final class CoordinatorService: Service {
             // Bounded batches keep timers and the other socket served under load.
             if ready[routerIndex] {
                 for _ in 0..<1000 {
-                    guard let frames = try router.receive(wait: false) else { break }
-                    core.handleControl(frames)
+                    guard let message = try router.receiveMessage(wait: false) else { break }
+                    core.handleControl(message.frames, userID: message.userID)
                 }
             }
             if ready[publisherIndex] {
@@ -115,6 +127,17 @@ public final class CoordinatorService: Service {
                     guard let frames = try publisher.receive(wait: false) else { break }
                     guard let first = frames.first, let kind = first.first, kind == 0 || kind == 1 else { continue }
                     core.subscriptionChanged(String(decoding: first.dropFirst(), as: UTF8.self), subscribed: kind == 1)
+                }
+            }
+            if let busGuard {
+                let revoked = busGuard.reloadIfChanged()
+                if !revoked.isEmpty {
+                    // ZAP runs only at the handshake: dropping every
+                    // connection makes each peer handshake again, and the
+                    // revoked ones are refused. The others reconnect at once.
+                    try rebind(router, bound.control, logger: logger)
+                    try rebind(publisher, bound.events, logger: logger)
+                    core.revoke(keys: revoked)
                 }
             }
             core.tick()
@@ -130,6 +153,32 @@ public final class CoordinatorService: Service {
             }
         }
         logger.info("coordinator stopped")
+    }
+}
+
+/// Unbinds an endpoint, which closes the connections accepted there, and
+/// binds it again; the unbind completes on libzmq's I/O thread, so the port
+/// may be busy for a moment.
+/// - Throws: `ShoalError(.io)` when the port cannot be bound again within 5 s.
+private func rebind(_ socket: Socket, _ endpoint: String, logger: Logger) throws {
+    do {
+        try socket.unbind(endpoint)
+    } catch {
+        logger.error("cannot unbind", metadata: ["endpoint": "\(endpoint)", "error": "\(error)"])
+        return
+    }
+    let deadline = ContinuousClock.now + .seconds(5)
+    while true {
+        do {
+            try socket.bind(endpoint)
+            logger.info("connections reset after a revocation", metadata: ["endpoint": "\(endpoint)"])
+            return
+        } catch {
+            guard ContinuousClock.now < deadline else {
+                throw ShoalError(.io, "cannot bind \(endpoint) again after a revocation", cause: "\(error)")
+            }
+            Thread.sleep(forTimeInterval: 0.01)
+        }
     }
 }
 

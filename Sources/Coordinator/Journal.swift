@@ -6,16 +6,25 @@ import ShoalSupport
 /// The coordinator's durable record (SQLite): workflows, steps, attempts,
 /// results, artifacts and agents. Every state change is written here before
 /// the coordinator acts on it, so a restarted coordinator can resume.
+/// Sensitive artifacts are stored encrypted (`JournalCipher`) with a key
+/// kept beside the journal in `<path>.key` (0600).
 public struct Journal: Sendable {
     private let queue: DatabaseQueue
+    private let cipher: JournalCipher
     public let path: String
+    /// The file holding the key of the sensitive rows.
+    public var keyPath: String { cipher.keyPath }
 
-    /// Opens (creating if needed) the journal at `path`; the file is 0600.
-    /// - Throws: `ShoalError(.io)` when the file cannot be created or is not a shoal journal.
+    /// Opens (creating if needed) the journal at `path` and its key at
+    /// `<path>.key`; both files are 0600.
+    /// - Throws: `ShoalError(.io)` when the file cannot be created or is not
+    ///   a shoal journal, `ShoalError(.forbidden)` when its key file is
+    ///   readable by others.
     public init(path: String) throws {
         self.path = path
         let directory = (path as NSString).deletingLastPathComponent
         try SecureFile.createDirectory(directory.isEmpty ? "." : directory)
+        cipher = try JournalCipher(keyPath: path + ".key")
         let fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0o600)
         guard fd >= 0 else {
             throw ShoalError(.io, "cannot open journal \(path)", cause: String(cString: strerror(errno)))
@@ -74,6 +83,8 @@ public struct Journal: Sendable {
     private func write<T>(_ body: (Database) throws -> T) throws -> T {
         do {
             return try queue.write(body)
+        } catch let error as ShoalError {
+            throw error
         } catch {
             throw ShoalError(.io, "journal write failed (\(path))", cause: "\(error)")
         }
@@ -82,6 +93,8 @@ public struct Journal: Sendable {
     private func read<T>(_ body: (Database) throws -> T) throws -> T {
         do {
             return try queue.read(body)
+        } catch let error as ShoalError {
+            throw error
         } catch {
             throw ShoalError(.io, "journal read failed (\(path))", cause: "\(error)")
         }
@@ -205,14 +218,16 @@ public struct Journal: Sendable {
                 sql: "UPDATE attempts SET finishedAt = ?, outcome = ? WHERE workflow = ? AND step = ? AND attempt = ?",
                 arguments: [time, result.outcome.rawValue, key.workflow, key.step, key.attempt])
             for artifact in result.output.artifacts {
+                let data =
+                    artifact.sensitive
+                    ? try cipher.seal(artifact.data, row: [key.workflow, key.step, artifact.name]) : artifact.data
                 try db.execute(
                     sql: """
                         INSERT OR REPLACE INTO artifacts (workflow, step, name, path, mode, sensitive, data)
                         VALUES (?, ?, ?, ?, ?, ?, ?)
                         """,
                     arguments: [
-                        key.workflow, key.step, artifact.name, artifact.path, artifact.mode, artifact.sensitive,
-                        artifact.data,
+                        key.workflow, key.step, artifact.name, artifact.path, artifact.mode, artifact.sensitive, data,
                     ])
             }
             let position = workflow.steps.firstIndex { $0.name == step.name } ?? workflow.steps.count
@@ -242,10 +257,13 @@ public struct Journal: Sendable {
                     db, sql: "SELECT name, path, mode, sensitive, data FROM artifacts WHERE workflow = ? AND step = ? ORDER BY name",
                     arguments: [workflow, step])
                 for row in rows {
-                    found.append(
-                        (step, Artifact(
-                            name: row["name"], path: row["path"], mode: row["mode"], sensitive: row["sensitive"],
-                            data: row["data"])))
+                    let name: String = row["name"]
+                    let sensitive: Bool = row["sensitive"]
+                    let stored: Data = row["data"]
+                    let data = sensitive ? try cipher.open(stored, row: [workflow, step, name]) : stored
+                    let artifact = Artifact(
+                        name: name, path: row["path"], mode: row["mode"], sensitive: sensitive, data: data)
+                    found.append((step, artifact))
                 }
             }
             return found

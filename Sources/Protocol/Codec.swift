@@ -30,6 +30,10 @@ public enum RejectReason: String, Sendable, CaseIterable, Codable {
     case unknownStep = "unknown-step"
     case notAssigned = "not-assigned"
     case invalidRequest = "invalid-request"
+    /// The sender's CURVE key is not (or no longer) on the allow-list.
+    case keyNotAllowed = "key-not-allowed"
+    /// The agent id belongs to a peer with another CURVE key.
+    case keyMismatch = "key-mismatch"
 }
 
 /// A frame that failed strict decoding.

@@ -96,6 +96,7 @@ public struct WorkflowRequest: Codable, Sendable, Equatable {
         if !(0...86_400).contains(waitTimeoutSeconds) {
             problems.append("--wait-timeout must be between 1s and 24h")
         }
+        problems += inputProblems()
         return problems
     }
 }

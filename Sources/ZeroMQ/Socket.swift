@@ -136,27 +136,6 @@ public final class Socket {
     ///   timeout passes); when false, return `nil` at once if none is queued.
     /// - Returns: the frames, or `nil` when nothing arrived.
     public func receive(wait: Bool = true) throws(ZMQError) -> [[UInt8]]? {
-        var frames: [[UInt8]] = []
-        var flags: Int32 = wait ? 0 : ZMQ_DONTWAIT
-        while true {
-            var message = zmq_msg_t()
-            zmq_msg_init(&message)
-            defer { zmq_msg_close(&message) }
-            let outcome = try zmqCall("zmq_msg_recv") { zmq_msg_recv(&message, rawHandle, flags) }
-            guard case .done = outcome else {
-                // Later frames of a message are already queued, so only the
-                // first can be missing.
-                return frames.isEmpty ? nil : frames
-            }
-            let size = zmq_msg_size(&message)
-            if size == 0 {
-                frames.append([])
-            } else {
-                let data = zmq_msg_data(&message)!
-                frames.append(Array(UnsafeRawBufferPointer(start: data, count: size)))
-            }
-            if zmq_msg_more(&message) == 0 { return frames }
-            flags = 0
-        }
+        try receiveMessage(wait: wait)?.frames
     }
 }

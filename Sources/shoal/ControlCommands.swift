@@ -4,21 +4,25 @@ import Foundation
 import Protocol
 import ShoalSupport
 
-/// The coordinator a command talks to.
+/// The coordinator a command talks to, and the keys to talk to it with.
 struct CoordinatorOption: ParsableArguments {
     @Option(help: "The coordinator's control endpoint, e.g. tcp://10.0.0.5:7401.") var coordinator: String
+    @OptionGroup var security: ClientSecurityOptions
 
     func validate() throws {
         guard coordinator.hasPrefix("tcp://") || coordinator.hasPrefix("ipc://") else {
             throw ValidationError("--coordinator must be an endpoint such as tcp://host:7401")
         }
+        _ = try security.curveKeys()
     }
 
     /// Runs `body` with a client on its own thread; a ShoalError becomes a one-line error.
     func with<T: Sendable>(_ body: @escaping @Sendable (CoordinatorClient) throws -> T) async -> T {
         let endpoint = coordinator
+        security.warnIfInsecure()
         do {
-            return try await runBlocking { try body(try CoordinatorClient(endpoint: endpoint)) }
+            let curve = try security.curveKeys()
+            return try await runBlocking { try body(try CoordinatorClient(endpoint: endpoint, curve: curve)) }
         } catch let error as ShoalError {
             fail(error.description)
         } catch {

@@ -5,6 +5,7 @@ import Protocol
 import ShoalSupport
 import Terraform
 import Agents
+import ZeroMQ
 
 struct CreateCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
@@ -39,10 +40,17 @@ struct CreateCommand: AsyncParsableCommand {
     var airgapDir: String?
     @Flag(help: "With --coordinator: print the workflow id and return without waiting.") var detach = false
     @OptionGroup var deployment: DeploymentOptions
+    @OptionGroup var security: ClientSecurityOptions
     @OptionGroup var logging: LoggingOptions
 
     func validate() throws {
         if detach && coordinator == nil { throw ValidationError("--detach needs --coordinator") }
+        if coordinator != nil {
+            _ = try security.curveKeys()
+        } else if security.key != nil || security.coordinatorKey != nil {
+            throw ValidationError(
+                "--key and --coordinator-key go with --coordinator; the embedded mode makes its own keys")
+        }
         var request = try makeRequest()
         request.realDeployment = false
         if let problem = request.problems().first { throw ValidationError(problem) }
@@ -94,9 +102,11 @@ struct CreateCommand: AsyncParsableCommand {
         let request = try makeRequest()
         let display = ProgressDisplay()
         let outcome: WorkflowSnapshot
+        security.warnIfInsecure()
         if let coordinator, detach {
+            let curve = try security.curveKeys()
             do {
-                let accepted = try await runBlocking { try CoordinatorClient(endpoint: coordinator).submit(request) }
+                let accepted = try await runBlocking { try CoordinatorClient(endpoint: coordinator, curve: curve).submit(request) }
                 print(accepted.workflow)
             } catch let error as ShoalError {
                 fail(error.description)
@@ -104,8 +114,9 @@ struct CreateCommand: AsyncParsableCommand {
             return
         }
         if let coordinator {
+            let curve = try security.curveKeys()
             do {
-                outcome = try await runRemote(request, coordinator: coordinator, display: display)
+                outcome = try await runRemote(request, coordinator: coordinator, curve: curve, display: display)
             } catch let error as ShoalError {
                 fail(error.description)
             }
@@ -122,12 +133,12 @@ struct CreateCommand: AsyncParsableCommand {
             }
             let cluster = EmbeddedCluster(
                 executable: selfExecutable(), output: outputPath, validationWorkers: validationWorkers,
-                logLevel: logging.logLevel, logger: logger)
+                logLevel: logging.logLevel, insecure: security.insecure, logger: logger)
             cluster.agentArguments[.monitoring] = deployment.monitoringAgentArguments(
                 realDeployment: request.realDeployment)
             do {
-                outcome = try await cluster.run { endpoints in
-                    try await runRemote(request, coordinator: endpoints.control, display: display)
+                outcome = try await cluster.run { endpoints, curve in
+                    try await runRemote(request, coordinator: endpoints.control, curve: curve, display: display)
                 }
             } catch let error as ShoalError {
                 fail(error.description)
@@ -145,11 +156,11 @@ struct CreateCommand: AsyncParsableCommand {
         if outcome.state != .succeeded { throw ExitCode.failure }
     }
 
-    private func runRemote(_ request: WorkflowRequest, coordinator: String, display: ProgressDisplay) async throws
-        -> WorkflowSnapshot
-    {
+    private func runRemote(
+        _ request: WorkflowRequest, coordinator: String, curve: CurveClientKeys?, display: ProgressDisplay
+    ) async throws -> WorkflowSnapshot {
         try await runBlocking {
-            let client = try CoordinatorClient(endpoint: coordinator)
+            let client = try CoordinatorClient(endpoint: coordinator, curve: curve)
             let accepted = try client.submit(request)
             display.submitted(accepted.workflow)
             return try client.follow(accepted.workflow, eventsPort: accepted.eventsPort) { display.update($0) }

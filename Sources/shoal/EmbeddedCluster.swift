@@ -4,6 +4,7 @@ import Foundation
 import Logging
 import Protocol
 import ShoalSupport
+import ZeroMQ
 
 /// The embedded default of `shoal create`: a coordinator and one process per
 /// agent (N for validation) on loopback with ports chosen by the kernel, all
@@ -13,6 +14,8 @@ final class EmbeddedCluster: @unchecked Sendable {  // `children` is guarded by 
     let output: String
     let validationWorkers: Int
     let logLevel: String
+    /// Plain TCP between the children (`create --insecure`); CURVE otherwise.
+    let insecure: Bool
     let logger: Logger
     private let lock = NSLock()
     private var children: [(name: String, process: Process)] = []
@@ -20,45 +23,56 @@ final class EmbeddedCluster: @unchecked Sendable {  // `children` is guarded by 
     /// More arguments for the agents of a role (the monitoring agent's GitOps address, say); set before `run`.
     var agentArguments: [Role: [String]] = [:]
 
-    init(executable: String, output: String, validationWorkers: Int, logLevel: String, logger: Logger) {
+    init(executable: String, output: String, validationWorkers: Int, logLevel: String, insecure: Bool, logger: Logger) {
         self.executable = executable
         self.output = output
         self.validationWorkers = validationWorkers
         self.logLevel = logLevel
+        self.insecure = insecure
         self.logger = logger
     }
 
     var logDirectory: String { output + "/.shoal/logs" }
 
-    /// Starts everything, runs `body` with the coordinator's endpoints, and
-    /// stops every child whatever happens.
-    func run<T: Sendable>(_ body: (BoundEndpoints) async throws -> T) async throws -> T {
+    /// Starts everything, runs `body` with the coordinator's endpoints and
+    /// the keys to reach it with (nil when insecure), and stops every child
+    /// whatever happens.
+    func run<T: Sendable>(_ body: (BoundEndpoints, CurveClientKeys?) async throws -> T) async throws -> T {
         installSignalHandlers()
         defer { stopAll() }
         try SecureFile.createDirectory(logDirectory, mode: 0o700)
-        let endpoints = try await startCoordinator()
         var agents: [(role: Role, id: String)] = Role.allCases.filter { $0 != .validation }.map { ($0, "\($0.rawValue)-1") }
         for index in 1...validationWorkers { agents.append((.validation, "validation-\(index)")) }
+        let keys = insecure ? nil : try EmbeddedKeys.make(in: keyDirectory, agents: agents.map(\.id))
+        let endpoints = try await startCoordinator(
+            security: keys.map { ["--key", $0.secretFile("coordinator"), "--allow", $0.allowDirectory] }
+                ?? ["--insecure"])
         for agent in agents {
+            let security =
+                keys.map { ["--key", $0.secretFile(agent.id), "--coordinator-key", $0.publicFile("coordinator")] }
+                ?? ["--insecure"]
             try start(
                 name: agent.id,
                 arguments: [
                     "agent", agent.role.rawValue, "--coordinator", endpoints.control, "--id", agent.id,
                     "--work-dir", output, "--state-dir", output + "/.shoal/agents", "--exit-with-parent", "--log-level", logLevel,
-                ] + (agentArguments[agent.role] ?? []),
+                ] + security + (agentArguments[agent.role] ?? []),
                 standardOutput: FileHandle.nullDevice)
         }
-        return try await body(endpoints)
+        return try await body(endpoints, keys?.client)
     }
 
-    private func startCoordinator() async throws -> BoundEndpoints {
+    /// Throwaway keys of this run: `OUTPUT/.shoal/keys` (0700).
+    var keyDirectory: String { output + "/.shoal/keys" }
+
+    private func startCoordinator(security: [String]) async throws -> BoundEndpoints {
         let pipe = Pipe()
         try start(
             name: "coordinator",
             arguments: [
                 "coordinator", "--control", "tcp://127.0.0.1:*", "--events", "tcp://127.0.0.1:*", "--journal",
                 output + "/.shoal/journal.sqlite", "--output", output, "--exit-with-parent", "--log-level", logLevel,
-            ],
+            ] + security,
             standardOutput: pipe)
         let handle = pipe.fileHandleForReading
         return try await runBlocking {

@@ -43,9 +43,11 @@ struct CoordinatorCommand: AsyncParsableCommand {
     @Option(help: "Attempts per step before it fails.") var maxAttempts = 3
     @Option(help: "Longest a single step may run before it is given to another agent, e.g. 30m.") var stepTimeout = "30m"
     @Flag(help: "Exit when the parent process exits (used by `shoal create`).") var exitWithParent = false
+    @OptionGroup var security: ServerSecurityOptions
     @OptionGroup var logging: LoggingOptions
 
     func validate() throws {
+        _ = try security.security()
         guard let interval = parseDuration(heartbeat), interval >= .milliseconds(50) else {
             throw ValidationError("--heartbeat must be a duration of at least 50ms, e.g. 1s")
         }
@@ -73,6 +75,8 @@ struct CoordinatorCommand: AsyncParsableCommand {
         configuration.ackTimeout = parseDuration(ackTimeout)!
         configuration.maxAttempts = maxAttempts
         configuration.stepTimeout = parseDuration(stepTimeout)!
+        configuration.security = try security.security()
+        security.warnIfInsecure()
         let service = CoordinatorService(configuration: configuration, logger: logger) { bound in
             // One line on stdout that `shoal create` (and scripts) wait for.
             print("ready control=\(bound.control) events=\(bound.events)")
@@ -106,9 +110,11 @@ struct AgentCommand: AsyncParsableCommand {
     @Option(help: "Directory for the agent's idempotency record, so a restarted agent with the same --id never runs a step twice.")
     var stateDir: String?
     @Flag(help: "Exit when the parent process exits (used by `shoal create`).") var exitWithParent = false
+    @OptionGroup var security: ClientSecurityOptions
     @OptionGroup var logging: LoggingOptions
 
     func validate() throws {
+        _ = try security.curveKeys()
         guard Role(rawValue: role) != nil else {
             throw ValidationError(
                 "unknown role '\(role.prefix(40))'; use one of \(Role.allCases.map(\.rawValue).joined(separator: ", "))")
@@ -128,6 +134,8 @@ struct AgentCommand: AsyncParsableCommand {
         configuration.events = events
         configuration.capacity = capacity
         configuration.stateDirectory = stateDir
+        configuration.curve = try security.curveKeys()
+        security.warnIfInsecure()
         var options = AgentOptions(workDirectory: workDir)
         options.gitopsListen = gitopsListen
         options.gitopsAdvertise = gitopsAdvertise

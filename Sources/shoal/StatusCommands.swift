@@ -9,10 +9,30 @@ import ShoalSupport
 struct SourceOptions: ParsableArguments {
     @Option(help: "Ask a running coordinator, e.g. tcp://10.0.0.5:7401.") var coordinator: String?
     @Option(name: [.short, .long], help: "Output directory of an embedded run.") var output = "output"
+    @OptionGroup var security: ClientSecurityOptions
+
+    func validate() throws {
+        if let coordinator {
+            guard coordinator.hasPrefix("tcp://") || coordinator.hasPrefix("ipc://") else {
+                throw ValidationError("--coordinator must be an endpoint such as tcp://host:7401")
+            }
+            _ = try security.curveKeys()
+        }
+    }
+
+    /// Runs `body` with a client of the coordinator given with --coordinator,
+    /// connected with this peer's keys, on a thread of its own.
+    func withClient<T: Sendable>(
+        _ coordinator: String, _ body: @escaping @Sendable (CoordinatorClient) throws -> T
+    ) async throws -> T {
+        security.warnIfInsecure()
+        let curve = try security.curveKeys()
+        return try await runBlocking { try body(CoordinatorClient(endpoint: coordinator, curve: curve)) }
+    }
 
     func workflows() async throws -> [WorkflowSnapshot] {
         if let coordinator {
-            return try await runBlocking { try CoordinatorClient(endpoint: coordinator).list() }
+            return try await withClient(coordinator) { try $0.list() }
         }
         return try journal().workflows()
     }
@@ -20,7 +40,7 @@ struct SourceOptions: ParsableArguments {
     func workflow(_ id: String) async throws -> WorkflowSnapshot {
         try Names.validateWorkflowID(id)
         if let coordinator {
-            return try await runBlocking { try CoordinatorClient(endpoint: coordinator).status(id) }
+            return try await withClient(coordinator) { try $0.status(id) }
         }
         guard let workflow = try journal().workflow(id) else {
             throw ShoalError(.notFound, "no workflow '\(id)' in \(output); `shoal list -o \(output)` shows them")
@@ -42,6 +62,14 @@ struct StatusCommand: AsyncParsableCommand {
 
     @Argument(help: "The workflow id.") var workflow: String
     @OptionGroup var source: SourceOptions
+
+    func validate() throws {
+        guard Names.isDNSLabel(workflow) else {
+            throw ValidationError(
+                "invalid workflow id '\(RequestInputs.printable(workflow))': use 1-63 lowercase letters, digits "
+                    + "and '-', starting and ending with a letter or digit")
+        }
+    }
 
     func run() async throws {
         let snapshot: WorkflowSnapshot

@@ -7,14 +7,39 @@ import Testing
 @testable import ZeroMQ
 
 /// A coordinator running in this process on loopback, with a fresh journal.
+/// CURVE is on unless `secure` is false: the coordinator has its own key,
+/// and its allow-list holds `peerKeys` (shared by every test peer that does
+/// not bring its own) plus whatever the test allows.
 final class TestCoordinator: Sendable {
     let endpoints: BoundEndpoints
     let directory: String
+    /// The coordinator's public key; nil on a plain-TCP bus.
+    let serverKey: String?
+    /// The key pair of test peers that bring none.
+    let peerKeys: CurveKeyPair
+    let logs: CapturedLogs
     private let task: Task<Void, any Error>
 
-    static func start(_ tweak: (inout CoordinatorConfiguration) -> Void = { _ in }) async throws -> TestCoordinator {
+    var allowDirectory: String { directory + "/allow" }
+
+    static func start(
+        secure: Bool = true, allowing extra: [String: CurveKeyPair] = [:],
+        _ tweak: (inout CoordinatorConfiguration) -> Void = { _ in }
+    ) async throws -> TestCoordinator {
         let directory = NSTemporaryDirectory() + "shoal-test-\(UUID().uuidString)"
+        let peerKeys = try CurveKeyPair.generate()
+        let serverKeys = try CurveKeyPair.generate()
         var configuration = CoordinatorConfiguration()
+        if secure {
+            var security = CoordinatorSecurity(keyPair: serverKeys, allowDirectory: directory + "/allow")
+            security.reloadInterval = .milliseconds(50)
+            configuration.security = security
+            try FileManager.default.createDirectory(atPath: directory + "/allow", withIntermediateDirectories: true)
+            for (name, pair) in extra.merging(["test-peers": peerKeys], uniquingKeysWith: { first, _ in first }) {
+                try KeyFile.writePublic(
+                    .init(name: name, publicKey: pair.publicKey), to: "\(directory)/allow/\(name).pub")
+            }
+        }
         configuration.controlEndpoint = "tcp://127.0.0.1:*"
         configuration.eventsEndpoint = "tcp://127.0.0.1:*"
         configuration.journalPath = directory + "/journal.sqlite"
@@ -23,19 +48,47 @@ final class TestCoordinator: Sendable {
         configuration.ackTimeout = .milliseconds(300)
         tweak(&configuration)
         let (stream, continuation) = AsyncStream.makeStream(of: BoundEndpoints.self)
-        let service = CoordinatorService(configuration: configuration, logger: Logger(label: "test.coordinator")) {
+        let logs = CapturedLogs()
+        let logger = Logger(label: "test.coordinator") { _ in CapturingLogHandler(logs: logs) }
+        let service = CoordinatorService(configuration: configuration, logger: logger) {
             continuation.yield($0)
         }
         let task = Task { try await service.run() }
         var iterator = stream.makeAsyncIterator()
         guard let endpoints = await iterator.next() else { throw ShoalTestError("coordinator did not start") }
-        return TestCoordinator(endpoints: endpoints, directory: directory, task: task)
+        return TestCoordinator(
+            endpoints: endpoints, directory: directory, serverKey: secure ? serverKeys.publicKey : nil,
+            peerKeys: peerKeys, logs: logs, task: task)
     }
 
-    private init(endpoints: BoundEndpoints, directory: String, task: Task<Void, any Error>) {
+    private init(
+        endpoints: BoundEndpoints, directory: String, serverKey: String?, peerKeys: CurveKeyPair, logs: CapturedLogs,
+        task: Task<Void, any Error>
+    ) {
         self.endpoints = endpoints
         self.directory = directory
+        self.serverKey = serverKey
+        self.peerKeys = peerKeys
+        self.logs = logs
         self.task = task
+    }
+
+    /// Client keys for a peer with `pair` (the shared test key by default); nil on a plain-TCP bus.
+    func curve(_ pair: CurveKeyPair? = nil) -> CurveClientKeys? {
+        serverKey.map { CurveClientKeys(serverPublicKey: $0, keyPair: pair ?? peerKeys) }
+    }
+
+    /// A client with the shared test key.
+    func client(_ context: Context) throws -> CoordinatorClient {
+        try CoordinatorClient(endpoint: endpoints.control, curve: curve(), context: context)
+    }
+
+    /// A raw DEALER connected to the control socket with the shared test key.
+    func dealer(_ context: Context) throws -> Socket {
+        let dealer = try Socket(context: context, type: .dealer)
+        if let keys = curve() { try dealer.makeCurveClient(keys) }
+        try dealer.connect(endpoints.control)
+        return dealer
     }
 
     func stop() async {
@@ -63,12 +116,17 @@ final class RawAgent {
     /// Control messages received while waiting for something else.
     var controlInbox: [Envelope] = []
 
-    init(id: String, role: Role, coordinator: TestCoordinator, context: Context) throws {
+    /// - Parameter keys: its own key pair; the coordinator's shared test key when nil.
+    init(id: String, role: Role, coordinator: TestCoordinator, context: Context, keys: CurveKeyPair? = nil) throws {
         self.id = id
         self.role = role
         dealer = try Socket(context: context, type: .dealer)
-        try dealer.connect(coordinator.endpoints.control)
         subscriber = try Socket(context: context, type: .sub)
+        if let curve = coordinator.curve(keys) {
+            try dealer.makeCurveClient(curve)
+            try subscriber.makeCurveClient(curve)
+        }
+        try dealer.connect(coordinator.endpoints.control)
         try subscriber.connect(coordinator.endpoints.events)
     }
 
@@ -77,15 +135,16 @@ final class RawAgent {
         try send(Header(type: .hello, sender: id), Hello(agent: id, role: role, host: "test", pid: 1, capacity: 1, version: "test"))
     }
 
-    func join() async throws {
+    func join() throws {
         try sendHello()
-        let welcome = try #require(try await waitControl(.welcome))
+        let welcome = try #require(try waitControl(.welcome))
         #expect(try welcome.decode(Welcome.self).eventsPort != nil)
         try subscriber.subscribe(WireFormat.agentTopic(id))
     }
 
+    /// Never blocks: a refused peer has no connection to queue on.
     func send<Body: Encodable>(_ header: Header, _ body: Body) throws {
-        try dealer.send(Codec.encode(header, body))
+        _ = try dealer.send(Codec.encode(header, body), wait: false)
     }
 
     func ack(_ key: StepKey) throws {
@@ -101,7 +160,7 @@ final class RawAgent {
 
     /// Serves the sockets until `until` returns a value or the deadline
     /// passes; heartbeats keep going meanwhile unless switched off.
-    func pump<T>(timeout: Duration = .seconds(15), until: (_ step: (Header, StepAssignment)?, _ control: Envelope?) throws -> T?) async throws -> T? {
+    func pump<T>(timeout: Duration = .seconds(15), until: (_ step: (Header, StepAssignment)?, _ control: Envelope?) throws -> T?) throws -> T? {
         let deadline = ContinuousClock.now + timeout
         while ContinuousClock.now < deadline {
             if heartbeats && ContinuousClock.now - lastHeartbeat > .milliseconds(50) {
@@ -111,13 +170,7 @@ final class RawAgent {
             var poller = Poller()
             poller.add(dealer)
             poller.add(subscriber)
-            // Poll without blocking and sleep as a task: a blocked cooperative
-            // thread would starve the services under test.
-            let ready = try poller.poll(timeoutMilliseconds: 0)
-            if !ready.contains(true) {
-                try await Task.sleep(for: .milliseconds(5))
-                continue
-            }
+            let ready = try poller.poll(timeoutMilliseconds: 20)
             if ready[0], let frames = try dealer.receive(wait: false), let envelope = try? Codec.decode(frames[...]) {
                 if let value = try until(nil, envelope) { return value }
                 // Forgotten (a slow test machine can miss a liveness window): introduce itself again.
@@ -134,16 +187,80 @@ final class RawAgent {
         return nil
     }
 
-    func waitStep(timeout: Duration = .seconds(15)) async throws -> (key: StepKey, assignment: StepAssignment)? {
-        try await pump(timeout: timeout) { step, _ in step.map { ($0.0.stepKey!, $0.1) } }
+    func waitStep(timeout: Duration = .seconds(15)) throws -> (key: StepKey, assignment: StepAssignment)? {
+        try pump(timeout: timeout) { step, _ in step.map { ($0.0.stepKey!, $0.1) } }
     }
 
-    func waitControl(_ type: MessageType, timeout: Duration = .seconds(15)) async throws -> Envelope? {
+    func waitControl(_ type: MessageType, timeout: Duration = .seconds(15)) throws -> Envelope? {
         if let index = controlInbox.firstIndex(where: { $0.header.type == type }) { return controlInbox.remove(at: index) }
-        return try await pump(timeout: timeout) { _, control in control?.header.type == type ? control : nil }
+        return try pump(timeout: timeout) { _, control in control?.header.type == type ? control : nil }
+    }
+}
+
+/// Log records, kept for tests to assert on.
+final class CapturedLogs: @unchecked Sendable {  // `records` is guarded by `lock`
+    struct Record: Sendable {
+        var level: Logger.Level
+        var message: String
+        var metadata: [String: String]
+    }
+
+    private let lock = NSLock()
+    private var records: [Record] = []
+
+    func append(_ record: Record) { lock.withLock { records.append(record) } }
+    var all: [Record] { lock.withLock { records } }
+
+    /// Waits until a record matching `predicate` is logged, or the deadline
+    /// passes; blocking, for code that runs `onOwnThread`.
+    func waitBlocking(timeout: Duration = .seconds(5), for predicate: (Record) -> Bool) -> Record? {
+        let deadline = ContinuousClock.now + timeout
+        while ContinuousClock.now < deadline {
+            if let found = all.first(where: predicate) { return found }
+            Thread.sleep(forTimeInterval: 0.01)
+        }
+        return nil
+    }
+}
+
+struct CapturingLogHandler: LogHandler {
+    let logs: CapturedLogs
+    var metadata: Logger.Metadata = [:]
+    var logLevel: Logger.Level = .debug
+
+    subscript(metadataKey key: String) -> Logger.Metadata.Value? {
+        get { metadata[key] }
+        set { metadata[key] = newValue }
+    }
+
+    func log(event: LogEvent) {
+        var flat: [String: String] = [:]
+        for (key, value) in metadata.merging(event.metadata ?? [:], uniquingKeysWith: { _, new in new }) {
+            flat[key] = "\(value)"
+        }
+        logs.append(.init(level: event.level, message: "\(event.message)", metadata: flat))
+    }
+}
+
+/// Runs blocking socket code (the raw agents' `pump`) on a thread of its
+/// own: it must not hold a thread of the small cooperative pool that the
+/// coordinator and other tests need. It stays in the test's task, so
+/// expectations are attributed to the test.
+func onOwnThread<T: Sendable>(_ body: @Sendable () throws -> T) async throws -> T {
+    try await withTaskExecutorPreference(DedicatedThreadExecutor()) { try body() }
+}
+
+/// A task executor with a serial dispatch queue, whose thread is not one of
+/// the cooperative pool's.
+final class DedicatedThreadExecutor: TaskExecutor {
+    private let queue = DispatchQueue(label: "shoal-test-blocking")
+
+    func enqueue(_ job: consuming ExecutorJob) {
+        let job = UnownedJob(job)
+        let executor = asUnownedTaskExecutor()
+        queue.async { job.runSynchronously(on: executor) }
     }
 }
 
 /// An empty plan, so a workflow ends after its plan step.
 let emptyPlan: JSONValue = ["steps": []]
-

@@ -1,5 +1,6 @@
 import Coordinator
 import Foundation
+import ZeroMQ
 import Protocol
 import ShoalSupport
 import Testing
@@ -17,6 +18,10 @@ final class ProcessBus {
     private var coordinator: Process?
     private(set) var agents: [String: (role: Role, process: Process)] = [:]
     private var coordinatorArguments: [String]
+    /// CURVE keys, as an operator would lay them out: the coordinator's pair,
+    /// one pair for the agents, one for this test as a client; both allowed.
+    let keys: String
+    private(set) var clientKeys: CurveClientKeys
 
     static var executable: String {
         let bundle = Bundle.main.bundleURL.deletingLastPathComponent().appendingPathComponent("shoal").path
@@ -29,7 +34,15 @@ final class ProcessBus {
     init(heartbeat: String = "250ms", liveness: Int = 4, ackTimeout: String = "500ms", maxAttempts: Int = 10) {
         directory = NSTemporaryDirectory() + "shoal-fault-\(UUID().uuidString.prefix(8))"
         try? FileManager.default.createDirectory(atPath: directory + "/logs", withIntermediateDirectories: true)
+        keys = directory + "/keys"
+        let coordinatorKey = try! KeyFile.generate(name: "coordinator", directory: keys)
+        let agentKey = try! KeyFile.generate(name: "agent", directory: keys)
+        let clientKey = try! KeyFile.generate(name: "client", directory: keys)
+        try! KeyFile.writePublic(agentKey, to: keys + "/allow/agent.pub")
+        try! KeyFile.writePublic(clientKey, to: keys + "/allow/client.pub")
+        clientKeys = CurveClientKeys(serverPublicKey: coordinatorKey.publicKey, keyPair: clientKey.keyPair!)
         coordinatorArguments = [
+            "--key", keys + "/coordinator.key", "--allow", keys + "/allow",
             "--journal", directory + "/journal.sqlite", "--output", directory + "/output", "--heartbeat", heartbeat,
             "--liveness", String(liveness), "--ack-timeout", ackTimeout, "--max-attempts", String(maxAttempts),
         ]
@@ -81,7 +94,8 @@ final class ProcessBus {
         process.executableURL = URL(fileURLWithPath: ProcessBus.executable)
         process.arguments = [
             "agent", role.rawValue, "--coordinator", control, "--id", id, "--capacity", String(capacity), "--work-dir",
-            directory + "/work", "--state-dir", directory + "/state",
+            directory + "/work", "--state-dir", directory + "/state", "--key", keys + "/agent.key", "--coordinator-key",
+            keys + "/coordinator.pub",
         ]
         process.standardOutput = FileHandle.nullDevice
         process.standardError = try logHandle(id)
@@ -119,10 +133,15 @@ final class ProcessBus {
 
     /// A client with short timeouts, so a test notices a dead coordinator quickly.
     func client() throws -> CoordinatorClient {
-        let client = try CoordinatorClient(endpoint: control)
+        let client = try CoordinatorClient(endpoint: control, curve: clientKeys)
         client.replyTimeout = .milliseconds(500)
         client.attempts = 20
         return client
+    }
+
+    /// The key flags of a CLI call made as this test's client.
+    var clientKeyArguments: [String] {
+        ["--key", keys + "/client.key", "--coordinator-key", keys + "/coordinator.pub"]
     }
 
     /// How often each `(workflow, step)` really ran to completion, read from
