@@ -24,6 +24,11 @@ extension SimulatedClusterClient {
     /// A release URL of Argo CD's install manifest installs the model's Argo CD of that version (the model has no
     /// network); any other URL is unreachable. A file is parsed and applied; a file holding Argo CD's own install
     /// (an `argocd-server` Deployment) installs the model's Argo CD of the version its image names.
+    /// Like a real Argo CD server on first start, an installed one picks a
+    /// random initial admin password: a simulated cluster must not hand out
+    /// one that can be guessed from its name.
+    static func initialAdminPassword() -> String { Secrets.password(length: 16) }
+
     public func apply(location: String, namespace: String?, serverSide: Bool) async throws {
         try checkReachable()
         if location.hasPrefix("https://") || location.hasPrefix("http://") {
@@ -33,7 +38,7 @@ extension SimulatedClusterClient {
                     "error: unable to read URL \"\(location.prefix(200))\": the simulated cluster has no network; "
                         + "only Argo CD release manifests are known to it")
             }
-            cluster.installArgoCD(version: version)
+            cluster.installArgoCD(version: version, adminPassword: Self.initialAdminPassword())
             return
         }
         guard let data = FileManager.default.contents(atPath: location) else {
@@ -43,7 +48,7 @@ extension SimulatedClusterClient {
         let manifests = try ManifestParser.parse(String(decoding: data, as: UTF8.self), source: source)
         if let server = manifests.first(where: { $0.kind == "Deployment" && $0.name == "argocd-server" }) {
             let image = server.body["spec", "template", "spec", "containers"]?.array?.first?["image"]?.string ?? ""
-            cluster.installArgoCD(version: Self.imageTag(image) ?? "unknown")
+            cluster.installArgoCD(version: Self.imageTag(image) ?? "unknown", adminPassword: Self.initialAdminPassword())
             return
         }
         _ = try cluster.apply(manifests: manifests, owner: nil, defaultNamespace: namespace ?? "default")
