@@ -23,7 +23,7 @@ let package = Package(
         ),
         .target(name: "ZeroMQ", dependencies: ["CZeroMQ"]),
         .target(name: "ShoalSupport", dependencies: [.product(name: "Logging", package: "swift-log")]),
-        .target(name: "Protocol", dependencies: ["ShoalSupport"]),
+        .target(name: "Protocol", dependencies: ["ShoalSupport", .product(name: "Logging", package: "swift-log")]),
         .target(
             name: "Cluster",
             dependencies: ["ShoalSupport", .product(name: "Yams", package: "Yams")]

@@ -155,7 +155,7 @@ struct AgentSession {
     private var draining = false
     private var drainDeadline: Int64 = 0
     /// Rejected frames by reason.
-    private(set) var rejections: [RejectReason: Int] = [:]
+    private(set) var rejections = RejectionCounter()
 
     init(
         configuration: AgentConfiguration, context: Context, logger: Logger, results: Mailbox<(StepKey, StepResult)>,
@@ -280,7 +280,7 @@ struct AgentSession {
             }
             if time - lastHeartbeat >= heartbeatInterval {
                 lastHeartbeat = time
-                let rejected = Dictionary(uniqueKeysWithValues: rejections.map { ($0.key.rawValue, $0.value) })
+                let rejected = rejections.byName
                 send(
                     sockets.dealer, Header(type: .heartbeat, sender: configuration.id),
                     Heartbeat(inFlight: running.sorted { $0.description < $1.description }, rejected: rejected.isEmpty ? nil : rejected))
@@ -327,11 +327,7 @@ struct AgentSession {
     }
 
     private mutating func reject(_ error: DecodeError) {
-        let count = (rejections[error.reason] ?? 0) + 1
-        rejections[error.reason] = count
-        if count <= 10 || count.isMultiple(of: 1000) {
-            logger.warning("rejected frame", metadata: ["reason": "\(error.reason.rawValue)", "detail": "\(error.detail)", "count": "\(count)"])
-        }
+        rejections.count(error, logger: logger)
     }
 
     /// Handles a message from the coordinator; returns the events endpoint

@@ -47,7 +47,7 @@ final class CoordinatorCore {
     private var outbox: [Outgoing] = []
     private var lastHeartbeatSent: Int64 = 0
     /// Rejected frames by reason.
-    private(set) var rejections: [RejectReason: Int] = [:]
+    private(set) var rejections = RejectionCounter()
 
     init(
         configuration: CoordinatorConfiguration, journal: Journal, logger: Logger, eventsPort: Int?,
@@ -176,7 +176,7 @@ final class CoordinatorCore {
             try resume(workflow: header.workflow, identity: identity, header: header)
         case .stats:
             let stats = Stats(
-                rejected: Dictionary(uniqueKeysWithValues: rejections.map { ($0.key.rawValue, $0.value) }),
+                rejected: rejections.byName,
                 workflows: workflows.count, agents: registry.all.count, residentBytes: residentMemoryBytes())
             reply(identity, Header(type: .statsReply, re: header.id), stats)
         default:
@@ -185,14 +185,7 @@ final class CoordinatorCore {
     }
 
     private func reject(_ identity: [UInt8]?, _ error: DecodeError, re: String? = nil) {
-        let count = (rejections[error.reason] ?? 0) + 1
-        rejections[error.reason] = count
-        // A flood of bad frames must not become a flood of log lines.
-        if count <= 10 || count.isMultiple(of: 1000) {
-            logger.warning(
-                "rejected frame",
-                metadata: ["reason": "\(error.reason.rawValue)", "detail": "\(error.detail)", "count": "\(count)"])
-        }
+        rejections.count(error, logger: logger)
         if let identity {
             reply(identity, Header(type: .error, re: re), ErrorReply(reason: error.reason.rawValue, message: error.detail))
         }

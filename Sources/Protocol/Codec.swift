@@ -1,4 +1,5 @@
 import Foundation
+import Logging
 import ShoalSupport
 
 /// Wire constants of protocol v1.
@@ -171,4 +172,29 @@ public enum Codec {
 extension WireFormat {
     /// shoal's own version, announced in hello.
     public static let softwareVersion = "0.1.0"
+}
+
+/// Counts rejected frames by reason and logs them without letting a flood of
+/// bad frames become a flood of log lines: the first ten of each reason, then
+/// every thousandth.
+public struct RejectionCounter: Sendable {
+    public private(set) var counts: [RejectReason: Int] = [:]
+
+    public init() {}
+
+    /// Counts `error`, logging it when due.
+    public mutating func count(_ error: DecodeError, logger: Logger) {
+        let count = (counts[error.reason] ?? 0) + 1
+        counts[error.reason] = count
+        if count <= 10 || count.isMultiple(of: 1000) {
+            logger.warning(
+                "rejected frame",
+                metadata: ["reason": "\(error.reason.rawValue)", "detail": "\(error.detail)", "count": "\(count)"])
+        }
+    }
+
+    /// The counts keyed by the reasons' wire names, as `stats` and heartbeats carry them.
+    public var byName: [String: Int] {
+        Dictionary(uniqueKeysWithValues: counts.map { ($0.key.rawValue, $0.value) })
+    }
 }

@@ -63,12 +63,7 @@ public enum RequestInputs {
     }
 
     /// Input echoed in a message: control characters as '?', at most 80 characters.
-    public static func printable(_ text: String) -> String {
-        let cleaned = String(
-            String.UnicodeScalarView(
-                text.unicodeScalars.map { $0.properties.generalCategory == .control ? "?" : $0 }))
-        return cleaned.count > 80 ? String(cleaned.prefix(80)) + "..." : cleaned
-    }
+    public static func printable(_ text: String) -> String { Names.printable(text) }
 
     private static func isAlphanumeric(_ byte: UInt8) -> Bool {
         (byte >= 48 && byte <= 57) || (byte >= 65 && byte <= 90) || (byte >= 97 && byte <= 122)

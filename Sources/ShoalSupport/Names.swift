@@ -15,7 +15,7 @@ public enum Names {
         guard isDNSLabel(id) else {
             throw ShoalError(
                 .invalidInput,
-                "invalid workflow id '\(id.prefix(80))': use 1-63 lowercase letters, digits and '-', starting and ending with a letter or digit"
+                "invalid workflow id '\(printable(id))': use 1-63 lowercase letters, digits and '-', starting and ending with a letter or digit"
             )
         }
     }
@@ -27,5 +27,13 @@ public enum Names {
         func alnum(_ b: UInt8) -> Bool { (b >= 97 && b <= 122) || (b >= 65 && b <= 90) || (b >= 48 && b <= 57) }
         guard alnum(bytes[0]) else { return false }
         return bytes.allSatisfy { alnum($0) || $0 == 45 || $0 == 46 || $0 == 95 }
+    }
+
+    /// Input fit to echo in an error message: control characters (escape
+    /// sequences for a terminal) become `?`, and long text is cut at 80.
+    public static func printable(_ text: String) -> String {
+        let cleaned = String(
+            String.UnicodeScalarView(text.unicodeScalars.map { $0.properties.generalCategory == .control ? "?" : $0 }))
+        return cleaned.count > 80 ? String(cleaned.prefix(80)) + "..." : cleaned
     }
 }

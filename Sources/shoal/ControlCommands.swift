@@ -33,8 +33,10 @@ struct CoordinatorOption: ParsableArguments {
 
 /// Checks a workflow id argument.
 func checkWorkflowID(_ id: String) throws {
-    guard Names.isDNSLabel(id) else {
-        throw ValidationError("invalid workflow id '\(id.prefix(80))': use lowercase letters, digits and '-' (as `shoal list` shows them)")
+    do {
+        try Names.validateWorkflowID(id)
+    } catch let error as ShoalError {
+        throw ValidationError(error.message)
     }
 }
 

@@ -63,13 +63,7 @@ struct StatusCommand: AsyncParsableCommand {
     @Argument(help: "The workflow id.") var workflow: String
     @OptionGroup var source: SourceOptions
 
-    func validate() throws {
-        guard Names.isDNSLabel(workflow) else {
-            throw ValidationError(
-                "invalid workflow id '\(RequestInputs.printable(workflow))': use 1-63 lowercase letters, digits "
-                    + "and '-', starting and ending with a letter or digit")
-        }
-    }
+    func validate() throws { try checkWorkflowID(workflow) }
 
     func run() async throws {
         let snapshot: WorkflowSnapshot

@@ -77,6 +77,7 @@ import Testing
         (["--no-argocd", "--argocd-manifest", "/tmp/install.yaml"], "--argocd-manifest needs Argo CD"),
         (["--wait-timeout", "0s"], "--wait-timeout"),
         (["--sim-delay", "forever"], "--sim-delay"),
+        (["--detach"], "--detach needs --coordinator"),
     ])
     func badInputIsAOneLineUsageError(arguments: [String], message: String) async throws {
         let result = try await Shoal.run(["create"] + arguments + ["-o", Shoal.temporaryDirectory()])
