@@ -14,6 +14,7 @@ let package = Package(
         .package(url: "https://github.com/groue/GRDB.swift", from: "7.10.0"),
         .package(url: "https://github.com/jpsim/Yams", from: "6.2.2"),
         .package(url: "https://github.com/apple/swift-crypto", from: "3.12.3"),
+        .package(url: "https://github.com/swhitty/FlyingFox", from: "0.27.1"),
     ],
     targets: [
         .systemLibrary(
@@ -29,7 +30,16 @@ let package = Package(
             dependencies: ["ShoalSupport", .product(name: "Yams", package: "Yams")]
         ),
         .target(name: "Terraform", dependencies: ["ShoalSupport"]),
-        .target(name: "GitOps", dependencies: ["ShoalSupport"]),
+        .target(
+            name: "GitOps",
+            dependencies: [
+                "ShoalSupport",
+                .product(name: "FlyingFox", package: "FlyingFox"),
+                .product(name: "FlyingSocks", package: "FlyingFox"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ]
+        ),
         .target(
             name: "Coordinator",
             dependencies: [
@@ -56,6 +66,7 @@ let package = Package(
             name: "shoal",
             dependencies: [
                 "Coordinator", "AgentRuntime", "Agents", "Protocol", "ZeroMQ", "ShoalSupport", "Terraform", "Cluster",
+                "GitOps",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),

@@ -1,4 +1,5 @@
 import AgentRuntime
+import GitOps
 import Logging
 import Protocol
 import ShoalSupport
@@ -10,8 +11,12 @@ public struct AgentOptions: Sendable {
     public var workDirectory: String
     /// host:port the monitoring agent serves GitOps repositories on.
     public var gitopsListen = "127.0.0.1:0"
-    /// Host the cluster uses to reach the served repositories (default: the listen host).
+    /// Host name or address the cluster uses to reach the repositories this agent serves itself. Given, the
+    /// monitoring agent serves them (and the Applications point at it); absent, they go to the in-cluster git server.
     public var gitopsAdvertise: String?
+    /// Base URL through which the monitoring agent pushes to the in-cluster git server (`http://127.0.0.1:8080` for
+    /// a `kubectl port-forward`); default: the provision step's node address and NodePort 30418.
+    public var gitopsPushURL: String?
     /// Bounded waits of real deployments (nodes Ready, rollouts, Applications Synced and Healthy), unless the
     /// request sets its own (`--wait-timeout`).
     public var waitTimeout: Duration = .seconds(300)
@@ -25,6 +30,21 @@ public struct AgentOptions: Sendable {
 
     public init(workDirectory: String) {
         self.workDirectory = workDirectory.hasPrefix("/") ? workDirectory : FileManagerPath.current + "/" + workDirectory
+    }
+}
+
+/// Checks of the GitOps addresses an agent is started with, for the command line.
+public enum GitOpsAddresses {
+    /// `--gitops-advertise`: a host name or an IP address, nothing else (no `;`, spaces, newlines, paths).
+    /// - Throws: `ShoalError(.invalidInput)` naming the value.
+    public static func validateAdvertise(_ text: String) throws {
+        _ = try NetworkAddress.validatedAdvertise(text)
+    }
+
+    /// `--gitops-push-url`: an http(s) URL without credentials.
+    /// - Throws: `ShoalError(.invalidInput)` naming the value.
+    public static func validatePushURL(_ text: String) throws {
+        try MonitoringHandler.checkPushBase(text)
     }
 }
 

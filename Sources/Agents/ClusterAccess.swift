@@ -8,7 +8,8 @@ import ShoalSupport
 /// on by earlier steps in demo mode. Handlers see only `client`, so both modes run the same calls.
 final class ClusterSession: Sendable {
     let client: any ClusterClient
-    private let simulated: SimulatedClusterClient?
+    /// The model behind `client` in demo mode (its git server takes pushes), nil in real mode.
+    let simulated: SimulatedClusterClient?
     /// The private directory holding the kubeconfig copy (real mode).
     private let scratch: String?
 

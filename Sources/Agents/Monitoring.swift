@@ -5,19 +5,23 @@ import GitOps
 import Logging
 import Protocol
 import ShoalSupport
-import Terraform
 
-/// Renders the monitoring stack, commits it to the workflow's GitOps repository, makes that repository reachable
-/// by Argo CD (served over git smart HTTP, or pushed to `--gitops-remote`), applies the root Application (App of
-/// Apps) and waits, bounded, until every Application is Synced and Healthy — or applies the manifests directly
-/// (`kubectl apply --server-side`) when Argo CD is off.
+/// Renders the monitoring stack, commits it to the workflow's GitOps repository, hands that repository to a git
+/// server the cluster reaches, applies the root Application (App of Apps) and waits, bounded, until every
+/// Application is Synced and Healthy — or applies the manifests directly (`kubectl apply --server-side`) when Argo
+/// CD is off.
+///
+/// Where the repository goes (`GitOpsSource`): by default to the git server shoal installs inside the cluster
+/// (pushed over smart HTTP through its NodePort; in demo mode into the simulated cluster's model of it); with
+/// `--gitops-remote` to the operator's remote; with `--gitops-advertise` on the agent, served by this agent itself
+/// (while it runs) at that address.
 final class MonitoringHandler: StepHandler {
     let options: AgentOptions
-    private let server: GitHTTPServer?
-    /// Why there is no server (git missing, say): reported by the steps that need it.
-    private let serverProblem: String?
+    private let server: LazyGitServer
     private let listenHost: String
-    private let boundPort: Int?
+    private let listenPort: Int
+    /// `--gitops-advertise`, checked: how the cluster reaches this host when it serves the repository.
+    private let advertised: String?
 
     init(options: AgentOptions, logger: Logger) throws {
         self.options = options
@@ -25,22 +29,11 @@ final class MonitoringHandler: StepHandler {
         try SecureFile.createDirectory(root)
         let (host, port) = try MonitoringHandler.parseListen(options.gitopsListen)
         listenHost = host
-        // Without git the agent still starts, so that the preflight step can say what is missing.
-        do {
-            let server = try GitHTTPServer(root: root, host: host, port: port)
-            boundPort = try server.start()
-            self.server = server
-            serverProblem = nil
-            logger.info("serving GitOps repositories", metadata: ["port": "\(boundPort ?? 0)", "root": "\(root)"])
-        } catch let error as ShoalError where error.code == .executableNotFound {
-            server = nil
-            boundPort = nil
-            serverProblem = error.message
-            logger.warning("not serving GitOps repositories", metadata: ["reason": "\(error.message)"])
-        }
+        listenPort = port
+        advertised = try options.gitopsAdvertise.map { try NetworkAddress.validatedAdvertise($0) }
+        if let base = options.gitopsPushURL { try Self.checkPushBase(base) }
+        server = LazyGitServer(root: root, host: host, port: port, logger: logger)
     }
-
-    deinit { server?.stop() }
 
     static func parseListen(_ text: String) throws -> (String, Int) {
         guard let colon = text.lastIndex(of: ":"), let port = Int(text[text.index(after: colon)...]),
@@ -51,71 +44,66 @@ final class MonitoringHandler: StepHandler {
         return (host, port)
     }
 
-    static func isLoopback(_ host: String) -> Bool {
-        host == "localhost" || host == "::1" || host.hasPrefix("127.")
+    static func checkPushBase(_ base: String) throws {
+        guard base.hasPrefix("http://") || base.hasPrefix("https://"), !base.contains("@"),
+            base.unicodeScalars.allSatisfy({ $0.value > 32 && $0.value < 127 })
+        else {
+            throw ShoalError(
+                .invalidInput,
+                "--gitops-push-url must be an http:// or https:// URL without credentials, got '\(base.prefix(80))'")
+        }
     }
 
     static func isWildcard(_ host: String) -> Bool { host == "0.0.0.0" || host == "::" || host.isEmpty }
 
-    /// Where the Applications point and where this agent reads the repository itself.
-    struct Location {
-        /// The Applications' repoURL: an address the cluster reaches.
-        var repoURL: String
-        /// Where the repository is served, as this host reaches it (nil when pushed to a remote).
-        var servedURL: String?
+    /// Where the repository goes and what the Applications point at.
+    enum GitOpsSource: Equatable {
+        /// The git server inside the cluster (the default).
+        case inCluster
+        /// The operator's own remote (`--gitops-remote`).
+        case remote(String)
+        /// This agent serves it at `--gitops-advertise`.
+        case host(advertised: String)
     }
 
-    /// The repoURL's host: `--gitops-advertise`; else `host.k3d.internal` for K3s in containers; else the listen
-    /// address when it is a specific one; else the address this host uses toward the first SSH host, or its first
-    /// non-loopback address.
-    func advertisedHost(for request: WorkflowRequest) -> String {
-        if let advertised = options.gitopsAdvertise, !advertised.isEmpty { return advertised }
-        if request.target == .docker { return Self.dockerHostName }
-        if !Self.isWildcard(listenHost) && !Self.isLoopback(listenHost) { return listenHost }
-        if request.target == .ssh, let first = request.hosts.first, let parsed = try? SSHHost.parse(first).host,
-            let source = RouteAddress.source(toward: parsed)
-        {
-            return source
-        }
-        return GitHTTPServer.hostAddresses().first ?? "127.0.0.1"
+    func source(for request: WorkflowRequest) -> GitOpsSource {
+        if let remote = request.gitopsRemote { return .remote(remote) }
+        if let advertised { return .host(advertised: advertised) }
+        return .inCluster
     }
 
     /// The name pods of a K3s-in-docker cluster use for the docker host (mapped in each container and, by this step,
     /// in CoreDNS).
     static let dockerHostName = "host.k3d.internal"
 
-    func location(for context: StepContext) throws -> Location {
-        let request = context.request
-        if let remote = request.gitopsRemote { return Location(repoURL: remote, servedURL: nil) }
-        guard let port = boundPort else {
-            throw ShoalError(
-                .executableNotFound,
-                "the GitOps repository cannot be served on this host: \(serverProblem ?? "no server")")
-        }
-        if request.realDeployment && Self.isLoopback(listenHost) && (options.gitopsAdvertise ?? "").isEmpty {
-            throw ShoalError(
-                .invalidInput,
-                "the GitOps repository is served on \(listenHost) only, which the cluster cannot reach: start the "
-                    + "monitoring agent with --gitops-listen 0.0.0.0:PORT (or an address the cluster reaches), or "
-                    + "use --gitops-remote URL")
-        }
-        var advertised = advertisedHost(for: request)
-        if advertised.contains(":") && !advertised.hasPrefix("[") { advertised = "[\(advertised)]" }
-        let local = Self.isWildcard(listenHost) ? "127.0.0.1" : listenHost
-        let served = local.contains(":") ? "[\(local)]" : local
-        return Location(
-            repoURL: "http://\(advertised):\(port)/\(context.workflow)",
-            servedURL: "http://\(served):\(port)/\(context.workflow)")
-    }
-
     func run(_ context: StepContext) async throws -> StepOutput {
         let request = context.request
         let workflow = context.workflow
         let spec = MonitoringStackSpec(instance: workflow, headlamp: request.headlamp)
         let manifests = MonitoringStack.render(spec)
-        let location = try location(for: context)
+        let source = source(for: request)
+        var servedURL: String?
+        let repoURL: String
+        switch source {
+        case .inCluster:
+            repoURL = InClusterGitServer.repoURL(workflow: workflow)
+        case .remote(let remote):
+            repoURL = remote
+        case .host(let advertised):
+            if request.realDeployment && NetworkAddress.isLoopback(advertised) {
+                throw ShoalError(
+                    .invalidInput,
+                    "--gitops-advertise \(advertised) names this host only, which the cluster cannot reach: give an "
+                        + "address of this host that the cluster reaches, or leave it out to use the in-cluster git "
+                        + "server")
+            }
+            let port = try await server.start()
+            repoURL = "http://\(advertised):\(port)/\(workflow)"
+            let local = Self.isWildcard(listenHost) ? "127.0.0.1" : listenHost
+            servedURL = "http://\(local.contains(":") ? "[\(local)]" : local):\(port)/\(workflow)"
+        }
         let (root, children) = ArgoApplications.appOfApps(
-            repoURL: location.repoURL, components: [(name: "monitoring", path: "monitoring", namespace: spec.namespace)]
+            repoURL: repoURL, components: [(name: "monitoring", path: "monitoring", namespace: spec.namespace)]
         )
 
         let repository = GitRepository(path: "\(options.workDirectory)/gitops/\(workflow)")
@@ -123,17 +111,27 @@ final class MonitoringHandler: StepHandler {
         try repository.write(manifests + children + [root])
         let commit = try await repository.commitAll(message: "Monitoring stack for \(workflow)")
         var log: [String] = ["commit \(commit.sha)" + (commit.created ? "" : " (unchanged)")]
-        if let remote = request.gitopsRemote {
+        if case .remote(let remote) = source {
             try await repository.push(to: remote)
             log.append("pushed to \(Self.redacted(remote))")
         }
 
         let gitSource: any GitSource =
-            location.servedURL.map { RewritingGitSource(rewrites: [location.repoURL: $0]) } ?? GitCLISource()
+            servedURL.map { RewritingGitSource(rewrites: [repoURL: $0]) } ?? GitCLISource()
         let password = Secrets.password()
         let timeout = request.realDeployment ? context.waitTimeout(options) : .zero
         let outcome = try await ClusterSession.with(context, options: options, gitSource: gitSource) { session in
             let client = session.client
+            var pushPassword: String?
+            var pushURL: String?
+            if source == .inCluster && request.argocd {
+                let pushed = try await Self.pushToInClusterServer(
+                    repository, session: session, context: context, options: options,
+                    timeout: context.waitTimeout(options))
+                pushPassword = pushed.password
+                pushURL = pushed.url
+                log.append(contentsOf: pushed.log)
+            }
             // The admin Secret goes to the cluster only, never into the repository; its namespace must exist
             // first (Argo CD would create it only at sync).
             _ = try await client.createNamespace(spec.namespace)
@@ -142,7 +140,7 @@ final class MonitoringHandler: StepHandler {
             var applications: [String] = []
             var summary: String
             if request.argocd {
-                if location.servedURL != nil && location.repoURL.contains("://\(Self.dockerHostName):") {
+                if case .host(let advertised) = source, advertised == Self.dockerHostName {
                     let note = try await Self.addDockerHostToCoreDNS(client, address: Self.hostGateway(context))
                     log.append(note)
                 }
@@ -172,7 +170,9 @@ final class MonitoringHandler: StepHandler {
                 }
                 summary = "applied with kubectl apply --server-side (Argo CD off)"
             }
-            return (applications, summary, await session.stateArtifact(workflow: workflow))
+            return (
+                applications, summary, await session.stateArtifact(workflow: workflow), pushPassword, pushURL
+            )
         }
 
         var artifacts = [
@@ -181,6 +181,12 @@ final class MonitoringHandler: StepHandler {
                 text: password + "\n")
         ]
         if let state = outcome.2 { artifacts.append(state) }
+        if let pushPassword = outcome.3 {
+            artifacts.append(
+                Artifact(
+                    name: "gitops-push-password", path: "kubeconfigs/\(workflow)/gitops-push-password",
+                    sensitive: true, text: pushPassword + "\n"))
+        }
         for file in manifests {
             let name = (file.path as NSString).lastPathComponent
             artifacts.append(
@@ -197,11 +203,17 @@ final class MonitoringHandler: StepHandler {
             Artifact(name: "argocd-apps/root", path: "argocd-apps/\(workflow)/root-app.yaml", text: root.contents))
         let sha = String(commit.sha.prefix(12))
         var values: [String: JSONValue] = [
-            "repoURL": .string(location.repoURL), "commit": .string(commit.sha),
+            "repoURL": .string(repoURL), "commit": .string(commit.sha),
             "applications": .array(outcome.0.map { .string($0) }),
             "manifests": .array(manifests.map { .string($0.path) }),
         ]
-        if let served = location.servedURL { values["servedURL"] = .string(served) }
+        if let servedURL { values["servedURL"] = .string(servedURL) }
+        if let pushURL = outcome.4 { values["pushURL"] = .string(pushURL) }
+        switch source {
+        case .inCluster: values["gitopsSource"] = "in-cluster"
+        case .remote: values["gitopsSource"] = "remote"
+        case .host: values["gitopsSource"] = "host"
+        }
         return StepOutput(
             summary: "\(manifests.count) manifests committed (\(sha)\(commit.created ? "" : ", unchanged")); "
                 + outcome.1,
@@ -287,29 +299,117 @@ extension JSONValue {
     }
 }
 
-/// The local address the kernel would use to reach a host: connecting a UDP socket sends nothing, but chooses the
-/// route and so the source address.
-enum RouteAddress {
-    static func source(toward host: String) -> String? {
-        var hints = addrinfo()
-        hints.ai_family = AF_INET
-        hints.ai_socktype = Int32(SOCK_DGRAM.rawValue)
-        var result: UnsafeMutablePointer<addrinfo>?
-        guard getaddrinfo(host, "6443", &hints, &result) == 0, let info = result else { return nil }
-        defer { freeaddrinfo(result) }
-        let fd = socket(AF_INET, Int32(SOCK_DGRAM.rawValue), 0)
-        guard fd >= 0 else { return nil }
-        defer { close(fd) }
-        guard connect(fd, info.pointee.ai_addr, info.pointee.ai_addrlen) == 0 else { return nil }
-        var local = sockaddr_in()
-        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
-        let named = withUnsafeMutablePointer(to: &local) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &length) }
+extension MonitoringHandler {
+    /// What a push to the in-cluster git server did.
+    struct InClusterPush: Sendable {
+        var password: String
+        /// Where it was pushed from outside the cluster (real mode), nil for the model.
+        var url: String?
+        var log: [String]
+    }
+
+    /// Installs the in-cluster git server (idempotent), waits for it, and pushes the repository to it: over smart
+    /// HTTP through the NodePort (or `--gitops-push-url`) in real mode, into the model of the server in demo mode.
+    /// The password of an existing server is kept (the server's user was created with it).
+    static func pushToInClusterServer(
+        _ repository: GitRepository, session: ClusterSession, context: StepContext, options: AgentOptions,
+        timeout: Duration
+    ) async throws -> InClusterPush {
+        let client = session.client
+        var log: [String] = []
+        let namespace = InClusterGitServer.namespace
+        log.append(
+            "kubectl create namespace \(namespace)"
+                + ((try await client.createNamespace(namespace)) ? "" : " (already there)"))
+        var password: String
+        do {
+            let data = try await client.secretData(namespace: namespace, name: InClusterGitServer.secret)
+            guard let existing = data["password"], !existing.isEmpty else {
+                throw ShoalError(.notFound, "no password in \(namespace)/\(InClusterGitServer.secret)")
+            }
+            password = existing
+            log.append("push password: kept from Secret \(namespace)/\(InClusterGitServer.secret)")
+        } catch let error as ShoalError where error.code == .notFound {
+            password = Secrets.password()
+            try await client.apply(manifests: InClusterGitServer.secretManifest(password: password), serverSide: true)
+            log.append("push password: new Secret \(namespace)/\(InClusterGitServer.secret)")
         }
-        guard named == 0 else { return nil }
-        var buffer = [CChar](repeating: 0, count: Int(INET_ADDRSTRLEN))
-        guard inet_ntop(AF_INET, &local.sin_addr, &buffer, socklen_t(buffer.count)) != nil else { return nil }
-        let text = String(decoding: buffer.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
-        return text.hasPrefix("127.") ? nil : text
+        try await client.apply(manifests: InClusterGitServer.manifests(), serverSide: true)
+        log.append("git server \(InClusterGitServer.image) applied in namespace \(namespace)")
+        try await client.rolloutStatus(
+            kind: "deployment", name: InClusterGitServer.deployment, namespace: namespace, timeout: timeout)
+        let workflow = context.workflow
+        if let simulated = session.simulated {
+            let bundle = try await repository.bundle()
+            try await simulated.receiveGitPush(
+                server: SimulatedGitServer(
+                    host: InClusterGitServer.host, namespace: namespace, service: InClusterGitServer.service,
+                    deployment: InClusterGitServer.deployment),
+                path: InClusterGitServer.repositoryPath(workflow: workflow), head: bundle.head, bundle: bundle.data)
+            log.append("pushed \(bundle.head.prefix(12)) to \(InClusterGitServer.repoURL(workflow: workflow))")
+            return InClusterPush(password: password, url: nil, log: log)
+        }
+        let url: String
+        if let base = options.gitopsPushURL {
+            url = InClusterGitServer.pushURL(workflow: workflow, base: base)
+        } else {
+            guard let node = context.value("nodeAddress", from: "provision")?.stringValue, !node.isEmpty else {
+                throw ShoalError(
+                    .notFound,
+                    "the provision step named no node address to push to the in-cluster git server: start the "
+                        + "monitoring agent with --gitops-push-url URL (a `kubectl -n \(namespace) port-forward "
+                        + "svc/\(InClusterGitServer.service) 8080:80`, say)")
+            }
+            url = InClusterGitServer.pushURL(workflow: workflow, nodeAddress: node)
+        }
+        // The server answers a little after its rollout (its first start creates the user): retry, bounded.
+        var lastError: (any Error)?
+        let pushed = try await BoundedWait.until(timeout: timeout, interval: .seconds(3)) { () -> Bool? in
+            do {
+                try await repository.push(to: url, user: InClusterGitServer.user, password: password)
+                return true
+            } catch {
+                lastError = error
+                return nil
+            }
+        }
+        guard pushed == true else {
+            throw ShoalError(
+                .unreachable,
+                "cannot push the GitOps repository to the in-cluster git server at \(url) within "
+                    + "\(timeout.shortDescription): is NodePort \(InClusterGitServer.nodePort) reachable from this "
+                    + "host? Otherwise give --gitops-push-url",
+                cause: lastError.map { "\($0)" })
+        }
+        log.append("pushed to \(url)")
+        return InClusterPush(password: password, url: url, log: log)
+    }
+}
+
+/// The agent's own git HTTP server (`--gitops-advertise`), started by the first step that needs it and serving
+/// while the agent runs.
+actor LazyGitServer {
+    private let root: String
+    private let host: String
+    private let port: Int
+    private let logger: Logger
+    private var server: GitHTTPServer?
+
+    init(root: String, host: String, port: Int, logger: Logger) {
+        self.root = root
+        self.host = host
+        self.port = port
+        self.logger = logger
+    }
+
+    /// - Returns: the bound port.
+    /// - Throws: `ShoalError(.executableNotFound)` without git, `.io` when the address cannot be bound.
+    func start() async throws -> Int {
+        if let server, let port = server.port { return port }
+        let created = try GitHTTPServer(root: root, host: host, port: port, logger: logger)
+        let bound = try await created.start()
+        server = created
+        logger.info("serving GitOps repositories", metadata: ["port": "\(bound)", "root": "\(root)"])
+        return bound
     }
 }

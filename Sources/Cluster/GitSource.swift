@@ -12,6 +12,16 @@ public protocol GitSource: Sendable {
     /// - Throws: `ShoalError(.unreachable)` when the repository cannot be read, `.notFound` when the path or
     ///   revision does not exist.
     func files(repoURL: String, revision: String, path: String) async throws -> [(path: String, contents: String)]
+
+    /// The commit `revision` points at now, the way Argo CD resolves a target revision before it compares; nil
+    /// when this source cannot tell cheaply (the Application is then synced on every reconcile).
+    /// - Throws: `ShoalError(.unreachable)` when the repository cannot be reached, `.notFound` when the revision
+    ///   does not exist.
+    func revision(repoURL: String, revision: String) async throws -> String?
+}
+
+extension GitSource {
+    public func revision(repoURL: String, revision: String) async throws -> String? { nil }
 }
 
 /// A `GitSource` that clones with the git command line into a temporary directory, and removes it afterwards.
@@ -70,6 +80,27 @@ public struct GitCLISource: GitSource {
         return result.sorted { $0.path < $1.path }
     }
 
+    /// `git ls-remote`: one request to the server, no clone.
+    public func revision(repoURL: String, revision: String) async throws -> String? {
+        if GitCLISource.looksLikeCommit(revision) && revision.count == 40 { return revision }
+        let result = try await runner.run(
+            "git", ["ls-remote", "--", repoURL, revision], environment: ["GIT_TERMINAL_PROMPT": "0", "LC_ALL": "C"],
+            timeout: timeout)
+        guard result.succeeded else {
+            throw ShoalError(
+                .unreachable,
+                "git ls-remote of \(GitCLISource.redacted(repoURL)) failed" + (result.timedOut ? " (timed out)" : ""),
+                cause: GitCLISource.redactURLs(result.standardErrorTail(lines: 4)))
+        }
+        guard let line = result.standardOutput.split(separator: "\n").first,
+            let sha = line.split(separator: "\t").first, sha.count == 40
+        else {
+            throw ShoalError(
+                .notFound, "unable to resolve '\(revision)' to a commit SHA in \(GitCLISource.redacted(repoURL))")
+        }
+        return String(sha)
+    }
+
     private func git(_ arguments: [String], what: String, repoURL: String, notFound: Bool) async throws {
         let result = try await runner.run(
             "git", arguments, environment: ["GIT_TERMINAL_PROMPT": "0", "LC_ALL": "C"], timeout: timeout)
@@ -97,7 +128,7 @@ public struct GitCLISource: GitSource {
         return String(url[..<scheme.upperBound]) + "***@" + String(url[url.index(after: at)...])
     }
 
-    private static func redactURLs(_ text: String) -> String {
+    static func redactURLs(_ text: String) -> String {
         text.split(separator: " ", omittingEmptySubsequences: false).map { redacted(String($0)) }
             .joined(separator: " ")
     }

@@ -23,6 +23,10 @@ public struct RewritingGitSource: GitSource {
         try await base.files(repoURL: rewritten(repoURL), revision: revision, path: path)
     }
 
+    public func revision(repoURL: String, revision: String) async throws -> String? {
+        try await base.revision(repoURL: rewritten(repoURL), revision: revision)
+    }
+
     /// The location `repoURL` is read from.
     public func rewritten(_ repoURL: String) -> String {
         let trimmed = Self.normalized(repoURL)

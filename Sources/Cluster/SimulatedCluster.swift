@@ -40,6 +40,10 @@ public struct SimulatedCluster: Codable, Sendable, Equatable {
         public var conditions: [ApplicationCondition]
         /// Set when the last sync could not load or apply the manifests.
         public var syncFailed: Bool
+        /// The commit last synced successfully: a reconcile at the same commit and source applies nothing again.
+        public var syncedRevision: String?
+        /// The source (repoURL, path, target revision, destination) that commit was synced from.
+        public var syncedSource: String?
     }
 
     public var name: String
@@ -53,6 +57,8 @@ public struct SimulatedCluster: Codable, Sendable, Equatable {
     /// Keyed by `namespace/name` of the Application.
     public var applicationStates: [String: ApplicationState]
     var nextNodePort: Int
+    /// The in-cluster git server's repositories, once something was pushed to it.
+    public var gitServer: SimulatedGitServer?
 
     // MARK: Creation
 

@@ -3,8 +3,10 @@ import ShoalSupport
 
 /// A `ClusterClient` over a `SimulatedCluster`.
 ///
-/// Each read first reconciles the Argo CD Applications (reading their repositories through the `GitSource`), as
-/// Argo CD's automated sync would have done by then, so a commit to the GitOps repository shows in the next call.
+/// Each read first reconciles the Argo CD Applications, as Argo CD's automated sync would have done by then: each
+/// Application's target revision is resolved (through the `GitSource`, or from the modelled in-cluster git server
+/// in the state) and synced only when it names a commit not synced yet, so a push shows in the next call and a
+/// read costs no clone otherwise.
 public actor SimulatedClusterClient: ClusterClient {
     /// The model, including what syncs and `apply` changed; encode it to hand the state on.
     public internal(set) var cluster: SimulatedCluster
@@ -76,7 +78,8 @@ public actor SimulatedClusterClient: ClusterClient {
                 name: object.name, namespace: namespace, syncStatus: status?.syncStatus ?? "Unknown",
                 healthStatus: status?.healthStatus ?? "Unknown", message: status?.message,
                 conditions: status?.conditions ?? [], repoURL: source["repoURL"]?.string ?? "",
-                path: source["path"]?.string ?? "", targetRevision: source["targetRevision"]?.string ?? "HEAD")
+                path: source["path"]?.string ?? "", targetRevision: source["targetRevision"]?.string ?? "HEAD",
+                revision: status?.syncedRevision)
         }
     }
 
@@ -149,6 +152,12 @@ public actor SimulatedClusterClient: ClusterClient {
         }
         for (key, value) in object.body["stringData"]?.stringMap ?? [:] { result[key] = value }
         return result
+    }
+
+    /// A push to the modelled in-cluster git server (what `git push` to its NodePort does in a real cluster).
+    public func receiveGitPush(server: SimulatedGitServer, path: String, head: String, bundle: Data) throws {
+        try checkReachable()
+        cluster.receiveGitPush(server: server, path: path, head: head, bundle: bundle)
     }
 
     public func apply(manifests: String, serverSide: Bool) async throws {

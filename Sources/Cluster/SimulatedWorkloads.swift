@@ -258,7 +258,9 @@ extension SimulatedCluster {
     /// the manifests of its path, applies them (prune included) or records why not, then assesses health.
     /// Applications that a sync creates (App of Apps) are synced in the same pass.
     /// - Parameter gitSource: reads the repositories.
-    public mutating func reconcile(gitSource: any GitSource) async {
+    public mutating func reconcile(gitSource base: any GitSource) async {
+        let gitSource = ModelledGitSource(
+            server: gitServer, problem: gitServer.flatMap { gitServerProblem($0) }, fallback: base)
         var done: Set<String> = []
         for _ in 0..<8 {
             let pending = objects(kind: "Application").map { Self.applicationKey($0) }.filter { !done.contains($0) }
@@ -275,7 +277,7 @@ extension SimulatedCluster {
 
     static func applicationKey(_ object: StoredObject) -> String { "\(object.namespace ?? "")/\(object.name)" }
 
-    private mutating func syncApplication(_ key: String, gitSource: any GitSource) async {
+    private mutating func syncApplication(_ key: String, gitSource: ModelledGitSource) async {
         let parts = key.split(separator: "/", maxSplits: 1).map(String.init)
         guard parts.count == 2, let app = objects[Self.key(kind: "Application", namespace: parts[0], name: parts[1])]
         else { return }
@@ -295,9 +297,26 @@ extension SimulatedCluster {
         let recurse = source["directory", "recurse"]?.bool ?? false
         let destination = app.body["spec", "destination", "namespace"]?.string ?? "default"
 
+        // Like Argo CD: resolve the target revision first; a commit already synced from the same source is not
+        // fetched or applied again.
+        let resolved: String?
+        do {
+            resolved = try await gitSource.revision(repoURL: repoURL, revision: revision)
+        } catch {
+            fail(
+                "Unknown", "ComparisonError",
+                "Failed to load target state: failed to generate manifest for source 1 of 1: \(error)")
+            return
+        }
+        let sourceKey = [repoURL, path, revision, String(recurse), destination].joined(separator: "|")
+        if let resolved, let previous = applicationStates[key], !previous.syncFailed,
+            previous.syncedRevision == resolved, previous.syncedSource == sourceKey
+        {
+            return
+        }
         let files: [(path: String, contents: String)]
         do {
-            files = try await gitSource.files(repoURL: repoURL, revision: revision, path: path)
+            files = try await gitSource.files(repoURL: repoURL, revision: resolved ?? revision, path: path)
         } catch {
             fail(
                 "Unknown", "ComparisonError",
@@ -329,7 +348,8 @@ extension SimulatedCluster {
             return
         }
         applicationStates[key] = ApplicationState(
-            syncStatus: "Synced", healthStatus: "Unknown", message: nil, conditions: [], syncFailed: false)
+            syncStatus: "Synced", healthStatus: "Unknown", message: nil, conditions: [], syncFailed: false,
+            syncedRevision: resolved, syncedSource: sourceKey)
     }
 
     /// Health from the Application's own resources; child Applications do not count (Argo CD does not

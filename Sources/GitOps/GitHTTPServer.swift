@@ -1,4 +1,8 @@
+import FlyingFox
+import FlyingSocks
 import Foundation
+import Logging
+import ServiceLifecycle
 import ShoalSupport
 
 #if canImport(Glibc)
@@ -7,23 +11,25 @@ import ShoalSupport
     import Darwin
 #endif
 
-/// Serves git repositories over smart HTTP, read-only, by running `git http-backend` as a CGI program for each
-/// request. Argo CD inside the cluster clones from it; dumb HTTP would not do, Argo CD needs the smart protocol.
+/// Serves git repositories over smart HTTP by running `git http-backend` as a CGI program for each request, on
+/// FlyingFox's HTTP/1.1 server. Argo CD clones from it (dumb HTTP would not do: Argo CD needs the smart protocol),
+/// and, when a push token is set, `git push` reaches it too.
 ///
-/// Every request is read with size limits and timeouts, answered, and its connection closed. Pushes are refused
-/// (no authenticated user is ever passed to the backend). A malformed request gets a 4xx answer; it never stops the
-/// server.
-public final class GitHTTPServer: @unchecked Sendable {  // mutable state is guarded by `lock`
+/// FlyingFox reads the request (Content-Length and chunked bodies, keep-alive); this type decides what is served:
+/// a `Host` header is required, paths stay below the root, queries are only what git sends, bodies are bounded,
+/// and pushes need the token (HTTP Basic, any user name). A refused request gets a 4xx answer; a request FlyingFox
+/// cannot frame closes its connection. Neither stops the server.
+public final class GitHTTPServer: @unchecked Sendable {  // `running` is guarded by `lock`
     /// Limits and timeouts, with defaults for a small GitOps repository.
     public struct Limits: Sendable {
         /// The largest request body accepted (after de-chunking).
         public var maxBodyBytes = 32 * 1024 * 1024
-        /// How long a client may take to send its whole request.
-        public var requestTimeout: Duration = .seconds(30)
+        /// The largest request line plus headers accepted.
+        public var maxHeadBytes = 16 * 1024
         /// How long `git http-backend` may run.
         public var backendTimeout: Duration = .seconds(120)
-        /// Connections served at once; more are answered 503.
-        public var maxConnections = 16
+        /// How long a whole request may take, body and backend included.
+        public var requestTimeout: Duration = .seconds(180)
         public init() {}
     }
 
@@ -31,23 +37,29 @@ public final class GitHTTPServer: @unchecked Sendable {  // mutable state is gua
     public let root: String
     public let host: String
     public let limits: Limits
+    /// HTTP Basic password a push must carry; nil refuses every push.
+    let pushToken: String?
     private let requestedPort: Int
+    private let logger: Logger
 
     private let lock = NSLock()
-    private var listener: Int32 = -1
-    private var boundPort: Int?
-    private var stopping: StopFlag?
-    private var acceptLoopDone: DispatchSemaphore?
-    private let connections = ConnectionCounter()
+    private var running: (server: HTTPServer, task: Task<Void, any Error>, port: Int)?
+    private let inFlight = RequestCounter()
 
     /// - Parameters:
     ///   - root: the directory holding the repositories; `http://<host>:<port>/<path below root>` serves each.
     ///   - host: the numeric address to listen on (IPv4 or IPv6); `0.0.0.0` to be reachable from a cluster.
     ///   - port: the TCP port; 0 picks a free one.
     ///   - limits: request limits and timeouts.
-    /// - Throws: `ShoalError(.invalidInput)` when `root` is not a directory or the port is out of range,
-    ///   `.executableNotFound` without git.
-    public init(root: String, host: String = "127.0.0.1", port: Int = 0, limits: Limits = Limits()) throws {
+    ///   - pushToken: when set, pushes carrying it as their HTTP Basic password are accepted (a missing repository
+    ///     whose path ends in `.git` is created bare on the first push); when nil, every push is refused.
+    ///   - logger: request errors at debug level.
+    /// - Throws: `ShoalError(.invalidInput)` when `root` is not a directory, the port is out of range or the host is
+    ///   not a numeric address; `.executableNotFound` without git.
+    public init(
+        root: String, host: String = "127.0.0.1", port: Int = 0, limits: Limits = Limits(), pushToken: String? = nil,
+        logger: Logger = Logger(label: "shoal.git-http")
+    ) throws {
         var isDirectory: ObjCBool = false
         let absolute = URL(fileURLWithPath: root).standardizedFileURL.path
         guard FileManager.default.fileExists(atPath: absolute, isDirectory: &isDirectory), isDirectory.boolValue else {
@@ -56,6 +68,14 @@ public final class GitHTTPServer: @unchecked Sendable {  // mutable state is gua
         guard (0...65535).contains(port) else {
             throw ShoalError(.invalidInput, "invalid port \(port) for the git HTTP server: use 0-65535")
         }
+        guard NetworkAddress.isIPv4(host) || NetworkAddress.isIPv6(host) else {
+            throw ShoalError(
+                .invalidInput,
+                "invalid listen address '\(host.prefix(100))' for the git HTTP server: give an IP address")
+        }
+        if let pushToken, pushToken.count < 16 {
+            throw ShoalError(.invalidInput, "the git HTTP server's push token must have at least 16 characters")
+        }
         guard ProcessRunner.locate("git") != nil else {
             throw ShoalError(.executableNotFound, "git is not installed or not on PATH")
         }
@@ -63,16 +83,16 @@ public final class GitHTTPServer: @unchecked Sendable {  // mutable state is gua
         self.host = host
         self.requestedPort = port
         self.limits = limits
+        self.pushToken = pushToken
+        self.logger = logger
     }
 
-    /// The accept thread holds no reference to the server, so dropping the last one stops it.
-    deinit { stop() }
+    /// Dropping the last reference stops serving.
+    deinit { running?.task.cancel() }
 
     /// The port being listened on, or nil when stopped.
     public var port: Int? {
-        lock.lock()
-        defer { lock.unlock() }
-        return boundPort
+        lock.withLock { running?.port }
     }
 
     /// The URL of a repository below `root`, as seen from `host` (the address a client uses to reach this machine).
@@ -81,6 +101,83 @@ public final class GitHTTPServer: @unchecked Sendable {  // mutable state is gua
         var address = clientHost ?? host
         if address.contains(":") && !address.hasPrefix("[") { address = "[\(address)]" }
         return "http://\(address):\(port)/\(repository)"
+    }
+
+    /// Binds, listens and serves on tasks of its own until `stop()`.
+    /// - Returns: the bound port.
+    /// - Throws: `ShoalError(.io)` when the socket cannot be bound (port in use, say).
+    @discardableResult
+    public func start() async throws -> Int {
+        if let port { return port }
+        let address: any SocketAddress =
+            NetworkAddress.isIPv4(host)
+            ? try sockaddr_in.inet(ip4: host, port: UInt16(requestedPort))
+            : try sockaddr_in6.inet6(ip6: host, port: UInt16(requestedPort))
+        let handler = GitBackendHandler(
+            root: root, limits: limits, pushToken: pushToken, logger: logger, inFlight: inFlight)
+        let seconds = Double(limits.requestTimeout.components.seconds)
+        let server = HTTPServer(
+            config: HTTPServer.Configuration(
+                address: address, timeout: seconds, logger: FlyingFoxLogger(logger: logger)),
+            handler: handler)
+        let task = Task { try await server.run() }
+        do {
+            try await server.waitUntilListening(timeout: 5)
+        } catch {
+            task.cancel()
+            let cause: String
+            if case .failure(let failure) = await task.result {
+                cause = "\(failure)"
+            } else {
+                cause = "\(error)"
+            }
+            throw ShoalError(.io, "cannot listen on \(host):\(requestedPort) for the git HTTP server", cause: cause)
+        }
+        guard let bound = await server.listeningAddress, let port = Self.boundPort(of: bound) else {
+            task.cancel()
+            throw ShoalError(.io, "cannot read the git HTTP server's port")
+        }
+        let existing: Int? = lock.withLock {
+            if let running { return running.port }
+            running = (server, task, port)
+            return nil
+        }
+        if let existing {
+            task.cancel()
+            return existing
+        }
+        return port
+    }
+
+    /// Stops accepting connections, lets requests in progress finish for up to `grace`, and closes the listener.
+    public func stop(grace: Duration = .seconds(2)) async {
+        let current = lock.withLock {
+            let current = running
+            running = nil
+            return current
+        }
+        guard let current else { return }
+        let inFlight = inFlight
+        await withTaskGroup(of: Void.self) { group in
+            // FlyingFox's stop closes the listener and ends idle connections, then waits for its accept task;
+            // that task ends when cancelled, which happens as soon as no request is in progress any more.
+            group.addTask { await current.server.stop(timeout: Double(grace.components.seconds) + 1) }
+            group.addTask {
+                let deadline = ContinuousClock.now + grace
+                while inFlight.value > 0 && ContinuousClock.now < deadline {
+                    try? await Task.sleep(for: .milliseconds(20))
+                }
+                current.task.cancel()
+            }
+        }
+        _ = await current.task.result
+    }
+
+    private static func boundPort(of address: Socket.Address) -> Int? {
+        switch address {
+        case .ip4(_, let port), .ip6(_, let port): Int(port)
+        case .unix: nil
+        }
     }
 
     /// This machine's non-loopback IPv4 addresses on interfaces that are up: candidates for the address a cluster
@@ -95,389 +192,313 @@ public final class GitHTTPServer: @unchecked Sendable {  // mutable state is gua
             guard let address = entry.pointee.ifa_addr, Int32(address.pointee.sa_family) == AF_INET,
                 flags & Int32(IFF_UP) != 0, flags & Int32(IFF_LOOPBACK) == 0
             else { continue }
-            var storage = sockaddr_storage()
-            withUnsafeMutableBytes(of: &storage) { target in
-                target.copyMemory(from: UnsafeRawBufferPointer(start: address, count: MemoryLayout<sockaddr_in>.size))
-            }
-            let text = numericHost(&storage)
+            var buffer = [CChar](repeating: 0, count: Int(NI_MAXHOST))
+            let status = getnameinfo(
+                address, socklen_t(MemoryLayout<sockaddr_in>.size), &buffer, socklen_t(buffer.count), nil, 0,
+                NI_NUMERICHOST)
+            guard status == 0 else { continue }
+            let text = String(decoding: buffer.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
             if !text.isEmpty && !addresses.contains(text) { addresses.append(text) }
         }
         return addresses
     }
-
-    /// Binds, listens and starts serving on a thread of its own.
-    /// - Returns: the bound port.
-    /// - Throws: `ShoalError(.invalidInput)` for an address that is not numeric, `.io` when the socket cannot be
-    ///   bound (port in use, say).
-    @discardableResult
-    public func start() throws -> Int {
-        lock.lock()
-        defer { lock.unlock() }
-        if let boundPort { return boundPort }
-        let fd = try Self.openListener(host: host, port: requestedPort)
-        guard let port = Self.localPort(fd) else {
-            close(fd)
-            throw ShoalError(.io, "cannot read the git HTTP server's port", cause: String(cString: strerror(errno)))
-        }
-        listener = fd
-        boundPort = port
-        let flag = StopFlag()
-        stopping = flag
-        let done = DispatchSemaphore(value: 0)
-        acceptLoopDone = done
-        let context = Connection.Context(root: root, limits: limits, counter: connections)
-        let thread = Thread {
-            Self.acceptLoop(fd, context: context, stopping: flag)
-            done.signal()
-        }
-        thread.name = "shoal-git-http"
-        thread.start()
-        return port
-    }
-
-    /// Stops accepting connections and closes the listening socket. Requests in progress finish on their own
-    /// threads, within their timeouts.
-    public func stop() {
-        lock.lock()
-        guard let done = acceptLoopDone else {
-            lock.unlock()
-            return
-        }
-        stopping?.set()
-        stopping = nil
-        acceptLoopDone = nil
-        lock.unlock()
-        done.wait()
-        lock.lock()
-        close(listener)
-        listener = -1
-        boundPort = nil
-        lock.unlock()
-    }
-
-    private static func acceptLoop(_ fd: Int32, context: Connection.Context, stopping: StopFlag) {
-        while !stopping.isSet {
-            var descriptor = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
-            let ready = poll(&descriptor, 1, 200)
-            guard ready > 0 else { continue }
-            var address = sockaddr_storage()
-            var length = socklen_t(MemoryLayout<sockaddr_storage>.size)
-            let client = withUnsafeMutablePointer(to: &address) {
-                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
-                    accept(fd, $0, &length)
-                }
-            }
-            guard client >= 0 else { continue }
-            // Keep client sockets out of the git processes started for other requests.
-            _ = fcntl(client, F_SETFD, FD_CLOEXEC)
-            let peer = Self.numericHost(&address)
-            guard context.counter.tryAcquire(limit: context.limits.maxConnections) else {
-                Connection(fd: client, peer: peer, context: context).refuse(status: 503)
-                continue
-            }
-            Thread.detachNewThread {
-                Connection(fd: client, peer: peer, context: context).serve()
-                context.counter.release()
-            }
-        }
-    }
-
-    // MARK: - Sockets
-
-    private static func openListener(host: String, port: Int) throws -> Int32 {
-        var hints = addrinfo()
-        hints.ai_flags = AI_PASSIVE | AI_NUMERICHOST | AI_NUMERICSERV
-        hints.ai_family = AF_UNSPEC
-        hints.ai_socktype = Int32(SOCK_STREAM.rawValue)
-        var info: UnsafeMutablePointer<addrinfo>?
-        guard getaddrinfo(host, String(port), &hints, &info) == 0, let first = info else {
-            throw ShoalError(
-                .invalidInput,
-                "invalid listen address '\(host.prefix(100))' for the git HTTP server: give an IP address")
-        }
-        defer { freeaddrinfo(info) }
-        let fd = socket(first.pointee.ai_family, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
-        guard fd >= 0 else { throw ioError("cannot create a socket for the git HTTP server") }
-        var yes: Int32 = 1
-        setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &yes, socklen_t(MemoryLayout<Int32>.size))
-        guard bind(fd, first.pointee.ai_addr, first.pointee.ai_addrlen) == 0 else {
-            let error = ioError("cannot listen on \(host):\(port) for the git HTTP server")
-            close(fd)
-            throw error
-        }
-        guard listen(fd, 64) == 0 else {
-            let error = ioError("cannot listen on \(host):\(port) for the git HTTP server")
-            close(fd)
-            throw error
-        }
-        return fd
-    }
-
-    private static func localPort(_ fd: Int32) -> Int? {
-        var address = sockaddr_storage()
-        var length = socklen_t(MemoryLayout<sockaddr_storage>.size)
-        let status = withUnsafeMutablePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &length) }
-        }
-        guard status == 0 else { return nil }
-        return withUnsafePointer(to: &address) { pointer -> Int? in
-            switch Int32(pointer.pointee.ss_family) {
-            case AF_INET:
-                return pointer.withMemoryRebound(to: sockaddr_in.self, capacity: 1) {
-                    Int(UInt16(bigEndian: $0.pointee.sin_port))
-                }
-            case AF_INET6:
-                return pointer.withMemoryRebound(to: sockaddr_in6.self, capacity: 1) {
-                    Int(UInt16(bigEndian: $0.pointee.sin6_port))
-                }
-            default:
-                return nil
-            }
-        }
-    }
-
-    private static func numericHost(_ address: inout sockaddr_storage) -> String {
-        var buffer = [CChar](repeating: 0, count: Int(NI_MAXHOST))
-        let length = socklen_t(MemoryLayout<sockaddr_storage>.size)
-        let status = withUnsafePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
-                getnameinfo($0, length, &buffer, socklen_t(buffer.count), nil, 0, NI_NUMERICHOST)
-            }
-        }
-        guard status == 0 else { return "" }
-        return String(decoding: buffer.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
-    }
-
-    private static func ioError(_ message: String) -> ShoalError {
-        ShoalError(.io, message, cause: String(cString: strerror(errno)))
-    }
 }
 
-/// Tells the accept thread to end.
-final class StopFlag: @unchecked Sendable {  // `value` is guarded by `lock`
+/// Why a request was refused, with the HTTP status to answer.
+struct HTTPError: Error, Equatable {
+    var status: Int
+    var reason: String
+
+    static func badRequest(_ reason: String) -> HTTPError { HTTPError(status: 400, reason: reason) }
+}
+
+/// Counts the requests being answered, so that a graceful stop waits for them and no longer.
+final class RequestCounter: @unchecked Sendable {  // `count` is guarded by `lock`
     private let lock = NSLock()
-    private var value = false
+    private var count = 0
 
-    var isSet: Bool {
-        lock.lock()
-        defer { lock.unlock() }
-        return value
-    }
-
-    func set() {
-        lock.lock()
-        value = true
-        lock.unlock()
-    }
+    var value: Int { lock.withLock { count } }
+    func enter() { lock.withLock { count += 1 } }
+    func leave() { lock.withLock { count -= 1 } }
 }
 
-/// Counts the connections being served.
-final class ConnectionCounter: @unchecked Sendable {  // `active` is guarded by `lock`
-    private let lock = NSLock()
-    private var active = 0
+/// Answers one request by running `git http-backend`.
+struct GitBackendHandler: HTTPHandler {
+    let root: String
+    let limits: GitHTTPServer.Limits
+    let pushToken: String?
+    let logger: Logger
+    let inFlight: RequestCounter
 
-    func tryAcquire(limit: Int) -> Bool {
-        lock.lock()
-        defer { lock.unlock() }
-        guard active < limit else { return false }
-        active += 1
-        return true
-    }
-
-    func release() {
-        lock.lock()
-        active -= 1
-        lock.unlock()
-    }
-}
-
-/// One client connection: read one request, answer it, close.
-struct Connection {
-    struct Context: Sendable {
-        var root: String
-        var limits: GitHTTPServer.Limits
-        var counter: ConnectionCounter
-    }
-
-    let fd: Int32
-    let peer: String
-    let context: Context
-
-    func refuse(status: Int) {
-        respond(status: status, reason: HTTPParsing.reasonPhrase(status), headers: [], body: [])
-        close(fd)
-    }
-
-    func serve() {
-        defer { close(fd) }
-        // A stalled client costs at most this per read; the whole request has its own deadline.
-        var idle = timeval(tv_sec: 5, tv_usec: 0)
-        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &idle, socklen_t(MemoryLayout<timeval>.size))
-        var sendTimeout = timeval(tv_sec: 30, tv_usec: 0)
-        setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &sendTimeout, socklen_t(MemoryLayout<timeval>.size))
+    func handleRequest(_ request: HTTPRequest) async throws -> HTTPResponse {
+        inFlight.enter()
+        defer { inFlight.leave() }
         do {
-            let (head, body) = try readRequest()
-            let output = try runBackend(head, body: body)
-            guard let response = HTTPParsing.parseCGIResponse(output) else {
-                throw HTTPError(status: 500, reason: "malformed backend response")
-            }
-            let passed = response.headers.filter {
-                !["content-length", "connection", "transfer-encoding"].contains($0.0.lowercased())
-            }
-            respond(status: response.status, reason: response.reason, headers: passed, body: response.body)
+            return try await serve(request)
         } catch let error as HTTPError {
-            respond(
-                status: error.status, reason: HTTPParsing.reasonPhrase(error.status),
-                headers: [("Content-Type", "text/plain; charset=utf-8")], body: Array((error.reason + "\n").utf8)[...])
-        } catch {
-            respond(
-                status: 500, reason: HTTPParsing.reasonPhrase(500), headers: [("Content-Type", "text/plain")],
-                body: Array("internal error\n".utf8)[...])
+            logger.debug(
+                "git HTTP request refused",
+                metadata: ["http.status": "\(error.status)", "http.reason": "\(error.reason)"])
+            var headers: HTTPHeaders = [.contentType: "text/plain; charset=utf-8"]
+            if error.status == 401 { headers[HTTPHeader("WWW-Authenticate")] = "Basic realm=\"shoal\"" }
+            return HTTPResponse(
+                statusCode: HTTPStatusCode(error.status, phrase: Self.reasonPhrase(error.status)), headers: headers,
+                body: Data((error.reason + "\n").utf8))
         }
     }
 
-    // MARK: - Request
-
-    private func readRequest() throws -> (HTTPRequestHead, [UInt8]) {
-        let deadline = ContinuousClock.now + context.limits.requestTimeout
-        var buffer: [UInt8] = []
-        var headEnd: Int?
-        while headEnd == nil {
-            guard try receive(into: &buffer, deadline: deadline) else {
-                throw HTTPError.badRequest("connection closed before the request head ended")
-            }
-            headEnd = HTTPParsing.headEnd(buffer)
-            if headEnd == nil && buffer.count > HTTPParsing.maxHeaderBytes {
-                throw HTTPError(status: 431, reason: "request head too large")
-            }
+    private func serve(_ request: HTTPRequest) async throws -> HTTPResponse {
+        guard let host = request.headers[.host], !host.trimmingCharacters(in: .whitespaces).isEmpty else {
+            throw HTTPError.badRequest("a Host header is required")
         }
-        let end = headEnd!
-        let head = try HTTPParsing.parseHead(buffer[..<end])
-        guard head.method == "GET" || head.method == "POST" else {
+        guard request.version == .http11 || request.version.rawValue == "HTTP/1.0" else {
+            throw HTTPError(status: 505, reason: "only HTTP/1.1 is served")
+        }
+        guard request.method == .GET || request.method == .POST else {
             throw HTTPError(status: 405, reason: "only GET and POST are served")
         }
-        try checkPath(head)
-        let framing = try HTTPParsing.framing(of: head, maxBody: context.limits.maxBodyBytes)
-        if framing != .none, head.header("Expect")?.lowercased() == "100-continue" {
-            sendAll(Array("HTTP/1.1 100 Continue\r\n\r\n".utf8)[...])
+        let headBytes = request.headers.reduce(request.target.rawValue.utf8.count) {
+            $0 + $1.key.rawValue.utf8.count + $1.value.utf8.count + 4
         }
-        var rest = Array(buffer[end...])
-        switch framing {
-        case .none:
-            return (head, [])
-        case .length(let length):
-            while rest.count < length {
-                guard try receive(into: &rest, deadline: deadline) else {
-                    throw HTTPError.badRequest("connection closed inside the request body")
-                }
-            }
-            return (head, Array(rest.prefix(length)))
-        case .chunked:
-            while true {
-                if let decoded = try HTTPParsing.decodeChunked(rest[...], limit: context.limits.maxBodyBytes) {
-                    return (head, decoded.body)
-                }
-                guard rest.count <= context.limits.maxBodyBytes + 64 * 1024 else {
-                    throw HTTPError(status: 413, reason: "request body too large")
-                }
-                guard try receive(into: &rest, deadline: deadline) else {
-                    throw HTTPError.badRequest("connection closed inside the request body")
-                }
-            }
+        guard headBytes <= limits.maxHeadBytes else {
+            throw HTTPError(status: 431, reason: "request head too large")
         }
+        let path = try Self.checkedPath(request.target.path(percentEncoded: true))
+        let query = request.target.query(percentEncoded: true)
+        guard query.isEmpty || query == "service=git-upload-pack" || query == "service=git-receive-pack" else {
+            throw HTTPError.badRequest("unexpected query")
+        }
+        let isPush = query == "service=git-receive-pack" || path.hasSuffix("/git-receive-pack")
+        if isPush {
+            try authorizePush(request)
+            try await createRepositoryIfMissing(path)
+        }
+        let body = try await readBody(request)
+        let output = try await runBackend(request, path: path, query: query, body: body, push: isPush)
+        guard let response = CGIResponse.parse(output) else {
+            throw HTTPError(status: 500, reason: "malformed backend response")
+        }
+        var headers = HTTPHeaders()
+        for (name, value) in response.headers
+        where !["content-length", "connection", "transfer-encoding"].contains(name.lowercased()) {
+            headers[HTTPHeader(name)] = value
+        }
+        return HTTPResponse(
+            statusCode: HTTPStatusCode(response.status, phrase: response.reason), headers: headers,
+            body: Data(response.body))
     }
 
-    /// Only paths below the served root, made of ordinary characters; the query only as git sends it.
-    private func checkPath(_ head: HTTPRequestHead) throws {
-        let components = head.path.split(separator: "/", omittingEmptySubsequences: false).dropFirst()
-        let ordinary = head.path.unicodeScalars.allSatisfy {
+    /// Only paths below the served root, made of ordinary characters (no percent-encoding, no dot segments).
+    static func checkedPath(_ path: String) throws -> String {
+        let ordinary = path.unicodeScalars.allSatisfy {
             switch $0 {
             case "a"..."z", "A"..."Z", "0"..."9", "/", ".", "_", "-", "+", "~": true
             default: false
             }
         }
-        guard ordinary, !components.isEmpty,
-            components.allSatisfy({ !$0.isEmpty && $0 != "." && $0 != ".." && !$0.hasPrefix(".") || $0 == ".git" })
+        let components = path.split(separator: "/", omittingEmptySubsequences: false).dropFirst()
+        guard path.hasPrefix("/"), ordinary, !components.isEmpty,
+            components.allSatisfy({ (!$0.isEmpty && !$0.hasPrefix(".")) || $0 == ".git" })
         else {
             throw HTTPError(status: 404, reason: "not found")
         }
-        let query = head.query
-        guard query.isEmpty || query == "service=git-upload-pack" || query == "service=git-receive-pack" else {
-            throw HTTPError.badRequest("unexpected query")
+        return path
+    }
+
+    private func authorizePush(_ request: HTTPRequest) throws {
+        guard let pushToken else { throw HTTPError(status: 403, reason: "pushes are not accepted by this server") }
+        guard let authorization = request.headers[.authorization], authorization.hasPrefix("Basic "),
+            let decoded = Data(base64Encoded: String(authorization.dropFirst(6))),
+            let colon = decoded.firstIndex(of: UInt8(ascii: ":"))
+        else { throw HTTPError(status: 401, reason: "a push needs credentials") }
+        let password = Array(decoded[decoded.index(after: colon)...])
+        guard Self.constantTimeEqual(password, Array(pushToken.utf8)) else {
+            throw HTTPError(status: 401, reason: "wrong push credentials")
         }
     }
 
-    /// Reads more bytes. Returns false at end of stream.
-    private func receive(into buffer: inout [UInt8], deadline: ContinuousClock.Instant) throws -> Bool {
-        var chunk = [UInt8](repeating: 0, count: 64 * 1024)
-        while true {
-            guard ContinuousClock.now < deadline else { throw HTTPError(status: 408, reason: "request timeout") }
-            let count = chunk.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, 0) }
-            if count > 0 {
-                buffer.append(contentsOf: chunk[..<count])
-                return true
+    static func constantTimeEqual(_ left: [UInt8], _ right: [UInt8]) -> Bool {
+        var difference = UInt8(left.count == right.count ? 0 : 1)
+        for index in 0..<max(left.count, right.count) {
+            let a = index < left.count ? left[index] : 0
+            let b = index < right.count ? right[index] : 0
+            difference |= a ^ b
+        }
+        return difference == 0
+    }
+
+    /// An authorized first push to `.../NAME.git` creates that bare repository, as hosted git servers do.
+    private func createRepositoryIfMissing(_ path: String) async throws {
+        var repository = path
+        for suffix in ["/info/refs", "/git-receive-pack"] where repository.hasSuffix(suffix) {
+            repository.removeLast(suffix.count)
+        }
+        let directory = root + repository
+        guard repository.hasSuffix(".git"), !FileManager.default.fileExists(atPath: directory) else { return }
+        try? SecureFile.createDirectory(directory)
+        let result = try? await ProcessRunner().run(
+            "git", ["init", "-q", "--bare", "-b", GitRepository.branch, directory], timeout: .seconds(30))
+        guard result?.succeeded == true else {
+            throw HTTPError(status: 500, reason: "cannot create the repository")
+        }
+    }
+
+    private func readBody(_ request: HTTPRequest) async throws -> [UInt8] {
+        if let length = request.headers[.contentLength].flatMap(Int.init), length > limits.maxBodyBytes {
+            throw HTTPError(status: 413, reason: "request body too large")
+        }
+        var body: [UInt8] = []
+        do {
+            for try await chunk in request.bodySequence {
+                body.append(contentsOf: chunk)
+                guard body.count <= limits.maxBodyBytes else {
+                    throw HTTPError(status: 413, reason: "request body too large")
+                }
             }
-            if count == 0 { return false }
-            if errno == EINTR || errno == EAGAIN || errno == EWOULDBLOCK { continue }
-            throw HTTPError.badRequest("receive failed")
+        } catch let error as HTTPError {
+            throw error
+        } catch {
+            throw HTTPError.badRequest("unreadable request body")
         }
+        return body
     }
 
-    // MARK: - Backend
-
-    private func runBackend(_ head: HTTPRequestHead, body: [UInt8]) throws -> [UInt8] {
+    private func runBackend(_ request: HTTPRequest, path: String, query: String, body: [UInt8], push: Bool)
+        async throws -> [UInt8]
+    {
         guard let git = ProcessRunner.locate("git") else { throw HTTPError(status: 500, reason: "git not found") }
         let inherited = ProcessInfo.processInfo.environment
         var environment: [String: String] = [
             "PATH": inherited["PATH"] ?? "/usr/local/bin:/usr/bin:/bin",
-            "GIT_PROJECT_ROOT": context.root,
+            "GIT_PROJECT_ROOT": root,
             "GIT_HTTP_EXPORT_ALL": "1",
             "GATEWAY_INTERFACE": "CGI/1.1",
-            "SERVER_PROTOCOL": head.version,
+            "SERVER_PROTOCOL": request.version.rawValue,
             "SERVER_SOFTWARE": "shoal",
-            "REQUEST_METHOD": head.method,
-            "PATH_INFO": head.path,
-            "QUERY_STRING": head.query,
-            "CONTENT_TYPE": head.header("Content-Type") ?? "",
+            "REQUEST_METHOD": request.method.rawValue,
+            "PATH_INFO": path,
+            "QUERY_STRING": query,
+            "CONTENT_TYPE": request.headers[.contentType] ?? "",
             "CONTENT_LENGTH": String(body.count),
-            "REMOTE_ADDR": peer,
-            // No user: git http-backend then refuses receive-pack, so nobody can push.
-            "REMOTE_USER": "",
-            "HTTP_CONTENT_ENCODING": head.header("Content-Encoding") ?? "",
-            "HTTP_GIT_PROTOCOL": head.header("Git-Protocol") ?? "",
+            "REMOTE_ADDR": request.remoteIPAddress ?? "",
+            "HTTP_CONTENT_ENCODING": request.headers[HTTPHeader("Content-Encoding")] ?? "",
+            "HTTP_GIT_PROTOCOL": request.headers[HTTPHeader("Git-Protocol")] ?? "",
             "GIT_CONFIG_NOSYSTEM": "1",
+            // Receive-pack only for an authorized push; a push into a checked-out branch updates its work tree.
+            "GIT_CONFIG_COUNT": "2",
+            "GIT_CONFIG_KEY_0": "http.receivepack",
+            "GIT_CONFIG_VALUE_0": push ? "true" : "false",
+            "GIT_CONFIG_KEY_1": "receive.denyCurrentBranch",
+            "GIT_CONFIG_VALUE_1": "updateInstead",
         ]
+        if push { environment["REMOTE_USER"] = "shoal" }
         if let home = inherited["HOME"] { environment["HOME"] = home }
-        let result = try BinaryProcess.run(
-            git, ["http-backend"], environment: environment, input: body, timeout: context.limits.backendTimeout)
+        let timeout = limits.backendTimeout
+        let settings = environment
+        let result = try await withCheckedThrowingContinuation { continuation in
+            // The backend blocks on pipes: a thread of its own keeps it off the concurrency pool.
+            Thread.detachNewThread {
+                continuation.resume(
+                    with: Result {
+                        try BinaryProcess.run(
+                            git, ["http-backend"], environment: settings, input: body, timeout: timeout)
+                    })
+            }
+        }
         guard !result.timedOut else { throw HTTPError(status: 500, reason: "git http-backend timed out") }
         guard !result.output.isEmpty else { throw HTTPError(status: 500, reason: "git http-backend failed") }
         return result.output
     }
 
-    // MARK: - Response
-
-    private func respond(status: Int, reason: String, headers: [(String, String)], body: ArraySlice<UInt8>) {
-        var head = "HTTP/1.1 \(status) \(reason)\r\n"
-        for (name, value) in headers { head += "\(name): \(value)\r\n" }
-        head += "Content-Length: \(body.count)\r\nConnection: close\r\n\r\n"
-        sendAll(Array(head.utf8)[...])
-        sendAll(body)
-    }
-
-    private func sendAll(_ bytes: ArraySlice<UInt8>) {
-        var offset = bytes.startIndex
-        while offset < bytes.endIndex {
-            let sent = bytes[offset...].withUnsafeBytes { send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
-            if sent < 0 && errno == EINTR { continue }
-            guard sent > 0 else { return }
-            offset += sent
+    static func reasonPhrase(_ status: Int) -> String {
+        switch status {
+        case 400: "Bad Request"
+        case 401: "Unauthorized"
+        case 403: "Forbidden"
+        case 404: "Not Found"
+        case 405: "Method Not Allowed"
+        case 413: "Content Too Large"
+        case 431: "Request Header Fields Too Large"
+        case 500: "Internal Server Error"
+        case 505: "HTTP Version Not Supported"
+        default: "Status \(status)"
         }
     }
 }
 
+/// The output of a CGI program: headers (a `Status` among them), a blank line, the body (RFC 3875 section 6).
+/// FlyingFox has no CGI support, so this small part is shoal's own.
+enum CGIResponse {
+    static func parse(_ output: [UInt8]) -> (
+        status: Int, reason: String, headers: [(String, String)], body: ArraySlice<UInt8>
+    )? {
+        var end: (headers: Int, body: Int)?
+        var index = 0
+        while index < output.count {
+            if output[index] == 10 {
+                if index + 1 < output.count && output[index + 1] == 10 {
+                    end = (index, index + 2)
+                    break
+                }
+                if index + 2 < output.count && output[index + 1] == 13 && output[index + 2] == 10 {
+                    end = (index, index + 3)
+                    break
+                }
+            }
+            index += 1
+        }
+        guard let end else { return nil }
+        var status = 200
+        var reason = "OK"
+        var headers: [(String, String)] = []
+        // Split bytes, not Characters: "\r\n" is a single Character in Swift.
+        for rawLine in output[..<end.headers].split(separator: 10) {
+            let bytes = rawLine.last == 13 ? rawLine.dropLast() : rawLine[...]
+            guard !bytes.contains(where: { $0 < 32 && $0 != 9 }) else { return nil }
+            let line = String(decoding: bytes, as: UTF8.self)
+            guard let colon = line.firstIndex(of: ":") else { return nil }
+            let name = String(line[..<colon])
+            let value = line[line.index(after: colon)...].trimmingCharacters(in: [" ", "\t"])
+            guard !name.isEmpty, name.unicodeScalars.allSatisfy(isTokenCharacter) else { return nil }
+            if name.lowercased() == "status" {
+                let pieces = value.split(separator: " ", maxSplits: 1)
+                guard let first = pieces.first, let code = Int(first), (100...599).contains(code) else { return nil }
+                status = code
+                reason = pieces.count > 1 ? String(pieces[1]) : GitBackendHandler.reasonPhrase(code)
+            } else {
+                headers.append((name, value))
+            }
+        }
+        return (status, reason, headers, output[end.body...])
+    }
+
+    private static func isTokenCharacter(_ scalar: Unicode.Scalar) -> Bool {
+        switch scalar {
+        case "a"..."z", "A"..."Z", "0"..."9", "!", "#", "$", "%", "&", "'", "*", "+", "-", ".", "^", "_", "`", "|",
+            "~":
+            true
+        default: false
+        }
+    }
+}
+
+/// FlyingFox's log lines, at debug level in swift-log (libraries log at debug).
+struct FlyingFoxLogger: FlyingSocks.Logging {
+    let logger: Logger
+
+    func logDebug(_ debug: @autoclosure () -> String) { logger.debug("flyingfox", metadata: ["text": "\(debug())"]) }
+    func logInfo(_ info: @autoclosure () -> String) { logger.debug("flyingfox", metadata: ["text": "\(info())"]) }
+    func logWarning(_ warning: @autoclosure () -> String) {
+        logger.debug("flyingfox", metadata: ["text": "\(warning())"])
+    }
+    func logError(_ error: @autoclosure () -> String) { logger.debug("flyingfox", metadata: ["text": "\(error())"]) }
+    func logCritical(_ critical: @autoclosure () -> String) {
+        logger.debug("flyingfox", metadata: ["text": "\(critical())"])
+    }
+}
+
 /// Runs a program with binary standard input and output and a timeout. `ProcessRunner` carries output as text,
-/// which would corrupt pack data.
+/// which would corrupt pack data; this small helper stays here until it offers bytes in and out.
 enum BinaryProcess {
     struct Result {
         var status: Int32
@@ -530,7 +551,7 @@ enum BinaryProcess {
             inputDone.signal()
         }
         var timedOut = false
-        let seconds = Double(timeout.milliseconds) / 1000
+        let seconds = Double(timeout.components.seconds)
         if exited.wait(timeout: .now() + seconds) == .timedOut {
             timedOut = true
             process.terminate()
@@ -561,5 +582,31 @@ enum BinaryProcess {
             done.wait()
             return [UInt8](data)
         }
+    }
+}
+
+/// `GitHTTPServer` as a long-running service: serves from `run()` until graceful shutdown (SIGTERM or SIGINT in
+/// `shoal gitops serve`), then lets requests in progress finish for up to `grace`.
+public struct GitHTTPService: Service {
+    public let server: GitHTTPServer
+    public var grace: Duration
+    private let onListening: @Sendable (Int) -> Void
+
+    /// - Parameters:
+    ///   - server: the server to run.
+    ///   - grace: how long requests in progress may take after shutdown was asked for.
+    ///   - onListening: called once with the bound port.
+    public init(server: GitHTTPServer, grace: Duration = .seconds(5), onListening: @escaping @Sendable (Int) -> Void) {
+        self.server = server
+        self.grace = grace
+        self.onListening = onListening
+    }
+
+    public func run() async throws {
+        let port = try await server.start()
+        onListening(port)
+        // Returns on graceful shutdown; throws when the task is cancelled, which stops the server just the same.
+        try? await gracefulShutdown()
+        await server.stop(grace: grace)
     }
 }

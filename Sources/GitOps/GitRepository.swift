@@ -129,8 +129,49 @@ public struct GitRepository: Sendable {
         try await git(["push", "-q", "--", url, "HEAD:refs/heads/\(branch)"], timeout: .seconds(120))
     }
 
+    /// Pushes HEAD to `main` of a smart-HTTP server that wants HTTP Basic credentials (the in-cluster git server,
+    /// `shoal gitops serve`). The credentials travel in git's environment, never on its command line or in a URL
+    /// that a log could show.
+    /// - Parameters:
+    ///   - url: the repository's `http://` URL, without credentials.
+    ///   - user: the HTTP user.
+    ///   - password: the HTTP password.
+    /// - Throws: `ShoalError(.commandFailed)` with git's message when the push is refused or the server is down.
+    public func push(to url: String, user: String, password: String) async throws {
+        guard url.hasPrefix("http://") || url.hasPrefix("https://") else {
+            throw ShoalError(.invalidInput, "invalid git server URL '\(url.prefix(200))': use http:// or https://")
+        }
+        let credential = Data("\(user):\(password)".utf8).base64EncodedString()
+        try await git(
+            ["push", "-q", "--", url, "HEAD:refs/heads/\(GitRepository.branch)"], timeout: .seconds(120),
+            environment: [
+                "GIT_CONFIG_COUNT": "1", "GIT_CONFIG_KEY_0": "http.extraHeader",
+                "GIT_CONFIG_VALUE_0": "Authorization: Basic \(credential)",
+            ])
+    }
+
+    /// Every branch and HEAD as a git bundle (what the simulated cluster's git server holds).
+    /// - Returns: the bundle's bytes and the commit HEAD points at.
+    /// - Throws: `ShoalError(.commandFailed)` when git fails, `.invalidInput` before the first commit.
+    public func bundle() async throws -> (data: Data, head: String) {
+        guard let head = try await head() else {
+            throw ShoalError(.invalidInput, "the repository \(path) has no commit to hand to the git server")
+        }
+        let scratch = FileManager.default.temporaryDirectory
+            .appendingPathComponent("shoal-bundle-\(UUID().uuidString).bundle").path
+        defer { try? FileManager.default.removeItem(atPath: scratch) }
+        try await git(["bundle", "create", "-q", scratch, "HEAD", GitRepository.branch])
+        guard let data = FileManager.default.contents(atPath: scratch) else {
+            throw ShoalError(.io, "git bundle wrote nothing for \(path)")
+        }
+        return (data, head)
+    }
+
     @discardableResult
-    func git(_ arguments: [String], allowFailure: Bool = false, timeout: Duration = .seconds(60)) async throws
+    func git(
+        _ arguments: [String], allowFailure: Bool = false, timeout: Duration = .seconds(60),
+        environment extra: [String: String] = [:]
+    ) async throws
         -> ProcessResult
     {
         let settings = [
@@ -141,7 +182,7 @@ public struct GitRepository: Sendable {
             "GIT_AUTHOR_NAME": authorName, "GIT_AUTHOR_EMAIL": authorEmail,
             "GIT_COMMITTER_NAME": authorName, "GIT_COMMITTER_EMAIL": authorEmail,
             "GIT_TERMINAL_PROMPT": "0", "LC_ALL": "C",
-        ]
+        ].merging(extra) { $1 }
         let result = try await runner.run(
             "git", settings + arguments, workingDirectory: path, environment: environment, timeout: timeout)
         if !allowFailure && !result.succeeded { throw failure(arguments, result) }

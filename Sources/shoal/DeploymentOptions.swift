@@ -17,8 +17,10 @@ struct DeploymentOptions: ParsableArguments {
     var gitopsRemote: String?
     @Option(help: "Where the monitoring agent serves the GitOps repository, host:port (real mode default 0.0.0.0:0).")
     var gitopsListen: String?
-    @Option(help: "Host name or address the cluster reaches the served repository at (default: per target).")
+    @Option(help: "Serve the GitOps repository from the monitoring agent at this host name or address (default: the in-cluster git server).")
     var gitopsAdvertise: String?
+    @Option(help: "Base URL to push to the in-cluster git server through (default: the first node, NodePort 30418).")
+    var gitopsPushURL: String?
     @Option(help: "Bound of each wait of a real deployment (nodes Ready, rollouts, Applications Synced), e.g. 5m.")
     var waitTimeout = "5m"
     @Flag(help: "Add the cluster to your kubeconfig ($KUBECONFIG's first file, else ~/.kube/config) as shoal-WORKFLOW.")
@@ -34,6 +36,12 @@ struct DeploymentOptions: ParsableArguments {
             } catch let error as ShoalError {
                 throw ValidationError(error.message)
             }
+        }
+        do {
+            try gitopsAdvertise.map(GitOpsAddresses.validateAdvertise)
+            try gitopsPushURL.map(GitOpsAddresses.validatePushURL)
+        } catch let error as ShoalError {
+            throw ValidationError(error.message)
         }
         if argocdManifest != nil && !argocd {
             throw ValidationError("--argocd-manifest needs Argo CD; drop --no-argocd or the manifest")
@@ -65,11 +73,13 @@ struct DeploymentOptions: ParsableArguments {
     /// The extra arguments of the embedded monitoring agent.
     func monitoringAgentArguments(realDeployment: Bool) -> [String] {
         var arguments: [String] = []
-        // A real cluster cannot reach 127.0.0.1 of this machine: serve on every interface (read-only, no secrets).
-        if let listen = gitopsListen ?? (realDeployment ? "0.0.0.0:0" : nil) {
+        // A real cluster cannot reach 127.0.0.1 of this machine: a repository served from here (--gitops-advertise)
+        // listens on every interface (read-only, no secrets).
+        if let listen = gitopsListen ?? (realDeployment && gitopsAdvertise != nil ? "0.0.0.0:0" : nil) {
             arguments += ["--gitops-listen", listen]
         }
         if let advertise = gitopsAdvertise { arguments += ["--gitops-advertise", advertise] }
+        if let pushURL = gitopsPushURL { arguments += ["--gitops-push-url", pushURL] }
         return arguments
     }
 

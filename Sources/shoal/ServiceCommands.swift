@@ -105,8 +105,10 @@ struct AgentCommand: AsyncParsableCommand {
     var workDir = "output"
     @Option(help: "Address the GitOps repository is served on (monitoring role), host:port.")
     var gitopsListen = "127.0.0.1:0"
-    @Option(help: "Host name or address the cluster uses to reach the served GitOps repository.")
+    @Option(help: "Serve the GitOps repositories from this agent at this host name or address (default: push them to the in-cluster git server).")
     var gitopsAdvertise: String?
+    @Option(help: "Base URL to push to the in-cluster git server through, e.g. http://127.0.0.1:8080 (monitoring role).")
+    var gitopsPushURL: String?
     @Option(help: "Directory for the agent's idempotency record, so a restarted agent with the same --id never runs a step twice.")
     var stateDir: String?
     @Flag(help: "Exit when the parent process exits (used by `shoal create`).") var exitWithParent = false
@@ -123,6 +125,12 @@ struct AgentCommand: AsyncParsableCommand {
             throw ValidationError("--id must be 1-64 letters, digits, '.', '_' or '-', starting with a letter or digit")
         }
         guard (1...64).contains(capacity) else { throw ValidationError("--capacity must be between 1 and 64") }
+        do {
+            try gitopsAdvertise.map(GitOpsAddresses.validateAdvertise)
+            try gitopsPushURL.map(GitOpsAddresses.validatePushURL)
+        } catch let error as ShoalError {
+            throw ValidationError(error.message)
+        }
         guard coordinator.hasPrefix("tcp://") || coordinator.hasPrefix("ipc://") || coordinator.hasPrefix("inproc://")
         else { throw ValidationError("--coordinator must be an endpoint such as tcp://host:7401") }
     }
@@ -139,6 +147,7 @@ struct AgentCommand: AsyncParsableCommand {
         var options = AgentOptions(workDirectory: workDir)
         options.gitopsListen = gitopsListen
         options.gitopsAdvertise = gitopsAdvertise
+        options.gitopsPushURL = gitopsPushURL
         do {
             let handler = try AgentHandlers.make(role: role, options: options, logger: logger)
             let service = AgentService(configuration: configuration, handler: handler, logger: logger)

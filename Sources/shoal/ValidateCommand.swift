@@ -43,9 +43,10 @@ struct ValidateCommand: AsyncParsableCommand {
         abstract: "Run the health checks again on a workflow's cluster and print the report and score.",
         discussion: """
             Real deployments are checked with kubectl and the workflow's kubeconfig. Demo runs are checked against \
-            the simulated cluster's saved state, whose Argo CD reads the GitOps repository in OUTPUT/gitops/WORKFLOW \
-            at HEAD: commit a change there and validate again to see what Argo CD would make of it. Exits 0 when \
-            every check passes, 1 otherwise.
+            the simulated cluster's saved state, whose Argo CD syncs from the modelled in-cluster git server in that \
+            state whenever it holds a new commit: commit a change in OUTPUT/gitops/WORKFLOW, `shoal gitops push \
+            WORKFLOW`, and validate again to see what Argo CD makes of it. Exits 0 when every check passes, 1 \
+            otherwise.
             """)
 
     @Argument(help: "The workflow id.") var workflow: String

@@ -237,14 +237,15 @@ import Testing
         guard requireTool("git") else { return }
         let standIns = try StandIns()
         defer { standIns.delete() }
-        let handler = try MonitoringHandler(
-            options: standIns.options(workDirectory: temporaryDirectory()), logger: Logger(label: "test"))
+        var options = standIns.options(workDirectory: temporaryDirectory())
+        options.gitopsAdvertise = "127.0.0.1"
+        let handler = try MonitoringHandler(options: options, logger: Logger(label: "test"))
         let error = await #expect(throws: ShoalError.self) {
             try await handler.run(
                 stepContext(
                     "monitoring", role: .monitoring, request: realRequest(), artifacts: [try kubeconfigArtifact()]))
         }
-        #expect(error?.message.contains("--gitops-listen 0.0.0.0:PORT") == true)
+        #expect(error?.message.contains("names this host only") == true)
         #expect(standIns.kubectlCalls().isEmpty)
     }
 
@@ -283,12 +284,10 @@ import Testing
         }
         var request = realRequest(target: .docker)
         request.nodes = 2
-        // By default the docker target advertises host.k3d.internal.
+        // By default the repository goes to the in-cluster git server; an advertised host serves it itself.
         let plain = try MonitoringHandler(options: standIns.options(workDirectory: work), logger: Logger(label: "test"))
-        #expect(plain.advertisedHost(for: request) == "host.k3d.internal")
-        #expect(plain.advertisedHost(for: realRequest(target: .local)) != "host.k3d.internal")
+        #expect(plain.source(for: request) == .inCluster)
 
-        // Tests listen on loopback only, so the name is advertised explicitly here.
         var options = standIns.options(workDirectory: work)
         options.gitopsAdvertise = "host.k3d.internal"
         let handler = try MonitoringHandler(options: options, logger: Logger(label: "test"))

@@ -42,10 +42,12 @@ func statusLine(_ response: String) -> String {
 }
 
 @Suite struct GitHTTPServerTests {
+    static let token = "push-token-0123456789abcdef"
+
     /// A served root holding one committed GitOps repository at `gitops/lab`.
-    func withServedRepository(_ body: (GitHTTPServer, GitRepository, String, ProcessRunner) async throws -> Void)
-        async throws
-    {
+    func withServedRepository(
+        pushToken: String? = nil, _ body: (GitHTTPServer, GitRepository, String, ProcessRunner) async throws -> Void
+    ) async throws {
         guard Tools.available("git", install: "apt-get install -y git") else { return }
         let home = try makeTemporaryDirectory()
         defer { removeDirectory(home) }
@@ -54,11 +56,38 @@ func statusLine(_ response: String) -> String {
         try await repository.initialize()
         try repository.write(gitOpsFiles().files)
         _ = try await repository.commitAll(message: "Monitoring stack")
-        let server = try GitHTTPServer(root: "\(home)/served")
-        let port = try server.start()
+        let server = try GitHTTPServer(root: "\(home)/served", pushToken: pushToken)
+        let port = try await server.start()
         #expect(port > 0)
-        defer { server.stop() }
-        try await body(server, repository, home, runner)
+        do {
+            try await body(server, repository, home, runner)
+        } catch {
+            await server.stop()
+            throw error
+        }
+        await server.stop()
+    }
+
+    /// A clone of `url` with one more commit in it.
+    func cloneWithCommit(_ url: String, into clone: String, runner: ProcessRunner, file: String = "extra.yaml")
+        async throws
+    {
+        let cloned = try await runner.run("git", ["clone", "-q", url, clone], timeout: .seconds(60))
+        try #require(cloned.succeeded, "\(cloned.standardError)")
+        try SecureFile.write("apiVersion: v1\nkind: ConfigMap\nmetadata: {name: extra}\n", to: "\(clone)/\(file)")
+        _ = try await runner.run("git", ["-C", clone, "add", "-A"])
+        let committed = try await runner.run(
+            "git", ["-C", clone, "-c", "user.name=x", "-c", "user.email=x@y", "commit", "-q", "-m", "extra"])
+        try #require(committed.succeeded, "\(committed.standardError)")
+    }
+
+    /// git with HTTP Basic credentials in its environment.
+    func withCredentials(_ password: String) -> [String: String] {
+        let encoded = Data("shoal:\(password)".utf8).base64EncodedString()
+        return [
+            "GIT_CONFIG_COUNT": "1", "GIT_CONFIG_KEY_0": "http.extraHeader",
+            "GIT_CONFIG_VALUE_0": "Authorization: Basic \(encoded)",
+        ]
     }
 
     @Test func aRealGitCloneOfTheServedURLGetsHEADsManifests() async throws {
@@ -93,70 +122,123 @@ func statusLine(_ response: String) -> String {
         }
     }
 
-    @Test func pushesAreRefused() async throws {
+    @Test func withoutATokenPushesAreRefused() async throws {
         try await withServedRepository { server, repository, home, runner in
             let url = try #require(server.url(repository: "gitops/lab"))
             let clone = "\(home)/clone"
-            _ = try await runner.run("git", ["clone", "-q", url, clone], timeout: .seconds(60))
-            try SecureFile.write("x", to: "\(clone)/evil.yaml")
-            _ = try await runner.run("git", ["-C", clone, "add", "-A"])
-            _ = try await runner.run(
-                "git", ["-C", clone, "-c", "user.name=x", "-c", "user.email=x@y", "commit", "-q", "-m", "evil"])
+            try await cloneWithCommit(url, into: clone, runner: runner, file: "evil.yaml")
             let push = try await runner.run(
-                "git", ["-C", clone, "push", "-q", "origin", "HEAD:main"], timeout: .seconds(60))
+                "git", ["-C", clone, "push", "-q", "origin", "HEAD:main"], environment: withCredentials(Self.token),
+                timeout: .seconds(60))
             #expect(!push.succeeded)
+            #expect(push.standardError.contains("403"), "\(push.standardError)")
             #expect(!FileManager.default.fileExists(atPath: "\(repository.path)/evil.yaml"))
             let log = try await repository.git(["rev-list", "--count", "HEAD"]).standardOutput
             #expect(log.trimmingCharacters(in: .whitespacesAndNewlines) == "1")
         }
     }
 
-    @Test func badRequestsGetAnErrorStatusAndTheServerKeepsServing() async throws {
+    @Test func aPushWithTheTokenUpdatesTheServedRepositoryAndAWrongOneIsRefused() async throws {
+        try await withServedRepository(pushToken: Self.token) { server, repository, home, runner in
+            let url = try #require(server.url(repository: "gitops/lab"))
+            let clone = "\(home)/clone"
+            try await cloneWithCommit(url, into: clone, runner: runner)
+            let anonymous = try await runner.run(
+                "git", ["-C", clone, "push", "-q", "origin", "HEAD:main"], timeout: .seconds(60))
+            #expect(!anonymous.succeeded)
+            let wrong = try await runner.run(
+                "git", ["-C", clone, "push", "-q", "origin", "HEAD:main"],
+                environment: withCredentials("not-the-token-0123456789"), timeout: .seconds(60))
+            #expect(!wrong.succeeded)
+            #expect(!FileManager.default.fileExists(atPath: "\(repository.path)/extra.yaml"))
+
+            let pushed = try await runner.run(
+                "git", ["-C", clone, "push", "-q", "origin", "HEAD:main"], environment: withCredentials(Self.token),
+                timeout: .seconds(60))
+            #expect(pushed.succeeded, "\(pushed.standardError)")
+            let local = try await runner.run("git", ["-C", clone, "rev-parse", "HEAD"])
+            #expect(try await repository.head() == local.standardOutput.trimmingCharacters(in: .whitespacesAndNewlines))
+            // The served work tree follows the push, so the host's copy is what the cluster syncs.
+            #expect(FileManager.default.fileExists(atPath: "\(repository.path)/extra.yaml"))
+
+            // A first push to a new `.git` path creates it; a clone then reads it back.
+            let created = "http://127.0.0.1:\(server.port!)/shoal/new.git"
+            let first = try await runner.run(
+                "git", ["-C", clone, "push", "-q", created, "HEAD:refs/heads/main"],
+                environment: withCredentials(Self.token), timeout: .seconds(60))
+            #expect(first.succeeded, "\(first.standardError)")
+            let back = try await runner.run("git", ["clone", "-q", created, "\(home)/back"], timeout: .seconds(60))
+            #expect(back.succeeded, "\(back.standardError)")
+            #expect(FileManager.default.fileExists(atPath: "\(home)/back/extra.yaml"))
+            // Without credentials nothing is created.
+            let refused = try await runner.run(
+                "git", ["-C", clone, "push", "-q", "http://127.0.0.1:\(server.port!)/shoal/other.git", "HEAD:main"],
+                timeout: .seconds(60))
+            #expect(!refused.succeeded)
+            #expect(!FileManager.default.fileExists(atPath: "\(home)/served/shoal/other.git"))
+        }
+    }
+
+    @Test func aPushThroughGitRepositoryCarriesTheTokenOutsideItsArguments() async throws {
+        try await withServedRepository(pushToken: Self.token) { server, _, home, runner in
+            let source = GitRepository(path: "\(home)/source", runner: runner)
+            try await source.initialize()
+            try source.write([ManifestFile(path: "a.yaml", contents: "a: 1\n")])
+            let commit = try await source.commitAll(message: "a")
+            let url = "http://127.0.0.1:\(server.port!)/shoal/lab.git"
+            try await source.push(to: url, user: "shoal", password: Self.token)
+            let remote = try await runner.run("git", ["ls-remote", url, "main"])
+            #expect(remote.standardOutput.hasPrefix(commit.sha))
+            await #expect(throws: ShoalError.self) {
+                try await source.push(to: url, user: "shoal", password: "wrong-password-0123456789")
+            }
+        }
+    }
+
+    @Test func badRequestsGetAnErrorOrAClosedConnectionAndTheServerKeepsServing() async throws {
         try await withServedRepository { server, _, _, _ in
             let port = try #require(server.port)
-            let cases: [(String, [UInt8])] = [
-                ("400", Array("garbage\r\n\r\n".utf8)),
-                ("400", Array("GET /gitops/lab/info/refs HTTP/1.1\r\nno colon here\r\n\r\n".utf8)),
-                ("400", Array("GET relative HTTP/1.1\r\n\r\n".utf8)),
-                ("400", [0x16, 0x03, 0x01, 0x00, 0xff, 0x0d, 0x0a, 0x0d, 0x0a]),
-                ("505", Array("GET / HTTP/2.0\r\n\r\n".utf8)),
-                ("405", Array("DELETE /gitops/lab HTTP/1.1\r\n\r\n".utf8)),
-                ("404", Array("GET /../../etc/passwd HTTP/1.1\r\n\r\n".utf8)),
-                ("404", Array("GET /gitops/%2e%2e/%2e%2e/etc/passwd HTTP/1.1\r\n\r\n".utf8)),
-                ("404", Array("GET /gitops/missing/info/refs?service=git-upload-pack HTTP/1.1\r\n\r\n".utf8)),
-                ("400", Array("GET /gitops/lab/info/refs?service=x;rm HTTP/1.1\r\n\r\n".utf8)),
-                ("400", Array("POST /gitops/lab/git-upload-pack HTTP/1.1\r\nContent-Length: -5\r\n\r\n".utf8)),
-                (
-                    "400",
-                    Array(
-                        ("POST /gitops/lab/git-upload-pack HTTP/1.1\r\nContent-Length: 5\r\n"
-                            + "Transfer-Encoding: chunked\r\n\r\n").utf8)
-                ),
-                (
-                    "413",
-                    Array("POST /gitops/lab/git-upload-pack HTTP/1.1\r\nContent-Length: 999999999999\r\n\r\n".utf8)
-                ),
-                (
-                    "400",
-                    Array("POST /gitops/lab/git-upload-pack HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n".utf8)
-                ),
-                ("501", Array("POST /gitops/lab/git-upload-pack HTTP/1.1\r\nTransfer-Encoding: gzip\r\n\r\n".utf8)),
-                ("431", Array(("GET / HTTP/1.1\r\nX: " + String(repeating: "a", count: 20000) + "\r\n\r\n").utf8)),
-                // The client gives up half-way through the body.
-                ("400", Array("POST /gitops/lab/git-upload-pack HTTP/1.1\r\nContent-Length: 100\r\n\r\nshort".utf8)),
-                ("400", Array("GET /gitops/lab/info/refs HTTP/1.1\r\nHost: x".utf8)),
+            let host = "Host: 127.0.0.1\r\n"
+            let post = "POST /gitops/lab/git-upload-pack HTTP/1.1\r\n" + host
+            let get = "GET /gitops/lab/info/refs?service="
+            let longHeader = "GET / HTTP/1.1\r\n" + host + "X: " + String(repeating: "a", count: 20000) + "\r\n\r\n"
+            let cases: [(String?, String)] = [
+                // No Host header: refused even for a good path.
+                ("400", get + "git-upload-pack HTTP/1.1\r\n\r\n"),
+                ("400", get + "git-upload-pack HTTP/1.1\r\nHost: \r\n\r\n"),
+                ("405", "DELETE /gitops/lab HTTP/1.1\r\n" + host + "\r\n"),
+                ("404", "GET /../../etc/passwd HTTP/1.1\r\n" + host + "\r\n"),
+                ("404", "GET /gitops/%2e%2e/%2e%2e/etc/passwd HTTP/1.1\r\n" + host + "\r\n"),
+                ("404", "GET /gitops/.git/config HTTP/1.1\r\n" + host + "\r\n"),
+                ("404", "GET /gitops/missing/info/refs?service=git-upload-pack HTTP/1.1\r\n" + host + "\r\n"),
+                ("400", get + "x;rm HTTP/1.1\r\n" + host + "\r\n"),
+                ("403", get + "git-receive-pack HTTP/1.1\r\n" + host + "\r\n"),
+                ("413", post + "Content-Length: 999999999\r\n\r\n"),
+                ("431", longHeader),
+                // Framing FlyingFox cannot read closes the connection (nil: no status line at all is fine too).
+                (nil, "garbage\r\n\r\n"),
+                (nil, post + "Content-Length: -5\r\n\r\n"),
+                (nil, post + "Content-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n"),
+                (nil, post + "Content-Length: 100\r\n\r\nshort"),
+                // A chunk size with spaces is never read as another size.
+                (nil, post + "Transfer-Encoding: chunked\r\n\r\n1 0\r\n0014command=ls-refs\n0000\r\n0\r\n\r\n"),
+                (nil, post + "Transfer-Encoding: chunked\r\n\r\nzz\r\n"),
             ]
-            for (expected, request) in cases {
+            for (expected, text) in cases {
+                let request = Array(text.utf8)
                 let response = try rawExchange(port: port, request)
-                #expect(
-                    statusLine(response).hasPrefix("HTTP/1.1 \(expected) "),
-                    "\(String(decoding: request.prefix(60), as: UTF8.self).debugDescription) -> \(statusLine(response))"
-                )
-                #expect(response.contains("Connection: close"))
+                let line = statusLine(response)
+                let shown = String(decoding: request.prefix(70), as: UTF8.self).debugDescription
+                if let expected {
+                    #expect(line.hasPrefix("HTTP/1.1 \(expected) "), "\(shown) -> \(line)")
+                } else {
+                    #expect(line.isEmpty || line.hasPrefix("HTTP/1.1 4"), "\(shown) -> \(line)")
+                }
             }
             // Still serving a good request after all of that.
             let good = try rawExchange(
-                port: port, Array("GET /gitops/lab/info/refs?service=git-upload-pack HTTP/1.1\r\nHost: x\r\n\r\n".utf8))
+                port: port,
+                Array("GET /gitops/lab/info/refs?service=git-upload-pack HTTP/1.1\r\n\(host)\r\n".utf8))
             #expect(statusLine(good) == "HTTP/1.1 200 OK")
             #expect(good.contains("application/x-git-upload-pack-advertisement"))
             #expect(good.contains("refs/heads/main"))
@@ -184,8 +266,7 @@ func statusLine(_ response: String) -> String {
             try #require(imported.succeeded, "\(imported.standardError)")
         }
         let server = try GitHTTPServer(root: "\(home)/served")
-        let port = try server.start()
-        defer { server.stop() }
+        let port = try await server.start()
         let cases = [
             ("gzip", 60, "Content-Encoding: gzip", [String]()),
             ("chunked", 1800, "Transfer-Encoding: chunked", ["-c", "http.postBuffer=65520"]),
@@ -203,6 +284,7 @@ func statusLine(_ response: String) -> String {
             let refs = try await runner.run("git", ["--git-dir", clone, "for-each-ref", "--format=%(refname)"])
             #expect(refs.standardOutput.split(separator: "\n").count == branches)
         }
+        await server.stop()
     }
 
     @Test func stopClosesTheListenerAndStartPicksAFreePortEachTime() async throws {
@@ -211,57 +293,60 @@ func statusLine(_ response: String) -> String {
         defer { removeDirectory(root) }
         let first = try GitHTTPServer(root: root)
         let second = try GitHTTPServer(root: root)
-        let a = try first.start()
-        let b = try second.start()
+        let a = try await first.start()
+        let b = try await second.start()
         #expect(a != b)
-        #expect(try first.start() == a)
-        first.stop()
+        #expect(try await first.start() == a)
+        await first.stop()
         #expect(first.port == nil)
-        #expect(throws: (any Error).self) { try rawExchange(port: a, Array("GET / HTTP/1.1\r\n\r\n".utf8)) }
-        #expect(
-            statusLine(try rawExchange(port: b, Array("GET /none/info/refs HTTP/1.1\r\n\r\n".utf8))).contains("404"))
-        second.stop()
-        second.stop()
-        // Dropping the last reference stops the server too.
-        var dropped: GitHTTPServer? = try GitHTTPServer(root: root)
-        let c = try #require(try dropped?.start())
-        dropped = nil
-        // Another test's server may take the freed port at once; retry briefly before judging.
-        var refused = false
-        for _ in 0..<20 where !refused {
-            refused = (try? rawExchange(port: c, Array("GET / HTTP/1.1\r\n\r\n".utf8))) == nil
-            if !refused { try await Task.sleep(for: .milliseconds(100)) }
-        }
-        #expect(refused, "the dropped server no longer listens")
+        #expect(throws: (any Error).self) { try rawExchange(port: a, Array("GET / HTTP/1.1\r\nHost: x\r\n\r\n".utf8)) }
+        let missing = try rawExchange(port: b, Array("GET /none/info/refs HTTP/1.1\r\nHost: x\r\n\r\n".utf8))
+        #expect(statusLine(missing).contains("404"))
+        await second.stop()
+        await second.stop()
         #expect(GitHTTPServer.hostAddresses().allSatisfy { !$0.hasPrefix("127.") && $0.split(separator: ".").count == 4 })
         #expect(throws: ShoalError.self) { try GitHTTPServer(root: "\(root)/missing") }
-        #expect(throws: ShoalError.self) { try GitHTTPServer(root: root, host: "not-an-ip").start() }
+        #expect(throws: ShoalError.self) { try GitHTTPServer(root: root, host: "not-an-ip") }
+        #expect(throws: ShoalError.self) { try GitHTTPServer(root: root, pushToken: "short") }
+        // A port in use is a clear error, not a hang.
+        let third = try GitHTTPServer(root: root, port: b)
+        let taken = try GitHTTPServer(root: root)
+        let held = try await taken.start()
+        let clash = try GitHTTPServer(root: root, port: held)
+        await #expect(throws: ShoalError.self) { try await clash.start() }
+        await taken.stop()
+        _ = third
     }
 }
 
-@Suite struct HTTPParsingTests {
-    @Test func decodesChunkedBodiesAcrossPartialInput() throws {
-        let body = Array("4\r\nwant\r\n6;ext=1\r\n more!\r\n0\r\nTrailer: x\r\n\r\nNEXT".utf8)
-        for cut in 0..<(body.count - 4) {
-            #expect(try HTTPParsing.decodeChunked(body[..<cut], limit: 100) == nil, "cut at \(cut)")
-        }
-        let decoded = try #require(try HTTPParsing.decodeChunked(body[...], limit: 100))
-        #expect(String(decoding: decoded.body, as: UTF8.self) == "want more!")
-        #expect(decoded.consumed == body.count - 4)
-        #expect(throws: HTTPError.self) { try HTTPParsing.decodeChunked(body[...], limit: 5) }
-        #expect(throws: HTTPError.self) { try HTTPParsing.decodeChunked(Array("4\r\nwantXX".utf8)[...], limit: 100) }
-        #expect(throws: HTTPError.self) { try HTTPParsing.decodeChunked(Array("fffffffff\r\n".utf8)[...], limit: 100) }
-    }
-
+@Suite struct CGIResponseTests {
     @Test func parsesCGIStatusAndHeaders() throws {
         let output = Array("Status: 404 Not Found\r\nContent-Type: text/plain\r\n\r\nmissing".utf8)
-        let response = try #require(HTTPParsing.parseCGIResponse(output))
+        let response = try #require(CGIResponse.parse(output))
         #expect(response.status == 404 && response.reason == "Not Found")
         #expect(response.headers.map(\.0) == ["Content-Type"])
         #expect(String(decoding: response.body, as: UTF8.self) == "missing")
-        let plain = try #require(HTTPParsing.parseCGIResponse(Array("Content-Type: x\n\nbody".utf8)))
+        let plain = try #require(CGIResponse.parse(Array("Content-Type: x\n\nbody".utf8)))
         #expect(plain.status == 200 && String(decoding: plain.body, as: UTF8.self) == "body")
-        #expect(HTTPParsing.parseCGIResponse(Array("no header end".utf8)) == nil)
-        #expect(HTTPParsing.parseCGIResponse(Array("Status: abc\r\n\r\n".utf8)) == nil)
+        #expect(CGIResponse.parse(Array("no header end".utf8)) == nil)
+        #expect(CGIResponse.parse(Array("Status: abc\r\n\r\n".utf8)) == nil)
+    }
+}
+
+@Suite struct NetworkAddressTests {
+    @Test(arguments: ["a;id", "host\nname", "bad host", "http://x", "a/b", "", "-x.example", "x..y", "[::1", "a:b"])
+    func anAdvertisedAddressThatIsNoHostNameOrIPIsRefused(value: String) {
+        #expect(throws: ShoalError.self) { try NetworkAddress.validatedAdvertise(value) }
+    }
+
+    @Test func hostNamesAndAddressesAreAccepted() throws {
+        #expect(try NetworkAddress.validatedAdvertise("git.lab.example") == "git.lab.example")
+        #expect(try NetworkAddress.validatedAdvertise("10.0.0.5") == "10.0.0.5")
+        #expect(try NetworkAddress.validatedAdvertise("fd00::5") == "[fd00::5]")
+        #expect(try NetworkAddress.validatedAdvertise("[fd00::5]") == "[fd00::5]")
+        #expect(NetworkAddress.isLoopback("127.0.0.1") && NetworkAddress.isLoopback("[::1]"))
+        #expect(!NetworkAddress.isLoopback("10.0.0.5"))
+        let error = try #require(throws: ShoalError.self) { try NetworkAddress.validatedAdvertise("a\nb") }
+        #expect(!error.message.contains("\n"))
     }
 }
