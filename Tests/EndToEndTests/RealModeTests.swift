@@ -99,10 +99,13 @@ extension EndToEndCommands {
 
                 """, to: kubeconfig, mode: 0o600)
             let environment = ["PATH": standIns.searchPath, "KUBECONFIG": kubeconfig, "HOME": directory + "/home"]
+            // The in-cluster git server's NodePort is stood in for by `shoal gitops serve` with the same password.
+            let gitServer = try await GitServerStandIn(standIns: standIns, directory: directory)
+            defer { gitServer.stop() }
             let result = try await Shoal.run(
                 [
                     "create", "--real-deployment", "--target", "local", "-o", output, "--wait-timeout", "5s",
-                    "--gitops-listen", "127.0.0.1:0", "--gitops-advertise", "127.0.0.1", "--merge-kubeconfig",
+                    "--gitops-push-url", gitServer.url, "--merge-kubeconfig",
                 ], timeout: .seconds(60), environment: environment)
             #expect(result.status == 0, "stdout: \(result.standardOutput)\nstderr: \(result.standardError)")
             let workflow = try #require(Shoal.workflowID(in: result.standardOutput))
@@ -175,10 +178,10 @@ extension EndToEndCommands {
             let created = try await Shoal.run(["create", "-n", "2", "-o", output])
             #expect(created.status == 0, "\(created.standardError)")
             let workflow = try #require(Shoal.workflowID(in: created.standardOutput))
-            // The repository's URL is the one the cluster would use; its server stopped with create.
+            // The repository's URL is the in-cluster git server's, which outlives create.
             let application = try String(
                 contentsOfFile: "\(output)/argocd-apps/\(workflow)/monitoring-app.yaml", encoding: .utf8)
-            #expect(application.contains("repoURL: http://host.k3d.internal:"))
+            #expect(application.contains("repoURL: http://shoal-git.shoal-gitops.svc.cluster.local/shoal/"))
 
             let healthy = try await Shoal.run(["validate", workflow, "-o", output])
             #expect(healthy.status == 0, "\(healthy.standardOutput)\(healthy.standardError)")
@@ -189,6 +192,8 @@ extension EndToEndCommands {
                 repository,
                 ["monitoring/40-extra.yaml": "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: extra\ndata: [\n"],
                 message: "a manifest that does not parse")
+            let pushed = try await Shoal.run(["gitops", "push", workflow, "-o", output])
+            #expect(pushed.status == 0, "\(pushed.standardError)")
             let broken = try await Shoal.run(["validate", workflow, "-o", output])
             #expect(broken.status == 1)
             #expect(broken.standardOutput.contains("Health: score 80/100 (degraded)"), "\(broken.standardOutput)")
@@ -215,6 +220,7 @@ extension EndToEndCommands {
             try await commit(
                 repository, ["monitoring/45-reporter.yaml": deployment], remove: ["monitoring/40-extra.yaml"],
                 message: "a Deployment whose Secret does not exist")
+            #expect(try await Shoal.run(["gitops", "push", workflow, "-o", output]).status == 0)
             let degraded = try await Shoal.run(["validate", workflow, "-o", output, "--json"])
             #expect(degraded.status == 1)
             let report = try #require(
