@@ -83,6 +83,8 @@ final class MonitoringHandler: StepHandler {
         let manifests = MonitoringStack.render(spec)
         let source = source(for: request)
         var servedURL: String?
+        var externallyServed = false
+        var log: [String] = []
         let repoURL: String
         switch source {
         case .inCluster:
@@ -97,7 +99,17 @@ final class MonitoringHandler: StepHandler {
                         + "address of this host that the cluster reaches, or leave it out to use the in-cluster git "
                         + "server")
             }
-            let port = try await server.start()
+            let port: Int
+            do {
+                port = try await server.start()
+            } catch let error as ShoalError where error.code == .io && listenPort != 0 {
+                // The fixed port is taken: `shoal gitops serve` on this work directory may be the long-running
+                // server. The commit below is then checked to be served there (`git ls-remote`).
+                externallyServed = true
+                port = listenPort
+                log.append("port \(listenPort) in use: expecting `shoal gitops serve` to serve \(options.workDirectory)")
+                _ = error
+            }
             repoURL = "http://\(advertised):\(port)/\(workflow)"
             let local = Self.isWildcard(listenHost) ? "127.0.0.1" : listenHost
             servedURL = "http://\(local.contains(":") ? "[\(local)]" : local):\(port)/\(workflow)"
@@ -110,7 +122,22 @@ final class MonitoringHandler: StepHandler {
         try await repository.initialize()
         try repository.write(manifests + children + [root])
         let commit = try await repository.commitAll(message: "Monitoring stack for \(workflow)")
-        var log: [String] = ["commit \(commit.sha)" + (commit.created ? "" : " (unchanged)")]
+        log.append("commit \(commit.sha)" + (commit.created ? "" : " (unchanged)"))
+        if externallyServed, let servedURL {
+            do {
+                let served = try await GitCLISource().revision(repoURL: servedURL, revision: "HEAD")
+                guard served == commit.sha else {
+                    throw ShoalError(.invalidInput, "\(servedURL) serves \(served ?? "nothing"), not \(commit.sha)")
+                }
+            } catch let error as ShoalError {
+                throw ShoalError(
+                    .io,
+                    "cannot serve the GitOps repository on port \(listenPort): the port is in use and does not serve "
+                        + "\(options.workDirectory)/gitops (run `shoal gitops serve -o \(options.workDirectory) "
+                        + "--listen \(options.gitopsListen)` or choose a free --gitops-listen port)",
+                    cause: error.description)
+            }
+        }
         if case .remote(let remote) = source {
             try await repository.push(to: remote)
             log.append("pushed to \(Self.redacted(remote))")

@@ -90,6 +90,28 @@ import Testing
         #expect(artifact.sensitive && artifact.text == password + "\n")
     }
 
+    @Test func anAgentAdvertisingItsHostLeavesServingToGitopsServeOnTheSamePort() async throws {
+        guard requireTool("git") else { return }
+        let work = temporaryDirectory()
+        defer { try? FileManager.default.removeItem(atPath: work) }
+        try SecureFile.createDirectory(work + "/gitops")
+        // `shoal gitops serve -o WORK` holds the port.
+        let service = try GitHTTPServer(root: work + "/gitops")
+        let port = try await service.start()
+        var options = AgentOptions(workDirectory: work)
+        options.gitopsListen = "127.0.0.1:\(port)"
+        options.gitopsAdvertise = "192.0.2.10"
+        let handler = try MonitoringHandler(options: options, logger: Logger(label: "test"))
+        let output = try await handler.run(
+            stepContext("monitoring", role: .monitoring, request: WorkflowRequest(), artifacts: [demoState()]))
+        await service.stop()
+        #expect(output.values["repoURL"]?.stringValue == "http://192.0.2.10:\(port)/shoal")
+        #expect(output.values["gitopsSource"] == "host")
+        #expect(output.log.contains { $0.contains("port \(port) in use") })
+        // The simulated Argo CD cloned the commit from that service.
+        #expect(output.summary.contains("Applications Synced and Healthy"), "\(output.summary)")
+    }
+
     @Test func anAdvertisedAddressThatIsNoHostStopsTheAgentAtStart() throws {
         for bad in ["a;id", "host\nname", "http://x"] {
             var options = AgentOptions(workDirectory: temporaryDirectory())
