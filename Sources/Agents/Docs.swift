@@ -92,7 +92,9 @@ public enum Runbook {
         if request.argocd {
             lines.append("The monitoring stack lives in the GitOps repository (App of Apps: `root` points at `apps/`,")
             lines.append("one Application per component). Argo CD syncs automatically, prunes what was removed from git")
-            lines.append("and heals drift. Change the cluster by committing to the repository, not with `kubectl edit`.")
+            lines.append("and heals drift. Change the cluster through git, not with `kubectl edit`: commit in")
+            lines.append("`output/gitops/\(workflow)`, then `shoal gitops push \(workflow) -o output` (from any host with the")
+            lines.append("output directory) hands the commit to the git server the Applications read; Argo CD syncs it.")
         } else {
             lines.append("Argo CD is off: the manifests in `output/manifests/\(workflow)/` were applied directly.")
             lines.append("Re-apply them with `kubectl apply --server-side -f output/manifests/\(workflow)/monitoring/`.")
@@ -105,7 +107,7 @@ public enum Runbook {
         lines.append("| Node NotReady | `kubectl describe node NAME` | on the node: `systemctl status k3s` (server) or `k3s-agent`, `journalctl -u k3s` |")
         lines.append("| kube-system pod not ready | `kubectl -n kube-system get pods` | `kubectl -n kube-system describe pod NAME`; CoreDNS needs the node network, local-path needs disk space |")
         if request.argocd {
-            lines.append("| Application OutOfSync | `kubectl -n argocd get application NAME -o yaml` (status.conditions) | fix the manifest named in the condition, commit; Argo CD syncs again |")
+            lines.append("| Application OutOfSync | `kubectl -n argocd get application NAME -o yaml` (status.conditions) | fix the manifest named in the condition, commit, `shoal gitops push \(workflow)`; Argo CD syncs again |")
             lines.append("| Application Degraded | Argo CD UI, the resource tree | a missing Secret, ConfigMap or ServiceAccount is the usual cause: create it or fix the reference |")
         }
         if request.monitoring {
