@@ -64,7 +64,8 @@ final class ClusterSession: Sendable {
         guard let repoURL = context.value("repoURL", from: "monitoring")?.stringValue,
             let served = context.value("servedURL", from: "monitoring")?.stringValue, repoURL != served
         else { return GitCLISource() }
-        return RewritingGitSource(rewrites: [repoURL: served])
+        // The loopback URL works on the monitoring agent's host only; elsewhere the repoURL itself is read.
+        return RewritingGitSource(rewrites: [repoURL: served], fallBackToOriginal: true)
     }
 
     /// Demo mode: the model as this step left it, for the steps after it. Nil in real mode.

@@ -144,7 +144,7 @@ final class MonitoringHandler: StepHandler {
         }
 
         let gitSource: any GitSource =
-            servedURL.map { RewritingGitSource(rewrites: [repoURL: $0]) } ?? GitCLISource()
+            servedURL.map { RewritingGitSource(rewrites: [repoURL: $0], fallBackToOriginal: false) } ?? GitCLISource()
         let password = Secrets.password()
         let timeout = request.realDeployment ? context.waitTimeout(options) : .zero
         let outcome = try await ClusterSession.with(context, options: options, gitSource: gitSource) { session in
@@ -234,7 +234,13 @@ final class MonitoringHandler: StepHandler {
             "applications": .array(outcome.0.map { .string($0) }),
             "manifests": .array(manifests.map { .string($0.path) }),
         ]
-        if let servedURL { values["servedURL"] = .string(servedURL) }
+        // Later steps may run on other hosts: they read the advertised repoURL itself. Only a name that resolves
+        // inside the cluster alone (host.k3d.internal) gets a loopback URL to try first, on this host.
+        if let servedURL, !request.realDeployment, case .host(let advertised) = source,
+            advertised == Self.dockerHostName
+        {
+            values["servedURL"] = .string(servedURL)
+        }
         if let pushURL = outcome.4 { values["pushURL"] = .string(pushURL) }
         switch source {
         case .inCluster: values["gitopsSource"] = "in-cluster"

@@ -15,7 +15,7 @@ struct DeploymentOptions: ParsableArguments {
     var argocdManifest: String?
     @Option(help: "Push the GitOps repository to this git remote you own; the Applications point there.")
     var gitopsRemote: String?
-    @Option(help: "Where the monitoring agent serves the GitOps repository, host:port (real mode default 0.0.0.0:0).")
+    @Option(help: "Where the monitoring agent serves the GitOps repository with --gitops-advertise, host:port (real mode default 0.0.0.0:0).")
     var gitopsListen: String?
     @Option(help: "Serve the GitOps repository from the monitoring agent at this host name or address (default: the in-cluster git server).")
     var gitopsAdvertise: String?

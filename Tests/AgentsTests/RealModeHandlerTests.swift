@@ -188,7 +188,9 @@ import Testing
 
         let repoURL = try #require(output.values["repoURL"]?.stringValue)
         #expect(repoURL.hasPrefix("http://192.0.2.10:") && repoURL.hasSuffix("/shoal"))
-        #expect(output.values["servedURL"]?.stringValue?.hasPrefix("http://127.0.0.1:") == true)
+        // Nothing names this host's loopback to the steps after it (they may run elsewhere).
+        #expect(output.values["servedURL"] == nil)
+        #expect(!"\(output.values)".contains("127.0.0.1"))
         #expect(output.values["applications"] == .array(["root", "monitoring"]))
         #expect(output.summary.contains("Applications Synced and Healthy: root, monitoring"))
         #expect(

@@ -132,4 +132,19 @@ final class CountingGitSource: GitSource, @unchecked Sendable {  // every field 
         #expect(!check.passed)
         #expect(check.details.joined().contains("does not exist on the in-cluster git server gitops/git"))
     }
+
+    @Test func aLoopbackRewriteFallsBackToTheRepoURLOnAnotherHost() async throws {
+        // On another host the monitoring agent's loopback URL is refused; the advertised repoURL answers.
+        let source = RewritingGitSource(
+            rewrites: ["http://git.lab:7402/wf": "http://127.0.0.1:1/wf"],
+            base: InMemoryGitSource(repositories: ["http://git.lab:7402/wf": Stack.files]), fallBackToOriginal: true)
+        let files = try await source.files(repoURL: "http://git.lab:7402/wf", revision: "HEAD", path: "monitoring")
+        #expect(!files.isEmpty)
+        let strict = RewritingGitSource(
+            rewrites: ["http://git.lab:7402/wf": "http://127.0.0.1:1/wf"],
+            base: InMemoryGitSource(repositories: ["http://git.lab:7402/wf": Stack.files]))
+        await #expect(throws: ShoalError.self) {
+            try await strict.files(repoURL: "http://git.lab:7402/wf", revision: "HEAD", path: "monitoring")
+        }
+    }
 }
