@@ -149,6 +149,69 @@ extension EndToEndCommands {
             #expect(gitServer.process.terminationReason == .exit && gitServer.process.terminationStatus == 0)
         }
 
+        @Test func validationAgentsSharingNoFileSystemWithTheMonitoringAgentSyncFromTheStateTheyAreHanded()
+            async throws
+        {
+            let directory = Shoal.temporaryDirectory()
+            var children: [Process] = []
+            defer {
+                for child in children where child.isRunning { kill(child.processIdentifier, SIGTERM) }
+                for child in children { child.waitUntilExit() }
+            }
+            let coordinator = Process()
+            coordinator.executableURL = URL(fileURLWithPath: Shoal.executable)
+            coordinator.arguments = [
+                "coordinator", "--control", "tcp://127.0.0.1:*", "--events", "tcp://127.0.0.1:*", "--journal",
+                directory + "/journal.sqlite", "--output", directory + "/out", "--insecure",
+            ]
+            let stdout = Pipe()
+            coordinator.standardOutput = stdout
+            coordinator.standardError = FileHandle.nullDevice
+            try coordinator.run()
+            children.append(coordinator)
+            var ready = ""
+            while !ready.contains("\n") {
+                let chunk = stdout.fileHandleForReading.availableData
+                if chunk.isEmpty { break }
+                ready += String(decoding: chunk, as: UTF8.self)
+            }
+            let control = try #require(ready.split(separator: " ").first { $0.hasPrefix("control=") }?.dropFirst(8))
+                .trimmingCharacters(in: .whitespacesAndNewlines)
+            // Each agent has a work directory of its own, as on separate hosts.
+            let agents = [
+                ("planner", "planner-1"), ("infra", "infra-1"), ("argocd", "argocd-1"), ("monitoring", "monitoring-1"),
+                ("docs", "docs-1"), ("validation", "validation-1"), ("validation", "validation-2"),
+            ]
+            for (role, id) in agents {
+                let agent = Process()
+                agent.executableURL = URL(fileURLWithPath: Shoal.executable)
+                agent.arguments = [
+                    "agent", role, "--id", id, "--coordinator", control, "--insecure", "--work-dir",
+                    "\(directory)/hosts/\(id)",
+                ]
+                agent.standardOutput = FileHandle.nullDevice
+                agent.standardError = FileHandle.nullDevice
+                try agent.run()
+                children.append(agent)
+            }
+            let created = try await Shoal.run(
+                ["create", "-n", "1", "--validation-workers", "2", "--coordinator", control, "--insecure"],
+                timeout: .seconds(90))
+            #expect(created.status == 0, "\(created.standardOutput)\(created.standardError)")
+            #expect(created.standardOutput.contains("Health: score 100/100 (healthy)"), "\(created.standardOutput)")
+            let workflow = try #require(Shoal.workflowID(in: created.standardOutput))
+            #expect(FileManager.default.fileExists(atPath: "\(directory)/hosts/monitoring-1/gitops/\(workflow)/.git"))
+            for id in ["validation-1", "validation-2"] {
+                #expect(!FileManager.default.fileExists(atPath: "\(directory)/hosts/\(id)/gitops/\(workflow)"))
+            }
+            let report = try String(
+                contentsOfFile: "\(directory)/out/docs/\(workflow)/health-report.json", encoding: .utf8)
+            #expect(report.contains("validation-1") || report.contains("validation-2"))
+            let application = try String(
+                contentsOfFile: "\(directory)/out/argocd-apps/\(workflow)/root-app.yaml", encoding: .utf8)
+            #expect(application.contains("repoURL: http://shoal-git.shoal-gitops.svc.cluster.local/"))
+        }
+
         @Test func anAdvertisedAddressThatIsNoHostIsAOneLineUsageError() async throws {
             for bad in ["a;id", "a\nb", "http://x/"] {
                 let created = try await Shoal.run(["create", "--gitops-advertise", bad, "-o", Shoal.temporaryDirectory()])
