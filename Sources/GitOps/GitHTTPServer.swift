@@ -120,16 +120,23 @@ public final class GitHTTPServer: @unchecked Sendable {  // `running` is guarded
             config: HTTPServer.Configuration(
                 address: address, timeout: seconds, logger: FlyingFoxLogger(logger: logger)),
             handler: handler)
-        let task = Task { try await server.run() }
-        do {
-            try await server.waitUntilListening(timeout: 5)
-        } catch {
+        let ended = RequestCounter()
+        let task = Task {
+            defer { ended.enter() }
+            try await server.run()
+        }
+        // Listening, or run() ended (a port in use, say): whichever comes first, within 5 s.
+        let deadline = ContinuousClock.now + .seconds(5)
+        while !(await server.isListening) && ended.value == 0 && ContinuousClock.now < deadline {
+            try? await Task.sleep(for: .milliseconds(5))
+        }
+        guard await server.isListening else {
             task.cancel()
             let cause: String
             if case .failure(let failure) = await task.result {
                 cause = "\(failure)"
             } else {
-                cause = "\(error)"
+                cause = "not listening after 5 s"
             }
             throw ShoalError(.io, "cannot listen on \(host):\(requestedPort) for the git HTTP server", cause: cause)
         }
