@@ -121,9 +121,15 @@ public final class GitHTTPServer: @unchecked Sendable {  // `running` is guarded
                 address: address, timeout: seconds, logger: FlyingFoxLogger(logger: logger)),
             handler: handler)
         let ended = RequestCounter()
-        let task = Task {
+        let run: @Sendable () async throws -> Void = {
             defer { ended.enter() }
             try await server.run()
+        }
+        let task: Task<Void, any Error>
+        if #available(macOS 15.0, *) {
+            task = Task(executorPreference: DedicatedExecutor.shared, operation: run)
+        } else {
+            task = Task(operation: run)
         }
         // Listening, or run() ended (a port in use, say): whichever comes first, within 5 s.
         let deadline = ContinuousClock.now + .seconds(5)
