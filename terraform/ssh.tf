@@ -94,6 +94,49 @@ locals {
       curl -sfL --retry 3 -o "$script" https://get.k3s.io
     fi
   EOT
+
+  # Writes var.api_address, or the InternalIP the first server registered with (read over ssh),
+  # to $ADDRESS_FILE.
+  ssh_join_address_script = <<-EOT
+    set -eu
+    if [ -n "$API_ADDRESS" ]; then
+      address=$API_ADDRESS
+    else
+      set -- -o BatchMode=yes -p "$SSH_PORT"
+      if [ -n "$KNOWN_HOSTS" ]; then
+        set -- "$@" -o StrictHostKeyChecking=yes -o UserKnownHostsFile="$KNOWN_HOSTS"
+      else
+        set -- "$@" -o StrictHostKeyChecking=accept-new
+      fi
+      if [ -n "$SSH_KEY" ]; then set -- "$@" -i "$SSH_KEY"; fi
+      address=$(ssh "$@" "$SSH_USER@$SSH_HOST" sh -s "$NODE_NAME" <<'REMOTE' | awk '{ print $1 }'
+    SUDO=""
+    [ "$(id -u)" -eq 0 ] || SUDO="sudo -n"
+    $SUDO k3s kubectl get node "$1" -o jsonpath='{.status.addresses[?(@.type=="InternalIP")].address}'
+    REMOTE
+    )
+    fi
+    if ! printf '%s' "$address" | grep -Eq '^[A-Za-z0-9:][A-Za-z0-9.:-]*$'; then
+      echo "shoal: could not read the InternalIP of $NODE_NAME from $SSH_HOST; pass --api-address" >&2
+      exit 1
+    fi
+    printf '%s\n' "$address" > "$ADDRESS_FILE"
+  EOT
+
+  # Reads the join address the first server's resource left, and checks that this node reaches
+  # the API there before anything is installed: an unreachable address fails here, naming the
+  # node, instead of as a K3s agent that never registers. Callers define stage; it defines url.
+  ssh_join_check_script = <<-EOT
+    join=$(cat "$stage/join-address")
+    case "$join" in
+    *:*) url="https://[$join]:6443" ;;
+    *) url="https://$join:6443" ;;
+    esac
+    if command -v curl >/dev/null 2>&1 && ! curl -ks --max-time 10 -o /dev/null "$url/ping"; then
+      echo "shoal: $(hostname) cannot reach the first server at $url; pass --api-address with an address the nodes reach" >&2
+      exit 1
+    fi
+  EOT
 }
 
 # Air-gapped installs: copies var.airgap_dir into every host's staging directory first.
@@ -199,31 +242,7 @@ resource "terraform_data" "ssh_join_address" {
       SSH_KEY      = var.ssh_key_path == null ? "" : var.ssh_key_path
       KNOWN_HOSTS  = var.known_hosts_path == null ? "" : var.known_hosts_path
     }
-    command = <<-EOT
-      set -eu
-      if [ -n "$API_ADDRESS" ]; then
-        address=$API_ADDRESS
-      else
-        set -- -o BatchMode=yes -p "$SSH_PORT"
-        if [ -n "$KNOWN_HOSTS" ]; then
-          set -- "$@" -o StrictHostKeyChecking=yes -o UserKnownHostsFile="$KNOWN_HOSTS"
-        else
-          set -- "$@" -o StrictHostKeyChecking=accept-new
-        fi
-        if [ -n "$SSH_KEY" ]; then set -- "$@" -i "$SSH_KEY"; fi
-        address=$(ssh "$@" "$SSH_USER@$SSH_HOST" sh -s "$NODE_NAME" <<'REMOTE' | awk '{ print $1 }'
-      SUDO=""
-      [ "$(id -u)" -eq 0 ] || SUDO="sudo -n"
-      $SUDO k3s kubectl get node "$1" -o jsonpath='{.status.addresses[?(@.type=="InternalIP")].address}'
-      REMOTE
-      )
-      fi
-      if ! printf '%s' "$address" | grep -Eq '^[A-Za-z0-9:][A-Za-z0-9.:-]*$'; then
-        echo "shoal: could not read the InternalIP of $NODE_NAME from $SSH_HOST; pass --api-address" >&2
-        exit 1
-      fi
-      printf '%s\n' "$address" > "$ADDRESS_FILE"
-    EOT
+    command = local.ssh_join_address_script
   }
 }
 
@@ -260,20 +279,10 @@ resource "terraform_data" "ssh_node" {
     destination = "${local.stage_dir}/join-address"
   }
 
-  # Checks that this node reaches the first server before installing anything: an unreachable
-  # address fails here with the node's name instead of as a K3s agent that never registers.
   provisioner "remote-exec" {
     inline = [<<-EOT
       ${local.ssh_install_preamble}
-      join=$(cat "$stage/join-address")
-      case "$join" in
-      *:*) url="https://[$join]:6443" ;;
-      *) url="https://$join:6443" ;;
-      esac
-      if command -v curl >/dev/null 2>&1 && ! curl -ks --max-time 10 -o /dev/null "$url/ping"; then
-        echo "shoal: ${each.key} cannot reach the first server at $url; pass --api-address with an address the nodes reach" >&2
-        exit 1
-      fi
+      ${local.ssh_join_check_script}
       open_k3s_ports '${each.value.role}' '${var.server_count > 1}'
       sh "$script" ${local.ssh_install_args[each.key]} --server "$url"
       rm -rf "$stage"
