@@ -76,10 +76,16 @@ struct RealProvision {
     private func check(_ result: ProcessResult, _ command: String, _ log: inout [String]) throws {
         log.append("terraform \(command): exit \(result.status)\(result.timedOut ? " (timed out)" : "")")
         guard result.succeeded else {
+            // What the failing script printed is in terraform's standard output, next to the error in its standard
+            // error. (Provisioners that reference the token print nothing: Terraform suppresses them.)
+            let printed = result.standardOutput.split(separator: "\n")
+                .filter { $0.contains("-exec): ") }
+                .suffix(5)
+                .joined(separator: "\n")
             throw ShoalError(
                 result.timedOut ? .timeout : .commandFailed,
                 "terraform \(command) " + (result.timedOut ? "did not finish in time" : "failed") + " in \(directory)",
-                cause: result.standardErrorTail())
+                cause: result.standardErrorTail() + (printed.isEmpty ? "" : "\n" + printed))
         }
     }
 
