@@ -77,7 +77,7 @@ import Testing
             try? FileManager.default.removeItem(atPath: work)
         }
         try standIns.answer(
-            "apply.stderr", "\nError: local-exec provisioner error\n\n  with terraform_data.server_init\n")
+            "apply.stderr", "\nError: local-exec provisioner error\n\n  with terraform_data.local_server[\"shoal-server-0\"]\n")
         let handler = InfraHandler(options: standIns.options(workDirectory: work))
         let error = await #expect(throws: ShoalError.self) {
             try await handler.run(stepContext("provision", role: .infra, request: realRequest()))
