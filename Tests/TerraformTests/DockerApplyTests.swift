@@ -52,7 +52,7 @@ import Testing
           done
           echo "$label" > "$state/container-$name"
           if [ -n "${K3S_TOKEN:-}" ]; then printf '%s' "$K3S_TOKEN" > "$state/token-$name"; fi
-          if [ "$name" = "${FAKE_DOCKER_FAIL_RUN:-}" ]; then echo "docker: container started, then failed" >&2; exit 125; fi
+          if [ "$name" = "${FAKE_DOCKER_FAIL_RUN:-}" ]; then echo "docker: started, then failed" >&2; exit 125; fi
           echo 0123456789abcdef ;;
         exec)
           [ -f "$state/container-$2" ] || exit 1
