@@ -160,6 +160,13 @@ struct InfraDestroy {
         let directory = Provisioning.terraformDirectory(
             workDirectory: options.workDirectory, workflow: context.workflow)
         let host = Preflight.hostName()
+        guard context.request.realDeployment else {
+            // Demo mode plans and never applies: there is no cluster here, only the plan to drop.
+            try? FileManager.default.removeItem(atPath: "\(directory)/\(TerraformRunner.planFile)")
+            return StepOutput(
+                summary: "demo mode: nothing was applied on \(host), nothing to destroy",
+                values: ["host": .string(host), "directory": .string(directory), "destroyedResources": 0])
+        }
         let token = context.artifact("k3s-token")?.text.trimmingCharacters(in: .whitespacesAndNewlines)
         let runner = TerraformRunner(
             executable: options.terraformExecutable, applyTimeout: options.terraformApplyTimeout)

@@ -238,6 +238,12 @@ import Testing
         #expect(error?.message.contains("no Terraform state in \(elsewhere)/terraform/shoal") == true)
         #expect(error?.message.contains("infra agent infra-test") == true)
         #expect(standIns.terraformCalls().filter { $0.hasPrefix("destroy") }.count == 1)
+
+        // Demo mode applied nothing: its destroy step succeeds without terraform.
+        let demo = try await other.run(stepContext(Provisioning.destroyStep, role: .infra, request: WorkflowRequest()))
+        #expect(demo.values["destroyedResources"] == 0)
+        #expect(demo.summary.hasPrefix("demo mode: nothing was applied"))
+        #expect(standIns.terraformCalls().filter { $0.hasPrefix("destroy") }.count == 1)
     }
 
     // MARK: gitops-engine
