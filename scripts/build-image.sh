@@ -53,8 +53,8 @@ if [ ! -s "$rootfs_tar" ]; then
     [ "$(id -u)" -eq 0 ] || { echo "error: debootstrap needs root (run once as root to fill $cache)" >&2; exit 77; }
     echo "debootstrap: bookworm with $packages (cached in $rootfs_tar)"
     root="$work/rootfs"
-    debootstrap --variant=minbase --include="$packages" bookworm "$root" "${DEBIAN_MIRROR:-http://deb.debian.org/debian}" \
-        >"$work/debootstrap.log" 2>&1 || { tail -20 "$work/debootstrap.log" >&2; exit 1; }
+    mirror="${DEBIAN_MIRROR:-http://deb.debian.org/debian}"
+    debootstrap --variant=minbase --include="$packages" bookworm "$root" "$mirror" >"$work/debootstrap.log" 2>&1 || { tail -20 "$work/debootstrap.log" >&2; exit 1; }
     # The service user, and the directories the compose volumes mount: a new named volume takes the owner of the
     # image's directory, so the journal, keys, state and work directories belong to shoal from the start.
     echo 'shoal:x:10001:10001:shoal:/var/lib/shoal:/usr/sbin/nologin' >>"$root/etc/passwd"
@@ -85,7 +85,9 @@ mkdir -p "$context/swift-lib"
 cp "$binary" "$context/shoal"
 swift_dir=$(ldd "$binary" | awk '/libswiftCore\.so/ {print $3}' | xargs -r dirname)
 if [ -n "$swift_dir" ]; then
-    ldd "$binary" | awk '{print $3}' | grep "^$swift_dir/" | while read -r lib; do cp -L "$lib" "$context/swift-lib/"; done
+    ldd "$binary" | awk '{print $3}' | grep "^$swift_dir/" | while read -r lib; do
+        cp -L "$lib" "$context/swift-lib/"
+    done
 fi
 cp compose/Containerfile.prebuilt "$context/Containerfile"
 echo "building $tag from $base and $binary"

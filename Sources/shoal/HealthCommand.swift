@@ -21,7 +21,8 @@ struct HealthCommand: AsyncParsableCommand {
     func validate() throws {
         if let role, Role(rawValue: role) == nil {
             throw ValidationError(
-                "unknown role '\(role.prefix(40))'; use one of \(Role.allCases.map(\.rawValue).joined(separator: ", "))")
+                "unknown role '\(role.prefix(40))'; use one of \(Role.allCases.map(\.rawValue).joined(separator: ", "))"
+            )
         }
     }
 

@@ -6,7 +6,9 @@ import Testing
 /// shoal binary of this build (scripts/build-image.sh), the containers share one network namespace this test makes
 /// (an override file sets `network_mode` and maps the service names to its loopback; no engine network is made).
 @Suite(.serialized) struct ComposeTests {
-    static let services = ["keys", "coordinator", "planner", "infra", "argocd", "monitoring", "docs", "validation", "cli"]
+    static let services = [
+        "keys", "coordinator", "planner", "infra", "argocd", "monitoring", "docs", "validation", "cli",
+    ]
 
     /// Why the test cannot run here, or nil.
     static func missingTools() async -> String? {
@@ -34,7 +36,8 @@ import Testing
     }
 
     static func override(namespace: String) -> String {
-        var text = "# Test only: every container in the network namespace \(namespace), service names on its loopback.\n"
+        var text =
+            "# Test only: every container in the network namespace \(namespace), service names on its loopback.\n"
         text += "services:\n"
         for service in services {
             text += "  \(service):\n"
@@ -99,7 +102,8 @@ import Testing
             environment: environment, timeout: .seconds(30), expectSuccess: false)
         let volumeNames = volumes.standardOutput.split(separator: "\n").map(String.init)
         if !volumeNames.isEmpty {
-            try await run("podman", ["volume", "rm", "-f"] + volumeNames, environment: environment, expectSuccess: false)
+            try await run(
+                "podman", ["volume", "rm", "-f"] + volumeNames, environment: environment, expectSuccess: false)
         }
         try await run("podman", ["rmi", "-f", image], environment: environment, expectSuccess: false)
         try await run("ip", ["netns", "delete", namespace], timeout: .seconds(10), expectSuccess: false)
@@ -141,8 +145,10 @@ import Testing
             timeout: .seconds(30))
         #expect(
             Set(allowList.standardOutput.split(separator: "\n").map(String.init))
-                == Set(["planner.pub", "infra.pub", "argocd.pub", "monitoring.pub", "docs.pub", "validation.pub",
-                        "cli.pub"]), "the allow-list holds the keys the init service made, but the coordinator's")
+                == Set([
+                    "planner.pub", "infra.pub", "argocd.pub", "monitoring.pub", "docs.pub", "validation.pub",
+                    "cli.pub",
+                ]), "the allow-list holds the keys the init service made, but the coordinator's")
 
         // Every agent registers: seven, the two validation replicas with ids of their own.
         let agentsCommand = [
@@ -179,20 +185,28 @@ import Testing
         // A whole demo workflow from the cli service.
         let create = try await run(
             "podman-compose",
-            compose + ["--profile", "cli", "run", "--rm", "cli", "create", "-n", "1", "--coordinator", "tcp://coordinator:7401"],
+            compose + [
+                "--profile", "cli", "run", "--rm", "cli", "create", "-n", "1", "--coordinator",
+                "tcp://coordinator:7401",
+            ],
             environment: environment, timeout: .seconds(300))
         #expect(create.standardOutput.contains("succeeded"), "\(create.standardOutput)")
-        #expect(create.standardOutput.contains("Health: score 100/100"), "validation scores 100: \(create.standardOutput)")
+        #expect(
+            create.standardOutput.contains("Health: score 100/100"), "validation scores 100: \(create.standardOutput)")
         for id in validationIDs {
             #expect(create.standardOutput.contains("ok    validate/"), "validation steps ran")
             #expect(create.standardOutput.contains(id), "the replica \(id) took steps: \(create.standardOutput)")
         }
         let workflow = try #require(
-            create.standardOutput.split(separator: "\n").first { $0.hasPrefix("workflow ") && $0.hasSuffix(" submitted") }
-                .map { String($0.split(separator: " ")[1]) }, "a workflow id: \(create.standardOutput)")
+            create.standardOutput.split(separator: "\n").first {
+                $0.hasPrefix("workflow ") && $0.hasSuffix(" submitted")
+            }
+            .map { String($0.split(separator: " ")[1]) }, "a workflow id: \(create.standardOutput)")
         let status = try await run(
             "podman-compose",
-            compose + ["--profile", "cli", "run", "--rm", "cli", "status", workflow, "--coordinator", "tcp://coordinator:7401"],
+            compose + [
+                "--profile", "cli", "run", "--rm", "cli", "status", workflow, "--coordinator", "tcp://coordinator:7401",
+            ],
             environment: environment, timeout: .seconds(120))
         #expect(status.standardOutput.contains("succeeded"), "\(status.standardOutput)")
 
@@ -206,7 +220,8 @@ import Testing
         let work = try await run(
             "podman", ["exec", infra, "/usr/bin/find", "/var/lib/shoal/work", "-name", "main.tf"],
             environment: environment, timeout: .seconds(30))
-        #expect(work.standardOutput.contains("/\(workflow)/"), "Terraform files in the work volume: \(work.standardOutput)")
+        #expect(
+            work.standardOutput.contains("/\(workflow)/"), "Terraform files in the work volume: \(work.standardOutput)")
         let mounts = try await run(
             "podman", ["inspect", "--format", "{{range .Mounts}}{{.Name}}={{.Destination}} {{end}}", infra],
             environment: environment, timeout: .seconds(30))

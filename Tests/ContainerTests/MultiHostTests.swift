@@ -17,7 +17,8 @@ import Testing
             let close = readme.range(of: "\n```", range: open.upperBound..<readme.endIndex)
         else { throw ShoalError(.invalidInput, "README.md has no multi-host recipe block") }
         var sections: [(host: String, script: String)] = []
-        for line in readme[open.upperBound..<close.lowerBound].split(separator: "\n", omittingEmptySubsequences: false) {
+        for line in readme[open.upperBound..<close.lowerBound].split(separator: "\n", omittingEmptySubsequences: false)
+        {
             if line.hasPrefix("# on ") {
                 let host = String(line.dropFirst(5).prefix { $0 != ":" && $0 != " " })
                 sections.append((host, ""))
@@ -91,11 +92,17 @@ import Testing
             let namespace = namespaces[host]!
             try await run("ip", ["netns", "add", namespace], timeout: .seconds(10))
             try await run(
-                "ip", ["-n", namespace, "link", "add", "eth0", "type", "veth", "peer", "name", "port\(index)", "netns", bridge],
+                "ip",
+                [
+                    "-n", namespace, "link", "add", "eth0", "type", "veth", "peer", "name", "port\(index)", "netns",
+                    bridge,
+                ],
                 timeout: .seconds(10))
-            try await run("ip", ["-n", bridge, "link", "set", "port\(index)", "master", "br0", "up"], timeout: .seconds(10))
             try await run(
-                "ip", ["-n", namespace, "addr", "add", "\(Self.subnet).\(index + 1)/24", "dev", "eth0"], timeout: .seconds(10))
+                "ip", ["-n", bridge, "link", "set", "port\(index)", "master", "br0", "up"], timeout: .seconds(10))
+            try await run(
+                "ip", ["-n", namespace, "addr", "add", "\(Self.subnet).\(index + 1)/24", "dev", "eth0"],
+                timeout: .seconds(10))
             try await run("ip", ["-n", namespace, "link", "set", "eth0", "up"], timeout: .seconds(10))
             try await run("ip", ["-n", namespace, "link", "set", "lo", "up"], timeout: .seconds(10))
             try SecureFile.createDirectory("/etc/netns/\(namespace)", mode: 0o755)
@@ -110,7 +117,8 @@ import Testing
         timeout: Duration = .seconds(60)
     ) async throws -> CommandResult {
         let environment = [
-            "HOME": "\(root)/\(host)", "PATH": "\(bin):" + (ProcessInfo.processInfo.environment["PATH"] ?? "/usr/bin:/bin"),
+            "HOME": "\(root)/\(host)",
+            "PATH": "\(bin):" + (ProcessInfo.processInfo.environment["PATH"] ?? "/usr/bin:/bin"),
             "LAB_ROOT": root, "SHOAL_KEY": "", "SHOAL_COORDINATOR_KEY": "",
         ]
         let wrapped = "hostname \(host) && cd \"$HOME\" && unset SHOAL_KEY SHOAL_COORDINATOR_KEY && set -e\n" + script
