@@ -78,6 +78,7 @@ import Testing
             try await run("ip", ["netns", "delete", namespace], timeout: .seconds(10), expectSuccess: false)
             try? FileManager.default.removeItem(atPath: "/etc/netns/\(namespace)")
         }
+        rmdir("/etc/netns")  // only when empty: other namespaces' files stay
         try? FileManager.default.removeItem(atPath: root)
         if let failure { throw failure }
     }
