@@ -19,6 +19,17 @@ import Testing
         return nil
     }
 
+    /// Why podman cannot run a container here, or nil.
+    static func engineUnavailable(environment: [String: String]) async -> String? {
+        let result = try? await runDetached(
+            "podman", ["run", "--rm", "--network", "none", "--rootfs", "/:O", "/bin/true"], environment: environment,
+            timeout: .seconds(60))
+        guard let result, result.succeeded else {
+            return "podman cannot start a container: \(result?.standardErrorTail(lines: 3) ?? "podman failed")"
+        }
+        return nil
+    }
+
     /// podman's settings for this machine: runc (crun refuses cgroup v1 layouts like this kernel's) and limits the
     /// kernel lets a container have. An operator's CONTAINERS_CONF wins.
     static func containersConf(in directory: String) throws -> String {
@@ -61,6 +72,11 @@ import Testing
         let project = "shoalct\(suffix)"
         let image = "localhost/shoal-test-\(suffix):latest"
         let environment = ["CONTAINERS_CONF": try Self.containersConf(in: directory), "SHOAL_IMAGE": image]
+        if let reason = await Self.engineUnavailable(environment: environment) {
+            unavailable(reason)
+            try? FileManager.default.removeItem(atPath: directory)
+            return
+        }
         let override = directory + "/override.yaml"
         try SecureFile.write(Self.override(namespace: namespace), to: override)
         let compose = [
