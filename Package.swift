@@ -92,6 +92,7 @@ let package = Package(
         ),
         .testTarget(name: "EndToEndTests", dependencies: ["ShoalSupport", "Coordinator", "Protocol"]),
         .testTarget(name: "FaultTests", dependencies: ["Coordinator", "Protocol", "ZeroMQ", "ShoalSupport"]),
+        .testTarget(name: "ContainerTests", dependencies: ["ShoalSupport"]),
     ],
     swiftLanguageModes: [.v6]
 )

@@ -12,6 +12,15 @@ command -v git >/dev/null 2>&1 || need_apt+=(git)
 if [ "${1:-}" = "--test" ]; then
     command -v promtool >/dev/null 2>&1 || need_apt+=(prometheus)
     command -v python3 >/dev/null 2>&1 || need_apt+=(python3 python3-pip)
+    # The container and lab-host tests: podman with runc (daemonless), a Debian root file system for the image,
+    # network namespaces, and systemd-analyze for the unit files.
+    command -v podman >/dev/null 2>&1 || need_apt+=(podman)
+    command -v runc >/dev/null 2>&1 || need_apt+=(runc)
+    command -v debootstrap >/dev/null 2>&1 || need_apt+=(debootstrap)
+    command -v newuidmap >/dev/null 2>&1 || need_apt+=(uidmap)
+    command -v ip >/dev/null 2>&1 || need_apt+=(iproute2)
+    command -v unshare >/dev/null 2>&1 || need_apt+=(util-linux)
+    command -v systemd-analyze >/dev/null 2>&1 || need_apt+=(systemd)
 fi
 
 if [ ${#need_apt[@]} -gt 0 ]; then
@@ -31,6 +40,8 @@ if [ "${1:-}" = "--test" ]; then
     python3 -c "import yamllint" 2>/dev/null || missing_py+=(yamllint)
     python3 -c "import jsonschema" 2>/dev/null || missing_py+=(jsonschema)
     python3 -c "import kubernetes_validate" 2>/dev/null || missing_py+=(kubernetes-validate)
+    # Debian's podman-compose (1.0.3) predates `!reset`, --in-pod and depends_on conditions.
+    command -v podman-compose >/dev/null 2>&1 || missing_py+=("podman-compose>=1.1")
     if [ ${#missing_py[@]} -gt 0 ]; then
         echo "installing (pip): ${missing_py[*]}"
         python3 -m pip install --quiet --disable-pip-version-check "${missing_py[@]}" \

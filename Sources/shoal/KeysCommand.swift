@@ -13,7 +13,7 @@ struct KeysCommand: ParsableCommand {
             coordinator accepts only the public keys in its allow-list directory, which it re-reads every second: \
             `allow` adds a key, `revoke` removes it and cuts that peer off.
             """,
-        subcommands: [GenerateKey.self, ListKeys.self, AllowKey.self, RevokeKey.self])
+        subcommands: [GenerateKey.self, InitKeys.self, ListKeys.self, AllowKey.self, RevokeKey.self])
 }
 
 struct AllowDirectoryOption: ParsableArguments {
@@ -47,6 +47,60 @@ struct GenerateKey: ParsableCommand {
             print("secret key  \(directory)/\(name).key (mode 0600: keep it on this host)")
             print("public key  \(directory)/\(name).pub")
             print("            \(contents.publicKey)")
+        } catch let error as ShoalError {
+            fail(error.description)
+        }
+    }
+}
+
+/// `shoal keys init DIR NAME...`: the keys of a whole single-host deployment in one directory (the compose file's
+/// init service). Keys that exist are kept, so running it again changes nothing.
+struct InitKeys: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "init",
+        abstract: "Make the key pairs NAME... in DIR (keeping those that exist) and allow every one but the coordinator.",
+        discussion: """
+            For a coordinator and its peers that share one host or volume, as compose/compose.yaml does: \
+            DIR/NAME.key (0600) and DIR/NAME.pub for every NAME, DIR/coordinator.key for the coordinator, and the \
+            allow-list DIR/allow with the public key of every NAME except `coordinator`. Keys allowed by other \
+            means stay allowed.
+            """)
+
+    @Argument(help: ArgumentHelp("The directory for the keys; the allow-list is DIR/allow.", valueName: "dir"))
+    var dir: String
+    @Argument(help: "The key names, e.g. coordinator infra validation cli (`coordinator` is never allowed).")
+    var names: [String]
+
+    func validate() throws {
+        guard !names.isEmpty else { throw ValidationError("give at least one key name after the directory") }
+        for name in names where !KeyFile.isValidName(name) {
+            throw ValidationError(
+                "invalid key name '\(name.prefix(64))': use 1-64 letters, digits, '.', '_' or '-', "
+                    + "starting with a letter or digit")
+        }
+    }
+
+    func run() throws {
+        let allow = "\(dir)/allow"
+        do {
+            try SecureFile.createDirectory(dir, mode: 0o700)
+            try SecureFile.createDirectory(allow, mode: 0o700)
+            var allowed: Set<String> = []
+            for name in names {
+                let secretPath = "\(dir)/\(name).key"
+                let contents: KeyFile.Contents
+                if FileManager.default.fileExists(atPath: secretPath) {
+                    contents = try KeyFile.loadSecret(secretPath)
+                    print("kept        \(secretPath) \(contents.publicKey)")
+                } else {
+                    contents = try KeyFile.generate(name: name, directory: dir)
+                    print("made        \(secretPath) \(contents.publicKey)")
+                }
+                guard name != "coordinator" else { continue }
+                try KeyFile.writePublic(contents, to: "\(allow)/\(name).pub")
+                allowed.insert("\(name).pub")
+            }
+            print("allow-list  \(allow): \(allowed.sorted().joined(separator: " "))")
         } catch let error as ShoalError {
             fail(error.description)
         }
