@@ -2,9 +2,10 @@ import Foundation
 import Logging
 import ShoalSupport
 
-/// Wire constants of protocol v1.
+/// Wire constants of protocol v2 (v2: events carry what changed, `list`
+/// replies leave steps out, steps carry `params` and `failures`).
 public enum WireFormat {
-    public static let version = 1
+    public static let version = 2
     /// Largest header frame accepted.
     public static let maxHeaderBytes = 4096
     /// Largest whole message accepted (ZMQ_MAXMSGSIZE is set to this per frame).

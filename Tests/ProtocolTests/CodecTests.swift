@@ -22,7 +22,7 @@ import Testing
     @Test func headerCarriesVersionTypeIdAndTime() throws {
         let encoded = Codec.encode(Header(type: .ack, workflow: "k3s-dev-1", step: "plan", attempt: 1, sender: "a"), Empty())
         let object = try #require(try JSONSerialization.jsonObject(with: Data(encoded[0])) as? [String: Any])
-        #expect(object["v"] as? Int == 1)
+        #expect(object["v"] as? Int == 2)
         #expect(object["type"] as? String == "ack")
         #expect((object["id"] as? String)?.isEmpty == false)
         #expect(object["sentAt"] != nil)
@@ -32,13 +32,13 @@ import Testing
     @Test(arguments: [
         ("not json", RejectReason.malformedHeader),
         ("[1,2]", .malformedHeader),
-        (#"{"v":2,"type":"hello","id":"x","sentAt":1}"#, .unsupportedVersion),
-        (#"{"v":1,"type":"launch-missiles","id":"x","sentAt":1}"#, .unknownType),
-        (#"{"v":1,"type":"hello","sentAt":1}"#, .malformedHeader),
-        (#"{"v":1,"type":"hello","id":"x","sentAt":"yesterday"}"#, .malformedHeader),
-        (#"{"v":1,"type":"hello","id":"x","sentAt":1,"workflow":"../etc"}"#, .invalidField),
-        (#"{"v":1,"type":"hello","id":"x","sentAt":1,"attempt":0}"#, .invalidField),
-        (#"{"v":1,"type":"hello","id":"","sentAt":1}"#, .invalidField),
+        (#"{"v":1,"type":"hello","id":"x","sentAt":1}"#, .unsupportedVersion),
+        (#"{"v":2,"type":"launch-missiles","id":"x","sentAt":1}"#, .unknownType),
+        (#"{"v":2,"type":"hello","sentAt":1}"#, .malformedHeader),
+        (#"{"v":2,"type":"hello","id":"x","sentAt":"yesterday"}"#, .malformedHeader),
+        (#"{"v":2,"type":"hello","id":"x","sentAt":1,"workflow":"../etc"}"#, .invalidField),
+        (#"{"v":2,"type":"hello","id":"x","sentAt":1,"attempt":0}"#, .invalidField),
+        (#"{"v":2,"type":"hello","id":"","sentAt":1}"#, .invalidField),
     ])
     func badHeadersAreRejectedWithTheirReason(header: String, reason: RejectReason) {
         #expect {
@@ -56,7 +56,7 @@ import Testing
     }
 
     @Test func oversizedHeaderIsRejectedBeforeParsing() {
-        let header = #"{"v":1,"type":"hello","id":"x","sentAt":1,"pad":""# + String(repeating: "a", count: 5000) + #""}"#
+        let header = #"{"v":2,"type":"hello","id":"x","sentAt":1,"pad":""# + String(repeating: "a", count: 5000) + #""}"#
         #expect {
             try Codec.decode(frames(header))
         } throws: { error in
@@ -65,7 +65,7 @@ import Testing
     }
 
     @Test func bodyOfTheWrongShapeIsRejected() throws {
-        let envelope = try Codec.decode(frames(#"{"v":1,"type":"hello","id":"x","sentAt":1}"#, #"{"agent":5}"#))
+        let envelope = try Codec.decode(frames(#"{"v":2,"type":"hello","id":"x","sentAt":1}"#, #"{"agent":5}"#))
         #expect {
             try envelope.decode(Hello.self)
         } throws: { error in
