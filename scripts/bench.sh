@@ -66,7 +66,9 @@ start_agents() {
 
 run() { "$BIN" bench run --coordinator "$control" --coordinator-pid "$coordinator_pid" "${client_keys[@]}" "$@"; }
 
-echo "# shoal benchmarks $(date -u +%Y-%m-%dT%H:%MZ); $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo); $($BIN version)"
+echo "# shoal benchmarks $(date -u +%Y-%m-%dT%H:%MZ); $(nproc) cores ($(grep -m1 'model name' /proc/cpuinfo |
+    cut -d: -f2 | sed 's/^ //')), $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo);" \
+    "$(. /etc/os-release && echo "$PRETTY_NAME"); $($BIN version); load $(cut -d' ' -f1-3 /proc/loadavg)"
 
 baseline=$("$BIN" bench baseline)
 echo "$baseline"
