@@ -81,6 +81,7 @@ public enum AgentHandlers {
         case .monitoring: handler = try MonitoringHandler(options: options, logger: logger)
         case .validation: handler = ValidationHandler(options: options)
         case .docs: handler = DocsHandler()
+        case .bench: return BenchHandler()
         }
         return PreflightGate(role: role, inner: SimulatedDelay(handler))
     }

@@ -43,7 +43,7 @@ public enum Preflight {
     public static func requirements(role: Role, request: WorkflowRequest) -> [Requirement] {
         guard request.realDeployment else { return [] }
         switch role {
-        case .planner, .docs:
+        case .planner, .docs, .bench:
             return []
         case .infra:
             var list: [Requirement] = [

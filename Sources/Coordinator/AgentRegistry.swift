@@ -18,15 +18,21 @@ struct AgentEntry {
     var hasCapacity: Bool { inFlight.count < max(1, hello.capacity) }
 }
 
-/// Live agents and the subscriptions the XPUB socket has seen.
+/// Live agents, indexed by role, and the subscriptions the XPUB socket has seen.
 struct AgentRegistry {
     private(set) var agents: [String: AgentEntry] = [:]
+    /// Agent ids by role, so picking one looks only at agents of that role.
+    private var byRole: [Role: Set<String>] = [:]
     /// Topics with at least one subscriber.
     private(set) var subscriptions: Set<String> = []
 
     subscript(id: String) -> AgentEntry? {
         get { agents[id] }
-        set { agents[id] = newValue }
+        set {
+            if let old = agents[id], old.hello.role != newValue?.hello.role { byRole[old.hello.role]?.remove(id) }
+            agents[id] = newValue
+            if let newValue { byRole[newValue.hello.role, default: []].insert(id) }
+        }
     }
 
     mutating func subscriptionChanged(_ topic: String, subscribed: Bool) {
@@ -44,19 +50,31 @@ struct AgentRegistry {
         subscriptions.contains(WireFormat.agentTopic(id))
     }
 
-    /// Least loaded first; among equals the one that waited longest.
+    /// Least loaded first; among equals the one that waited longest. Looks
+    /// only at the agents of `role`.
     func pick(role: Role, avoiding avoid: Set<String>) -> String? {
-        let candidates = agents.values.filter { $0.hello.role == role && $0.hasCapacity && isReachable($0.id) }
-        let preferred = candidates.filter { !avoid.contains($0.id) }
-        let pool = preferred.isEmpty ? candidates : preferred
-        return pool.min { a, b in
-            (a.inFlight.count, a.lastAssigned, a.id) < (b.inFlight.count, b.lastAssigned, b.id)
-        }?.id
+        var best: AgentEntry?
+        var bestAvoided: AgentEntry?
+        func better(_ a: AgentEntry, _ b: AgentEntry?) -> Bool {
+            guard let b else { return true }
+            return (a.inFlight.count, a.lastAssigned, a.id) < (b.inFlight.count, b.lastAssigned, b.id)
+        }
+        for id in byRole[role] ?? [] {
+            guard let agent = agents[id], agent.hasCapacity, isReachable(id) else { continue }
+            if avoid.contains(id) {
+                if better(agent, bestAvoided) { bestAvoided = agent }
+            } else if better(agent, best) {
+                best = agent
+            }
+        }
+        return (best ?? bestAvoided)?.id
     }
 
     @discardableResult
     mutating func remove(_ id: String) -> AgentEntry? {
-        agents.removeValue(forKey: id)
+        guard let entry = agents.removeValue(forKey: id) else { return nil }
+        byRole[entry.hello.role]?.remove(id)
+        return entry
     }
 
     func expired(now: Int64, timeoutMilliseconds: Int64) -> [String] {
@@ -64,4 +82,5 @@ struct AgentRegistry {
     }
 
     var all: [AgentEntry] { agents.values.sorted { $0.id < $1.id } }
+    var count: Int { agents.count }
 }

@@ -19,6 +19,16 @@ public struct CoordinatorConfiguration: Sendable {
     public var maxAttempts = 3
     /// Longest a single step may run (default 30 min).
     public var stepTimeout: Duration = .seconds(1800)
+    /// How hard each journal commit waits for the disk (default `.normal`:
+    /// nothing is lost when the process crashes; the last commits may be
+    /// lost on power loss). `.full` syncs every commit.
+    public var journalSync: Journal.Sync = .normal
+    /// Finished workflows older than this are deleted from the journal
+    /// (default nil: kept for good).
+    public var retain: Duration?
+    /// Messages read from each socket per loop turn at most, so a burst
+    /// never holds back heartbeats, timers and confirms (default 256).
+    public var messagesPerTurn = 256
     /// CURVE keys and the allow-list. nil runs both sockets over plain TCP,
     /// which anyone who can reach the ports can read and join: only for
     /// `--insecure` and tests that say so (default nil).

@@ -119,6 +119,12 @@ public final class CoordinatorClient {
         try decode(Accepted.self, call(Header(type: .submit), Submit(request: request)))
     }
 
+    /// Submits a workflow whose `plan` step goes to another planner role
+    /// (`bench`), with params for it.
+    public func submit(_ request: WorkflowRequest, planner: Role, params: [String: JSONValue]) throws -> Accepted {
+        try decode(Accepted.self, call(Header(type: .submit), Submit(request: request, planner: planner, params: params)))
+    }
+
     /// The current state of a workflow.
     public func status(_ workflow: String) throws -> WorkflowSnapshot {
         try decode(StatusReply.self, call(Header(type: .status, workflow: workflow), Empty())).workflow
@@ -147,8 +153,9 @@ public final class CoordinatorClient {
         try decode(AgentsReply.self, call(Header(type: .agents), Empty())).agents
     }
 
-    /// Follows a workflow until it finishes: events as they are published,
-    /// and a status request whenever none came for a while (events are lossy).
+    /// Follows a workflow until it finishes: events (what changed) as they
+    /// are published, a status request when an event shows a gap, and one
+    /// whenever none came for a while (events are lossy).
     /// - Parameters:
     ///   - eventsPort: the coordinator's PUB port (from `submit`), on the same host.
     ///   - timeout: give up after this long; nil waits forever.
@@ -177,14 +184,21 @@ public final class CoordinatorClient {
             var poller = Poller()
             if let subscriber { poller.add(subscriber) }
             if let subscriber, try poller.poll(timeoutMilliseconds: 200)[0] {
+                var gap = false
                 while let frames = try subscriber.receive(wait: false) {
                     guard frames.count == 3, let envelope = try? Codec.decode(frames.dropFirst()),
-                        let reply = try? envelope.decode(StatusReply.self), reply.workflow.id == workflow,
-                        reply.workflow.revision > latest.revision
+                        let event = try? envelope.decode(WorkflowEvent.self), event.workflow == workflow,
+                        event.revision > latest.revision
                     else { continue }
-                    latest = reply.workflow
-                    update(latest)
+                    // An event applies to the revision it names; any other
+                    // means one was missed: the whole snapshot is asked for.
+                    if event.apply(to: &latest) {
+                        update(latest)
+                    } else {
+                        gap = true
+                    }
                 }
+                if gap { lastStatus = ContinuousClock.now - .seconds(2) }
             } else if subscriber == nil {
                 Thread.sleep(forTimeInterval: 0.2)
             }

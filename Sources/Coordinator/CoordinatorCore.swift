@@ -16,10 +16,17 @@ enum Outgoing: Equatable {
 /// rules. It owns no socket: the service feeds it decoded input and timer
 /// ticks and sends what it returns, so every rule is testable directly.
 /// It is used from the one thread that owns the sockets.
+///
+/// Its cost per step does not grow with the size of a workflow or the number
+/// of workflows: ready steps come from dependency counters and per-role
+/// queues, deadlines from a heap, the journal gets the rows that changed in
+/// one transaction per loop turn, and events carry the steps that changed.
+/// Only running workflows are kept in memory; finished ones are read from
+/// the journal when asked for.
 final class CoordinatorCore {
     /// Per-step delivery state that is not worth journaling: it is rebuilt
     /// (conservatively) after a restart.
-    private struct Delivery {
+    struct Delivery {
         var ackDeadline: Int64?
         var publishes = 0
         var runDeadline: Int64?
@@ -31,6 +38,76 @@ final class CoordinatorCore {
         var notBefore: Int64 = 0
     }
 
+    /// A running workflow with its indexes.
+    final class Live {
+        var snapshot: WorkflowSnapshot
+        /// Step position by name.
+        var index: [String: Int] = [:]
+        /// Positions of each step's needs.
+        var needs: [[Int]] = []
+        /// Steps that need each step.
+        var dependents: [[Int]] = []
+        /// Needs of each step that have not succeeded yet.
+        var waiting: [Int] = []
+        var unfinished = 0
+        var deliveries: [Int: Delivery] = [:]
+        /// Steps changed since the last event (and journal commit).
+        var changed: Set<Int> = []
+        var publishedRevision: Int
+        /// Steps that returned artifacts, and those artifacts once read.
+        var withArtifacts: Set<Int> = []
+        var artifacts: [Int: [Artifact]] = [:]
+        /// For each step whose assignment was built: the ancestors that
+        /// produced values or artifacts (what its assignment carries).
+        var producers: [Int: [Int]] = [:]
+        var submitID: String?
+        /// The request, encoded once: the header row and every assignment carry it.
+        lazy var requestJSON: [UInt8] = WireJSON.encode(snapshot.request)
+
+        init(_ snapshot: WorkflowSnapshot, publishedRevision: Int) {
+            self.snapshot = snapshot
+            self.publishedRevision = publishedRevision
+            // Two passes: a stored workflow's steps need not come after their needs.
+            for (position, step) in snapshot.steps.enumerated() { index[step.name] = position }
+            needs = snapshot.steps.map { $0.needs.compactMap { index[$0] } }
+            dependents = Array(repeating: [], count: snapshot.steps.count)
+            for (position, needed) in needs.enumerated() {
+                for need in needed { dependents[need].append(position) }
+            }
+            waiting = needs.map { $0.filter { snapshot.steps[$0].state != .succeeded }.count }
+            unfinished = snapshot.steps.filter { !$0.state.isFinished }.count
+        }
+
+        var id: String { snapshot.id }
+
+        /// Appends a step; its needs must already be in the workflow.
+        func add(_ step: StepSnapshot) {
+            let position = snapshot.steps.count
+            snapshot.steps.append(step)
+            index[step.name] = position
+            let needed = step.needs.compactMap { index[$0] }
+            needs.append(needed)
+            dependents.append([])
+            for need in needed { dependents[need].append(position) }
+            waiting.append(needed.filter { snapshot.steps[$0].state != .succeeded }.count)
+            if !step.state.isFinished { unfinished += 1 }
+        }
+
+        func produces(_ position: Int) -> Bool {
+            !snapshot.steps[position].values.isEmpty || withArtifacts.contains(position)
+        }
+
+        var hasActiveSteps: Bool {
+            snapshot.steps.contains { $0.state == .assigned || $0.state == .running }
+        }
+    }
+
+    /// A step in a per-role ready queue.
+    struct ReadyStep {
+        var workflow: String
+        var step: Int
+    }
+
     let configuration: CoordinatorConfiguration
     let journal: Journal
     let logger: Logger
@@ -40,14 +117,31 @@ final class CoordinatorCore {
     /// sender's public key) is checked against it. nil on a plain-TCP bus.
     private let allowList: CurveAllowList?
 
-    private var workflows: [String: WorkflowSnapshot] = [:]
-    private var deliveries: [String: [String: Delivery]] = [:]
+    /// Running workflows (and finished ones with steps still out on agents).
+    private var workflows: [String: Live] = [:]
+    private var submits: [String: String] = [:]
+    private var ready: [Role: RingQueue<ReadyStep>] = [:]
+    private var deadlines = DeadlineHeap()
     private var registry = AgentRegistry()
-    private var dirty: Set<String> = []
+    private var dirty: [String: Live] = [:]
+    private var batch = JournalBatch()
     private var outbox: [Outgoing] = []
+    /// Steps published this turn, whose ack deadline starts once they are sent.
+    private var published: [(workflow: String, step: Int, attempt: Int)] = []
+    private var pendingOutputs: [(workflow: String, artifacts: [Artifact])] = []
     private var lastHeartbeatSent: Int64 = 0
+    private var lastPrune: Int64 = 0
+    private var journalWorkflows = 0
+    /// Set when a turn stopped at its bound with work left.
+    private(set) var hasMoreWork = false
     /// Rejected frames by reason.
     private(set) var rejections = RejectionCounter()
+
+    /// Steps given out per loop turn at most, so heartbeats and confirms
+    /// are never held behind a burst.
+    static let assignmentsPerTurn = 512
+    /// Deadlines handled per loop turn at most.
+    static let deadlinesPerTurn = 2048
 
     init(
         configuration: CoordinatorConfiguration, journal: Journal, logger: Logger, eventsPort: Int?,
@@ -62,12 +156,19 @@ final class CoordinatorCore {
         self.eventsPort = eventsPort
         let now = clock()
         let grace = 2 * livenessMilliseconds
-        for workflow in try journal.workflows() {
-            workflows[workflow.id] = workflow
-            guard workflow.state == .running else { continue }
+        journalWorkflows = try journal.workflowCount()
+        for workflow in try journal.workflows(unfinishedOnly: true) {
+            let live = Live(workflow, publishedRevision: workflow.revision)
+            live.withArtifacts = Set(try journal.stepsWithArtifacts(workflow: workflow.id).compactMap { live.index[$0] })
+            workflows[workflow.id] = live
             logger.info("resuming workflow", metadata: ["workflow.id": "\(workflow.id)"])
-            for step in workflow.steps where step.state == .assigned || step.state == .running {
-                deliveries[workflow.id, default: [:]][step.name] = Delivery(orphanDeadline: now + grace)
+            for (position, step) in live.snapshot.steps.enumerated() {
+                if step.state == .assigned || step.state == .running {
+                    live.deliveries[position] = Delivery(orphanDeadline: now + grace)
+                    deadlines.push(at: now + grace, .orphan, workflow: workflow.id, step: position, attempt: step.attempt)
+                } else if step.state == .pending && live.waiting[position] == 0 {
+                    enqueue(live, position)
+                }
             }
         }
     }
@@ -76,9 +177,33 @@ final class CoordinatorCore {
         configuration.heartbeatInterval.milliseconds * Int64(configuration.liveness)
     }
 
-    /// Takes what is to be sent since the last call.
-    func drainOutbox() -> [Outgoing] {
-        publishDirtyWorkflows()
+    /// Attempts a step may use in all, charged or not: a bound for a step
+    /// that takes down every agent it is given to.
+    private var attemptLimit: Int { max(20, 10 * configuration.maxAttempts) }
+
+    /// Ends the loop turn: gives out ready steps, writes the turn's changes
+    /// to the journal in one transaction, and only then returns what is to
+    /// be sent (rule 6: nothing is acted on before it is recorded). Ack
+    /// deadlines of the steps published start now, as they leave.
+    /// - Throws: `ShoalError(.io)` when the journal cannot be written: the
+    ///   coordinator must stop, as it cannot record what it would do.
+    func drainOutbox() throws -> [Outgoing] {
+        schedule()
+        publishChanges()
+        try journal.commit(batch)
+        batch = JournalBatch()
+        let now = clock()
+        for step in published {
+            guard let live = workflows[step.workflow], live.snapshot.steps[step.step].attempt == step.attempt,
+                live.snapshot.steps[step.step].state == .assigned
+            else { continue }
+            let deadline = now + configuration.ackTimeout.milliseconds
+            live.deliveries[step.step, default: Delivery()].ackDeadline = deadline
+            deadlines.push(at: deadline, .ack, workflow: step.workflow, step: step.step, attempt: step.attempt)
+        }
+        published = []
+        for output in pendingOutputs { writeOutputs(output.artifacts, workflow: output.workflow) }
+        pendingOutputs = []
         defer { outbox = [] }
         return outbox
     }
@@ -88,7 +213,6 @@ final class CoordinatorCore {
     /// A subscription or unsubscription seen by the XPUB socket.
     func subscriptionChanged(_ topic: String, subscribed: Bool) {
         registry.subscriptionChanged(topic, subscribed: subscribed)
-        if subscribed { schedule() }
     }
 
     /// A message on the ROUTER socket: identity frame first.
@@ -119,8 +243,10 @@ final class CoordinatorCore {
         } catch let error as DecodeError {
             reject(identity, error, re: envelope.header.id)
         } catch {
-            logger.error("journal failure", metadata: ["error": "\(error)"])
-            reply(identity, Header(type: .error, re: envelope.header.id), ErrorReply(reason: "internal", message: "\(error)"))
+            logger.error("journal read failed", metadata: ["error": "\(error)"])
+            reply(
+                identity, Header(type: .error, re: envelope.header.id),
+                ErrorReply(reason: "internal", message: "\(error)"))
         }
     }
 
@@ -155,13 +281,10 @@ final class CoordinatorCore {
         case .submit:
             try submit(envelope.decode(Submit.self), identity: identity, header: header)
         case .status:
-            guard let id = header.workflow, let workflow = workflows[id] else {
-                throw DecodeError(.unknownWorkflow, "no workflow '\(header.workflow ?? "")'")
-            }
-            reply(identity, Header(type: .statusReply, workflow: id, re: header.id), StatusReply(workflow: workflow))
+            let workflow = try snapshot(header.workflow)
+            reply(identity, Header(type: .statusReply, workflow: workflow.id, re: header.id), StatusReply(workflow: workflow))
         case .list:
-            let all = workflows.values.sorted { ($0.createdAt, $0.id) < ($1.createdAt, $1.id) }
-            reply(identity, Header(type: .listReply, re: header.id), ListReply(workflows: all))
+            reply(identity, Header(type: .listReply, re: header.id), ListReply(workflows: try journal.summaries()))
         case .agents:
             let infos = registry.all.map {
                 AgentInfo(
@@ -176,12 +299,20 @@ final class CoordinatorCore {
             try resume(workflow: header.workflow, identity: identity, header: header)
         case .stats:
             let stats = Stats(
-                rejected: rejections.byName,
-                workflows: workflows.count, agents: registry.all.count, residentBytes: residentMemoryBytes())
+                rejected: rejections.byName, workflows: journalWorkflows, running: workflows.count,
+                agents: registry.count, residentBytes: residentMemoryBytes())
             reply(identity, Header(type: .statsReply, re: header.id), stats)
         default:
             throw DecodeError(.unexpectedType, "'\(header.type.rawValue)' is not accepted on the control socket")
         }
+    }
+
+    /// A workflow as it is now: from memory while it runs, else from the journal.
+    private func snapshot(_ id: String?) throws -> WorkflowSnapshot {
+        guard let id else { throw DecodeError(.unknownWorkflow, "no workflow ''") }
+        if let live = workflows[id] { return live.snapshot }
+        guard let stored = try journal.workflow(id) else { throw DecodeError(.unknownWorkflow, "no workflow '\(id)'") }
+        return stored
     }
 
     private func reject(_ identity: [UInt8]?, _ error: DecodeError, re: String? = nil) {
@@ -230,7 +361,6 @@ final class CoordinatorCore {
             heartbeatIntervalMilliseconds: Int(configuration.heartbeatInterval.milliseconds),
             liveness: configuration.liveness, eventsPort: eventsPort, eventsEndpoint: nil)
         reply(identity, Header(type: .welcome, re: header.id), welcome)
-        schedule()
     }
 
     /// Refreshes a known agent; unknown agents are asked to introduce themselves again.
@@ -252,11 +382,12 @@ final class CoordinatorCore {
         // After a restart the journal knows which steps were given out; an
         // agent that still runs one claims it here.
         for key in heartbeat.inFlight.prefix(64) {
-            guard let step = workflows[key.workflow]?.step(key.step), step.attempt == key.attempt,
-                step.agent == agent, step.state == .assigned || step.state == .running
+            guard let live = workflows[key.workflow], let position = live.index[key.step] else { continue }
+            let step = live.snapshot.steps[position]
+            guard step.attempt == key.attempt, step.agent == agent, step.state == .assigned || step.state == .running
             else { continue }
             registry[agent]?.inFlight.insert(key)
-            deliveries[key.workflow]?[key.step]?.orphanDeadline = nil
+            live.deliveries[position]?.orphanDeadline = nil
         }
     }
 
@@ -276,66 +407,100 @@ final class CoordinatorCore {
         }
     }
 
-    /// Forgets an agent and hands its in-flight steps to others.
+    /// Forgets an agent and hands its in-flight steps to others. They lost
+    /// their attempt through no fault of their own: it is not charged.
     private func agentGone(_ agent: String, reason: String) {
         guard let entry = registry.remove(agent) else { return }
         logger.warning("agent lost", metadata: ["agent.id": "\(agent)", "reason": "\(reason)"])
         for key in entry.inFlight.sorted(by: { $0.description < $1.description }) {
-            requeue(key, avoiding: agent, reason: "agent \(agent) \(reason)")
+            requeue(key, avoiding: agent, reason: "agent \(agent) \(reason)", charged: false)
         }
-        schedule()
     }
 
     // MARK: Steps
+
+    /// Marks a step as changed: journaled and published at the end of the turn.
+    private func changed(_ live: Live, _ position: Int) {
+        live.changed.insert(position)
+        live.snapshot.revision += 1
+        dirty[live.id] = live
+    }
+
+    /// The workflow-level fields changed.
+    private func changed(_ live: Live) {
+        live.snapshot.revision += 1
+        dirty[live.id] = live
+    }
+
+    /// An ack or result for a workflow that is not in memory: finished (or
+    /// unknown). Returns the stored step, or throws the reason to reject.
+    private func storedStep(_ key: StepKey) throws -> StepSnapshot {
+        let stored = try journal.step(workflow: key.workflow, name: key.step)
+        guard stored.exists else { throw DecodeError(.unknownWorkflow, "no workflow for \(key)") }
+        guard let step = stored.step else { throw DecodeError(.unknownStep, "no step for \(key)") }
+        return step
+    }
 
     private func ack(identity: [UInt8], header: Header) throws {
         let agent = try sender(of: header)
         _ = touch(agent, identity: identity)
         guard let key = header.stepKey else { throw DecodeError(.invalidField, "ack needs workflow, step and attempt") }
-        guard var workflow = workflows[key.workflow] else { throw DecodeError(.unknownWorkflow, "ack for \(key)") }
-        guard let index = workflow.steps.firstIndex(where: { $0.name == key.step }) else {
-            throw DecodeError(.unknownStep, "ack for \(key)")
+        guard let live = workflows[key.workflow] else {
+            _ = try storedStep(key)  // a late ack of a finished workflow: nothing to do
+            return
         }
-        var step = workflow.steps[index]
+        guard let position = live.index[key.step] else { throw DecodeError(.unknownStep, "ack for \(key)") }
+        let step = live.snapshot.steps[position]
         guard step.attempt == key.attempt, step.agent == agent else { return }  // a late ack of an old attempt
-        deliveries[key.workflow]?[key.step]?.ackDeadline = nil
-        deliveries[key.workflow]?[key.step]?.orphanDeadline = nil
+        live.deliveries[position]?.ackDeadline = nil
+        live.deliveries[position]?.orphanDeadline = nil
         registry[agent]?.inFlight.insert(key)
         guard step.state == .assigned else { return }
         let now = clock()
-        step.state = .running
-        step.startedAt = now
-        workflow.steps[index] = step
-        workflow.revision += 1
-        try journal.recordAck(key, at: now)
-        try journal.save(workflow, steps: [step])
-        workflows[key.workflow] = workflow
-        deliveries[key.workflow]?[key.step]?.runDeadline = now + configuration.stepTimeout.milliseconds
-        dirty.insert(key.workflow)
+        live.snapshot.steps[position].state = .running
+        live.snapshot.steps[position].startedAt = now
+        batch.acked(key, at: now)
+        changed(live, position)
+        let deadline = now + configuration.stepTimeout.milliseconds
+        live.deliveries[position, default: Delivery()].runDeadline = deadline
+        deadlines.push(at: deadline, .run, workflow: key.workflow, step: position, attempt: key.attempt)
     }
 
     private func result(_ result: StepResult, identity: [UInt8], header: Header) throws {
         let agent = try sender(of: header)
         _ = touch(agent, identity: identity)
         guard let key = header.stepKey else { throw DecodeError(.invalidField, "result needs workflow, step and attempt") }
-        guard var workflow = workflows[key.workflow] else { throw DecodeError(.unknownWorkflow, "result for \(key)") }
-        guard let index = workflow.steps.firstIndex(where: { $0.name == key.step }) else {
-            throw DecodeError(.unknownStep, "result for \(key)")
+        let confirm = Header(type: .confirm, workflow: key.workflow, step: key.step, attempt: key.attempt, re: header.id)
+        guard let live = workflows[key.workflow] else {
+            // A finished workflow: a resend whose confirm was lost, or a late attempt.
+            let stored = try storedStep(key)
+            guard key.attempt <= stored.attempt else {
+                throw DecodeError(.notAssigned, "result for \(key), which was never assigned")
+            }
+            registry[agent]?.inFlight.remove(key)
+            reply(identity, confirm, Empty())
+            return
         }
-        guard key.attempt <= workflow.steps[index].attempt, try journal.assignee(of: key) != nil else {
+        guard let position = live.index[key.step] else { throw DecodeError(.unknownStep, "result for \(key)") }
+        // Attempts are numbered in order and journaled before they are sent,
+        // so every attempt up to the step's current one was assigned.
+        guard key.attempt <= live.snapshot.steps[position].attempt else {
             throw DecodeError(.notAssigned, "result for \(key), which was never assigned")
         }
         registry[agent]?.inFlight.remove(key)
-        var step = workflow.steps[index]
-        let confirm = Header(type: .confirm, workflow: key.workflow, step: key.step, attempt: key.attempt, re: header.id)
         // A step finishes once: a duplicate (a resend, or a late attempt)
         // is confirmed so its agent stops resending, and otherwise ignored.
-        guard !step.state.isFinished else {
+        guard !live.snapshot.steps[position].state.isFinished else {
             reply(identity, confirm, Empty())
             return
         }
         let now = clock()
-        step.state = result.outcome == .succeeded ? .succeeded : .failed
+        var step = live.snapshot.steps[position]
+        if let previous = step.agent, previous != agent || step.attempt != key.attempt {
+            registry[previous]?.inFlight.remove(StepKey(workflow: key.workflow, step: key.step, attempt: step.attempt))
+        }
+        let succeeded = result.outcome == .succeeded
+        step.state = succeeded ? .succeeded : .failed
         step.attempt = key.attempt
         step.agent = result.agent
         step.host = result.host
@@ -344,17 +509,24 @@ final class CoordinatorCore {
         step.finishedAt = now
         step.summary = result.output.summary
         step.error = result.error
-        step.values = result.outcome == .succeeded ? result.output.values : [:]
-        workflow.steps[index] = step
-        deliveries[key.workflow]?[key.step] = nil
-        if result.outcome == .succeeded, key.step == "plan" {
-            expand(&workflow, with: result.output.values["plan"])
+        step.values = succeeded ? result.output.values : [:]
+        if !succeeded { step.failures = (step.failures ?? 0) + 1 }
+        // The plan is kept as the workflow's steps (and in the result row),
+        // not again in the plan step's values that later steps receive.
+        if succeeded && position == 0 && key.step == "plan" {
+            step.values["plan"] = nil
+            // Before the plan step counts as succeeded, so its new dependents count it as a need.
+            expand(live, with: result.output.values["plan"], now: now)
         }
-        workflow.revision += 1
-        settle(&workflow, now: now)
-        try journal.recordResult(key, result, workflow: workflow, step: step, at: now)
-        try journal.save(workflow, steps: workflow.steps)
-        workflows[key.workflow] = workflow
+        live.snapshot.steps[position] = step
+        live.deliveries[position] = nil
+        if succeeded && !result.output.artifacts.isEmpty {
+            live.withArtifacts.insert(position)
+            live.artifacts[position] = result.output.artifacts
+        }
+        batch.result(key, result, at: now)
+        changed(live, position)
+        finished(live, position, now: now)
         reply(identity, confirm, Empty())
         logger.info(
             "step finished",
@@ -362,109 +534,198 @@ final class CoordinatorCore {
                 "workflow.id": "\(key.workflow)", "step": "\(key.step)", "agent.id": "\(agent)",
                 "outcome": "\(result.outcome.rawValue)",
             ])
-        writeOutputs(result.output.artifacts, workflow: key.workflow)
-        dirty.insert(key.workflow)
-        schedule()
-    }
-
-    /// Adds the planner's steps to the workflow, or fails it on a bad plan.
-    private func expand(_ workflow: inout WorkflowSnapshot, with value: JSONValue?) {
-        do {
-            guard let value else { throw ShoalError(.protocolViolation, "the plan step returned no plan") }
-            let plan = try JSONDecoder().decode(Plan.self, from: JSONEncoder().encode(value))
-            let problems = plan.problems(existing: Set(workflow.steps.map(\.name)))
-            guard problems.isEmpty else {
-                throw ShoalError(.protocolViolation, "invalid plan: \(problems.joined(separator: "; "))")
-            }
-            for planned in plan.steps {
-                var step = StepSnapshot(name: planned.name, role: planned.role, needs: planned.needs, critical: planned.critical)
-                step.values = planned.params.isEmpty ? [:] : ["params": .object(planned.params)]
-                workflow.steps.append(step)
-            }
-        } catch {
-            workflow.state = .failed
-            workflow.error = "\(error)"
+        if !result.output.artifacts.isEmpty {
+            pendingOutputs.append((key.workflow, result.output.artifacts))
         }
     }
 
-    /// Applies the failure rules and finishes the workflow when nothing is left.
-    private func settle(_ workflow: inout WorkflowSnapshot, now: Int64) {
-        if workflow.state == .running,
-            let critical = workflow.steps.first(where: { $0.critical && $0.state == .failed })
-        {
-            workflow.state = .failed
-            workflow.error = "critical step '\(critical.name)' failed: \(critical.error ?? "no reason given")"
-        }
-        if workflow.state != .running {
-            for index in workflow.steps.indices where workflow.steps[index].state == .pending {
-                workflow.steps[index].state = .cancelled
+    /// A step reached a final state: its dependents move on (or are skipped),
+    /// and the workflow finishes when nothing is left.
+    private func finished(_ live: Live, _ position: Int, now: Int64) {
+        live.unfinished -= 1
+        let step = live.snapshot.steps[position]
+        if step.state == .succeeded {
+            for dependent in live.dependents[position] {
+                live.waiting[dependent] -= 1
+                if live.waiting[dependent] == 0 && live.snapshot.steps[dependent].state == .pending {
+                    enqueue(live, dependent)
+                }
             }
-        }
-        // Steps after a failed one cannot run: skip them, transitively.
-        var changed = true
-        while changed {
-            changed = false
-            let blocked = Set(workflow.steps.filter { $0.state == .failed || $0.state == .skipped || $0.state == .cancelled }.map(\.name))
-            for index in workflow.steps.indices where workflow.steps[index].state == .pending {
-                if let need = workflow.steps[index].needs.first(where: blocked.contains) {
-                    workflow.steps[index].state = .skipped
-                    workflow.steps[index].error = "skipped: '\(need)' did not succeed"
-                    changed = true
+        } else {
+            if step.critical && step.state == .failed && live.snapshot.state == .running {
+                live.snapshot.state = .failed
+                live.snapshot.error = "critical step '\(step.name)' failed: \(step.error ?? "no reason given")"
+                live.snapshot.finishedAt = now
+                changed(live)
+                stopPending(live, as: .cancelled, now: now)
+            }
+            // Steps after one that did not succeed cannot run: skip them, transitively.
+            var frontier = [position]
+            while let next = frontier.popLast() {
+                for dependent in live.dependents[next] where live.snapshot.steps[dependent].state == .pending {
+                    live.snapshot.steps[dependent].state = .skipped
+                    live.snapshot.steps[dependent].error = "skipped: '\(live.snapshot.steps[next].name)' did not succeed"
+                    live.unfinished -= 1
+                    changed(live, dependent)
+                    frontier.append(dependent)
                 }
             }
         }
-        let allFinished = workflow.steps.allSatisfy { $0.state.isFinished }
-        if allFinished && workflow.state == .running {
-            let failed = workflow.steps.filter { $0.state == .failed }
-            let notRun = workflow.steps.filter { $0.state == .skipped || $0.state == .cancelled }.count
-            if failed.isEmpty && notRun == 0 {
-                workflow.state = .succeeded
-            } else {
-                workflow.state = .failed
-                var reasons = failed.map { "\($0.name): \($0.error ?? "failed")" }
-                if notRun > 0 { reasons.append("\(notRun) step(s) after it did not run") }
-                workflow.error = reasons.joined(separator: "; ")
-            }
-        }
-        if workflow.state != .running && workflow.finishedAt == nil {
-            workflow.finishedAt = now
+        settle(live, now: now)
+    }
+
+    /// Cancels (or skips) every pending step of a workflow that stopped.
+    private func stopPending(_ live: Live, as state: StepSnapshot.State, now: Int64) {
+        for position in live.snapshot.steps.indices where live.snapshot.steps[position].state == .pending {
+            live.snapshot.steps[position].state = state
+            live.unfinished -= 1
+            changed(live, position)
         }
     }
 
+    /// Finishes the workflow once every step is final.
+    private func settle(_ live: Live, now: Int64) {
+        guard live.unfinished == 0, live.snapshot.state == .running else { return }
+        let failed = live.snapshot.steps.filter { $0.state == .failed }
+        let notRun = live.snapshot.steps.filter { $0.state == .skipped || $0.state == .cancelled }.count
+        if failed.isEmpty && notRun == 0 {
+            live.snapshot.state = .succeeded
+        } else {
+            live.snapshot.state = .failed
+            var reasons = failed.map { "\($0.name): \($0.error ?? "failed")" }
+            if notRun > 0 { reasons.append("\(notRun) step(s) after it did not run") }
+            live.snapshot.error = reasons.joined(separator: "; ")
+        }
+        live.snapshot.finishedAt = now
+        changed(live)
+    }
+
+    /// Adds the planner's steps to the workflow, or fails it on a bad plan.
+    private func expand(_ live: Live, with value: JSONValue?, now: Int64) {
+        do {
+            guard let value else { throw ShoalError(.protocolViolation, "the plan step returned no plan") }
+            let plan = try JSONDecoder().decode(Plan.self, from: JSONEncoder().encode(value))
+            let problems = CoordinatorCore.problems(of: plan, existing: Set(live.index.keys))
+            guard problems.isEmpty else {
+                throw ShoalError(.protocolViolation, "invalid plan: \(problems.prefix(10).joined(separator: "; "))")
+            }
+            // In an order where every step comes after its needs.
+            for planned in CoordinatorCore.ordered(plan) {
+                let step = StepSnapshot(
+                    name: planned.name, role: planned.role, needs: planned.needs, critical: planned.critical,
+                    params: planned.params.isEmpty ? nil : planned.params)
+                live.add(step)
+                let position = live.snapshot.steps.count - 1
+                changed(live, position)
+                if live.waiting[position] == 0 { enqueue(live, position) }
+            }
+        } catch {
+            live.snapshot.state = .failed
+            live.snapshot.error = "\(error)"
+            live.snapshot.finishedAt = now
+            changed(live)
+        }
+    }
+
+    /// A plan's problems, found in time linear in its size: names unique and
+    /// at most 100 bytes, needs known, no cycle.
+    static func problems(of plan: Plan, existing: Set<String>) -> [String] {
+        var problems: [String] = []
+        var names = existing
+        for step in plan.steps {
+            if step.name.isEmpty || step.name.utf8.count > 100 { problems.append("bad step name '\(step.name.prefix(100))'") }
+            if !names.insert(step.name).inserted { problems.append("duplicate step '\(step.name.prefix(100))'") }
+        }
+        for step in plan.steps {
+            for need in step.needs where !names.contains(need) {
+                problems.append("step '\(step.name.prefix(100))' needs unknown step '\(need.prefix(100))'")
+            }
+        }
+        guard problems.isEmpty else { return problems }
+        let sorted = ordered(plan)
+        if sorted.count < plan.steps.count {
+            let placed = Set(sorted.map(\.name))
+            let cycle = plan.steps.map(\.name).filter { !placed.contains($0) }
+            problems.append("dependency cycle among \(cycle.prefix(20).joined(separator: ", "))")
+        }
+        return problems
+    }
+
+    /// The plan's steps in dependency order (Kahn); steps on a cycle are left out.
+    static func ordered(_ plan: Plan) -> [PlannedStep] {
+        var position: [String: Int] = [:]
+        for (index, step) in plan.steps.enumerated() { position[step.name] = index }
+        var waiting = [Int](repeating: 0, count: plan.steps.count)
+        var dependents = [[Int]](repeating: [], count: plan.steps.count)
+        for (index, step) in plan.steps.enumerated() {
+            for need in Set(step.needs) {
+                guard let needed = position[need] else { continue }
+                waiting[index] += 1
+                dependents[needed].append(index)
+            }
+        }
+        var queue = RingQueue<Int>()
+        for index in plan.steps.indices where waiting[index] == 0 { queue.append(index) }
+        var result: [PlannedStep] = []
+        result.reserveCapacity(plan.steps.count)
+        while let next = queue.popFirst() {
+            result.append(plan.steps[next])
+            for dependent in dependents[next] {
+                waiting[dependent] -= 1
+                if waiting[dependent] == 0 { queue.append(dependent) }
+            }
+        }
+        return result
+    }
+
     /// Puts a step back to pending for another attempt, or fails it when its
-    /// attempts are used up.
-    private func requeue(_ key: StepKey, avoiding agent: String?, reason: String) {
-        guard var workflow = workflows[key.workflow],
-            let index = workflow.steps.firstIndex(where: { $0.name == key.step }),
-            workflow.steps[index].attempt == key.attempt, !workflow.steps[index].state.isFinished
+    /// attempts are used up. Only a `charged` requeue (the step's own
+    /// timeout) counts against `--max-attempts`.
+    private func requeue(_ key: StepKey, avoiding agent: String?, reason: String, charged: Bool) {
+        guard let live = workflows[key.workflow], let position = live.index[key.step],
+            live.snapshot.steps[position].attempt == key.attempt, !live.snapshot.steps[position].state.isFinished
         else { return }
-        var delivery = deliveries[key.workflow]?[key.step] ?? Delivery()
+        let now = clock()
+        var delivery = live.deliveries[position] ?? Delivery()
         if let agent { delivery.avoid.insert(agent) }
         delivery.ackDeadline = nil
         delivery.runDeadline = nil
         delivery.orphanDeadline = nil
         delivery.publishes = 0
-        let now = clock()
-        delivery.notBefore = now + backoffMilliseconds(afterAttempt: key.attempt)
-        deliveries[key.workflow, default: [:]][key.step] = delivery
-        if workflow.steps[index].attempt >= configuration.maxAttempts {
-            workflow.steps[index].state = .failed
-            workflow.steps[index].finishedAt = now
-            workflow.steps[index].error = "gave up after \(key.attempt) attempts; last: \(reason)"
+        var step = live.snapshot.steps[position]
+        if charged { step.failures = (step.failures ?? 0) + 1 }
+        let failures = step.failures ?? 0
+        batch.attemptEnded(key, outcome: charged ? "timed-out" : "requeued", at: now)
+        if failures >= configuration.maxAttempts || key.attempt >= attemptLimit {
+            step.state = .failed
+            step.finishedAt = now
+            step.error = "gave up after \(key.attempt) attempts; last: \(reason)"
+        } else if live.snapshot.state != .running {
+            step.state = .cancelled
+            step.finishedAt = now
         } else {
-            workflow.steps[index].state = .pending
-            workflow.steps[index].agent = nil
+            step.state = .pending
+            step.agent = nil
+            delivery.notBefore = charged ? now + backoffMilliseconds(afterAttempt: failures) : now
         }
-        logger.warning("step requeued", metadata: ["workflow.id": "\(key.workflow)", "step": "\(key.step)", "reason": "\(reason)"])
-        workflow.revision += 1
-        settle(&workflow, now: now)
-        workflows[key.workflow] = workflow
-        do {
-            try journal.save(workflow, steps: workflow.steps)
-        } catch {
-            logger.error("journal failure", metadata: ["error": "\(error)"])
+        live.snapshot.steps[position] = step
+        live.deliveries[position] = delivery
+        logger.warning(
+            "step requeued",
+            metadata: [
+                "workflow.id": "\(key.workflow)", "step": "\(key.step)", "reason": "\(reason)",
+                "charged": "\(charged)",
+            ])
+        changed(live, position)
+        if step.state == .pending {
+            if delivery.notBefore > now {
+                deadlines.push(at: delivery.notBefore, .backoff, workflow: key.workflow, step: position, attempt: key.attempt)
+            } else {
+                enqueue(live, position)
+            }
+        } else {
+            finished(live, position, now: now)
         }
-        dirty.insert(key.workflow)
     }
 
     /// Exponential backoff between attempts: 250 ms, 500 ms, 1 s, ... capped at 10 s.
@@ -475,241 +736,356 @@ final class CoordinatorCore {
     // MARK: Clients
 
     private func cancel(workflow id: String?, identity: [UInt8], header: Header) throws {
-        guard let id, var workflow = workflows[id] else {
-            throw DecodeError(.unknownWorkflow, "no workflow '\(header.workflow ?? "")'")
+        guard let id, let live = workflows[id], live.snapshot.state == .running else {
+            let workflow = try snapshot(header.workflow)
+            reply(identity, Header(type: .statusReply, workflow: workflow.id, re: header.id), StatusReply(workflow: workflow))
+            return
         }
-        if workflow.state == .running {
-            let now = clock()
-            workflow.state = .cancelled
-            workflow.error = "cancelled by a client"
-            for index in workflow.steps.indices where !workflow.steps[index].state.isFinished {
-                let step = workflow.steps[index]
-                if let agent = step.agent { registry[agent]?.inFlight.remove(StepKey(workflow: id, step: step.name, attempt: step.attempt)) }
-                workflow.steps[index].state = .cancelled
-                workflow.steps[index].finishedAt = now
+        let now = clock()
+        live.snapshot.state = .cancelled
+        live.snapshot.error = "cancelled by a client"
+        for position in live.snapshot.steps.indices where !live.snapshot.steps[position].state.isFinished {
+            let step = live.snapshot.steps[position]
+            if let agent = step.agent {
+                registry[agent]?.inFlight.remove(StepKey(workflow: id, step: step.name, attempt: step.attempt))
             }
-            workflow.finishedAt = now
-            workflow.revision += 1
-            try journal.save(workflow, steps: workflow.steps)
-            workflows[id] = workflow
-            deliveries[id] = nil
-            dirty.insert(id)
-            logger.info("workflow cancelled", metadata: ["workflow.id": "\(id)"])
+            live.snapshot.steps[position].state = .cancelled
+            live.snapshot.steps[position].finishedAt = now
+            changed(live, position)
         }
-        reply(identity, Header(type: .statusReply, workflow: id, re: header.id), StatusReply(workflow: workflow))
+        live.unfinished = 0
+        live.snapshot.finishedAt = now
+        live.deliveries = [:]
+        changed(live)
+        logger.info("workflow cancelled", metadata: ["workflow.id": "\(id)"])
+        reply(identity, Header(type: .statusReply, workflow: id, re: header.id), StatusReply(workflow: live.snapshot))
     }
 
     /// Runs a failed or cancelled workflow again from where it stopped:
-    /// steps that succeeded keep their results and never run again.
+    /// steps that succeeded keep their results and never run again; the
+    /// others run with their planned params and a fresh attempt budget.
     private func resume(workflow id: String?, identity: [UInt8], header: Header) throws {
-        guard let id, var workflow = workflows[id] else {
-            throw DecodeError(.unknownWorkflow, "no workflow '\(header.workflow ?? "")'")
+        let current = try snapshot(id)
+        guard current.state == .failed || current.state == .cancelled else {
+            reply(identity, Header(type: .statusReply, workflow: current.id, re: header.id), StatusReply(workflow: current))
+            return
         }
-        if workflow.state == .failed || workflow.state == .cancelled {
-            for index in workflow.steps.indices where workflow.steps[index].state != .succeeded {
-                workflow.steps[index].state = .pending
-                workflow.steps[index].error = nil
-                workflow.steps[index].summary = nil
-                workflow.steps[index].agent = nil
-                workflow.steps[index].finishedAt = nil
-            }
-            workflow.state = .running
-            workflow.error = nil
-            workflow.finishedAt = nil
-            workflow.revision += 1
-            deliveries[id] = nil
-            try journal.save(workflow, steps: workflow.steps)
-            workflows[id] = workflow
-            dirty.insert(id)
-            logger.info("workflow resumed", metadata: ["workflow.id": "\(id)"])
-            schedule()
+        var workflow = current
+        for index in workflow.steps.indices where workflow.steps[index].state != .succeeded {
+            workflow.steps[index].state = .pending
+            workflow.steps[index].error = nil
+            workflow.steps[index].summary = nil
+            workflow.steps[index].agent = nil
+            workflow.steps[index].finishedAt = nil
+            workflow.steps[index].values = [:]
+            workflow.steps[index].failures = nil
         }
-        reply(identity, Header(type: .statusReply, workflow: id, re: header.id), StatusReply(workflow: workflows[id]!))
+        workflow.state = .running
+        workflow.error = nil
+        workflow.finishedAt = nil
+        let resumed = Live(workflow, publishedRevision: workflows[workflow.id]?.publishedRevision ?? current.revision)
+        if let old = workflows[workflow.id] {
+            resumed.withArtifacts = old.withArtifacts
+            resumed.artifacts = old.artifacts
+            resumed.submitID = old.submitID
+        } else {
+            resumed.withArtifacts = Set(
+                try journal.stepsWithArtifacts(workflow: workflow.id).compactMap { resumed.index[$0] })
+        }
+        workflows[workflow.id] = resumed
+        for position in resumed.snapshot.steps.indices where current.steps[position].state != .succeeded {
+            changed(resumed, position)
+            if resumed.waiting[position] == 0 { enqueue(resumed, position) }
+        }
+        changed(resumed)
+        logger.info("workflow resumed", metadata: ["workflow.id": "\(resumed.id)"])
+        reply(
+            identity, Header(type: .statusReply, workflow: resumed.id, re: header.id),
+            StatusReply(workflow: resumed.snapshot))
     }
 
     private func submit(_ submit: Submit, identity: [UInt8], header: Header) throws {
-        if let existing = try journal.workflowID(forSubmit: header.id) {
-            reply(identity, Header(type: .accepted, workflow: existing, re: header.id), Accepted(workflow: existing, eventsPort: eventsPort))
+        if let existing = try submits[header.id] ?? journal.workflowID(forSubmit: header.id) {
+            reply(
+                identity, Header(type: .accepted, workflow: existing, re: header.id),
+                Accepted(workflow: existing, eventsPort: eventsPort))
             return
         }
-        let problems = submit.request.problems()
+        var problems = submit.request.problems()
+        let planner = submit.planner ?? .planner
+        if planner != .planner && planner != .bench { problems.append("planner must be 'planner' or 'bench'") }
         guard problems.isEmpty else { throw DecodeError(.invalidRequest, problems.joined(separator: "; ")) }
-        let id = newWorkflowID(submit.request)
-        var plan = StepSnapshot(name: "plan", role: .planner, needs: [], critical: true)
+        let id = try newWorkflowID(submit.request)
+        let now = clock()
+        var plan = StepSnapshot(
+            name: "plan", role: planner, needs: [], critical: true,
+            params: (submit.params?.isEmpty ?? true) ? nil : submit.params)
         plan.state = .pending
         let workflow = WorkflowSnapshot(
-            id: id, state: .running, request: submit.request, createdAt: clock(), finishedAt: nil, steps: [plan],
-            error: nil, revision: 1)
-        try journal.insert(workflow, submitID: header.id)
-        workflows[id] = workflow
+            id: id, state: .running, request: submit.request, createdAt: now, finishedAt: nil, steps: [plan],
+            error: nil, revision: 0)
+        let live = Live(workflow, publishedRevision: 0)
+        live.submitID = header.id
+        batch.insert(workflow, submitID: header.id)
+        workflows[id] = live
+        submits[header.id] = id
+        journalWorkflows += 1
+        changed(live, 0)
+        enqueue(live, 0)
         logger.info("workflow submitted", metadata: ["workflow.id": "\(id)"])
         reply(identity, Header(type: .accepted, workflow: id, re: header.id), Accepted(workflow: id, eventsPort: eventsPort))
-        dirty.insert(id)
-        schedule()
     }
 
-    private func newWorkflowID(_ request: WorkflowRequest) -> String {
-        let environment = ["development": "dev", "staging": "stg", "production": "prod"][request.environment.rawValue] ?? "wf"
+    private func newWorkflowID(_ request: WorkflowRequest) throws -> String {
+        let environment =
+            ["development": "dev", "staging": "stg", "production": "prod"][request.environment.rawValue] ?? "wf"
         while true {
             let suffix = String(UInt32.random(in: 0...0xFF_FFFF), radix: 16)
             let id = "\(request.platform)-\(environment)-" + String(repeating: "0", count: 6 - suffix.count) + suffix
-            if workflows[id] == nil { return id }
+            if workflows[id] == nil, try !journal.step(workflow: id, name: "plan").exists { return id }
         }
     }
 
     // MARK: Scheduling
 
-    /// Gives every ready step to an agent, least loaded first.
+    private func enqueue(_ live: Live, _ position: Int) {
+        ready[live.snapshot.steps[position].role, default: RingQueue()].append(
+            ReadyStep(workflow: live.id, step: position))
+    }
+
+    /// Gives ready steps to agents, least loaded first, at most
+    /// `assignmentsPerTurn` per turn.
     func schedule() {
-        for id in workflows.keys.sorted() {
-            guard var workflow = workflows[id], workflow.state == .running else { continue }
-            let succeeded = Set(workflow.steps.filter { $0.state == .succeeded }.map(\.name))
-            var assigned: [StepSnapshot] = []
-            for index in workflow.steps.indices {
-                let step = workflow.steps[index]
-                guard step.state == .pending, step.needs.allSatisfy(succeeded.contains) else { continue }
-                let avoid = deliveries[id]?[step.name]?.avoid ?? []
-                if let notBefore = deliveries[id]?[step.name]?.notBefore, notBefore > clock() { continue }
-                guard let agent = registry.pick(role: step.role, avoiding: avoid) else { continue }
-                let now = clock()
-                let key = StepKey(workflow: id, step: step.name, attempt: step.attempt + 1)
-                var updated = step
-                updated.state = .assigned
-                updated.attempt = key.attempt
-                updated.agent = agent
-                updated.host = registry[agent]?.hello.host
-                updated.pid = registry[agent]?.hello.pid
-                updated.startedAt = nil
-                do {
-                    try journal.recordAssignment(key, agent: agent, at: now)
-                } catch {
-                    logger.error("journal failure", metadata: ["error": "\(error)"])
-                    return
+        hasMoreWork = false
+        var budget = CoordinatorCore.assignmentsPerTurn
+        let now = clock()
+        for role in Array(ready.keys) {
+            while let next = ready[role]?.first {
+                guard let live = workflows[next.workflow], live.snapshot.state == .running,
+                    live.snapshot.steps[next.step].state == .pending, live.waiting[next.step] == 0,
+                    (live.deliveries[next.step]?.notBefore ?? 0) <= now
+                else {
+                    ready[role]?.popFirst()  // stale: the step moved on, or its backoff re-queues it
+                    continue
                 }
-                workflow.steps[index] = updated
-                assigned.append(updated)
-                registry[agent]?.inFlight.insert(key)
-                registry[agent]?.lastAssigned = now
-                var delivery = deliveries[id]?[step.name] ?? Delivery()
-                delivery.publishes = 0
-                deliveries[id, default: [:]][step.name] = delivery
+                guard budget > 0 else {
+                    hasMoreWork = true
+                    break
+                }
+                let avoid = live.deliveries[next.step]?.avoid ?? []
+                guard let agent = registry.pick(role: role, avoiding: avoid) else { break }
+                ready[role]?.popFirst()
+                assign(live, next.step, to: agent, now: now)
+                budget -= 1
             }
-            guard !assigned.isEmpty else { continue }
-            workflow.revision += 1
-            workflows[id] = workflow
-            do {
-                try journal.save(workflow, steps: assigned)
-            } catch {
-                logger.error("journal failure", metadata: ["error": "\(error)"])
-            }
-            for step in assigned { publishStep(workflow: id, step: step.name) }
-            dirty.insert(id)
+            if ready[role]?.isEmpty == true { ready[role] = nil }
         }
     }
 
-    /// Publishes (or publishes again) the current attempt of a step to its agent.
-    private func publishStep(workflow id: String, step name: String) {
-        guard let workflow = workflows[id], let step = workflow.step(name), let agent = step.agent else { return }
-        let assignment: StepAssignment
+    private func assign(_ live: Live, _ position: Int, to agent: String, now: Int64) {
+        let name = live.snapshot.steps[position].name
+        let key = StepKey(workflow: live.id, step: name, attempt: live.snapshot.steps[position].attempt + 1)
+        live.snapshot.steps[position].state = .assigned
+        live.snapshot.steps[position].attempt = key.attempt
+        live.snapshot.steps[position].agent = agent
+        live.snapshot.steps[position].host = registry[agent]?.hello.host
+        live.snapshot.steps[position].pid = registry[agent]?.hello.pid
+        live.snapshot.steps[position].startedAt = nil
+        batch.assigned(key, agent: agent, at: now)
+        changed(live, position)
+        registry[agent]?.inFlight.insert(key)
+        registry[agent]?.lastAssigned = now
+        live.deliveries[position, default: Delivery()].publishes = 0
+        publishStep(live, position)
+    }
+
+    /// Publishes (or publishes again) the current attempt of a step to its
+    /// agent; its ack deadline starts when the turn's messages are sent.
+    private func publishStep(_ live: Live, _ position: Int) {
+        let step = live.snapshot.steps[position]
+        guard let agent = step.agent else { return }
+        let assignment: AssignmentWithoutRequest
         do {
-            assignment = try makeAssignment(workflow, step)
+            assignment = try makeAssignment(live, position)
         } catch {
-            logger.error("journal failure", metadata: ["error": "\(error)"])
+            logger.error("journal read failed", metadata: ["error": "\(error)"])
             return
         }
-        let header = Header(type: .step, workflow: id, step: name, attempt: step.attempt)
-        outbox.append(.publish(Codec.encode(header, assignment, topic: WireFormat.agentTopic(agent))))
-        deliveries[id]?[name]?.publishes += 1
-        deliveries[id]?[name]?.ackDeadline = clock() + configuration.ackTimeout.milliseconds
-        logger.debug("step published", metadata: ["workflow.id": "\(id)", "step": "\(name)", "agent.id": "\(agent)"])
+        let header = Header(type: .step, workflow: live.id, step: step.name, attempt: step.attempt)
+        var frames = Codec.encode(header, Empty(), topic: WireFormat.agentTopic(agent))
+        frames[frames.count - 1] = WireJSON.splice(
+            WireJSON.encode(assignment), key: "request", raw: live.requestJSON)
+        outbox.append(.publish(frames))
+        live.deliveries[position, default: Delivery()].publishes += 1
+        published.append((live.id, position, step.attempt))
+        logger.debug(
+            "step published", metadata: ["workflow.id": "\(live.id)", "step": "\(step.name)", "agent.id": "\(agent)"])
     }
 
-    /// The request, parameters, and the values and artifacts of every step
-    /// the step depends on, directly or not; the latest artifact of a name wins.
-    private func makeAssignment(_ workflow: WorkflowSnapshot, _ step: StepSnapshot) throws -> StepAssignment {
-        var ancestors: Set<String> = []
-        var frontier = step.needs
-        while let next = frontier.popLast() {
-            guard ancestors.insert(next).inserted, let dependency = workflow.step(next) else { continue }
-            frontier.append(contentsOf: dependency.needs)
+    /// The ancestors of a step that produced values or artifacts, computed
+    /// once per step from those of its needs (iteratively: a chain may be
+    /// long).
+    private func producers(_ live: Live, _ position: Int) -> [Int] {
+        if let known = live.producers[position] { return known }
+        var stack: [(Int, Bool)] = [(position, false)]
+        while let (node, expanded) = stack.popLast() {
+            if live.producers[node] != nil { continue }
+            if expanded {
+                var found = Set<Int>()
+                for need in live.needs[node] {
+                    found.formUnion(live.producers[need] ?? [])
+                    if live.produces(need) { found.insert(need) }
+                }
+                live.producers[node] = found.sorted()
+            } else {
+                stack.append((node, true))
+                for need in live.needs[node] where live.producers[need] == nil { stack.append((need, false)) }
+            }
         }
-        let ordered = workflow.steps.filter { ancestors.contains($0.name) }
-            .sorted { ($0.finishedAt ?? 0, $0.name) < ($1.finishedAt ?? 0, $1.name) }
+        return live.producers[position] ?? []
+    }
+
+    /// The request, parameters, and the values and artifacts of the steps
+    /// the step depends on, directly or not, that produced any; the latest
+    /// artifact of a name wins.
+    private func makeAssignment(_ live: Live, _ position: Int) throws -> AssignmentWithoutRequest {
+        let step = live.snapshot.steps[position]
+        let ordered = producers(live, position).sorted {
+            let a = live.snapshot.steps[$0]
+            let b = live.snapshot.steps[$1]
+            return (a.finishedAt ?? 0, a.name) < (b.finishedAt ?? 0, b.name)
+        }
         var inputs: [String: [String: JSONValue]] = [:]
-        for dependency in ordered { inputs[dependency.name] = dependency.values }
         var artifacts: [String: Artifact] = [:]
-        for (_, artifact) in try journal.artifacts(workflow: workflow.id, steps: ordered.map(\.name)) {
-            artifacts[artifact.name] = artifact
+        for producer in ordered {
+            let dependency = live.snapshot.steps[producer]
+            if !dependency.values.isEmpty { inputs[dependency.name] = dependency.values }
+            guard live.withArtifacts.contains(producer) else { continue }
+            if live.artifacts[producer] == nil {
+                live.artifacts[producer] = try journal.artifacts(workflow: live.id, steps: [dependency.name]).map(\.artifact)
+            }
+            for artifact in live.artifacts[producer] ?? [] { artifacts[artifact.name] = artifact }
         }
-        return StepAssignment(
-            role: step.role, request: workflow.request, params: step.values["params"]?.objectValue ?? [:],
-            inputs: inputs, artifacts: artifacts.values.sorted { $0.name < $1.name })
+        return AssignmentWithoutRequest(
+            role: step.role, params: step.params ?? [:], inputs: inputs,
+            artifacts: artifacts.values.sorted { $0.name < $1.name })
     }
 
     // MARK: Timers
 
-    /// Heartbeats, ack timeouts, dead agents, step timeouts.
+    /// Heartbeats, ack timeouts, dead agents, step timeouts, `--retain`.
     func tick() {
         let now = clock()
         if now - lastHeartbeatSent >= configuration.heartbeatInterval.milliseconds {
             lastHeartbeatSent = now
-            for agent in registry.all {
-                outbox.append(.send(identity: agent.identity, frames: [agent.identity] + Codec.encode(Header(type: .heartbeat), Heartbeat())))
+            // One encoding for every agent.
+            let frames = Codec.encode(Header(type: .heartbeat), Heartbeat())
+            for agent in registry.agents.values {
+                outbox.append(.send(identity: agent.identity, frames: [agent.identity] + frames))
+            }
+            for agent in registry.expired(now: now, timeoutMilliseconds: livenessMilliseconds) {
+                agentGone(agent, reason: "missed \(configuration.liveness) heartbeats")
             }
         }
-        for agent in registry.expired(now: now, timeoutMilliseconds: livenessMilliseconds) {
-            agentGone(agent, reason: "missed \(configuration.liveness) heartbeats")
+        var handled = 0
+        while handled < CoordinatorCore.deadlinesPerTurn, let due = deadlines.popDue(now: now) {
+            handled += 1
+            expire(due, now: now)
         }
-        for (id, steps) in deliveries {
-            for (name, delivery) in steps {
-                guard let step = workflows[id]?.step(name) else { continue }
-                let key = StepKey(workflow: id, step: name, attempt: step.attempt)
-                if let deadline = delivery.ackDeadline, now >= deadline, step.state == .assigned {
-                    if delivery.publishes < 2 {
-                        publishStep(workflow: id, step: name)
-                    } else {
-                        if let agent = step.agent { registry[agent]?.inFlight.remove(key) }
-                        requeue(key, avoiding: step.agent, reason: "no ack from \(step.agent ?? "?")")
-                    }
-                } else if let deadline = delivery.runDeadline, now >= deadline, step.state == .running {
-                    if let agent = step.agent { registry[agent]?.inFlight.remove(key) }
-                    requeue(key, avoiding: step.agent, reason: "step timed out after \(configuration.stepTimeout)")
-                } else if let deadline = delivery.orphanDeadline, now >= deadline {
-                    // After a restart nobody claimed this step: if its agent is
-                    // back, publish the same attempt again (the agent runs it at
-                    // most once); otherwise it goes to another agent.
-                    deliveries[id]?[name]?.orphanDeadline = nil
-                    if let agent = step.agent, registry[agent] != nil, registry.isReachable(agent) {
-                        registry[agent]?.inFlight.insert(key)
-                        if step.state == .running { updateStepState(key, to: .assigned) }
-                        publishStep(workflow: id, step: name)
-                    } else {
-                        requeue(key, avoiding: step.agent, reason: "agent \(step.agent ?? "?") did not come back")
-                    }
+        if handled == CoordinatorCore.deadlinesPerTurn { hasMoreWork = true }
+        prune(now: now)
+    }
+
+    private func expire(_ due: DeadlineHeap.Entry, now: Int64) {
+        guard let live = workflows[due.workflow], due.step < live.snapshot.steps.count else { return }
+        let step = live.snapshot.steps[due.step]
+        guard step.attempt == due.attempt, let delivery = live.deliveries[due.step] else { return }
+        let key = StepKey(workflow: due.workflow, step: step.name, attempt: step.attempt)
+        switch due.kind {
+        case .ack:
+            guard delivery.ackDeadline == due.at, step.state == .assigned else { return }
+            if delivery.publishes < 2 {
+                publishStep(live, due.step)
+            } else {
+                if let agent = step.agent { registry[agent]?.inFlight.remove(key) }
+                requeue(key, avoiding: step.agent, reason: "no ack from \(step.agent ?? "?")", charged: true)
+            }
+        case .run:
+            guard delivery.runDeadline == due.at, step.state == .running else { return }
+            if let agent = step.agent { registry[agent]?.inFlight.remove(key) }
+            requeue(
+                key, avoiding: step.agent, reason: "step timed out after \(configuration.stepTimeout)", charged: true)
+        case .orphan:
+            guard delivery.orphanDeadline == due.at, step.state == .assigned || step.state == .running else { return }
+            // After a restart nobody claimed this step: if its agent is
+            // back, publish the same attempt again (the agent runs it at
+            // most once); otherwise it goes to another agent.
+            live.deliveries[due.step]?.orphanDeadline = nil
+            if let agent = step.agent, registry[agent] != nil, registry.isReachable(agent) {
+                registry[agent]?.inFlight.insert(key)
+                if step.state == .running {
+                    live.snapshot.steps[due.step].state = .assigned
+                    changed(live, due.step)
                 }
+                publishStep(live, due.step)
+            } else {
+                requeue(key, avoiding: step.agent, reason: "agent \(step.agent ?? "?") did not come back", charged: false)
+            }
+        case .backoff:
+            guard delivery.notBefore == due.at, step.state == .pending else { return }
+            enqueue(live, due.step)
+        }
+    }
+
+    /// Deletes finished workflows older than `--retain` from the journal,
+    /// a bounded number per minute (or per `--retain`, when shorter).
+    private func prune(now: Int64) {
+        guard let retain = configuration.retain, now - lastPrune >= min(60_000, retain.milliseconds) else { return }
+        lastPrune = now
+        do {
+            for id in try journal.finished(before: now - retain.milliseconds, limit: 1000) where workflows[id] == nil {
+                batch.delete(workflow: id)
+                journalWorkflows -= 1
+            }
+        } catch {
+            logger.error("journal read failed", metadata: ["error": "\(error)"])
+        }
+    }
+
+    /// Journal rows and events for what changed this turn; finished
+    /// workflows with nothing left on agents leave memory.
+    private func publishChanges() {
+        for (id, live) in dirty {
+            let changed = live.changed.sorted()
+            live.changed = []
+            // Each changed step is encoded once, for its journal row and the event.
+            var encodedSteps: [[UInt8]] = []
+            encodedSteps.reserveCapacity(changed.count)
+            for position in changed {
+                let step = live.snapshot.steps[position]
+                let encoded = WireJSON.encode(step)
+                encodedSteps.append(encoded)
+                batch.save(encoded: Data(encoded), state: step.state, name: step.name, workflow: id, position: position)
+            }
+            let head = WorkflowHeaderRow(live.snapshot)
+            batch.saveHeader(
+                id: id, state: live.snapshot.state, finishedAt: live.snapshot.finishedAt,
+                snapshot: Data(WireJSON.splice(WireJSON.encode(head), key: "request", raw: live.requestJSON)))
+            let event = WorkflowEvent(
+                workflow: id, previousRevision: live.publishedRevision, revision: live.snapshot.revision,
+                state: live.snapshot.state, error: live.snapshot.error, finishedAt: live.snapshot.finishedAt,
+                steps: [])
+            live.publishedRevision = live.snapshot.revision
+            var frames = Codec.encode(Header(type: .event, workflow: id), Empty(), topic: WireFormat.workflowTopic(id))
+            frames[frames.count - 1] = WireJSON.splice(
+                WireJSON.encode(event), key: "steps", raw: WireJSON.array(encodedSteps), replacing: "[]")
+            outbox.append(.publish(frames))
+            if live.snapshot.state.isFinished && !live.hasActiveSteps {
+                workflows[id] = nil
+                if let submitID = live.submitID { submits[submitID] = nil }
             }
         }
-        schedule()
-    }
-
-    /// Sets a step's state back (a running step whose ack must come again).
-    private func updateStepState(_ key: StepKey, to state: StepSnapshot.State) {
-        guard var workflow = workflows[key.workflow], let index = workflow.steps.firstIndex(where: { $0.name == key.step }) else {
-            return
-        }
-        workflow.steps[index].state = state
-        workflow.revision += 1
-        workflows[key.workflow] = workflow
-        dirty.insert(key.workflow)
-    }
-
-    private func publishDirtyWorkflows() {
-        for id in dirty.sorted() {
-            guard let workflow = workflows[id] else { continue }
-            let header = Header(type: .event, workflow: id)
-            outbox.append(.publish(Codec.encode(header, StatusReply(workflow: workflow), topic: WireFormat.workflowTopic(id))))
-        }
-        dirty = []
+        dirty = [:]
     }
 
     // MARK: Output tree
@@ -745,4 +1121,78 @@ func residentMemoryBytes() -> Int {
         let kilobytes = Int(line.split(separator: " ").dropFirst().first ?? "")
     else { return 0 }
     return kilobytes * 1024
+}
+
+/// JSON for frames and journal rows built from parts encoded once: the
+/// request (the same for every step of a workflow) and each changed step
+/// are encoded once and spliced into the objects that carry them.
+enum WireJSON {
+    private static let encoder = JSONEncoder()
+
+    static func encode<T: Encodable>(_ value: T) -> [UInt8] {
+        do {
+            return Array(try encoder.encode(value))
+        } catch {
+            preconditionFailure("wire types always encode: \(error)")
+        }
+    }
+
+    /// Adds `"key": raw` to an encoded object, or replaces the member
+    /// `"key": replacing` it has.
+    static func splice(_ object: [UInt8], key: String, raw: [UInt8], replacing: String? = nil) -> [UInt8] {
+        var object = object
+        if let replacing {
+            let member = Array("\"\(key)\":\(replacing)".utf8)
+            if let range = object.firstRange(of: member) {
+                object.replaceSubrange(range, with: Array("\"\(key)\":".utf8) + raw)
+                return object
+            }
+        }
+        precondition(object.last == UInt8(ascii: "}"), "an encoded object ends in '}'")
+        object.removeLast()
+        if object.count > 1 { object.append(UInt8(ascii: ",")) }
+        object += Array("\"\(key)\":".utf8) + raw + [UInt8(ascii: "}")]
+        return object
+    }
+
+    /// A JSON array of encoded values.
+    static func array(_ elements: [[UInt8]]) -> [UInt8] {
+        var result: [UInt8] = [UInt8(ascii: "[")]
+        for (index, element) in elements.enumerated() {
+            if index > 0 { result.append(UInt8(ascii: ",")) }
+            result += element
+        }
+        result.append(UInt8(ascii: "]"))
+        return result
+    }
+}
+
+/// A step assignment as encoded before the workflow's request is spliced in
+/// (the keys of `StepAssignment` but `request`).
+struct AssignmentWithoutRequest: Encodable {
+    var role: Role
+    var params: [String: JSONValue]
+    var inputs: [String: [String: JSONValue]]
+    var artifacts: [Artifact]
+}
+
+/// A workflow's journal row before its request is spliced in (the keys of
+/// `WorkflowSnapshot` but `request`, with no steps).
+struct WorkflowHeaderRow: Encodable {
+    var id: String
+    var state: WorkflowSnapshot.State
+    var createdAt: Int64
+    var finishedAt: Int64?
+    var steps: [StepSnapshot] = []
+    var error: String?
+    var revision: Int
+
+    init(_ workflow: WorkflowSnapshot) {
+        id = workflow.id
+        state = workflow.state
+        createdAt = workflow.createdAt
+        finishedAt = workflow.finishedAt
+        error = workflow.error
+        revision = workflow.revision
+    }
 }

@@ -46,7 +46,16 @@ public final class CoordinatorService: Service {
     /// Runs until graceful shutdown or cancellation.
     /// - Throws: `ShoalError` when the journal cannot be opened or a socket cannot bind.
     public func run() async throws {
-        let journal = try Journal(path: configuration.journalPath)
+        // A file size limit reached is a failed write (EFBIG), reported and
+        // stopped on like a full disk, not a signal that kills the process.
+        signal(SIGXFSZ, SIG_IGN)
+        let journal = try Journal(path: configuration.journalPath, sync: configuration.journalSync)
+        try journal.checkKey()
+        if journal.wasEmpty && !journal.keyCreated {
+            logger.warning(
+                "the journal is empty but its key file exists: the state of earlier runs is not there",
+                metadata: ["journal": "\(journal.path)", "key": "\(journal.keyPath)"])
+        }
         let loop = ReactorLoop()
         let configuration = configuration
         let logger = logger
@@ -108,27 +117,31 @@ public final class CoordinatorService: Service {
         onReady(bound)
 
         var poller = Poller()
-        let routerIndex = poller.add(router)
-        let publisherIndex = poller.add(publisher)
+        poller.add(router)
+        poller.add(publisher)
         let wakeIndex = poller.add(fileDescriptor: stop.wakeup.fileDescriptor)
         let tickMilliseconds = Int(max(10, min(100, configuration.heartbeatInterval.milliseconds / 4)))
+        let perTurn = max(1, configuration.messagesPerTurn)
+        var busy = false
         while !stop.isStopped {
-            let ready = try poller.poll(timeoutMilliseconds: tickMilliseconds)
+            let ready = try poller.poll(timeoutMilliseconds: busy ? 0 : tickMilliseconds)
             if ready[wakeIndex] { stop.wakeup.drain() }
-            // Bounded batches keep timers and the other socket served under load.
-            if ready[routerIndex] {
-                for _ in 0..<1000 {
-                    guard let message = try router.receiveMessage(wait: false) else { break }
-                    core.handleControl(message.frames, userID: message.userID)
-                }
+            busy = false
+            // Bounded turns keep timers, heartbeats and confirms served under
+            // load; what is left is read in the next turn, without waiting.
+            var handled = 0
+            while handled < perTurn, let message = try router.receiveMessage(wait: false) {
+                core.handleControl(message.frames, userID: message.userID)
+                handled += 1
             }
-            if ready[publisherIndex] {
-                for _ in 0..<1000 {
-                    guard let frames = try publisher.receive(wait: false) else { break }
-                    guard let first = frames.first, let kind = first.first, kind == 0 || kind == 1 else { continue }
-                    core.subscriptionChanged(String(decoding: first.dropFirst(), as: UTF8.self), subscribed: kind == 1)
-                }
+            busy = handled == perTurn
+            handled = 0
+            while handled < perTurn, let frames = try publisher.receive(wait: false) {
+                handled += 1
+                guard let first = frames.first, let kind = first.first, kind == 0 || kind == 1 else { continue }
+                core.subscriptionChanged(String(decoding: first.dropFirst(), as: UTF8.self), subscribed: kind == 1)
             }
+            busy = busy || handled == perTurn
             if let busGuard {
                 let revoked = busGuard.reloadIfChanged()
                 if !revoked.isEmpty {
@@ -141,8 +154,19 @@ public final class CoordinatorService: Service {
                 }
             }
             core.tick()
-            for outgoing in core.drainOutbox() {
-                switch outgoing {
+            let outgoing: [Outgoing]
+            do {
+                outgoing = try core.drainOutbox()
+            } catch {
+                // Nothing of this turn may be sent: it is not recorded.
+                logger.critical(
+                    "journal write failed, stopping",
+                    metadata: ["journal": "\(configuration.journalPath)", "error": "\(error)"])
+                throw ShoalError(.io, "cannot write the journal \(configuration.journalPath)", cause: "\(error)")
+            }
+            busy = busy || core.hasMoreWork
+            for message in outgoing {
+                switch message {
                 case .send(_, let frames):
                     // Never block on a slow or vanished peer: drop, and let the
                     // protocol's resends recover.

@@ -9,31 +9,54 @@ import ShoalSupport
 /// Sensitive artifacts are stored encrypted (`JournalCipher`) with a key
 /// kept beside the journal in `<path>.key` (0600).
 public struct Journal: Sendable {
+    /// How hard a commit waits for the disk (`PRAGMA synchronous`).
+    public enum Sync: String, Sendable, CaseIterable {
+        /// WAL with `synchronous=NORMAL` (the default): a commit is in the
+        /// write-ahead log when it returns, so a crash of the process loses
+        /// nothing; the log is synced to disk at checkpoints, so a power
+        /// loss or a kernel crash may lose the last commits (never corrupt
+        /// the journal).
+        case normal
+        /// `synchronous=FULL`: every commit is synced to disk before it
+        /// returns; nothing committed is lost on power loss, at the cost of
+        /// an fsync per loop turn.
+        case full
+    }
+
     private let queue: DatabaseQueue
     private let cipher: JournalCipher
     public let path: String
     /// The file holding the key of the sensitive rows.
     public var keyPath: String { cipher.keyPath }
+    /// The key file did not exist and was created by this open.
+    public let keyCreated: Bool
+    /// The journal file was empty (0 bytes) when opened.
+    public let wasEmpty: Bool
 
     /// Opens (creating if needed) the journal at `path` and its key at
     /// `<path>.key`; both files are 0600.
     /// - Throws: `ShoalError(.io)` when the file cannot be created or is not
     ///   a shoal journal, `ShoalError(.forbidden)` when its key file is
     ///   readable by others.
-    public init(path: String) throws {
+    public init(path: String, sync: Sync = .normal) throws {
         self.path = path
         let directory = (path as NSString).deletingLastPathComponent
         try SecureFile.createDirectory(directory.isEmpty ? "." : directory)
+        keyCreated = SecureFile.mode(of: path + ".key") == nil
         cipher = try JournalCipher(keyPath: path + ".key")
         let fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0o600)
         guard fd >= 0 else {
             throw ShoalError(.io, "cannot open journal \(path)", cause: String(cString: strerror(errno)))
         }
+        var status = stat()
+        wasEmpty = fstat(fd, &status) == 0 && status.st_size == 0
         fchmod(fd, 0o600)
         close(fd)
         var configuration = Configuration()
         configuration.journalMode = .wal
         configuration.busyMode = .timeout(5)
+        let pragma = "PRAGMA synchronous = \(sync == .full ? "FULL" : "NORMAL")"
+        configuration.prepareDatabase { db in try db.execute(sql: pragma) }
         do {
             queue = try DatabaseQueue(path: path, configuration: configuration)
             try Journal.migrator.migrate(queue)
@@ -42,6 +65,37 @@ public struct Journal: Sendable {
         }
         // SQLite creates the WAL and shared-memory files with the database's mode.
         for suffix in ["-wal", "-shm"] { chmod(path + suffix, 0o600) }
+    }
+
+    /// Checks that the key opens the sealed rows, before a coordinator
+    /// relies on them: a lost or replaced key would otherwise surface as a
+    /// workflow that hangs when a step needs a secret.
+    /// - Throws: `ShoalError(.forbidden)` naming the key file when sealed rows
+    ///   exist and the key was just created (the old one is missing) or does
+    ///   not open them. A key created by this open is removed again then, so
+    ///   putting the right one back is enough.
+    public func checkKey() throws {
+        let sealed = try read { db in
+            try Row.fetchOne(
+                db, sql: "SELECT workflow, step, name, data FROM artifacts WHERE sensitive = 1 LIMIT 1")
+        }
+        guard let sealed else { return }
+        let row: [String] = [sealed["workflow"], sealed["step"], sealed["name"]]
+        if keyCreated {
+            unlink(keyPath)
+            throw ShoalError(
+                .forbidden,
+                "the journal key '\(keyPath)' is missing, but \(path) holds sealed rows: restore that file "
+                    + "(from the backup of this journal) and start again")
+        }
+        do {
+            _ = try cipher.open(sealed["data"], row: row)
+        } catch {
+            throw ShoalError(
+                .forbidden,
+                "the journal key '\(keyPath)' does not open the sealed rows of \(path): it was replaced; "
+                    + "restore the key this journal was written with")
+        }
     }
 
     private static var migrator: DatabaseMigrator {
@@ -71,10 +125,19 @@ public struct Journal: Sendable {
                         firstSeen INTEGER NOT NULL, lastSeen INTEGER NOT NULL);
                     """)
         }
+        // When a workflow finished, for `--retain`; the order of `list`.
+        migrator.registerMigration("v2") { db in
+            try db.execute(
+                sql: """
+                    ALTER TABLE workflows ADD COLUMN finishedAt INTEGER;
+                    CREATE INDEX workflows_finished ON workflows (finishedAt) WHERE finishedAt IS NOT NULL;
+                    CREATE INDEX workflows_order ON workflows (createdAt, id);
+                    """)
+        }
         return migrator
     }
 
-    private static let encoder: JSONEncoder = {
+    static let encoder: JSONEncoder = {
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.sortedKeys]
         return encoder
@@ -100,46 +163,106 @@ public struct Journal: Sendable {
         }
     }
 
+    // MARK: Group commit
+
+    /// Writes every change of a batch in one transaction: the coordinator
+    /// calls it once per loop turn, before that turn's messages are sent.
+    /// - Throws: `ShoalError(.io)` when the journal cannot be written (disk
+    ///   full, locked by another process for longer than 5 s, ...).
+    public func commit(_ batch: JournalBatch) throws {
+        guard !batch.isEmpty else { return }
+        try write { db in
+            for operation in batch.operations {
+                try apply(operation, db: db)
+            }
+            let step = try db.cachedStatement(
+                sql: """
+                    INSERT INTO steps (workflow, name, position, state, snapshot) VALUES (?, ?, ?, ?, ?)
+                    ON CONFLICT (workflow, name) DO UPDATE SET state = excluded.state, snapshot = excluded.snapshot
+                    """)
+            for row in batch.steps.values {
+                try step.execute(arguments: [row.workflow, row.name, row.position, row.state, row.snapshot])
+            }
+            let header = try db.cachedStatement(
+                sql: "UPDATE workflows SET state = ?, snapshot = ?, finishedAt = ? WHERE id = ?")
+            for (id, row) in batch.headers {
+                try header.execute(arguments: [row.state, row.snapshot, row.finishedAt, id])
+            }
+        }
+    }
+
+    private func apply(_ operation: JournalBatch.Operation, db: Database) throws {
+        switch operation {
+        case .insertWorkflow(let id, let submitID, let state, let createdAt, let snapshot):
+            try db.cachedStatement(
+                sql: "INSERT INTO workflows (id, submitID, state, createdAt, snapshot) VALUES (?, ?, ?, ?, ?)"
+            ).execute(arguments: [id, submitID, state, createdAt, snapshot])
+        case .assigned(let key, let agent, let time):
+            try db.cachedStatement(
+                sql: """
+                    INSERT OR REPLACE INTO attempts (workflow, step, attempt, agent, assignedAt)
+                    VALUES (?, ?, ?, ?, ?)
+                    """
+            ).execute(arguments: [key.workflow, key.step, key.attempt, agent, time])
+        case .acked(let key, let time):
+            try db.cachedStatement(
+                sql: """
+                    UPDATE attempts SET ackedAt = COALESCE(ackedAt, ?)
+                    WHERE workflow = ? AND step = ? AND attempt = ?
+                    """
+            ).execute(arguments: [time, key.workflow, key.step, key.attempt])
+        case .attemptEnded(let key, let outcome, let time):
+            try db.cachedStatement(
+                sql: """
+                    UPDATE attempts SET finishedAt = ?, outcome = ? WHERE workflow = ? AND step = ? AND attempt = ?
+                    """
+            ).execute(arguments: [time, outcome, key.workflow, key.step, key.attempt])
+        case .result(let key, let result):
+            var stored = result
+            stored.output.artifacts = []
+            try db.cachedStatement(
+                sql: "INSERT OR REPLACE INTO results (workflow, step, attempt, result) VALUES (?, ?, ?, ?)"
+            ).execute(arguments: [key.workflow, key.step, key.attempt, try Journal.encoder.encode(stored)])
+            let statement = try db.cachedStatement(
+                sql: """
+                    INSERT OR REPLACE INTO artifacts (workflow, step, name, path, mode, sensitive, data)
+                    VALUES (?, ?, ?, ?, ?, ?, ?)
+                    """)
+            for artifact in result.output.artifacts {
+                let data =
+                    artifact.sensitive
+                    ? try cipher.seal(artifact.data, row: [key.workflow, key.step, artifact.name]) : artifact.data
+                try statement.execute(arguments: [
+                    key.workflow, key.step, artifact.name, artifact.path, artifact.mode, artifact.sensitive, data,
+                ])
+            }
+        case .delete(let id):
+            for table in ["steps", "attempts", "results", "artifacts"] {
+                try db.cachedStatement(sql: "DELETE FROM \(table) WHERE workflow = ?").execute(arguments: [id])
+            }
+            try db.cachedStatement(sql: "DELETE FROM workflows WHERE id = ?").execute(arguments: [id])
+        }
+    }
+
     // MARK: Workflows and steps
 
     /// Records a new workflow and its first steps in one transaction.
     public func insert(_ workflow: WorkflowSnapshot, submitID: String?) throws {
-        try write { db in
-            try db.execute(
-                sql: "INSERT INTO workflows (id, submitID, state, createdAt, snapshot) VALUES (?, ?, ?, ?, ?)",
-                arguments: [workflow.id, submitID, workflow.state.rawValue, workflow.createdAt, try header(workflow)])
-            for (position, step) in workflow.steps.enumerated() {
-                try Journal.save(step, workflow: workflow.id, position: position, db: db)
-            }
-        }
+        var batch = JournalBatch()
+        batch.insert(workflow, submitID: submitID)
+        for (position, step) in workflow.steps.enumerated() { batch.save(step, workflow: workflow.id, position: position) }
+        try commit(batch)
     }
 
     /// Saves a workflow's own fields and the given steps in one transaction.
     public func save(_ workflow: WorkflowSnapshot, steps: [StepSnapshot] = []) throws {
-        try write { db in
-            try db.execute(
-                sql: "UPDATE workflows SET state = ?, snapshot = ? WHERE id = ?",
-                arguments: [workflow.state.rawValue, try header(workflow), workflow.id])
-            for step in steps {
-                let position = workflow.steps.firstIndex { $0.name == step.name } ?? workflow.steps.count
-                try Journal.save(step, workflow: workflow.id, position: position, db: db)
-            }
+        var batch = JournalBatch()
+        batch.saveHeader(of: workflow)
+        for step in steps {
+            let position = workflow.steps.firstIndex { $0.name == step.name } ?? workflow.steps.count
+            batch.save(step, workflow: workflow.id, position: position)
         }
-    }
-
-    private static func save(_ step: StepSnapshot, workflow: String, position: Int, db: Database) throws {
-        try db.execute(
-            sql: """
-                INSERT INTO steps (workflow, name, position, state, snapshot) VALUES (?, ?, ?, ?, ?)
-                ON CONFLICT (workflow, name) DO UPDATE SET state = excluded.state, snapshot = excluded.snapshot
-                """,
-            arguments: [workflow, step.name, position, step.state.rawValue, try encoder.encode(step)])
-    }
-
-    private func header(_ workflow: WorkflowSnapshot) throws -> Data {
-        var copy = workflow
-        copy.steps = []
-        return try Journal.encoder.encode(copy)
+        try commit(batch)
     }
 
     /// The workflow created for a submit message, so a resent submit creates nothing new.
@@ -159,11 +282,56 @@ public struct Journal: Sendable {
         }
     }
 
+    /// Every workflow without its steps, oldest first (what `list` shows).
+    public func summaries() throws -> [WorkflowSnapshot] {
+        try read { db in
+            let decoder = JSONDecoder()
+            return try Data.fetchAll(db, sql: "SELECT snapshot FROM workflows ORDER BY createdAt, id").map {
+                try decoder.decode(WorkflowSnapshot.self, from: $0)
+            }
+        }
+    }
+
+    /// How many workflows the journal holds.
+    public func workflowCount() throws -> Int {
+        try read { db in try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM workflows") ?? 0 }
+    }
+
     /// Loads one workflow, or nil.
     public func workflow(_ id: String) throws -> WorkflowSnapshot? {
         try read { db in
             try Row.fetchOne(db, sql: "SELECT id, snapshot FROM workflows WHERE id = ?", arguments: [id])
                 .map { try Journal.load($0, db: db) }
+        }
+    }
+
+    /// Whether a workflow exists, and one of its steps (nil when it has none of that name).
+    public func step(workflow: String, name: String) throws -> (exists: Bool, step: StepSnapshot?) {
+        try read { db in
+            guard try Int.fetchOne(db, sql: "SELECT 1 FROM workflows WHERE id = ?", arguments: [workflow]) != nil
+            else { return (false, nil) }
+            let data = try Data.fetchOne(
+                db, sql: "SELECT snapshot FROM steps WHERE workflow = ? AND name = ?", arguments: [workflow, name])
+            return (true, try data.map { try Journal.decodeStep($0) })
+        }
+    }
+
+    /// Finished workflows that finished before `time`, oldest first, at most `limit`.
+    public func finished(before time: Int64, limit: Int) throws -> [String] {
+        try read { db in
+            try String.fetchAll(
+                db,
+                sql: """
+                    SELECT id FROM workflows WHERE finishedAt IS NOT NULL AND finishedAt < ? AND state != 'running'
+                    ORDER BY finishedAt LIMIT ?
+                    """, arguments: [time, limit])
+        }
+    }
+
+    /// The steps of a workflow that produced artifacts.
+    public func stepsWithArtifacts(workflow: String) throws -> Set<String> {
+        try read { db in
+            Set(try String.fetchAll(db, sql: "SELECT DISTINCT step FROM artifacts WHERE workflow = ?", arguments: [workflow]))
         }
     }
 
@@ -173,26 +341,32 @@ public struct Journal: Sendable {
         let id: String = row["id"]
         workflow.steps = try Data.fetchAll(
             db, sql: "SELECT snapshot FROM steps WHERE workflow = ? ORDER BY position", arguments: [id]
-        ).map { try decoder.decode(StepSnapshot.self, from: $0) }
+        ).map { try decodeStep($0) }
         return workflow
+    }
+
+    /// Decodes a step row; rows written before steps had `params` kept them in `values`.
+    private static func decodeStep(_ data: Data) throws -> StepSnapshot {
+        var step = try JSONDecoder().decode(StepSnapshot.self, from: data)
+        if step.params == nil, step.state != .succeeded, let params = step.values["params"]?.objectValue {
+            step.params = params
+            step.values = [:]
+        }
+        return step
     }
 
     // MARK: Attempts, results, artifacts
 
     public func recordAssignment(_ key: StepKey, agent: String, at time: Int64) throws {
-        try write { db in
-            try db.execute(
-                sql: "INSERT OR REPLACE INTO attempts (workflow, step, attempt, agent, assignedAt) VALUES (?, ?, ?, ?, ?)",
-                arguments: [key.workflow, key.step, key.attempt, agent, time])
-        }
+        var batch = JournalBatch()
+        batch.assigned(key, agent: agent, at: time)
+        try commit(batch)
     }
 
     public func recordAck(_ key: StepKey, at time: Int64) throws {
-        try write { db in
-            try db.execute(
-                sql: "UPDATE attempts SET ackedAt = COALESCE(ackedAt, ?) WHERE workflow = ? AND step = ? AND attempt = ?",
-                arguments: [time, key.workflow, key.step, key.attempt])
-        }
+        var batch = JournalBatch()
+        batch.acked(key, at: time)
+        try commit(batch)
     }
 
     /// The agent an attempt was given to, or nil when it never was.
@@ -205,37 +379,15 @@ public struct Journal: Sendable {
     }
 
     /// Stores a result, its artifacts and the step's new state atomically.
-    public func recordResult(_ key: StepKey, _ result: StepResult, workflow: WorkflowSnapshot, step: StepSnapshot, at time: Int64)
-        throws
-    {
-        try write { db in
-            var stored = result
-            stored.output.artifacts = []
-            try db.execute(
-                sql: "INSERT OR REPLACE INTO results (workflow, step, attempt, result) VALUES (?, ?, ?, ?)",
-                arguments: [key.workflow, key.step, key.attempt, try Journal.encoder.encode(stored)])
-            try db.execute(
-                sql: "UPDATE attempts SET finishedAt = ?, outcome = ? WHERE workflow = ? AND step = ? AND attempt = ?",
-                arguments: [time, result.outcome.rawValue, key.workflow, key.step, key.attempt])
-            for artifact in result.output.artifacts {
-                let data =
-                    artifact.sensitive
-                    ? try cipher.seal(artifact.data, row: [key.workflow, key.step, artifact.name]) : artifact.data
-                try db.execute(
-                    sql: """
-                        INSERT OR REPLACE INTO artifacts (workflow, step, name, path, mode, sensitive, data)
-                        VALUES (?, ?, ?, ?, ?, ?, ?)
-                        """,
-                    arguments: [
-                        key.workflow, key.step, artifact.name, artifact.path, artifact.mode, artifact.sensitive, data,
-                    ])
-            }
-            let position = workflow.steps.firstIndex { $0.name == step.name } ?? workflow.steps.count
-            try Journal.save(step, workflow: workflow.id, position: position, db: db)
-            try db.execute(
-                sql: "UPDATE workflows SET state = ?, snapshot = ? WHERE id = ?",
-                arguments: [workflow.state.rawValue, try header(workflow), workflow.id])
-        }
+    public func recordResult(
+        _ key: StepKey, _ result: StepResult, workflow: WorkflowSnapshot, step: StepSnapshot, at time: Int64
+    ) throws {
+        var batch = JournalBatch()
+        batch.result(key, result, at: time)
+        let position = workflow.steps.firstIndex { $0.name == step.name } ?? workflow.steps.count
+        batch.save(step, workflow: workflow.id, position: position)
+        batch.saveHeader(of: workflow)
+        try commit(batch)
     }
 
     /// The stored result of a step's attempt.
@@ -252,10 +404,10 @@ public struct Journal: Sendable {
     public func artifacts(workflow: String, steps: [String]) throws -> [(step: String, artifact: Artifact)] {
         try read { db in
             var found: [(String, Artifact)] = []
+            let statement = try db.cachedStatement(
+                sql: "SELECT name, path, mode, sensitive, data FROM artifacts WHERE workflow = ? AND step = ? ORDER BY name")
             for step in steps {
-                let rows = try Row.fetchAll(
-                    db, sql: "SELECT name, path, mode, sensitive, data FROM artifacts WHERE workflow = ? AND step = ? ORDER BY name",
-                    arguments: [workflow, step])
+                let rows = try Row.fetchAll(statement, arguments: [workflow, step])
                 for row in rows {
                     let name: String = row["name"]
                     let sensitive: Bool = row["sensitive"]
@@ -278,17 +430,130 @@ public struct Journal: Sendable {
         }
     }
 
+    /// The highest attempt number of any step (for tests and figures).
+    public func highestAttempt(workflow: String) throws -> Int {
+        try read { db in
+            try Int.fetchOne(db, sql: "SELECT MAX(attempt) FROM attempts WHERE workflow = ?", arguments: [workflow]) ?? 0
+        }
+    }
+
     // MARK: Agents
 
     public func recordAgent(_ hello: Hello, at time: Int64) throws {
         try write { db in
-            try db.execute(
+            try db.cachedStatement(
                 sql: """
                     INSERT INTO agents (id, role, host, pid, firstSeen, lastSeen) VALUES (?, ?, ?, ?, ?, ?)
                     ON CONFLICT (id) DO UPDATE SET role = excluded.role, host = excluded.host, pid = excluded.pid,
                     lastSeen = excluded.lastSeen
-                    """,
-                arguments: [hello.agent, hello.role.rawValue, hello.host, hello.pid, time, time])
+                    """
+            ).execute(arguments: [hello.agent, hello.role.rawValue, hello.host, hello.pid, time, time])
         }
+    }
+}
+
+/// The changes of one loop turn, for `Journal.commit`: one row per change
+/// (a step's new state, an attempt, a result), a step or workflow changed
+/// twice in the turn written once.
+public struct JournalBatch: Sendable {
+    enum Operation: Sendable {
+        case insertWorkflow(id: String, submitID: String?, state: String, createdAt: Int64, snapshot: Data)
+        case assigned(StepKey, agent: String, at: Int64)
+        case acked(StepKey, at: Int64)
+        case attemptEnded(StepKey, outcome: String, at: Int64)
+        case result(StepKey, StepResult)
+        case delete(String)
+    }
+
+    struct StepRow: Sendable {
+        var workflow: String
+        var name: String
+        var position: Int
+        var state: String
+        var snapshot: Data
+    }
+
+    struct HeaderRow: Sendable {
+        var state: String
+        var snapshot: Data
+        var finishedAt: Int64?
+    }
+
+    struct StepID: Hashable, Sendable {
+        var workflow: String
+        var name: String
+    }
+
+    private(set) var operations: [Operation] = []
+    private(set) var steps: [StepID: StepRow] = [:]
+    private(set) var headers: [String: HeaderRow] = [:]
+
+    public init() {}
+
+    public var isEmpty: Bool { operations.isEmpty && steps.isEmpty && headers.isEmpty }
+
+    /// A new workflow (its steps are saved with `save`).
+    public mutating func insert(_ workflow: WorkflowSnapshot, submitID: String?) {
+        operations.append(
+            .insertWorkflow(
+                id: workflow.id, submitID: submitID, state: workflow.state.rawValue, createdAt: workflow.createdAt,
+                snapshot: JournalBatch.encodeHeader(workflow)))
+    }
+
+    /// A workflow's own fields (its steps are left out of the row).
+    public mutating func saveHeader(of workflow: WorkflowSnapshot) {
+        headers[workflow.id] = HeaderRow(
+            state: workflow.state.rawValue, snapshot: JournalBatch.encodeHeader(workflow),
+            finishedAt: workflow.finishedAt)
+    }
+
+    /// A step's row from its encoded snapshot.
+    mutating func save(encoded: Data, state: StepSnapshot.State, name: String, workflow: String, position: Int) {
+        steps[StepID(workflow: workflow, name: name)] = StepRow(
+            workflow: workflow, name: name, position: position, state: state.rawValue, snapshot: encoded)
+    }
+
+    /// A workflow's row from its encoded header (no steps).
+    mutating func saveHeader(id: String, state: WorkflowSnapshot.State, finishedAt: Int64?, snapshot: Data) {
+        headers[id] = HeaderRow(state: state.rawValue, snapshot: snapshot, finishedAt: finishedAt)
+    }
+
+    public mutating func save(_ step: StepSnapshot, workflow: String, position: Int) {
+        let snapshot = (try? Journal.encoder.encode(step)) ?? Data()
+        steps[StepID(workflow: workflow, name: step.name)] = StepRow(
+            workflow: workflow, name: step.name, position: position, state: step.state.rawValue, snapshot: snapshot)
+    }
+
+    public mutating func assigned(_ key: StepKey, agent: String, at time: Int64) {
+        operations.append(.assigned(key, agent: agent, at: time))
+    }
+
+    public mutating func acked(_ key: StepKey, at time: Int64) {
+        operations.append(.acked(key, at: time))
+    }
+
+    /// An attempt that ended without a result: `requeued` (its agent died;
+    /// not charged), `timed-out`, `no-ack`.
+    public mutating func attemptEnded(_ key: StepKey, outcome: String, at time: Int64) {
+        operations.append(.attemptEnded(key, outcome: outcome, at: time))
+    }
+
+    /// A result and its artifacts; the attempt ends with the result's outcome.
+    public mutating func result(_ key: StepKey, _ result: StepResult, at time: Int64) {
+        operations.append(.result(key, result))
+        operations.append(.attemptEnded(key, outcome: result.outcome.rawValue, at: time))
+    }
+
+    /// Every row of a finished workflow (`--retain`).
+    public mutating func delete(workflow id: String) {
+        operations.append(.delete(id))
+    }
+
+    /// The header row: the workflow without its steps, built without copying them.
+    private static func encodeHeader(_ workflow: WorkflowSnapshot) -> Data {
+        let header = WorkflowSnapshot(
+            id: workflow.id, state: workflow.state, request: workflow.request, createdAt: workflow.createdAt,
+            finishedAt: workflow.finishedAt, steps: [], error: workflow.error, revision: workflow.revision)
+        return (try? Journal.encoder.encode(header)) ?? Data()
     }
 }

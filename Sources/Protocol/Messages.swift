@@ -1,6 +1,6 @@
 import Foundation
 
-/// Every message type of protocol v1. Unknown types are rejected when decoded.
+/// Every message type of protocol v2. Unknown types are rejected when decoded.
 public enum MessageType: String, Codable, Sendable, CaseIterable {
     // agent -> coordinator (DEALER -> ROUTER)
     case hello, heartbeat, ack, result, bye
@@ -122,13 +122,18 @@ public struct Heartbeat: Codable, Sendable, Equatable {
 public struct Stats: Codable, Sendable, Equatable {
     /// Frames rejected on the control socket, by reason.
     public var rejected: [String: Int]
+    /// Workflows in the journal.
     public var workflows: Int
+    /// Workflows held in memory: the running ones (finished ones are read
+    /// from the journal when asked for).
+    public var running: Int
     public var agents: Int
     /// Resident memory of the coordinator process, in bytes (0 when unknown).
     public var residentBytes: Int
-    public init(rejected: [String: Int], workflows: Int, agents: Int, residentBytes: Int) {
+    public init(rejected: [String: Int], workflows: Int, running: Int = 0, agents: Int, residentBytes: Int) {
         self.rejected = rejected
         self.workflows = workflows
+        self.running = running
         self.agents = agents
         self.residentBytes = residentBytes
     }
@@ -244,7 +249,16 @@ public struct ErrorReply: Codable, Sendable, Equatable {
 
 public struct Submit: Codable, Sendable, Equatable {
     public var request: WorkflowRequest
-    public init(request: WorkflowRequest) { self.request = request }
+    /// The role whose agent runs the `plan` step: `planner` (absent) or
+    /// `bench` (the no-op workloads of `make bench`).
+    public var planner: Role?
+    /// Params of the `plan` step (the bench planner reads its workload there).
+    public var params: [String: JSONValue]?
+    public init(request: WorkflowRequest, planner: Role? = nil, params: [String: JSONValue]? = nil) {
+        self.request = request
+        self.planner = planner
+        self.params = params
+    }
 }
 
 public struct Accepted: Codable, Sendable, Equatable {

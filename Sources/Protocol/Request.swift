@@ -1,6 +1,10 @@
 /// The roles an agent can serve.
 public enum Role: String, Codable, Sendable, CaseIterable {
     case planner, infra, argocd, monitoring, validation, docs
+    /// No-op steps (and their planner) for `make bench`; no deployment runs it.
+    case bench
+    /// The roles of a deployment (`bench` left out).
+    public static let allCases: [Role] = [.planner, .infra, .argocd, .monitoring, .validation, .docs]
 }
 
 public enum Environment: String, Codable, Sendable, CaseIterable {

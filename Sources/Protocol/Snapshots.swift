@@ -54,8 +54,18 @@ public struct StepSnapshot: Codable, Sendable, Equatable {
     public var error: String?
     /// The step's values once it succeeded (never secrets).
     public var values: [String: JSONValue]
+    /// What the plan gave the step to run with (a validation check's name,
+    /// say); kept apart from `values`, so a resumed step runs with them again.
+    /// Absent when the plan gave none.
+    public var params: [String: JSONValue]?
+    /// Attempts charged against `--max-attempts`: a failure or a timeout of
+    /// this step. An attempt lost because its agent died is not counted
+    /// (absent means 0).
+    public var failures: Int?
 
-    public init(name: String, role: Role, needs: [String], critical: Bool) {
+    public init(
+        name: String, role: Role, needs: [String], critical: Bool, params: [String: JSONValue]? = nil
+    ) {
         self.name = name
         self.role = role
         self.needs = needs
@@ -63,6 +73,59 @@ public struct StepSnapshot: Codable, Sendable, Equatable {
         self.state = .pending
         self.attempt = 0
         self.values = [:]
+        self.params = params
+    }
+}
+
+/// What changed in a workflow, published on `workflow/<id>/` after every
+/// loop turn that changed it. It applies to the snapshot at
+/// `previousRevision`; a client that holds another revision missed an event
+/// and asks for the whole snapshot (`status`).
+public struct WorkflowEvent: Codable, Sendable, Equatable {
+    public var workflow: String
+    /// The revision of the last event published for this workflow (0 for the first).
+    public var previousRevision: Int
+    public var revision: Int
+    public var state: WorkflowSnapshot.State
+    public var error: String?
+    public var finishedAt: Int64?
+    /// The steps that changed or were added, whole, in workflow order.
+    public var steps: [StepSnapshot]
+
+    public init(
+        workflow: String, previousRevision: Int, revision: Int, state: WorkflowSnapshot.State, error: String?,
+        finishedAt: Int64?, steps: [StepSnapshot]
+    ) {
+        self.workflow = workflow
+        self.previousRevision = previousRevision
+        self.revision = revision
+        self.state = state
+        self.error = error
+        self.finishedAt = finishedAt
+        self.steps = steps
+    }
+
+    /// Applies the change to `snapshot` when it is at `previousRevision`.
+    /// - Returns: false when the snapshot is at another revision (an event
+    ///   was missed): the caller asks for a whole snapshot.
+    public func apply(to snapshot: inout WorkflowSnapshot) -> Bool {
+        guard snapshot.id == workflow, snapshot.revision == previousRevision else { return false }
+        snapshot.state = state
+        snapshot.error = error
+        snapshot.finishedAt = finishedAt
+        snapshot.revision = revision
+        guard !steps.isEmpty else { return true }
+        var positions: [String: Int] = [:]
+        for (index, step) in snapshot.steps.enumerated() { positions[step.name] = index }
+        for step in steps {
+            if let index = positions[step.name] {
+                snapshot.steps[index] = step
+            } else {
+                positions[step.name] = snapshot.steps.count
+                snapshot.steps.append(step)
+            }
+        }
+        return true
     }
 }
 
@@ -97,6 +160,8 @@ public struct StatusReply: Codable, Sendable, Equatable {
     public init(workflow: WorkflowSnapshot) { self.workflow = workflow }
 }
 
+/// Every workflow the coordinator's journal holds, oldest first, without
+/// their steps (`status` gives those).
 public struct ListReply: Codable, Sendable, Equatable {
     public var workflows: [WorkflowSnapshot]
     public init(workflows: [WorkflowSnapshot]) { self.workflows = workflows }

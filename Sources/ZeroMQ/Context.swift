@@ -7,12 +7,15 @@ public final class Context: @unchecked Sendable {  // libzmq contexts are thread
     let handle: UnsafeMutableRawPointer
 
     /// Creates a context.
-    /// - Parameter ioThreads: libzmq I/O threads (1 is plenty below a gigabit).
-    public init(ioThreads: Int32 = 1) {
+    /// - Parameters:
+    ///   - ioThreads: libzmq I/O threads (1 is plenty below a gigabit).
+    ///   - maxSockets: sockets the context may open (libzmq's default is 1023).
+    public init(ioThreads: Int32 = 1, maxSockets: Int32? = nil) {
         guard let handle = zmq_ctx_new() else {
             preconditionFailure("zmq_ctx_new failed: out of memory or file descriptors")
         }
         zmq_ctx_set(handle, ZMQ_IO_THREADS, ioThreads)
+        if let maxSockets { zmq_ctx_set(handle, ZMQ_MAX_SOCKETS, maxSockets) }
         self.handle = handle
     }
 

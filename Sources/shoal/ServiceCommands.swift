@@ -42,6 +42,14 @@ struct CoordinatorCommand: AsyncParsableCommand {
     @Option(help: "Time an agent has to acknowledge a step.") var ackTimeout = "2s"
     @Option(help: "Attempts per step before it fails.") var maxAttempts = 3
     @Option(help: "Longest a single step may run before it is given to another agent, e.g. 30m.") var stepTimeout = "30m"
+    @Option(
+        help: """
+            Journal commits: normal (a process crash loses nothing, a power loss may lose the last commits) \
+            or full (every commit synced to disk).
+            """)
+    var journalSync = "normal"
+    @Option(help: "Delete finished workflows from the journal after this long, e.g. 7d or 24h (default: keep).")
+    var retain: String?
     @Flag(help: "Exit when the parent process exits (used by `shoal create`).") var exitWithParent = false
     @OptionGroup var security: ServerSecurityOptions
     @OptionGroup var logging: LoggingOptions
@@ -61,6 +69,22 @@ struct CoordinatorCommand: AsyncParsableCommand {
         }
         _ = timeout
         _ = interval
+        guard Journal.Sync(rawValue: journalSync) != nil else {
+            throw ValidationError("--journal-sync must be normal or full")
+        }
+        if let retain {
+            guard let duration = retainDuration(retain), duration >= .seconds(1) else {
+                throw ValidationError("--retain must be a duration of at least 1s, e.g. 7d or 24h")
+            }
+        }
+    }
+
+    /// `--retain` also takes days (`7d`).
+    private func retainDuration(_ text: String) -> Duration? {
+        if text.hasSuffix("d"), let days = Int(text.dropLast()), (1...3650).contains(days) {
+            return .seconds(days * 86_400)
+        }
+        return parseDuration(text)
     }
 
     func run() async throws {
@@ -75,6 +99,8 @@ struct CoordinatorCommand: AsyncParsableCommand {
         configuration.ackTimeout = parseDuration(ackTimeout)!
         configuration.maxAttempts = maxAttempts
         configuration.stepTimeout = parseDuration(stepTimeout)!
+        configuration.journalSync = Journal.Sync(rawValue: journalSync) ?? .normal
+        configuration.retain = retain.flatMap(retainDuration)
         configuration.security = try security.security()
         security.warnIfInsecure()
         let service = CoordinatorService(configuration: configuration, logger: logger) { bound in

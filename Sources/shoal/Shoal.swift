@@ -18,7 +18,7 @@ struct Shoal: AsyncParsableCommand {
             CreateCommand.self, StatusCommand.self, ListCommand.self, ValidateCommand.self, DestroyCommand.self,
             WaitCommand.self, CancelCommand.self, ResumeCommand.self, AgentsCommand.self, StatsCommand.self,
             CoordinatorCommand.self, AgentCommand.self, KeysCommand.self, GitOpsCommand.self, HealthCommand.self,
-            VersionCommand.self,
+            VersionCommand.self, BenchCommand.self,
         ]
     )
 }

@@ -22,7 +22,7 @@ import Testing
     @Test func headerCarriesVersionTypeIdAndTime() throws {
         let encoded = Codec.encode(Header(type: .ack, workflow: "k3s-dev-1", step: "plan", attempt: 1, sender: "a"), Empty())
         let object = try #require(try JSONSerialization.jsonObject(with: Data(encoded[0])) as? [String: Any])
-        #expect(object["v"] as? Int == 1)
+        #expect(object["v"] as? Int == 2)
         #expect(object["type"] as? String == "ack")
         #expect((object["id"] as? String)?.isEmpty == false)
         #expect(object["sentAt"] != nil)
@@ -32,13 +32,13 @@ import Testing
     @Test(arguments: [
         ("not json", RejectReason.malformedHeader),
         ("[1,2]", .malformedHeader),
-        (#"{"v":2,"type":"hello","id":"x","sentAt":1}"#, .unsupportedVersion),
-        (#"{"v":1,"type":"launch-missiles","id":"x","sentAt":1}"#, .unknownType),
-        (#"{"v":1,"type":"hello","sentAt":1}"#, .malformedHeader),
-        (#"{"v":1,"type":"hello","id":"x","sentAt":"yesterday"}"#, .malformedHeader),
-        (#"{"v":1,"type":"hello","id":"x","sentAt":1,"workflow":"../etc"}"#, .invalidField),
-        (#"{"v":1,"type":"hello","id":"x","sentAt":1,"attempt":0}"#, .invalidField),
-        (#"{"v":1,"type":"hello","id":"","sentAt":1}"#, .invalidField),
+        (#"{"v":1,"type":"hello","id":"x","sentAt":1}"#, .unsupportedVersion),
+        (#"{"v":2,"type":"launch-missiles","id":"x","sentAt":1}"#, .unknownType),
+        (#"{"v":2,"type":"hello","sentAt":1}"#, .malformedHeader),
+        (#"{"v":2,"type":"hello","id":"x","sentAt":"yesterday"}"#, .malformedHeader),
+        (#"{"v":2,"type":"hello","id":"x","sentAt":1,"workflow":"../etc"}"#, .invalidField),
+        (#"{"v":2,"type":"hello","id":"x","sentAt":1,"attempt":0}"#, .invalidField),
+        (#"{"v":2,"type":"hello","id":"","sentAt":1}"#, .invalidField),
     ])
     func badHeadersAreRejectedWithTheirReason(header: String, reason: RejectReason) {
         #expect {
@@ -56,7 +56,7 @@ import Testing
     }
 
     @Test func oversizedHeaderIsRejectedBeforeParsing() {
-        let header = #"{"v":1,"type":"hello","id":"x","sentAt":1,"pad":""# + String(repeating: "a", count: 5000) + #""}"#
+        let header = #"{"v":2,"type":"hello","id":"x","sentAt":1,"pad":""# + String(repeating: "a", count: 5000) + #""}"#
         #expect {
             try Codec.decode(frames(header))
         } throws: { error in
@@ -65,7 +65,7 @@ import Testing
     }
 
     @Test func bodyOfTheWrongShapeIsRejected() throws {
-        let envelope = try Codec.decode(frames(#"{"v":1,"type":"hello","id":"x","sentAt":1}"#, #"{"agent":5}"#))
+        let envelope = try Codec.decode(frames(#"{"v":2,"type":"hello","id":"x","sentAt":1}"#, #"{"agent":5}"#))
         #expect {
             try envelope.decode(Hello.self)
         } throws: { error in
@@ -144,5 +144,40 @@ import Testing
         #expect(problems.contains { $0.contains("cycle") })
         #expect(problems.contains { $0.contains("unknown step 'ghost'") })
         #expect(problems.contains { $0.contains("duplicate step 'c'") })
+    }
+}
+
+@Suite struct WorkflowEventTests {
+    private func snapshot(revision: Int) -> WorkflowSnapshot {
+        WorkflowSnapshot(
+            id: "k3s-dev-000001", state: .running, request: WorkflowRequest(), createdAt: 1, finishedAt: nil,
+            steps: [StepSnapshot(name: "plan", role: .planner, needs: [], critical: true)], error: nil,
+            revision: revision)
+    }
+
+    @Test func anEventAppliesToItsPreviousRevisionReplacingAndAppendingSteps() throws {
+        var workflow = snapshot(revision: 3)
+        var plan = workflow.steps[0]
+        plan.state = .succeeded
+        let added = StepSnapshot(name: "provision", role: .infra, needs: ["plan"], critical: true, params: ["a": 1])
+        let event = WorkflowEvent(
+            workflow: workflow.id, previousRevision: 3, revision: 5, state: .running, error: nil, finishedAt: nil,
+            steps: [plan, added])
+        let frames = Codec.encode(Header(type: .event, workflow: workflow.id), event, topic: "workflow/x/")
+        let decoded = try Codec.decode(frames.dropFirst()).decode(WorkflowEvent.self)
+        #expect(decoded.apply(to: &workflow))
+        #expect(workflow.revision == 5)
+        #expect(workflow.steps.map(\.name) == ["plan", "provision"])
+        #expect(workflow.steps[0].state == .succeeded)
+        #expect(workflow.steps[1].params == ["a": 1])
+    }
+
+    @Test func anEventForAnotherRevisionIsAGapAndChangesNothing() {
+        var workflow = snapshot(revision: 7)
+        let event = WorkflowEvent(
+            workflow: workflow.id, previousRevision: 5, revision: 9, state: .failed, error: "x", finishedAt: 2,
+            steps: [])
+        #expect(!event.apply(to: &workflow))
+        #expect(workflow == snapshot(revision: 7))
     }
 }

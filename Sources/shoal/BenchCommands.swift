@@ -1,0 +1,350 @@
+import ArgumentParser
+import Coordinator
+import Foundation
+import Protocol
+import ShoalSupport
+import ZeroMQ
+
+/// `shoal bench ...`: the measuring programs of `make bench` (hidden). The
+/// script starts a real coordinator and real `shoal agent bench` processes;
+/// these subcommands are the raw libzmq baseline, a process of many idle
+/// agents, and the client that submits no-op workloads and times them.
+struct BenchCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "bench", abstract: "Measuring programs of `make bench`.", shouldDisplay: false,
+        subcommands: [BenchBaselineCommand.self, BenchIdleAgentsCommand.self, BenchRunCommand.self])
+}
+
+/// Raw libzmq on loopback with CURVE, as the bus runs: DEALER/ROUTER round
+/// trips, and pipelined messages (sent without waiting) received per second.
+struct BenchBaselineCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "baseline", abstract: "Raw libzmq figures.")
+
+    @Option(help: "Round trips to time.") var roundTrips = 20_000
+    @Option(help: "Pipelined messages to time.") var messages = 500_000
+    @Option(help: "Message size in bytes.") var size = 256
+
+    func validate() throws {
+        guard (100...10_000_000).contains(roundTrips), (1000...100_000_000).contains(messages),
+            (1...1_000_000).contains(size)
+        else { throw ValidationError("--round-trips, --messages or --size out of range") }
+    }
+
+    func run() async throws {
+        let (roundTrips, messages, size) = (self.roundTrips, self.messages, self.size)
+        let line = try await runBlocking { try BenchBaselineCommand.measure(roundTrips, messages, size) }
+        print(line)
+    }
+
+    private static func measure(_ roundTrips: Int, _ messages: Int, _ size: Int) throws -> String {
+        let context = Context()
+        let server = try CurveKeyPair.generate()
+        let client = try CurveKeyPair.generate()
+        let ready = DispatchSemaphore(value: 0)
+        let endpoint = LockedBox("")
+        let echo = Thread {
+            do {
+                let router = try Socket(context: context, type: .router)
+                try router.set(.curveServer, 1)
+                try router.set(.curveSecretKey, server.secretKey)
+                try router.set(.receiveHighWaterMark, 0)
+                try router.bind("tcp://127.0.0.1:*")
+                endpoint.value = try router.lastEndpoint
+                ready.signal()
+                var counted = 0
+                while let frames = try router.receive() {
+                    guard frames.count == 2, let kind = frames[1].first else { continue }
+                    if kind == UInt8(ascii: "q") { break }
+                    if kind == UInt8(ascii: "p") {
+                        counted += 1
+                        if counted == messages { _ = try router.send([frames[0], Array("done".utf8)]) }
+                    } else {
+                        _ = try router.send(frames)
+                    }
+                }
+                router.close()
+            } catch {
+                ready.signal()
+            }
+        }
+        echo.start()
+        ready.wait()
+        let dealer = try Socket(context: context, type: .dealer)
+        try dealer.makeCurveClient(CurveClientKeys(serverPublicKey: server.publicKey, keyPair: client))
+        try dealer.set(.sendHighWaterMark, 0)
+        try dealer.connect(endpoint.value)
+        var payload = [UInt8](repeating: UInt8(ascii: "x"), count: size)
+        payload[0] = UInt8(ascii: "r")
+        for _ in 0..<200 {
+            _ = try dealer.send(payload)
+            _ = try dealer.receive()
+        }
+        let start = ContinuousClock.now
+        for _ in 0..<roundTrips {
+            _ = try dealer.send(payload)
+            _ = try dealer.receive()
+        }
+        let roundTripTime = ContinuousClock.now - start
+        payload[0] = UInt8(ascii: "p")
+        let pipelineStart = ContinuousClock.now
+        for _ in 0..<messages { _ = try dealer.send(payload) }
+        _ = try dealer.receive()
+        let pipelineTime = ContinuousClock.now - pipelineStart
+        _ = try dealer.send(Array("q".utf8))
+        dealer.close()
+        while !echo.isFinished { Thread.sleep(forTimeInterval: 0.01) }
+        let perSecond = Double(roundTrips) / roundTripTime.seconds
+        let pipelined = Double(messages) / pipelineTime.seconds
+        return "bench baseline roundtrips_per_s=\(Int(perSecond)) rtt_us=\(format(1e6 / perSecond)) "
+            + "pipelined_msgs_per_s=\(Int(pipelined)) size=\(size) curve=on"
+    }
+}
+
+/// Many idle agents in one process (two connections each): hello,
+/// subscription to its own topic, heartbeats; never a step.
+struct BenchIdleAgentsCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "idle-agents", abstract: "Connect idle agents.")
+
+    @Option(help: "The coordinator's control endpoint.") var coordinator: String
+    @Option(help: "The coordinator's events endpoint.") var events: String
+    @Option(help: "How many agents.") var count = 1000
+    @OptionGroup var security: ClientSecurityOptions
+
+    func validate() throws {
+        guard (1...10_000).contains(count) else { throw ValidationError("--count must be 1-10000") }
+    }
+
+    func run() async throws {
+        let curve = try security.curveKeys()
+        let (coordinator, events, count) = (self.coordinator, self.events, self.count)
+        try await runBlocking { try BenchIdleAgentsCommand.serve(coordinator, events, count, curve) }
+    }
+
+    private static func serve(_ coordinator: String, _ events: String, _ count: Int, _ curve: CurveClientKeys?) throws {
+        let context = Context(ioThreads: 2, maxSockets: Int32(2 * count + 64))
+        var dealers: [Socket] = []
+        var subscribers: [Socket] = []
+        let prefix = "idle-\(getpid())-"
+        func hello(_ index: Int) throws {
+            let id = prefix + String(index)
+            let body = Hello(agent: id, role: .docs, host: "bench", pid: getpid(), capacity: 1, version: "bench")
+            _ = try dealers[index].send(Codec.encode(Header(type: .hello, sender: id), body), wait: false)
+        }
+        for index in 0..<count {
+            let dealer = try Socket(context: context, type: .dealer)
+            let subscriber = try Socket(context: context, type: .sub)
+            if let curve {
+                try dealer.makeCurveClient(curve)
+                try subscriber.makeCurveClient(curve)
+            }
+            try dealer.connect(coordinator)
+            try subscriber.connect(events)
+            try subscriber.subscribe(WireFormat.agentTopic(prefix + String(index)))
+            dealers.append(dealer)
+            subscribers.append(subscriber)
+            try hello(index)
+        }
+        var welcomed = Set<Int>()
+        var announced = false
+        var interval: Duration = .seconds(1)
+        var nextBeat = [ContinuousClock.Instant](repeating: .now, count: count)
+        for index in 0..<count { nextBeat[index] = .now + interval * (Double(index) / Double(count)) }
+        while true {
+            var poller = Poller()
+            for dealer in dealers { poller.add(dealer) }
+            let ready = try poller.poll(timeoutMilliseconds: 50)
+            for index in ready.indices where ready[index] {
+                while let frames = try dealers[index].receive(wait: false) {
+                    guard let envelope = try? Codec.decode(frames[...]) else { continue }
+                    switch envelope.header.type {
+                    case .welcome:
+                        if let welcome = try? envelope.decode(Welcome.self) {
+                            interval = .milliseconds(welcome.heartbeatIntervalMilliseconds)
+                        }
+                        welcomed.insert(index)
+                    case .rehello:
+                        try hello(index)
+                    default:
+                        break
+                    }
+                }
+            }
+            for subscriber in subscribers { while try subscriber.receive(wait: false) != nil {} }
+            let now = ContinuousClock.now
+            for index in 0..<count where nextBeat[index] <= now {
+                nextBeat[index] = now + interval
+                let id = prefix + String(index)
+                _ = try dealers[index].send(Codec.encode(Header(type: .heartbeat, sender: id), Heartbeat()), wait: false)
+            }
+            if !announced && welcomed.count == count {
+                announced = true
+                print("ready agents=\(count)")
+                fflush(nil)
+            }
+        }
+    }
+}
+
+/// Submits one no-op workload (or many one-step workflows) and times it
+/// from the events: per-step latency of a chain, throughput, and the
+/// coordinator's CPU time meanwhile.
+struct BenchRunCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "run", abstract: "Time a no-op workload.")
+
+    @Option(help: "The coordinator's control endpoint.") var coordinator: String
+    @Option(help: "chain or independent.") var shape = "chain"
+    @Option(help: "Steps of the workflow.") var steps = 1000
+    @Option(help: "Submit this many one-step workflows instead, and wait for all.") var workflows: Int?
+    @Option(help: "The coordinator's pid, for its CPU time.") var coordinatorPid: Int32?
+    @OptionGroup var security: ClientSecurityOptions
+
+    func validate() throws {
+        guard shape == "chain" || shape == "independent" else { throw ValidationError("--shape: chain or independent") }
+        guard (1...100_000).contains(steps) else { throw ValidationError("--steps must be 1-100000") }
+        if let workflows, !(1...1_000_000).contains(workflows) { throw ValidationError("--workflows out of range") }
+    }
+
+    func run() async throws {
+        let curve = try security.curveKeys()
+        let (coordinator, shape, steps, workflows, pid) = (self.coordinator, self.shape, self.steps, self.workflows, self.coordinatorPid)
+        let line = try await runBlocking {
+            let client = try CoordinatorClient(endpoint: coordinator, curve: curve)
+            let cpuBefore = pid.map(cpuSeconds) ?? 0
+            let started = ContinuousClock.now
+            var fields: [String]
+            if let workflows {
+                fields = try BenchRunCommand.many(client, workflows)
+            } else {
+                fields = try BenchRunCommand.one(client, coordinator: coordinator, curve: curve, shape: shape, steps: steps)
+            }
+            fields.append("wall_s=\(format((ContinuousClock.now - started).seconds))")
+            if let pid { fields.append("coordinator_cpu_s=\(format(cpuSeconds(pid) - cpuBefore))") }
+            return fields.joined(separator: " ")
+        }
+        print(line)
+    }
+
+    private static func many(_ client: CoordinatorClient, _ count: Int) throws -> [String] {
+        let start = ContinuousClock.now
+        for _ in 0..<count {
+            _ = try client.submit(WorkflowRequest(), planner: .bench, params: ["shape": "chain", "steps": 1])
+        }
+        while try client.stats().running > 0 { Thread.sleep(forTimeInterval: 0.1) }
+        let elapsed = (ContinuousClock.now - start).seconds
+        let stats = try client.stats()
+        return [
+            "workflows=\(count)", "workflows_per_s=\(format(Double(count) / elapsed))",
+            "coordinator_rss_mib=\(format(Double(stats.residentBytes) / 1_048_576))",
+        ]
+    }
+
+    private static func one(
+        _ client: CoordinatorClient, coordinator: String, curve: CurveClientKeys?, shape: String, steps: Int
+    ) throws -> [String] {
+        let accepted = try client.submit(
+            WorkflowRequest(), planner: .bench, params: ["shape": .string(shape), "steps": .number(Double(steps))])
+        let workflow = accepted.workflow
+        let context = Context()
+        let subscriber = try Socket(context: context, type: .sub)
+        try subscriber.set(.maxMessageSize, Int64(WireFormat.maxMessageBytes))
+        try subscriber.set(.receiveHighWaterMark, 0)
+        if let curve { try subscriber.makeCurveClient(curve) }
+        guard let port = accepted.eventsPort, let colon = coordinator.lastIndex(of: ":") else {
+            throw ShoalError(.invalidInput, "the coordinator announced no events port")
+        }
+        try subscriber.connect("\(coordinator[..<colon]):\(port)")
+        try subscriber.subscribe(WireFormat.workflowTopic(workflow))
+        // Finish times (seconds since `origin`) of each step, as events report them.
+        let origin = ContinuousClock.now
+        var finished = [Double](repeating: -1, count: steps)
+        var planDone: Double?
+        var state = WorkflowSnapshot.State.running
+        // The status of a big workflow is costly to encode: asked for only when events stop.
+        var lastEvent = ContinuousClock.now
+        while state == .running {
+            var poller = Poller()
+            poller.add(subscriber)
+            if try poller.poll(timeoutMilliseconds: 200)[0] {
+                lastEvent = ContinuousClock.now
+                while let frames = try subscriber.receive(wait: false) {
+                    guard frames.count == 3, let event = try? Codec.decode(frames.dropFirst()).decode(WorkflowEvent.self)
+                    else { continue }
+                    let now = (ContinuousClock.now - origin).seconds
+                    for step in event.steps where step.state.isFinished {
+                        if step.name == "plan" {
+                            planDone = planDone ?? now
+                        } else if let index = Int(step.name.dropFirst()), index < steps, finished[index] < 0 {
+                            finished[index] = now
+                        }
+                    }
+                    state = event.state
+                }
+            }
+            if ContinuousClock.now - lastEvent > .seconds(2) {
+                lastEvent = ContinuousClock.now
+                state = try client.status(workflow).state
+            }
+        }
+        let end = finished.max() ?? 0
+        let begin = planDone ?? 0
+        var fields = [
+            "steps=\(steps)", "state=\(state.rawValue)",
+            "steps_per_s=\(format(Double(steps) / max(1e-9, end - begin)))",
+        ]
+        if shape == "chain" {
+            var gaps: [Double] = []
+            var previous = begin
+            for time in finished where time >= 0 {
+                gaps.append(time - previous)
+                previous = time
+            }
+            gaps.sort()
+            if !gaps.isEmpty {
+                fields.append("p50_ms=\(format(gaps[gaps.count / 2] * 1000))")
+                fields.append("p99_ms=\(format(gaps[min(gaps.count - 1, gaps.count * 99 / 100)] * 1000))")
+                let head = gaps.count >= 100 ? Array(finished.prefix(50)) : []
+                let tail = gaps.count >= 100 ? Array(finished.suffix(51)) : []
+                if head.count == 50, head.allSatisfy({ $0 >= 0 }), tail.allSatisfy({ $0 >= 0 }) {
+                    fields.append("first50_ms=\(format((head[49] - begin) * 1000 / 50))")
+                    fields.append("last50_ms=\(format((tail[50] - tail[0]) * 1000 / 50))")
+                }
+            }
+        }
+        return fields
+    }
+}
+
+/// A process's CPU time (every thread), from the scheduler's statistics in /proc.
+func cpuSeconds(_ pid: Int32) -> Double {
+    let tasks = (try? FileManager.default.contentsOfDirectory(atPath: "/proc/\(pid)/task")) ?? []
+    var nanoseconds = 0.0
+    for task in tasks {
+        guard let text = try? String(contentsOfFile: "/proc/\(pid)/task/\(task)/schedstat", encoding: .utf8),
+            let first = text.split(separator: " ").first, let value = Double(first)
+        else { continue }
+        nanoseconds += value
+    }
+    return nanoseconds / 1e9
+}
+
+private func format(_ value: Double) -> String {
+    String(format: value < 10 ? "%.3f" : "%.1f", value)
+}
+
+extension Duration {
+    fileprivate var seconds: Double {
+        let (whole, attoseconds) = components
+        return Double(whole) + Double(attoseconds) / 1e18
+    }
+}
+
+/// A value handed from one thread to another, behind a lock.
+private final class LockedBox<Value: Sendable>: @unchecked Sendable {  // `stored` is guarded by `lock`
+    private let lock = NSLock()
+    private var stored: Value
+    init(_ value: Value) { stored = value }
+    var value: Value {
+        get { lock.withLock { stored } }
+        set { lock.withLock { stored = newValue } }
+    }
+}
