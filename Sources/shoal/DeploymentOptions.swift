@@ -20,14 +20,12 @@ struct DeploymentOptions: ParsableArguments {
     @Option(help: "Host name or address the cluster reaches the served repository at (default: per target).")
     var gitopsAdvertise: String?
     @Option(help: "Bound of each wait of a real deployment (nodes Ready, rollouts, Applications Synced), e.g. 5m.")
-    var waitTimeout = "5m"
+    var waitTimeout = ShoalDuration(.seconds(300))
     @Flag(help: "Add the cluster to your kubeconfig ($KUBECONFIG's first file, else ~/.kube/config) as shoal-WORKFLOW.")
     var mergeKubeconfig = false
 
     func validate() throws {
-        guard let wait = parseDuration(waitTimeout), wait >= .seconds(1), wait <= .seconds(86_400) else {
-            throw ValidationError("--wait-timeout must be a duration between 1s and 24h, e.g. 5m")
-        }
+        try waitTimeout.validate(in: .seconds(1) ... .seconds(86_400), option: "--wait-timeout")
         if let listen = gitopsListen {
             do {
                 _ = try MonitoringListen.parse(listen)
@@ -59,7 +57,7 @@ struct DeploymentOptions: ParsableArguments {
             // A local path is made absolute: the monitoring agent runs in another directory.
             remote.contains("://") || remote.contains("@") || remote.hasPrefix("/") ? remote : absolutePath(remote)
         }
-        if let wait = parseDuration(waitTimeout) { request.waitTimeoutSeconds = Int(wait.components.seconds) }
+        request.waitTimeoutSeconds = Int(waitTimeout.duration.components.seconds)
     }
 
     /// The extra arguments of the embedded monitoring agent.

@@ -37,30 +37,23 @@ struct CoordinatorCommand: AsyncParsableCommand {
     @Option(help: "ROUTER endpoint for agents and clients.") var control = "tcp://*:7401"
     @Option(help: "SQLite journal file.") var journal = "shoal-journal.sqlite"
     @Option(name: [.short, .long], help: "Directory of the output tree.") var output = "output"
-    @Option(help: "Heartbeat interval, e.g. 1s or 250ms.") var heartbeat = "1s"
+    @Option(help: "Heartbeat interval, 50ms to 1m, e.g. 1s or 250ms.") var heartbeat = ShoalDuration(.seconds(1))
     @Option(help: "Missed heartbeats before a peer is declared dead.") var liveness = 3
-    @Option(help: "Time an agent has to acknowledge a step.") var ackTimeout = "2s"
+    @Option(help: "Time an agent has to acknowledge a step, 50ms to 10m.") var ackTimeout = ShoalDuration(.seconds(2))
     @Option(help: "Attempts per step before it fails.") var maxAttempts = 3
-    @Option(help: "Longest a single step may run before it is given to another agent, e.g. 30m.") var stepTimeout = "30m"
+    @Option(help: "Longest a single step may run before it is given to another agent, 100ms to 7 days, e.g. 1h30m.")
+    var stepTimeout = ShoalDuration(.seconds(1800))
     @Flag(help: "Exit when the parent process exits (used by `shoal create`).") var exitWithParent = false
     @OptionGroup var security: ServerSecurityOptions
     @OptionGroup var logging: LoggingOptions
 
     func validate() throws {
         _ = try security.security()
-        guard let interval = parseDuration(heartbeat), interval >= .milliseconds(50) else {
-            throw ValidationError("--heartbeat must be a duration of at least 50ms, e.g. 1s")
-        }
-        guard let ack = parseDuration(ackTimeout), ack >= .milliseconds(50) else {
-            throw ValidationError("--ack-timeout must be a duration of at least 50ms, e.g. 2s")
-        }
+        try heartbeat.validate(in: .milliseconds(50) ... .seconds(60), option: "--heartbeat")
+        try ackTimeout.validate(in: .milliseconds(50) ... .seconds(600), option: "--ack-timeout")
         guard (2...100).contains(liveness) else { throw ValidationError("--liveness must be between 2 and 100") }
         guard (1...100).contains(maxAttempts) else { throw ValidationError("--max-attempts must be between 1 and 100") }
-        guard let timeout = parseDuration(stepTimeout), timeout >= .milliseconds(100) else {
-            throw ValidationError("--step-timeout must be a duration of at least 100ms, e.g. 30m")
-        }
-        _ = timeout
-        _ = interval
+        try stepTimeout.validate(in: .milliseconds(100) ... .seconds(7 * 86_400), option: "--step-timeout")
     }
 
     func run() async throws {
@@ -70,11 +63,11 @@ struct CoordinatorCommand: AsyncParsableCommand {
         configuration.controlEndpoint = control
         configuration.journalPath = journal
         configuration.outputDirectory = output
-        configuration.heartbeatInterval = parseDuration(heartbeat)!
+        configuration.heartbeatInterval = heartbeat.duration
         configuration.liveness = liveness
-        configuration.ackTimeout = parseDuration(ackTimeout)!
+        configuration.ackTimeout = ackTimeout.duration
         configuration.maxAttempts = maxAttempts
-        configuration.stepTimeout = parseDuration(stepTimeout)!
+        configuration.stepTimeout = stepTimeout.duration
         configuration.security = try security.security()
         security.warnIfInsecure()
         let service = CoordinatorService(configuration: configuration, logger: logger) { bound in
