@@ -126,7 +126,7 @@ public struct ProcessRunner: Sendable {
                 output: .sequence,
                 error: .sequence
             ) { execution in
-                try await ProcessRunner.supervise(execution, input: input, timeout: limit, keep: keep)
+                await ProcessRunner.supervise(execution, input: input, timeout: limit, keep: keep)
             }
             let (status, signalled): (Int32, Bool) =
                 switch result.terminationStatus {
@@ -173,12 +173,26 @@ public struct ProcessRunner: Sendable {
     private static func supervise(
         _ execution: Execution<CustomWriteInput, SequenceOutput, SequenceOutput>,
         input: [UInt8], timeout: Duration, keep: Int
-    ) async throws -> Streams {
+    ) async -> Streams {
         let group = execution.processIdentifier.value
         let writer = execution.standardInputWriter
         let standardOutput = execution.standardOutput
         let standardError = execution.standardError
-        return await withTaskGroup(of: Event.self, returning: Streams.self) { tasks in
+        // A cancelled caller (a step handed back or abandoned) stops the whole group at once.
+        return await withTaskCancellationHandler {
+            await supervise(
+                group: group, writer: writer, standardOutput: standardOutput, standardError: standardError,
+                input: input, timeout: timeout, keep: keep)
+        } onCancel: {
+            kill(-group, SIGKILL)
+        }
+    }
+
+    private static func supervise(
+        group: pid_t, writer: StandardInputWriter, standardOutput: SubprocessOutputSequence,
+        standardError: SubprocessOutputSequence, input: [UInt8], timeout: Duration, keep: Int
+    ) async -> Streams {
+        await withTaskGroup(of: Event.self, returning: Streams.self) { tasks in
             tasks.addTask {
                 var offset = 0
                 // A child that exits without reading makes the write fail (EPIPE); that is not an error here.

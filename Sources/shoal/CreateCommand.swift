@@ -130,6 +130,15 @@ struct CreateCommand: AsyncParsableCommand {
             if !request.realDeployment && ProcessRunner.locate("terraform") == nil {
                 print("note: terraform is not installed; Terraform files are written, init/validate/plan are skipped")
             }
+            // One `create` per output directory: a second would replace this run's keys and resume its workflow.
+            let owner: OwnerLock
+            do {
+                owner = try OwnerLock.acquire(
+                    outputPath + "/.shoal/create.lock", subject: "the output directory \(output)")
+            } catch let error as ShoalError {
+                fail(error.description)
+            }
+            defer { withExtendedLifetime(owner) {} }
             let cluster = EmbeddedCluster(
                 executable: selfExecutable(), output: outputPath, validationWorkers: validationWorkers,
                 logLevel: logging.logLevel, insecure: security.insecure, logger: logger)

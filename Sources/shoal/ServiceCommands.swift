@@ -10,7 +10,12 @@ import ShoalSupport
 
 /// Runs a service until SIGTERM or SIGINT; optionally also until the parent
 /// process goes away (embedded mode), so no child outlives `shoal create`.
-func runService(_ service: some Service, logger: Logger, exitWithParent: Bool) async throws {
+/// Either way the shutdown is graceful (the service hands back what it was
+/// doing) and is never cancelled halfway; a shutdown that takes longer than
+/// `shutdownLimit` ends the process.
+func runService(
+    _ service: some Service, logger: Logger, exitWithParent: Bool, shutdownLimit: Duration = .seconds(20)
+) async throws {
     let group = ServiceGroup(
         configuration: .init(services: [service], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
     try await withThrowingTaskGroup(of: Void.self) { tasks in
@@ -18,13 +23,33 @@ func runService(_ service: some Service, logger: Logger, exitWithParent: Bool) a
         if exitWithParent {
             let parent = getppid()
             tasks.addTask {
+                // The parent-death signal (SIGTERM) normally comes first; this catches a parent that was
+                // replaced before it was set.
                 while getppid() == parent { try await Task.sleep(for: .milliseconds(250)) }
                 logger.warning("parent process gone, shutting down")
                 await group.triggerGracefulShutdown()
+                // Wait for the group rather than returning, which would cancel it mid-shutdown.
+                try await Task.sleep(for: shutdownLimit)
+                logger.error("graceful shutdown took too long, exiting")
+                exit(1)
             }
         }
+        // The first task to end is the service group: the watcher only ends by cancellation or exit.
         try await tasks.next()
         tasks.cancelAll()
+    }
+}
+
+/// `--parent-pid` of the embedded children: set the parent-death signal and check the parent first thing.
+struct ParentOptions: ParsableArguments {
+    @Option(help: ArgumentHelp("The pid of the `shoal create` that started this process (set by it).", visibility: .hidden))
+    var parentPid: Int32?
+
+    /// Binds this process's life to its parent's when `--exit-with-parent` or `--parent-pid` was given.
+    func bind(exitWithParent: Bool) throws {
+        if let parentPid, parentPid <= 1 { throw ValidationError("--parent-pid must be a process id above 1") }
+        guard exitWithParent || parentPid != nil else { return }
+        ParentDeath.bind(expectedParent: parentPid)
     }
 }
 
@@ -44,6 +69,7 @@ struct CoordinatorCommand: AsyncParsableCommand {
     @Option(help: "Longest a single step may run before it is given to another agent, 100ms to 7 days, e.g. 1h30m.")
     var stepTimeout = ShoalDuration(.seconds(1800))
     @Flag(help: "Exit when the parent process exits (used by `shoal create`).") var exitWithParent = false
+    @OptionGroup var parent: ParentOptions
     @OptionGroup var security: ServerSecurityOptions
     @OptionGroup var logging: LoggingOptions
 
@@ -57,7 +83,16 @@ struct CoordinatorCommand: AsyncParsableCommand {
     }
 
     func run() async throws {
+        try parent.bind(exitWithParent: exitWithParent)
         let logger = logging.bootstrap(label: "shoal.coordinator")
+        // One coordinator per journal: a second one would run the same workflows again.
+        let owner: OwnerLock
+        do {
+            owner = try OwnerLock.acquire(absolutePath(journal) + ".lock", subject: "the journal \(journal)")
+        } catch let error as ShoalError {
+            fail(error.description)
+        }
+        defer { withExtendedLifetime(owner) {} }
         var configuration = CoordinatorConfiguration()
         configuration.eventsEndpoint = events
         configuration.controlEndpoint = control
@@ -103,6 +138,7 @@ struct AgentCommand: AsyncParsableCommand {
     @Option(help: "Directory for the agent's idempotency record, so a restarted agent with the same --id never runs a step twice.")
     var stateDir: String?
     @Flag(help: "Exit when the parent process exits (used by `shoal create`).") var exitWithParent = false
+    @OptionGroup var parent: ParentOptions
     @OptionGroup var security: ClientSecurityOptions
     @OptionGroup var logging: LoggingOptions
 
@@ -121,6 +157,7 @@ struct AgentCommand: AsyncParsableCommand {
     }
 
     func run() async throws {
+        try parent.bind(exitWithParent: exitWithParent)
         let logger = logging.bootstrap(label: "shoal.agent")
         let role = Role(rawValue: role)!
         var configuration = AgentConfiguration(role: role, coordinator: coordinator, id: id)

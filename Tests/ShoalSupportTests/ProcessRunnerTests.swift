@@ -79,3 +79,30 @@ import Testing
         }
     }
 }
+
+@Suite struct ProcessRunnerCancellationTests {
+    @Test func cancellingTheCallerKillsTheProcessGroup() async throws {
+        let pidFile = "/tmp/shoal-cancel-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
+        defer { unlink(pidFile) }
+        let task = Task {
+            try await ProcessRunner().run("sh", ["-c", "echo $$ > \(pidFile); sleep 30 & sleep 30"], timeout: .seconds(60))
+        }
+        var group: pid_t = 0
+        let deadline = ContinuousClock.now + .seconds(10)
+        while group == 0 && ContinuousClock.now < deadline {
+            group = pid_t((try? String(contentsOfFile: pidFile, encoding: .utf8))?.trimmingCharacters(in: .whitespacesAndNewlines) ?? "") ?? 0
+            if group == 0 { try await Task.sleep(for: .milliseconds(20)) }
+        }
+        try #require(group > 1)
+        let start = ContinuousClock.now
+        task.cancel()
+        let result = try await task.value
+        #expect(result.terminatedBySignal)
+        #expect(ContinuousClock.now - start < .seconds(3))
+        // The background job was in the group too: the whole group is gone.
+        while kill(-group, 0) == 0 && ContinuousClock.now < start + .seconds(5) {
+            try await Task.sleep(for: .milliseconds(20))
+        }
+        #expect(kill(-group, 0) != 0 && errno == ESRCH)
+    }
+}
