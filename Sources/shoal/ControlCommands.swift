@@ -58,8 +58,26 @@ struct WaitCommand: AsyncParsableCommand {
         let workflow = workflow
         let limit = timeout?.duration
         let display = progress ? ProgressDisplay() : nil
-        let final = await target.with { client in
-            try client.follow(workflow, eventsPort: nil, timeout: limit) { display?.update($0) }
+        let target = target
+        // The client's own calls may wait for replies longer than the limit (a coordinator that does not
+        // answer): the limit is kept here, whatever the socket is doing.
+        let final: WorkflowSnapshot
+        do {
+            final = try await firstOf(
+                {
+                    await target.with { client in
+                        try client.follow(workflow, eventsPort: nil, timeout: limit) { display?.update($0) }
+                    }
+                },
+                {
+                    guard let limit else { return }
+                    try await Task.sleep(for: limit)
+                    throw ShoalError(
+                        .timeout, "workflow \(workflow) did not finish within \(ShoalDuration(limit)), or "
+                            + "\(target.coordinator) did not answer")
+                })
+        } catch let error as ShoalError {
+            fail(error.description)
         }
         print("workflow \(final.id): \(final.state.rawValue)" + (final.error.map { " (\($0))" } ?? ""))
         if final.state != .succeeded { throw ExitCode.failure }
