@@ -185,7 +185,8 @@ struct AgentSession {
     private var lastHeartbeat: Int64 = 0
     private var lastHello: Int64 = 0
     private var draining = false
-    private var connectedAt: Int64 = 0
+    /// Since when the agent has been trying to register without an answer.
+    private var unansweredSince: Int64 = 0
     private var warnedUnanswered = false
     private var drainDeadline: Int64 = 0
     /// Rejected frames by reason.
@@ -252,7 +253,7 @@ struct AgentSession {
 
     mutating func serve(stop: ReactorLoop.StopSignal) throws {
         var sockets = try connect()
-        connectedAt = now()
+        unansweredSince = now()
         var subscribed = false
         sendHello(sockets.dealer)
         lastHeard = now()
@@ -283,9 +284,9 @@ struct AgentSession {
                 send(sockets.dealer, Header(type: .bye, sender: configuration.id), Empty())
                 break
             }
-            if !welcomed && !warnedUnanswered && now() - connectedAt >= 3000 {
+            if !welcomed && !warnedUnanswered && now() - unansweredSince >= 2500 {
                 // A wrong --coordinator-key fails the CURVE handshake without any event on this side: the
-                // coordinator just drops the connection. Silence after 3 s is said once, with the likely causes.
+                // coordinator just drops the connection. Silence within 3 s is said once, with the likely causes.
                 warnedUnanswered = true
                 logger.error(
                     "no answer from the coordinator within 3s: it is down or unreachable, or --coordinator-key is not its key",
@@ -355,9 +356,9 @@ struct AgentSession {
                 logger.warning("coordinator silent, reconnecting")
                 sockets = try connect()
                 subscribed = false
+                if welcomed { unansweredSince = time }
                 welcomed = false
                 lastHeard = time
-                connectedAt = time
                 sendHello(sockets.dealer)
             }
         }
@@ -425,6 +426,7 @@ struct AgentSession {
                 lastSent[key] = nil
             }
         case .rehello:
+            if welcomed { unansweredSince = now() }
             welcomed = false
             sendHello(dealer)
         case .heartbeat:
