@@ -121,7 +121,8 @@ indirect enum YAML: Equatable, Sendable {
         // The parser takes the indentation from the first non-empty line; one that starts with a space (or
         // leading empty lines before it) would shift it, so the indentation is then stated.
         let first = contentLines.first ?? ""
-        let statesIndent = first.isEmpty || first.first == " "
+        // Scalars, not characters: a space followed by a combining mark is one character but still a space.
+        let statesIndent = first.isEmpty || first.unicodeScalars.first == " "
         lines.append(header + "|" + (statesIndent ? "2" : "") + chomp)
         let pad = String(repeating: " ", count: indent)
         for line in contentLines {
@@ -137,7 +138,9 @@ indirect enum YAML: Equatable, Sendable {
         // Trailing lines of blanks are taken as the block's trailing empty lines, not its content, and parsers
         // refuse a tab where the indentation ends.
         let lastLine = lines.last { !$0.isEmpty } ?? ""
-        guard !lastLine.allSatisfy({ $0 == " " || $0 == "\t" }), !lines.contains(where: { $0.first == "\t" }) else {
+        guard !lastLine.unicodeScalars.allSatisfy({ $0 == " " || $0 == "\t" }),
+            !lines.contains(where: { $0.unicodeScalars.first == "\t" })
+        else {
             return false
         }
         return text.unicodeScalars.allSatisfy { scalar in

@@ -52,7 +52,7 @@ import Yams
         "#", "%", "&", "'", "*", ",", "-", ":", ">", "?", "@", "[", "\\", "]", "`", "{", "|", "}", "~", "\u{7F}",
         "\u{80}", "\u{85}", "\u{90}", "\u{9F}", "\u{A0}", "\u{E9}", "\u{FF}", "\u{2028}", "\u{2029}", "\u{D7FF}",
         "\u{E000}", "\u{FEFF}", "\u{FFFD}", "\u{FFFE}", "\u{FFFF}", "\u{1F600}", "\u{10FFFF}", "a", "Z", "0", "9",
-        ".", "=", "/",
+        ".", "=", "/", "\u{301}", "\u{349}",
     ]
 
     /// Yams turns the scalars it parses into Swift strings the way Foundation reads UTF-8, which drops a leading
@@ -95,6 +95,16 @@ import Yams
         #expect(yaml.unicodeScalars.allSatisfy { $0.value < 0x7F || $0.value > 0x9F || $0 == "\u{A0}" })
         #expect(!yaml.unicodeScalars.contains { ["\u{85}", "\u{2028}", "\u{2029}", "\u{FEFF}"].contains($0) })
         #expect((try Yams.load(yaml: yaml) as? [String: Any])?["k"] as? String == text)
+    }
+
+    @Test(arguments: [" \u{349}de;\t/", "\u{9}\u{301}x\ny", "a\n \u{301}"])
+    func combiningMarksAfterASpaceOrTabDoNotHideIt(text: String) throws {
+        // Found by `make fuzz`: a space and a combining mark are one Character, but the parser sees the space.
+        for value in [YAML.block(text), .block(text + "\n")] {
+            let yaml = YAML.map([.init(key: "k", value: value)]).body()
+            let expected = if case .block(let raw) = value { raw } else { "" }
+            #expect((try Yams.load(yaml: yaml) as? [String: Any])?["k"] as? String == expected, "\(yaml.debugDescription)")
+        }
     }
 
     @Test func aBlockWhoseFirstLineIsEmptyStatesItsIndentation() throws {
