@@ -3,7 +3,7 @@ SWIFT ?= swift
 BIN := .build/debug/shoal
 OUTPUT ?= output
 
-.PHONY: all deps test-deps build demo test bench clean
+.PHONY: all deps test-deps build demo test bench fuzz clean
 
 all: build
 
@@ -28,5 +28,9 @@ bench: build
 	$(SWIFT) build -c release
 	scripts/bench.sh
 
+# Coverage-guided fuzzing of the decoders and the YAML writer (FUZZ_RUNS inputs, default 1,000,000).
+fuzz: test-deps
+	scripts/fuzz.sh
+
 clean:
-	rm -rf .build $(OUTPUT)
+	rm -rf .build .build-fuzz $(OUTPUT)

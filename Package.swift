@@ -15,6 +15,9 @@ let package = Package(
         .package(url: "https://github.com/jpsim/Yams", from: "6.2.2"),
         .package(url: "https://github.com/apple/swift-crypto", from: "3.12.3"),
         .package(url: "https://github.com/swhitty/FlyingFox", from: "0.27.1"),
+        .package(url: "https://github.com/swiftlang/swift-subprocess", from: "1.0.2"),
+        .package(url: "https://github.com/apple/swift-system", from: "1.8.1"),
+        .package(url: "https://github.com/x-sheep/swift-property-based", from: "2.0.1"),
     ],
     targets: [
         .systemLibrary(
@@ -23,7 +26,16 @@ let package = Package(
             providers: [.apt(["libzmq3-dev"])]
         ),
         .target(name: "ZeroMQ", dependencies: ["CZeroMQ"]),
-        .target(name: "ShoalSupport", dependencies: [.product(name: "Logging", package: "swift-log")]),
+        .target(name: "CShoalSupport"),
+        .target(
+            name: "ShoalSupport",
+            dependencies: [
+                "CShoalSupport",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Subprocess", package: "swift-subprocess"),
+                .product(name: "SystemPackage", package: "swift-system"),
+            ]
+        ),
         .target(name: "Protocol", dependencies: ["ShoalSupport", .product(name: "Logging", package: "swift-log")]),
         .target(
             name: "Cluster",
@@ -57,6 +69,7 @@ let package = Package(
             name: "AgentRuntime",
             dependencies: [
                 "ZeroMQ", "Protocol", "ShoalSupport",
+                .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ]
@@ -76,16 +89,31 @@ let package = Package(
             ]
         ),
         .testTarget(name: "ZeroMQTests", dependencies: ["ZeroMQ"]),
-        .testTarget(name: "ProtocolTests", dependencies: ["Protocol"]),
-        .testTarget(name: "ShoalSupportTests", dependencies: ["ShoalSupport"]),
+        .testTarget(
+            name: "ProtocolTests",
+            dependencies: ["Protocol", .product(name: "PropertyBased", package: "swift-property-based")]
+        ),
+        .testTarget(
+            name: "ShoalSupportTests",
+            dependencies: ["ShoalSupport", .product(name: "PropertyBased", package: "swift-property-based")]
+        ),
         .testTarget(name: "ClusterTests", dependencies: ["Cluster", .product(name: "Yams", package: "Yams")]),
         .testTarget(name: "TerraformTests", dependencies: ["Terraform"]),
         .testTarget(
             name: "GitOpsTests",
-            dependencies: ["GitOps", "ShoalSupport", .product(name: "Yams", package: "Yams")]
+            dependencies: [
+                "GitOps", "ShoalSupport", .product(name: "Yams", package: "Yams"),
+                .product(name: "PropertyBased", package: "swift-property-based"),
+            ]
         ),
         .testTarget(name: "CoordinatorTests", dependencies: ["Coordinator", "AgentRuntime", "Protocol", "ZeroMQ"]),
-        .testTarget(name: "AgentRuntimeTests", dependencies: ["AgentRuntime", "Protocol", "ZeroMQ"]),
+        .testTarget(
+            name: "AgentRuntimeTests",
+            dependencies: [
+                "AgentRuntime", "Protocol", "ZeroMQ",
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ]
+        ),
         .testTarget(
             name: "AgentsTests",
             dependencies: ["Agents", "AgentRuntime", "Cluster", "Protocol", "ShoalSupport", "Terraform"]

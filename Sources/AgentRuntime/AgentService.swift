@@ -23,13 +23,17 @@ public final class AgentService: Service {
         self.logger = logger
     }
 
-    /// Runs until graceful shutdown (running steps finish first, within the
-    /// drain timeout) or cancellation.
+    /// Runs until graceful shutdown or cancellation. On graceful shutdown running steps may finish within the
+    /// drain timeout; those still running then are handed back: they end without a result (never as failed),
+    /// and the coordinator gives them to another agent.
     public func run() async throws {
-        let (steps, stepSink) = AsyncStream.makeStream(of: (StepKey, StepAssignment).self)
+        let (steps, stepSink) = AsyncStream.makeStream(of: (StepKey, StepAssignment, StepLease).self)
         let results = Mailbox<(StepKey, StepResult)>()
         let abandoned = AbandonedSteps()
-        let record = try IdempotencyRecord(directory: configuration.stateDirectory, agent: configuration.id)
+        let leases = LeaseBook()
+        let record = try IdempotencyRecord(
+            directory: configuration.stateDirectory, agent: configuration.id,
+            sealingSecret: configuration.curve?.keyPair.secretKey)
         let loop = ReactorLoop()
         let configuration = configuration
         let logger = logger
@@ -43,24 +47,27 @@ public final class AgentService: Service {
                         try await loop.run { stop in
                             var session = AgentSession(
                                 configuration: configuration, context: context, logger: logger, results: results,
-                                stepSink: stepSink, record: record, abandoned: abandoned)
+                                stepSink: stepSink, record: record, abandoned: abandoned, leases: leases)
                             try session.serve(stop: stop)
                         }
                     }
                     group.addTask {
                         await withTaskGroup(of: Void.self) { running in
-                            for await (key, assignment) in steps {
+                            for await (key, assignment, lease) in steps {
                                 running.addTask {
-                                    // The step runs until it ends or the session abandons it
-                                    // (the agent stalled and its step went to another agent).
+                                    // The step runs until it ends, loses its lease (the agent stalled or lost
+                                    // the coordinator, and the step goes to another agent) or is handed back
+                                    // at shutdown. Only a step that ended with its lease held has a result;
+                                    // cancelling the others stops their subprocesses (process groups).
                                     let result = await withTaskGroup(of: StepResult?.self) { race in
                                         race.addTask {
                                             await AgentService.execute(
-                                                key, assignment, handler: handler, configuration: configuration, logger: logger)
+                                                key, assignment, lease: lease, handler: handler,
+                                                configuration: configuration, logger: logger)
                                         }
                                         race.addTask {
-                                            while !abandoned.contains(key) && !Task.isCancelled {
-                                                try? await Task.sleep(for: .milliseconds(100))
+                                            while !abandoned.contains(key) && lease.isHeld && !Task.isCancelled {
+                                                try? await Task.sleep(for: .milliseconds(50))
                                             }
                                             return nil
                                         }
@@ -68,11 +75,20 @@ public final class AgentService: Service {
                                         race.cancelAll()
                                         return first
                                     }
-                                    results.post((key, result ?? abandonedResult(key)))
+                                    if let result, lease.isHeld {
+                                        results.post((key, result))
+                                    } else {
+                                        abandoned.insert(key)
+                                        results.post((key, abandonedResult(key)))
+                                    }
                                 }
                             }
                         }
                     }
+                    // The session ends first (after its bye); steps still running then are handed back.
+                    try await group.next()
+                    leases.revokeAll()
+                    group.cancelAll()
                     try await group.waitForAll()
                 }
             } onGracefulShutdown: {
@@ -83,16 +99,23 @@ public final class AgentService: Service {
         }
     }
 
+    /// Runs one attempt; nil when it must not report (its lease was lost or it was handed back).
     private static func execute(
-        _ key: StepKey, _ assignment: StepAssignment, handler: any StepHandler, configuration: AgentConfiguration,
-        logger: Logger
-    ) async -> StepResult {
+        _ key: StepKey, _ assignment: StepAssignment, lease: StepLease, handler: any StepHandler,
+        configuration: AgentConfiguration, logger: Logger
+    ) async -> StepResult? {
         var logger = logger
         logger[metadataKey: "workflow.id"] = "\(key.workflow)"
         logger[metadataKey: "step"] = "\(key.step)"
+        logger[metadataKey: "attempt"] = "\(key.attempt)"
+        let context = StepContext(
+            key: key, assignment: assignment, agentID: configuration.id, logger: logger, lease: lease)
+        guard lease.isHeld else {
+            logger.warning("step lease lost before it started, abandoning it")
+            return nil
+        }
         logger.info("step started")
         let started = now()
-        let context = StepContext(key: key, assignment: assignment, agentID: configuration.id, logger: logger)
         let outcome: StepOutcome
         let output: StepOutput
         let error: String?
@@ -101,9 +124,17 @@ public final class AgentService: Service {
             outcome = .succeeded
             error = nil
         } catch let failure {
+            if failure is LeaseLost || failure is CancellationError || Task.isCancelled || !lease.isHeld {
+                logger.warning("step handed back without a result", metadata: ["reason": "\(failure)"])
+                return nil
+            }
             outcome = .failed
             error = "\(failure)"
             output = StepOutput(summary: "failed: \(failure)")
+        }
+        if Task.isCancelled || !lease.isHeld {
+            logger.warning("step finished after its lease was lost; its result is dropped")
+            return nil
         }
         logger.info("step ended", metadata: ["outcome": "\(outcome.rawValue)"])
         return StepResult(
@@ -136,8 +167,9 @@ struct AgentSession {
     let context: Context
     let logger: Logger
     let results: Mailbox<(StepKey, StepResult)>
-    let stepSink: AsyncStream<(StepKey, StepAssignment)>.Continuation
+    let stepSink: AsyncStream<(StepKey, StepAssignment, StepLease)>.Continuation
     let abandoned: AbandonedSteps
+    let leases: LeaseBook
 
     /// Steps being run now.
     private var running: Set<StepKey> = []
@@ -153,16 +185,21 @@ struct AgentSession {
     private var lastHeartbeat: Int64 = 0
     private var lastHello: Int64 = 0
     private var draining = false
+    /// Since when the agent has been trying to register without an answer.
+    private var unansweredSince: Int64 = 0
+    private var warnedUnanswered = false
     private var drainDeadline: Int64 = 0
     /// Rejected frames by reason.
     private(set) var rejections = RejectionCounter()
 
     init(
         configuration: AgentConfiguration, context: Context, logger: Logger, results: Mailbox<(StepKey, StepResult)>,
-        stepSink: AsyncStream<(StepKey, StepAssignment)>.Continuation, record: IdempotencyRecord, abandoned: AbandonedSteps
+        stepSink: AsyncStream<(StepKey, StepAssignment, StepLease)>.Continuation, record: IdempotencyRecord,
+        abandoned: AbandonedSteps, leases: LeaseBook
     ) {
         self.record = record
         self.abandoned = abandoned
+        self.leases = leases
         self.configuration = configuration
         self.context = context
         self.logger = logger
@@ -211,8 +248,12 @@ struct AgentSession {
         }
     }
 
+    /// How long a step's lease lasts without news from the coordinator: its liveness window for this agent.
+    private var leaseWindow: Duration { .milliseconds(heartbeatInterval * Int64(liveness)) }
+
     mutating func serve(stop: ReactorLoop.StopSignal) throws {
         var sockets = try connect()
+        unansweredSince = now()
         var subscribed = false
         sendHello(sockets.dealer)
         lastHeard = now()
@@ -225,6 +266,7 @@ struct AgentSession {
                 // finishing them now would do their work twice.
                 logger.warning("agent stalled, abandoning its running steps", metadata: ["running": "\(running.count)"])
                 for key in running { abandoned.insert(key) }
+                leases.revokeAll()
                 running.removeAll()
                 lastHeard = 0
             }
@@ -235,8 +277,20 @@ struct AgentSession {
                 logger.info("agent draining", metadata: ["running": "\(running.count)"])
             }
             if draining && ((running.isEmpty && record.unconfirmed.isEmpty) || now() >= drainDeadline) {
+                if !running.isEmpty {
+                    logger.info("agent handing back its running steps", metadata: ["running": "\(running.count)"])
+                }
+                leases.revokeAll()
                 send(sockets.dealer, Header(type: .bye, sender: configuration.id), Empty())
                 break
+            }
+            if !welcomed && !warnedUnanswered && now() - unansweredSince >= 2500 {
+                // A wrong --coordinator-key fails the CURVE handshake without any event on this side: the
+                // coordinator just drops the connection. Silence within 3 s is said once, with the likely causes.
+                warnedUnanswered = true
+                logger.error(
+                    "no answer from the coordinator within 3s: it is down or unreachable, or --coordinator-key is not its key",
+                    metadata: ["coordinator": "\(configuration.coordinator)"])
             }
             var poller = Poller()
             let dealerIndex = poller.add(sockets.dealer)
@@ -251,6 +305,7 @@ struct AgentSession {
                 for _ in 0..<1000 {
                     guard let frames = try sockets.dealer.receive(wait: false) else { break }
                     lastHeard = now()
+                    leases.renewAll(window: leaseWindow)
                     if let eventsEndpoint = handleControl(frames, dealer: sockets.dealer), !subscribed {
                         try sockets.subscriber.connect(eventsEndpoint)
                         try sockets.subscriber.subscribe(WireFormat.agentTopic(configuration.id))
@@ -268,7 +323,11 @@ struct AgentSession {
             }
             if ready[resultsIndex] { results.wakeup.drain() }
             for (key, result) in results.takeAll() {
-                if abandoned.take(key) { continue }
+                leases.remove(key)
+                if abandoned.take(key) {
+                    running.remove(key)
+                    continue
+                }
                 running.remove(key)
                 record.record(key, result)
                 lastSent[key] = now()
@@ -297,6 +356,7 @@ struct AgentSession {
                 logger.warning("coordinator silent, reconnecting")
                 sockets = try connect()
                 subscribed = false
+                if welcomed { unansweredSince = time }
                 welcomed = false
                 lastHeard = time
                 sendHello(sockets.dealer)
@@ -345,6 +405,7 @@ struct AgentSession {
             do {
                 let welcome = try envelope.decode(Welcome.self)
                 welcomed = true
+                warnedUnanswered = false
                 heartbeatInterval = Int64(max(50, min(60_000, welcome.heartbeatIntervalMilliseconds)))
                 liveness = max(2, min(100, welcome.liveness))
                 logger.info("agent registered")
@@ -365,6 +426,7 @@ struct AgentSession {
                 lastSent[key] = nil
             }
         case .rehello:
+            if welcomed { unansweredSince = now() }
             welcomed = false
             sendHello(dealer)
         case .heartbeat:
@@ -416,6 +478,6 @@ struct AgentSession {
             return
         }
         running.insert(key)
-        stepSink.yield((key, assignment))
+        stepSink.yield((key, assignment, leases.grant(key, window: leaseWindow)))
     }
 }

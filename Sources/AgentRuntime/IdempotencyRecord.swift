@@ -1,3 +1,4 @@
+import Crypto
 import Foundation
 import Protocol
 import ShoalSupport
@@ -6,10 +7,16 @@ import ShoalSupport
 /// coordinator confirmed. Kept in memory and, with a state directory, in an
 /// append-only JSON-lines file that is written before a result is sent, so
 /// neither a duplicate step nor a restart makes a step run twice.
+///
+/// A result with a sensitive artifact (a kubeconfig, a join token, a password) is written sealed
+/// (ChaCha20-Poly1305, with its step key as associated data), never in clear: the key is derived from the agent's
+/// CURVE secret key, or, for an agent without one, kept in `AGENT.record.key` (0600) beside the record.
 struct IdempotencyRecord {
     private struct Line: Codable {
         var key: StepKey
         var result: StepResult?
+        /// The whole result, sealed, when it carries a sensitive artifact.
+        var sealed: Data?
         var confirmed: Bool?
     }
 
@@ -17,16 +24,21 @@ struct IdempotencyRecord {
     private(set) var unconfirmed: Set<StepKey> = []
     private var order: [StepKey] = []
     private var file: FileHandle?
+    private var sealingKey: Data?
     /// Keys kept in memory before the oldest confirmed ones are forgotten.
     static let capacity = 2000
 
     /// Opens (and replays) the record of `agent` in `directory`, or a memory-only one.
+    /// - Parameters:
+    ///   - sealingSecret: the agent's CURVE secret key (Z85), to derive the sealing key from; nil keeps a key file.
     /// - Throws: `ShoalError(.io)` when the directory or file cannot be used.
-    init(directory: String?, agent: String) throws {
+    init(directory: String?, agent: String, sealingSecret: String? = nil) throws {
         file = nil
         guard let directory else { return }
         try SecureFile.createDirectory(directory, mode: 0o700)
         let path = "\(directory)/\(agent).results.jsonl"
+        sealingKey = try IdempotencyRecord.sealingKey(
+            secret: sealingSecret, keyFile: "\(directory)/\(agent).record.key")
         if !FileManager.default.fileExists(atPath: path) {
             guard FileManager.default.createFile(atPath: path, contents: nil, attributes: [.posixPermissions: 0o600]) else {
                 throw ShoalError(.io, "cannot create the idempotency record \(path)")
@@ -38,6 +50,8 @@ struct IdempotencyRecord {
             for line in data.split(separator: UInt8(ascii: "\n")) {
                 guard let entry = try? decoder.decode(Line.self, from: Data(line)) else { continue }
                 if let result = entry.result { insert(entry.key, result) }
+                // A sealed result that does not open (another key) is as good as absent.
+                if let sealed = entry.sealed, let result = open(sealed, key: entry.key) { insert(entry.key, result) }
                 if entry.confirmed == true { unconfirmed.remove(entry.key) }
             }
         }
@@ -60,13 +74,48 @@ struct IdempotencyRecord {
     /// Records a finished step before its result is sent.
     mutating func record(_ key: StepKey, _ result: StepResult) {
         insert(key, result)
-        append(Line(key: key, result: result, confirmed: nil))
+        if result.output.artifacts.contains(where: \.sensitive) {
+            // Without a sealed form the result stays in memory only: never in clear on disk.
+            guard let sealed = seal(result, key: key) else { return }
+            append(Line(key: key, result: nil, sealed: sealed, confirmed: nil))
+        } else {
+            append(Line(key: key, result: result, sealed: nil, confirmed: nil))
+        }
+    }
+
+    private func seal(_ result: StepResult, key: StepKey) -> Data? {
+        guard let sealingKey, let data = try? JSONEncoder().encode(result) else { return nil }
+        return try? ChaChaPoly.seal(
+            data, using: SymmetricKey(data: sealingKey), authenticating: Data(key.description.utf8)
+        ).combined
+    }
+
+    private func open(_ sealed: Data, key: StepKey) -> StepResult? {
+        guard let sealingKey, let box = try? ChaChaPoly.SealedBox(combined: sealed),
+            let data = try? ChaChaPoly.open(
+                box, using: SymmetricKey(data: sealingKey), authenticating: Data(key.description.utf8))
+        else { return nil }
+        return try? JSONDecoder().decode(StepResult.self, from: data)
+    }
+
+    /// The record's key: derived from the CURVE secret, else read from (or created in) `keyFile`, 0600.
+    private static func sealingKey(secret: String?, keyFile: String) throws -> Data {
+        if let secret {
+            let derived = HKDF<SHA256>.deriveKey(
+                inputKeyMaterial: SymmetricKey(data: Data(secret.utf8)), info: Data("shoal idempotency record".utf8),
+                outputByteCount: 32)
+            return derived.withUnsafeBytes { Data($0) }
+        }
+        if let data = FileManager.default.contents(atPath: keyFile), data.count == 32 { return data }
+        let fresh = SymmetricKey(size: .bits256).withUnsafeBytes { Data($0) }
+        try SecureFile.write(fresh, to: keyFile, mode: 0o600)
+        return fresh
     }
 
     /// Records the coordinator's confirmation.
     mutating func confirm(_ key: StepKey) {
         guard unconfirmed.remove(key) != nil else { return }
-        append(Line(key: key, result: nil, confirmed: true))
+        append(Line(key: key, result: nil, sealed: nil, confirmed: true))
     }
 
     private func append(_ line: Line) {

@@ -1,18 +1,33 @@
 import Logging
 import Protocol
 
-/// Everything a step handler gets: the step, its inputs, and a logger.
+/// Everything a step handler gets: the step, its inputs, a logger, and the lease it runs under.
 public struct StepContext: Sendable {
     public var key: StepKey
     public var assignment: StepAssignment
     public var agentID: String
     public var logger: Logger
+    /// This attempt's lease; see `checkLease()`.
+    public var lease: StepLease
 
-    public init(key: StepKey, assignment: StepAssignment, agentID: String, logger: Logger) {
+    public init(
+        key: StepKey, assignment: StepAssignment, agentID: String, logger: Logger, lease: StepLease = .unbounded()
+    ) {
         self.key = key
         self.assignment = assignment
         self.agentID = agentID
         self.logger = logger
+        self.lease = lease
+    }
+
+    /// The attempt number, which only grows for a step: anything the step writes outside shoal (a lock, a
+    /// commit message, a state file) can carry it so that an older attempt's late write is recognised as stale.
+    public var fencingToken: Int { key.attempt }
+
+    /// Checks that this agent still holds the step; call before each side effect (a commit, an apply).
+    /// - Throws: `LeaseLost` when the coordinator may have given the step to another agent.
+    public func checkLease() throws {
+        guard lease.isHeld else { throw LeaseLost(key: key) }
     }
 
     public var request: WorkflowRequest { assignment.request }

@@ -96,6 +96,7 @@ struct SimulatedDelay: StepHandler {
     func run(_ context: StepContext) async throws -> StepOutput {
         let delay = context.request.realDeployment ? 0 : context.request.simDelayMilliseconds
         if delay > 0 { try await Task.sleep(for: .milliseconds(delay)) }
+        try context.checkLease()
         return try await inner.run(context)
     }
 }

@@ -120,6 +120,7 @@ final class MonitoringHandler: StepHandler {
         let repository = GitRepository(path: "\(options.workDirectory)/gitops/\(workflow)")
         try await repository.initialize()
         try repository.write(manifests + children + [root])
+        try context.checkLease()
         let commit = try await repository.commitAll(message: "Monitoring stack for \(workflow)")
         log.append("commit \(commit.sha)" + (commit.created ? "" : " (unchanged)"))
         if externallyServed, let servedURL {

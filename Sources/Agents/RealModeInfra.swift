@@ -35,6 +35,7 @@ struct RealProvision {
         }
         // The token is kept before apply: a partly applied cluster needs it to be destroyed.
         artifacts.append(Artifact(name: "k3s-token", path: nil, sensitive: true, text: token))
+        try context.checkLease()
         try check(try await runner.apply(directory: directory, token: token), "apply", &log)
 
         guard let data = FileManager.default.contents(atPath: spec.kubeconfigPath), !data.isEmpty else {

@@ -52,7 +52,7 @@ enum Redaction {
             case .string(let text): .string(clean(text))
             case .array(let items): .array(items.map(clean))
             case .object(let fields): .object(fields.mapValues(clean))
-            case .null, .bool, .number: value
+            case .null, .bool, .integer, .number: value
             }
         }
         var copy = result

@@ -40,6 +40,7 @@ indirect enum YAML: Equatable, Sendable {
         switch self {
         case .map(let pairs) where !pairs.isEmpty: YAML.emitPairs(pairs, indent: 0, into: &lines)
         case .list(let items) where !items.isEmpty: YAML.emitItems(items, indent: 0, into: &lines)
+        case .block(let text): lines.append(YAML.doubleQuoted(text))
         default: lines.append(inlineScalar ?? "")
         }
     }
@@ -106,6 +107,10 @@ indirect enum YAML: Equatable, Sendable {
     }
 
     private static func emitBlock(_ text: String, header: String, indent: Int, into lines: inout [String]) {
+        guard isBlockSafe(text) else {
+            lines.append(header + doubleQuoted(text))
+            return
+        }
         var chomp = "-"
         var content = Substring(text)
         if content.hasSuffix("\n") {
@@ -113,11 +118,42 @@ indirect enum YAML: Equatable, Sendable {
             chomp = content.hasSuffix("\n") ? "+" : ""
         }
         let contentLines = content.split(separator: "\n", omittingEmptySubsequences: false)
-        let startsWithSpace = contentLines.first?.first == " "
-        lines.append(header + "|" + (startsWithSpace ? "2" : "") + chomp)
+        // The parser takes the indentation from the first non-empty line; one that starts with a space (or
+        // leading empty lines before it) would shift it, so the indentation is then stated.
+        let first = contentLines.first ?? ""
+        // Scalars, not characters: a space followed by a combining mark is one character but still a space.
+        let statesIndent = first.isEmpty || first.unicodeScalars.first == " "
+        lines.append(header + "|" + (statesIndent ? "2" : "") + chomp)
         let pad = String(repeating: " ", count: indent)
         for line in contentLines {
             lines.append(line.isEmpty ? "" : pad + line)
+        }
+    }
+
+    /// Text a literal block keeps exactly: printable characters and `\n` only (YAML parsers read U+0085, U+2028
+    /// and U+2029 as line breaks and fold `\r`), with some content (a block of empty lines reads back empty).
+    private static func isBlockSafe(_ text: String) -> Bool {
+        guard text.unicodeScalars.contains(where: { $0 != "\n" }) else { return false }
+        let lines = text.split(separator: "\n", omittingEmptySubsequences: false)
+        // Trailing lines of blanks are taken as the block's trailing empty lines, not its content, and parsers
+        // refuse a tab where the indentation ends.
+        let lastLine = lines.last { !$0.isEmpty } ?? ""
+        guard !lastLine.unicodeScalars.allSatisfy({ $0 == " " || $0 == "\t" }),
+            !lines.contains(where: { $0.unicodeScalars.first == "\t" })
+        else {
+            return false
+        }
+        return text.unicodeScalars.allSatisfy { scalar in
+            scalar == "\n" || scalar == "\t" || isPrintable(scalar)
+        }
+    }
+
+    /// YAML's printable set, without the line breaks (U+0085, U+2028, U+2029) and the byte order mark.
+    private static func isPrintable(_ scalar: Unicode.Scalar) -> Bool {
+        switch scalar.value {
+        case 0x2028, 0x2029: false
+        case 0x20...0x7E, 0xA0...0xD7FF, 0xE000...0xFEFE, 0xFF00...0xFFFD, 0x10000...0x10FFFF: true
+        default: false
         }
     }
 
@@ -141,7 +177,9 @@ indirect enum YAML: Equatable, Sendable {
         }
     }
 
-    private static func doubleQuoted(_ text: String) -> String {
+    /// A double-quoted scalar: everything outside YAML's printable set is escaped, as are the characters that
+    /// parsers read as line breaks (U+0085, U+2028, U+2029) and the byte order mark.
+    static func doubleQuoted(_ text: String) -> String {
         var out = "\""
         for scalar in text.unicodeScalars {
             switch scalar {
@@ -150,12 +188,22 @@ indirect enum YAML: Equatable, Sendable {
             case "\n": out += "\\n"
             case "\t": out += "\\t"
             case "\r": out += "\\r"
-            case _ where scalar.value < 0x20 || scalar.value == 0x7F:
-                out += "\\x" + (scalar.value < 0x10 ? "0" : "") + String(scalar.value, radix: 16, uppercase: true)
+            case "\u{85}": out += "\\N"
+            case "\u{2028}": out += "\\L"
+            case "\u{2029}": out += "\\P"
+            case _ where scalar.value <= 0xFF && !isPrintable(scalar):
+                out += "\\x" + hex(scalar.value, digits: 2)
+            case _ where !isPrintable(scalar):
+                out += "\\u" + hex(scalar.value, digits: 4)
             default: out.unicodeScalars.append(scalar)
             }
         }
         return out + "\""
+    }
+
+    private static func hex(_ value: UInt32, digits: Int) -> String {
+        let text = String(value, radix: 16, uppercase: true)
+        return String(repeating: "0", count: max(0, digits - text.count)) + text
     }
 }
 

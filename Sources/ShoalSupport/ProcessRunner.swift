@@ -1,13 +1,15 @@
 import Foundation
+import Subprocess
+import SystemPackage
 
-/// What a finished subprocess left behind.
+/// What a finished subprocess left behind, as text.
 public struct ProcessResult: Sendable {
     /// The exit status, or the signal number when `terminatedBySignal`.
     public var status: Int32
     public var terminatedBySignal: Bool
     public var standardOutput: String
     public var standardError: String
-    /// The process outlived its timeout and was killed.
+    /// The process (or its process group) outlived its timeout and was killed.
     public var timedOut: Bool
     public var duration: Duration
 
@@ -19,17 +21,44 @@ public struct ProcessResult: Sendable {
     }
 }
 
+/// What a finished subprocess left behind, as bytes (git objects, archives).
+public struct ProcessOutput: Sendable {
+    /// The exit status, or the signal number when `terminatedBySignal`.
+    public var status: Int32
+    public var terminatedBySignal: Bool
+    public var standardOutput: [UInt8]
+    public var standardError: [UInt8]
+    /// Output beyond the runner's `outputLimit` was read and dropped.
+    public var truncated: Bool
+    /// The process (or its process group) outlived its timeout and was killed.
+    public var timedOut: Bool
+    public var duration: Duration
+
+    public var succeeded: Bool { status == 0 && !terminatedBySignal && !timedOut }
+}
+
 /// Runs external programs (terraform, kubectl, git) with an argument array,
-/// never a shell string, a timeout, and captured output.
+/// never a shell string, a timeout, and captured output; the one way shoal
+/// starts a program and waits for it.
+///
+/// Each program runs in a process group of its own, so the timeout reaches
+/// whatever it started (a shell's background job, terraform's providers).
+/// Input is written while output is read, so a child that never reads cannot
+/// stall the caller, and each output stream keeps at most `outputLimit` bytes.
 public struct ProcessRunner: Sendable {
     /// Extra environment variables, added to the inherited environment.
     public var environment: [String: String]
     /// Standard timeout when a call gives none.
     public var defaultTimeout: Duration
+    /// Bytes kept of each of standard output and standard error; the rest is read and dropped.
+    public var outputLimit: Int
 
-    public init(environment: [String: String] = [:], defaultTimeout: Duration = .seconds(300)) {
+    public init(
+        environment: [String: String] = [:], defaultTimeout: Duration = .seconds(300), outputLimit: Int = 64 << 20
+    ) {
         self.environment = environment
         self.defaultTimeout = defaultTimeout
+        self.outputLimit = outputLimit
     }
 
     /// Runs `executable` with `arguments` and waits for it, or for its timeout.
@@ -39,7 +68,7 @@ public struct ProcessRunner: Sendable {
     ///   - workingDirectory: where the program runs; the current directory when nil.
     ///   - environment: more variables for this call only.
     ///   - input: bytes written to its standard input, which is closed afterwards.
-    ///   - timeout: SIGTERM at the timeout, SIGKILL two seconds later.
+    ///   - timeout: SIGTERM to the process group at the timeout, SIGKILL two seconds later.
     /// - Returns: the result; a non-zero exit is data, not an error.
     /// - Throws: `ShoalError` with code `.executableNotFound` or `.launchFailed`.
     public func run(
@@ -50,59 +79,196 @@ public struct ProcessRunner: Sendable {
         input: Data? = nil,
         timeout: Duration? = nil
     ) async throws -> ProcessResult {
+        let output = try await runBytes(
+            executable, arguments, workingDirectory: workingDirectory, environment: extra,
+            input: input.map { [UInt8]($0) } ?? [], timeout: timeout)
+        return ProcessResult(
+            status: output.status,
+            terminatedBySignal: output.terminatedBySignal,
+            standardOutput: String(decoding: output.standardOutput, as: UTF8.self),
+            standardError: String(decoding: output.standardError, as: UTF8.self),
+            timedOut: output.timedOut,
+            duration: output.duration
+        )
+    }
+
+    /// Runs `executable` with bytes in and bytes out; see `run(_:_:workingDirectory:environment:input:timeout:)`.
+    /// - Throws: `ShoalError` with code `.executableNotFound` or `.launchFailed`.
+    public func runBytes(
+        _ executable: String,
+        _ arguments: [String],
+        workingDirectory: String? = nil,
+        environment extra: [String: String] = [:],
+        input: [UInt8] = [],
+        timeout: Duration? = nil
+    ) async throws -> ProcessOutput {
         ProcessRunner.ignoreBrokenPipes
         guard let path = ProcessRunner.locate(executable) else {
             throw ShoalError(.executableNotFound, "\(executable) is not installed or not on PATH")
         }
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: path)
-        process.arguments = arguments
-        if let workingDirectory { process.currentDirectoryURL = URL(fileURLWithPath: workingDirectory) }
-        var env = ProcessInfo.processInfo.environment
-        for (key, value) in environment { env[key] = value }
-        for (key, value) in extra { env[key] = value }
-        process.environment = env
-        let stdout = Pipe()
-        let stderr = Pipe()
-        let stdin = Pipe()
-        process.standardOutput = stdout
-        process.standardError = stderr
-        process.standardInput = stdin
-
-        let outCollector = PipeCollector(stdout.fileHandleForReading)
-        let errCollector = PipeCollector(stderr.fileHandleForReading)
-        let exited = ExitSignal()
-        process.terminationHandler = { _ in exited.fire() }
+        var overrides: [Environment.Key: String?] = [:]
+        for (key, value) in environment.merging(extra, uniquingKeysWith: { $1 }) {
+            if let key = Environment.Key(rawValue: key) { overrides[key] = value }
+        }
+        var options = PlatformOptions()
+        options.processGroupID = 0  // a group of its own, led by the child
+        let limit = timeout ?? defaultTimeout
+        let keep = outputLimit
         let start = ContinuousClock.now
         do {
-            try ProcessLaunch.run(process)
-        } catch {
+            let result = try await Subprocess.run(
+                .path(FilePath(path)),
+                arguments: Arguments(arguments),
+                environment: .inherit.updating(overrides),
+                workingDirectory: workingDirectory.map { FilePath($0) },
+                platformOptions: options,
+                input: .inputWriter,
+                output: .sequence,
+                error: .sequence
+            ) { execution in
+                await ProcessRunner.supervise(execution, input: input, timeout: limit, keep: keep)
+            }
+            let (status, signalled): (Int32, Bool) =
+                switch result.terminationStatus {
+                case .exited(let code): (code, false)
+                case .signaled(let signal): (signal, true)
+                }
+            let streams = result.closureResult
+            return ProcessOutput(
+                status: status,
+                terminatedBySignal: signalled,
+                standardOutput: streams.output.bytes,
+                standardError: streams.error.bytes,
+                truncated: streams.output.truncated || streams.error.truncated,
+                timedOut: streams.timedOut,
+                duration: ContinuousClock.now - start
+            )
+        } catch let error as SubprocessError {
             throw ShoalError(.launchFailed, "could not start \(executable)", cause: "\(error)")
         }
-        if let input { try? stdin.fileHandleForWriting.write(contentsOf: input) }
-        try? stdin.fileHandleForWriting.close()
+    }
 
-        let limit = timeout ?? defaultTimeout
+    /// What the supervising tasks collected.
+    private struct Streams: Sendable {
+        var output = Collected()
+        var error = Collected()
         var timedOut = false
-        if !(await exited.wait(for: limit)) {
-            timedOut = true
-            process.terminate()
-            if !(await exited.wait(for: .seconds(2))) {
-                kill(process.processIdentifier, SIGKILL)
-                _ = await exited.wait(for: .seconds(5))
-            }
+    }
+
+    private struct Collected: Sendable {
+        var bytes: [UInt8] = []
+        var truncated = false
+    }
+
+    private enum Event: Sendable {
+        case inputDone
+        case output(Collected)
+        case error(Collected)
+        case deadline
+        case gaveUp
+        case cancelled
+    }
+
+    /// Writes input, reads both outputs and enforces the deadline, all at once.
+    private static func supervise(
+        _ execution: Execution<CustomWriteInput, SequenceOutput, SequenceOutput>,
+        input: [UInt8], timeout: Duration, keep: Int
+    ) async -> Streams {
+        let group = execution.processIdentifier.value
+        let writer = execution.standardInputWriter
+        let standardOutput = execution.standardOutput
+        let standardError = execution.standardError
+        // A cancelled caller (a step handed back or abandoned) stops the whole group at once.
+        return await withTaskCancellationHandler {
+            await supervise(
+                group: group, writer: writer, standardOutput: standardOutput, standardError: standardError,
+                input: input, timeout: timeout, keep: keep)
+        } onCancel: {
+            kill(-group, SIGKILL)
         }
-        process.waitUntilExit()
-        let out = outCollector.finish()
-        let err = errCollector.finish()
-        return ProcessResult(
-            status: process.terminationStatus,
-            terminatedBySignal: process.terminationReason == .uncaughtSignal,
-            standardOutput: String(decoding: out, as: UTF8.self),
-            standardError: String(decoding: err, as: UTF8.self),
-            timedOut: timedOut,
-            duration: ContinuousClock.now - start
-        )
+    }
+
+    private static func supervise(
+        group: pid_t, writer: StandardInputWriter, standardOutput: SubprocessOutputSequence,
+        standardError: SubprocessOutputSequence, input: [UInt8], timeout: Duration, keep: Int
+    ) async -> Streams {
+        await withTaskGroup(of: Event.self, returning: Streams.self) { tasks in
+            tasks.addTask {
+                var offset = 0
+                // A child that exits without reading makes the write fail (EPIPE); that is not an error here.
+                while offset < input.count {
+                    guard let written = try? await writer.write(Array(input[offset...])), written > 0 else { break }
+                    offset += written
+                }
+                try? await writer.finish()
+                return .inputDone
+            }
+            tasks.addTask { .output(await collect(standardOutput, keep: keep)) }
+            tasks.addTask { .error(await collect(standardError, keep: keep)) }
+            tasks.addTask {
+                do {
+                    try await Task.sleep(for: timeout)
+                    return .deadline
+                } catch {
+                    return .cancelled
+                }
+            }
+            var streams = Streams()
+            var open = 2
+            while let event = await tasks.next() {
+                switch event {
+                case .output(let collected):
+                    streams.output = collected
+                    open -= 1
+                case .error(let collected):
+                    streams.error = collected
+                    open -= 1
+                case .deadline:
+                    streams.timedOut = true
+                    kill(-group, SIGTERM)
+                    tasks.addTask {
+                        guard (try? await Task.sleep(for: .seconds(2))) != nil else { return .cancelled }
+                        kill(-group, SIGKILL)
+                        // Something that left the group may still hold the pipes: stop waiting for them.
+                        guard (try? await Task.sleep(for: .seconds(3))) != nil else { return .cancelled }
+                        return .gaveUp
+                    }
+                case .gaveUp:
+                    tasks.cancelAll()
+                    return streams
+                case .inputDone, .cancelled:
+                    break
+                }
+                if open == 0 {
+                    // Both outputs ended: the group is done writing. A timed-out group gets its SIGKILL now.
+                    if streams.timedOut { kill(-group, SIGKILL) }
+                    tasks.cancelAll()
+                    break
+                }
+            }
+            return streams
+        }
+    }
+
+    /// Reads a stream to its end, keeping the first `keep` bytes.
+    private static func collect(_ sequence: SubprocessOutputSequence, keep: Int) async -> Collected {
+        var collected = Collected()
+        do {
+            for try await buffer in sequence {
+                buffer.withUnsafeBytes { raw in
+                    let room = keep - collected.bytes.count
+                    if raw.count <= room {
+                        collected.bytes.append(contentsOf: raw)
+                    } else {
+                        collected.bytes.append(contentsOf: raw.prefix(max(room, 0)))
+                        collected.truncated = true
+                    }
+                }
+            }
+        } catch {
+            // A read error ends the stream; what was read so far is kept.
+        }
+        return collected
     }
 
     /// A child that exits without reading its input must not take this
@@ -123,58 +289,9 @@ public struct ProcessRunner: Sendable {
     }
 }
 
-/// Reads a pipe to its end on its own thread, so a chatty child never blocks
-/// on a full pipe while we wait for it.
-private final class PipeCollector: @unchecked Sendable {  // `data` is guarded by `done`
-    private var data = Data()
-    private let done = DispatchSemaphore(value: 0)
-
-    init(_ handle: FileHandle) {
-        Thread.detachNewThread { [self] in
-            data = FileDescriptorIO.readToEnd(handle.fileDescriptor)
-            done.signal()
-        }
-    }
-
-    func finish() -> Data {
-        done.wait()
-        return data
-    }
-}
-
-/// Set once the child has exited; waited on with a deadline.
-private final class ExitSignal: @unchecked Sendable {  // `fired` is guarded by `lock`
-    private let lock = NSLock()
-    private var fired = false
-
-    func fire() {
-        lock.lock()
-        fired = true
-        lock.unlock()
-    }
-
-    /// Returns whether the child exited within `timeout`.
-    func wait(for timeout: Duration) async -> Bool {
-        let deadline = ContinuousClock.now + timeout
-        while !isFired {
-            let now = ContinuousClock.now
-            if now >= deadline { return false }
-            try? await Task.sleep(for: min(.milliseconds(10), deadline - now))
-        }
-        return true
-    }
-
-    private var isFired: Bool {
-        lock.lock()
-        defer { lock.unlock() }
-        return fired
-    }
-}
-
 /// Foundation's `Process.run()` is not safe to call from several threads at
 /// once on Linux (concurrent launches corrupt its spawn state and crash), so
-/// every launch in shoal goes through this one lock. Only the launch is
-/// serialized; the children then run and are waited for in parallel.
+/// a launch through Foundation goes through this one lock.
 public enum ProcessLaunch {
     private static let lock = NSLock()
 

@@ -4,13 +4,15 @@ import Foundation
 /// are written 0600 from the first byte: the file is created with that mode
 /// rather than chmod-ed after the content landed.
 public enum SecureFile {
-    /// Writes `data` to `path` atomically (temporary file, then rename).
+    /// Writes `data` to `path` atomically (temporary file, then rename). Missing parent directories are created
+    /// 0700 for a file only its owner may read, 0755 otherwise.
     /// - Parameters:
     ///   - mode: permission bits, e.g. `0o600` for secrets.
     /// - Throws: `ShoalError(.io)` naming the path.
     public static func write(_ data: Data, to path: String, mode: mode_t = 0o644) throws {
         let directory = (path as NSString).deletingLastPathComponent
-        try createDirectory(directory)
+        // A secret's own directory (kubeconfigs/WORKFLOW) is not listable by others either.
+        try createDirectory(directory, mode: mode & 0o077 == 0 ? 0o700 : 0o755)
         let temporary = "\(directory)/.\((path as NSString).lastPathComponent).\(getpid()).tmp"
         let fd = open(temporary, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode)
         guard fd >= 0 else { throw ioError("cannot create", path) }

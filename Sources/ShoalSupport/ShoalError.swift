@@ -19,6 +19,8 @@ public struct ShoalError: Error, CustomStringConvertible, Sendable {
         public static let notFound = Code("not-found")
         public static let unreachable = Code("unreachable")
         public static let forbidden = Code("forbidden")
+        /// Another process owns what was asked for (a journal, an output directory).
+        public static let alreadyRunning = Code("already-running")
     }
 
     public var code: Code

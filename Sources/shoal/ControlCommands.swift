@@ -46,20 +46,38 @@ struct WaitCommand: AsyncParsableCommand {
 
     @Argument(help: "The workflow id.") var workflow: String
     @OptionGroup var target: CoordinatorOption
-    @Option(help: "Give up after this long (e.g. 30m); waits forever by default.") var timeout: String?
+    @Option(help: "Give up after this long (e.g. 30m); waits forever by default.") var timeout: ShoalDuration?
     @Flag(help: "Print each step as it starts and ends.") var progress = false
 
     func validate() throws {
         try checkWorkflowID(workflow)
-        if let timeout, parseDuration(timeout) == nil { throw ValidationError("--timeout must be a duration such as 30m") }
+        try timeout?.validate(in: .milliseconds(100) ... ShoalDuration.maximum, option: "--timeout")
     }
 
     func run() async throws {
         let workflow = workflow
-        let limit = timeout.flatMap(parseDuration)
+        let limit = timeout?.duration
         let display = progress ? ProgressDisplay() : nil
-        let final = await target.with { client in
-            try client.follow(workflow, eventsPort: nil, timeout: limit) { display?.update($0) }
+        let target = target
+        // The client's own calls may wait for replies longer than the limit (a coordinator that does not
+        // answer): the limit is kept here, whatever the socket is doing.
+        let final: WorkflowSnapshot
+        do {
+            final = try await firstOf(
+                {
+                    await target.with { client in
+                        try client.follow(workflow, eventsPort: nil, timeout: limit) { display?.update($0) }
+                    }
+                },
+                {
+                    guard let limit else { return }
+                    try await Task.sleep(for: limit)
+                    throw ShoalError(
+                        .timeout, "workflow \(workflow) did not finish within \(ShoalDuration(limit)), or "
+                            + "\(target.coordinator) did not answer")
+                })
+        } catch let error as ShoalError {
+            fail(error.description)
         }
         print("workflow \(final.id): \(final.state.rawValue)" + (final.error.map { " (\($0))" } ?? ""))
         if final.state != .succeeded { throw ExitCode.failure }

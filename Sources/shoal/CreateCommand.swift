@@ -27,7 +27,8 @@ struct CreateCommand: AsyncParsableCommand {
     @Option(name: [.short, .long], help: "Output directory.") var output = "output"
     @Option(help: "Validation agents to start (embedded mode).") var validationWorkers = 2
     @Option(help: "Submit to a running coordinator, e.g. tcp://10.0.0.5:7401.") var coordinator: String?
-    @Option(help: "How long each simulated step lasts, e.g. 2s (demo mode).") var simDelay = "0"
+    @Option(help: "How long each simulated step lasts, up to 10m, e.g. 2s (demo mode).")
+    var simDelay = ShoalDuration(.zero)
     @Option(help: "Where K3s runs: local (this machine), ssh (--hosts), docker (containers). Default: local for one node, docker for more.")
     var target: String?
     @Option(help: "SSH hosts for --target ssh, comma separated: USER@HOST[:PORT],... (the first is the server).")
@@ -89,10 +90,8 @@ struct CreateCommand: AsyncParsableCommand {
         } else {
             request.target = !request.hosts.isEmpty ? .ssh : (nodes > 1 ? .docker : .local)
         }
-        guard let delay = parseDuration(simDelay), delay <= .seconds(600) else {
-            throw ValidationError("--sim-delay must be a duration up to 10m, e.g. 2s or 500ms")
-        }
-        request.simDelayMilliseconds = Int(delay.milliseconds)
+        try simDelay.validate(in: .zero ... .seconds(600), option: "--sim-delay")
+        request.simDelayMilliseconds = Int(simDelay.duration.milliseconds)
         deployment.apply(to: &request)
         return request
     }
@@ -131,6 +130,15 @@ struct CreateCommand: AsyncParsableCommand {
             if !request.realDeployment && ProcessRunner.locate("terraform") == nil {
                 print("note: terraform is not installed; Terraform files are written, init/validate/plan are skipped")
             }
+            // One `create` per output directory: a second would replace this run's keys and resume its workflow.
+            let owner: OwnerLock
+            do {
+                owner = try OwnerLock.acquire(
+                    outputPath + "/.shoal/create.lock", subject: "the output directory \(output)")
+            } catch let error as ShoalError {
+                fail(error.description)
+            }
+            defer { withExtendedLifetime(owner) {} }
             let cluster = EmbeddedCluster(
                 executable: selfExecutable(), output: outputPath, validationWorkers: validationWorkers,
                 logLevel: logging.logLevel, insecure: security.insecure, logger: logger)

@@ -22,7 +22,7 @@ struct DeploymentOptions: ParsableArguments {
     @Option(help: "Base URL to push to the in-cluster git server through (default: the first node, NodePort 30418).")
     var gitopsPushURL: String?
     @Option(help: "Bound of each wait of a real deployment (nodes Ready, rollouts, Applications Synced), e.g. 5m.")
-    var waitTimeout = "5m"
+    var waitTimeout = ShoalDuration(.seconds(300))
     @Flag(help: "Add the cluster to your kubeconfig ($KUBECONFIG's first file, else ~/.kube/config) as shoal-WORKFLOW.")
     var mergeKubeconfig = false
     @Option(
@@ -48,9 +48,7 @@ struct DeploymentOptions: ParsableArguments {
     var flannelIface: [String] = []
 
     func validate() throws {
-        guard let wait = parseDuration(waitTimeout), wait >= .seconds(1), wait <= .seconds(86_400) else {
-            throw ValidationError("--wait-timeout must be a duration between 1s and 24h, e.g. 5m")
-        }
+        try waitTimeout.validate(in: .seconds(1) ... .seconds(86_400), option: "--wait-timeout")
         if let listen = gitopsListen {
             do {
                 _ = try MonitoringListen.parse(listen)
@@ -106,7 +104,7 @@ struct DeploymentOptions: ParsableArguments {
             // A local path is made absolute: the monitoring agent runs in another directory.
             remote.contains("://") || remote.contains("@") || remote.hasPrefix("/") ? remote : absolutePath(remote)
         }
-        if let wait = parseDuration(waitTimeout) { request.waitTimeoutSeconds = Int(wait.components.seconds) }
+        request.waitTimeoutSeconds = Int(waitTimeout.duration.components.seconds)
         request.advertiseAddress = advertiseAddress
         request.apiAddress = apiAddress
         request.nodeIPs = (try? Self.hostValues(nodeIP, flag: "--node-ip")) ?? [:]

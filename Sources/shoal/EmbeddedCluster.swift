@@ -18,7 +18,7 @@ final class EmbeddedCluster: @unchecked Sendable {  // `children` is guarded by 
     let insecure: Bool
     let logger: Logger
     private let lock = NSLock()
-    private var children: [(name: String, process: Process)] = []
+    private var children: [ChildProcess] = []
     private var signalSources: [DispatchSourceSignal] = []
     /// More arguments for the agents of a role (the monitoring agent's GitOps address, say); set before `run`.
     var agentArguments: [Role: [String]] = [:]
@@ -36,50 +36,71 @@ final class EmbeddedCluster: @unchecked Sendable {  // `children` is guarded by 
 
     /// Starts everything, runs `body` with the coordinator's endpoints and
     /// the keys to reach it with (nil when insecure), and stops every child
-    /// whatever happens.
-    func run<T: Sendable>(_ body: (BoundEndpoints, CurveClientKeys?) async throws -> T) async throws -> T {
+    /// whatever happens. A coordinator that dies meanwhile ends the run at
+    /// once with an error naming its log.
+    func run<T: Sendable>(_ body: @escaping @Sendable (BoundEndpoints, CurveClientKeys?) async throws -> T)
+        async throws -> T
+    {
         installSignalHandlers()
         defer { stopAll() }
         try SecureFile.createDirectory(logDirectory, mode: 0o700)
         var agents: [(role: Role, id: String)] = Role.allCases.filter { $0 != .validation }.map { ($0, "\($0.rawValue)-1") }
         for index in 1...validationWorkers { agents.append((.validation, "validation-\(index)")) }
         let keys = insecure ? nil : try EmbeddedKeys.make(in: keyDirectory, agents: agents.map(\.id))
-        let endpoints = try await startCoordinator(
+        let (coordinator, endpoints) = try await startCoordinator(
             security: keys.map { ["--key", $0.secretFile("coordinator"), "--allow", $0.allowDirectory] }
                 ?? ["--insecure"])
         for agent in agents {
             let security =
                 keys.map { ["--key", $0.secretFile(agent.id), "--coordinator-key", $0.publicFile("coordinator")] }
                 ?? ["--insecure"]
-            try start(
+            _ = try start(
                 name: agent.id,
                 arguments: [
                     "agent", agent.role.rawValue, "--coordinator", endpoints.control, "--id", agent.id,
                     "--work-dir", output, "--state-dir", output + "/.shoal/agents", "--exit-with-parent", "--log-level", logLevel,
                 ] + security + (agentArguments[agent.role] ?? []),
-                standardOutput: FileHandle.nullDevice)
+                standardOutput: .null)
         }
-        return try await body(endpoints, keys?.client)
+        let log = logPath("coordinator")
+        return try await firstOf(
+            { try await body(endpoints, keys?.client) },
+            {
+                while coordinator.isRunning { try await Task.sleep(for: .milliseconds(100)) }
+                throw ShoalError(
+                    .unreachable,
+                    "the embedded coordinator stopped (\(coordinator.exitDescription)) before the workflow ended; see \(log)")
+            })
     }
 
     /// Throwaway keys of this run: `OUTPUT/.shoal/keys` (0700).
     var keyDirectory: String { output + "/.shoal/keys" }
 
-    private func startCoordinator(security: [String]) async throws -> BoundEndpoints {
-        let pipe = Pipe()
-        try start(
+    private func logPath(_ name: String) -> String { "\(logDirectory)/\(name).log" }
+
+    private func startCoordinator(security: [String]) async throws -> (ChildProcess, BoundEndpoints) {
+        let coordinator = try start(
             name: "coordinator",
             arguments: [
                 "coordinator", "--control", "tcp://127.0.0.1:*", "--events", "tcp://127.0.0.1:*", "--journal",
                 output + "/.shoal/journal.sqlite", "--output", output, "--exit-with-parent", "--log-level", logLevel,
             ] + security,
-            standardOutput: pipe)
-        let handle = pipe.fileHandleForReading
-        return try await runBlocking {
+            standardOutput: .pipe)
+        let fd = coordinator.standardOutput!
+        let log = logPath("coordinator")
+        let endpoints = try await runBlocking { () throws -> BoundEndpoints in
             var buffer = Data()
-            let deadline = Date().addingTimeInterval(20)
-            while Date() < deadline {
-                guard let chunk = FileDescriptorIO.readSome(handle.fileDescriptor), !chunk.isEmpty else { break }
+            var keepOpen = false
+            defer { if !keepOpen { close(fd) } }
+            let deadline = ContinuousClock.now + .seconds(20)
+            while ContinuousClock.now < deadline {
+                var poller = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
+                guard poll(&poller, 1, 200) >= 0 || errno == EINTR else { break }
+                if poller.revents == 0 {
+                    if !coordinator.isRunning { break }
+                    continue
+                }
+                guard let chunk = FileDescriptorIO.readSome(fd), !chunk.isEmpty else { break }
                 buffer.append(chunk)
                 guard let line = String(decoding: buffer, as: UTF8.self).split(separator: "\n").first(where: { $0.hasPrefix("ready ") })
                 else { continue }
@@ -89,31 +110,34 @@ final class EmbeddedCluster: @unchecked Sendable {  // `children` is guarded by 
                     if parts.count == 2 { fields[String(parts[0])] = String(parts[1]) }
                 }
                 if let control = fields["control"], let events = fields["events"] {
+                    // The coordinator may still print; the pipe stays open (and drained) for its life.
+                    keepOpen = true
+                    Thread.detachNewThread { while let more = FileDescriptorIO.readSome(fd), !more.isEmpty {}; close(fd) }
                     return BoundEndpoints(control: control, events: events)
                 }
             }
-            throw ShoalError(.launchFailed, "the coordinator did not start; see \(self.logDirectory)/coordinator.log")
+            let why = coordinator.isRunning ? "did not report ready within 20s" : coordinator.exitDescription
+            throw ShoalError(.launchFailed, "the coordinator did not start (\(why)); see \(log)")
         }
+        return (coordinator, endpoints)
     }
 
-    private func start(name: String, arguments: [String], standardOutput: Any) throws {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: executable)
-        process.arguments = arguments
-        process.standardOutput = standardOutput
-        let logPath = "\(logDirectory)/\(name).log"
-        FileManager.default.createFile(atPath: logPath, contents: nil, attributes: [.posixPermissions: 0o600])
-        process.standardError = FileHandle(forWritingAtPath: logPath) ?? FileHandle.nullDevice
-        process.standardInput = FileHandle.nullDevice
-        do {
-            try ProcessLaunch.run(process)
-        } catch {
-            throw ShoalError(.launchFailed, "cannot start \(name) from \(executable)", cause: "\(error)")
+    private func start(name: String, arguments: [String], standardOutput: ChildProcess.Output) throws -> ChildProcess {
+        let logPath = logPath(name)
+        // The log exists before the child does, so an error can always point to it; earlier runs' lines stay.
+        let fd = open(logPath, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0o600)
+        guard fd >= 0 else {
+            throw ShoalError(.io, "cannot create the log file \(logPath)", cause: String(cString: strerror(errno)))
         }
+        close(fd)
+        let child = try ChildProcess.start(
+            name: name, executable: executable, arguments: arguments + ["--parent-pid", "\(getpid())"],
+            standardOutput: standardOutput, logFile: logPath)
         lock.lock()
-        children.append((name, process))
+        children.append(child)
         lock.unlock()
-        logger.debug("child started", metadata: ["name": "\(name)", "pid": "\(process.processIdentifier)"])
+        logger.debug("child started", metadata: ["name": "\(name)", "pid": "\(child.pid)"])
+        return child
     }
 
     /// SIGTERM to every child, then SIGKILL to any still there after 10 s.
@@ -122,17 +146,12 @@ final class EmbeddedCluster: @unchecked Sendable {  // `children` is guarded by 
         let running = children
         children = []
         lock.unlock()
-        for child in running where child.process.isRunning {
-            kill(child.process.processIdentifier, SIGTERM)
-        }
-        let deadline = Date().addingTimeInterval(10)
-        for child in running {
-            while child.process.isRunning && Date() < deadline { usleep(20_000) }
-            if child.process.isRunning {
-                logger.warning("child did not stop, killing it", metadata: ["name": "\(child.name)"])
-                kill(child.process.processIdentifier, SIGKILL)
-                child.process.waitUntilExit()
-            }
+        for child in running { child.send(SIGTERM) }
+        let deadline = ContinuousClock.now + .seconds(10)
+        for child in running where !child.wait(timeout: max(.zero, deadline - ContinuousClock.now)) {
+            logger.warning("child did not stop, killing it", metadata: ["name": "\(child.name)"])
+            child.send(SIGKILL)
+            _ = child.wait(timeout: .seconds(5))
         }
     }
 
@@ -149,5 +168,44 @@ final class EmbeddedCluster: @unchecked Sendable {  // `children` is guarded by 
             source.resume()
             signalSources.append(source)
         }
+    }
+}
+
+/// The result of `main`, unless `watch` throws first; `main` is then left to end on its own (blocking socket code
+/// does not notice cancellation, and the caller is about to stop its children and exit anyway).
+func firstOf<T: Sendable>(
+    _ main: @escaping @Sendable () async throws -> T, _ watch: @escaping @Sendable () async throws -> Void
+) async throws -> T {
+    let once = OnceBox<T>()
+    return try await withCheckedThrowingContinuation { continuation in
+        let watchTask = Task {
+            do {
+                try await watch()
+            } catch is CancellationError {
+                return
+            } catch {
+                once.resume(continuation, with: .failure(error))
+            }
+        }
+        Task {
+            do { once.resume(continuation, with: .success(try await main())) } catch {
+                once.resume(continuation, with: .failure(error))
+            }
+            watchTask.cancel()
+        }
+    }
+}
+
+/// Resumes a continuation once, whoever comes first.
+private final class OnceBox<T: Sendable>: @unchecked Sendable {  // `done` is guarded by `lock`
+    private let lock = NSLock()
+    private var done = false
+
+    func resume(_ continuation: CheckedContinuation<T, any Error>, with result: Result<T, any Error>) {
+        lock.lock()
+        let first = !done
+        done = true
+        lock.unlock()
+        if first { continuation.resume(with: result) }
     }
 }

@@ -10,7 +10,12 @@ import ShoalSupport
 
 /// Runs a service until SIGTERM or SIGINT; optionally also until the parent
 /// process goes away (embedded mode), so no child outlives `shoal create`.
-func runService(_ service: some Service, logger: Logger, exitWithParent: Bool) async throws {
+/// Either way the shutdown is graceful (the service hands back what it was
+/// doing) and is never cancelled halfway; a shutdown that takes longer than
+/// `shutdownLimit` ends the process.
+func runService(
+    _ service: some Service, logger: Logger, exitWithParent: Bool, shutdownLimit: Duration = .seconds(20)
+) async throws {
     let group = ServiceGroup(
         configuration: .init(services: [service], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
     try await withThrowingTaskGroup(of: Void.self) { tasks in
@@ -18,13 +23,33 @@ func runService(_ service: some Service, logger: Logger, exitWithParent: Bool) a
         if exitWithParent {
             let parent = getppid()
             tasks.addTask {
+                // The parent-death signal (SIGTERM) normally comes first; this catches a parent that was
+                // replaced before it was set.
                 while getppid() == parent { try await Task.sleep(for: .milliseconds(250)) }
                 logger.warning("parent process gone, shutting down")
                 await group.triggerGracefulShutdown()
+                // Wait for the group rather than returning, which would cancel it mid-shutdown.
+                try await Task.sleep(for: shutdownLimit)
+                logger.error("graceful shutdown took too long, exiting")
+                exit(1)
             }
         }
+        // The first task to end is the service group: the watcher only ends by cancellation or exit.
         try await tasks.next()
         tasks.cancelAll()
+    }
+}
+
+/// `--parent-pid` of the embedded children: set the parent-death signal and check the parent first thing.
+struct ParentOptions: ParsableArguments {
+    @Option(help: ArgumentHelp("The pid of the `shoal create` that started this process (set by it).", visibility: .hidden))
+    var parentPid: Int32?
+
+    /// Binds this process's life to its parent's when `--exit-with-parent` or `--parent-pid` was given.
+    func bind(exitWithParent: Bool) throws {
+        if let parentPid, parentPid <= 1 { throw ValidationError("--parent-pid must be a process id above 1") }
+        guard exitWithParent || parentPid != nil else { return }
+        ParentDeath.bind(expectedParent: parentPid)
     }
 }
 
@@ -37,11 +62,12 @@ struct CoordinatorCommand: AsyncParsableCommand {
     @Option(help: "ROUTER endpoint for agents and clients.") var control = "tcp://*:7401"
     @Option(help: "SQLite journal file.") var journal = "shoal-journal.sqlite"
     @Option(name: [.short, .long], help: "Directory of the output tree.") var output = "output"
-    @Option(help: "Heartbeat interval, e.g. 1s or 250ms.") var heartbeat = "1s"
+    @Option(help: "Heartbeat interval, 50ms to 1m, e.g. 1s or 250ms.") var heartbeat = ShoalDuration(.seconds(1))
     @Option(help: "Missed heartbeats before a peer is declared dead.") var liveness = 3
-    @Option(help: "Time an agent has to acknowledge a step.") var ackTimeout = "2s"
+    @Option(help: "Time an agent has to acknowledge a step, 50ms to 10m.") var ackTimeout = ShoalDuration(.seconds(2))
     @Option(help: "Attempts per step before it fails.") var maxAttempts = 3
-    @Option(help: "Longest a single step may run before it is given to another agent, e.g. 30m.") var stepTimeout = "30m"
+    @Option(help: "Longest a single step may run before it is given to another agent, 100ms to 7 days, e.g. 1h30m.")
+    var stepTimeout = ShoalDuration(.seconds(1800))
     @Option(
         help: """
             Journal commits: normal (a process crash loses nothing, a power loss may lose the last commits) \
@@ -51,24 +77,17 @@ struct CoordinatorCommand: AsyncParsableCommand {
     @Option(help: "Delete finished workflows from the journal after this long, e.g. 7d or 24h (default: keep).")
     var retain: String?
     @Flag(help: "Exit when the parent process exits (used by `shoal create`).") var exitWithParent = false
+    @OptionGroup var parent: ParentOptions
     @OptionGroup var security: ServerSecurityOptions
     @OptionGroup var logging: LoggingOptions
 
     func validate() throws {
         _ = try security.security()
-        guard let interval = parseDuration(heartbeat), interval >= .milliseconds(50) else {
-            throw ValidationError("--heartbeat must be a duration of at least 50ms, e.g. 1s")
-        }
-        guard let ack = parseDuration(ackTimeout), ack >= .milliseconds(50) else {
-            throw ValidationError("--ack-timeout must be a duration of at least 50ms, e.g. 2s")
-        }
+        try heartbeat.validate(in: .milliseconds(50) ... .seconds(60), option: "--heartbeat")
+        try ackTimeout.validate(in: .milliseconds(50) ... .seconds(600), option: "--ack-timeout")
         guard (2...100).contains(liveness) else { throw ValidationError("--liveness must be between 2 and 100") }
         guard (1...100).contains(maxAttempts) else { throw ValidationError("--max-attempts must be between 1 and 100") }
-        guard let timeout = parseDuration(stepTimeout), timeout >= .milliseconds(100) else {
-            throw ValidationError("--step-timeout must be a duration of at least 100ms, e.g. 30m")
-        }
-        _ = timeout
-        _ = interval
+        try stepTimeout.validate(in: .milliseconds(100) ... .seconds(7 * 86_400), option: "--step-timeout")
         guard Journal.Sync(rawValue: journalSync) != nil else {
             throw ValidationError("--journal-sync must be normal or full")
         }
@@ -79,26 +98,35 @@ struct CoordinatorCommand: AsyncParsableCommand {
         }
     }
 
-    /// `--retain` also takes days (`7d`).
+    /// `--retain` also takes whole days (`7d`).
     private func retainDuration(_ text: String) -> Duration? {
         if text.hasSuffix("d"), let days = Int(text.dropLast()), (1...3650).contains(days) {
             return .seconds(days * 86_400)
         }
-        return parseDuration(text)
+        return (try? ShoalDuration(parsing: text))?.duration
     }
 
     func run() async throws {
+        try parent.bind(exitWithParent: exitWithParent)
         let logger = logging.bootstrap(label: "shoal.coordinator")
+        // One coordinator per journal: a second one would run the same workflows again.
+        let owner: OwnerLock
+        do {
+            owner = try OwnerLock.acquire(absolutePath(journal) + ".lock", subject: "the journal \(journal)")
+        } catch let error as ShoalError {
+            fail(error.description)
+        }
+        defer { withExtendedLifetime(owner) {} }
         var configuration = CoordinatorConfiguration()
         configuration.eventsEndpoint = events
         configuration.controlEndpoint = control
         configuration.journalPath = journal
         configuration.outputDirectory = output
-        configuration.heartbeatInterval = parseDuration(heartbeat)!
+        configuration.heartbeatInterval = heartbeat.duration
         configuration.liveness = liveness
-        configuration.ackTimeout = parseDuration(ackTimeout)!
+        configuration.ackTimeout = ackTimeout.duration
         configuration.maxAttempts = maxAttempts
-        configuration.stepTimeout = parseDuration(stepTimeout)!
+        configuration.stepTimeout = stepTimeout.duration
         configuration.journalSync = Journal.Sync(rawValue: journalSync) ?? .normal
         configuration.retain = retain.flatMap(retainDuration)
         configuration.security = try security.security()
@@ -138,6 +166,7 @@ struct AgentCommand: AsyncParsableCommand {
     @Option(help: "Directory for the agent's idempotency record, so a restarted agent with the same --id never runs a step twice.")
     var stateDir: String?
     @Flag(help: "Exit when the parent process exits (used by `shoal create`).") var exitWithParent = false
+    @OptionGroup var parent: ParentOptions
     @OptionGroup var security: ClientSecurityOptions
     @OptionGroup var logging: LoggingOptions
 
@@ -162,6 +191,7 @@ struct AgentCommand: AsyncParsableCommand {
     }
 
     func run() async throws {
+        try parent.bind(exitWithParent: exitWithParent)
         let logger = logging.bootstrap(label: "shoal.agent")
         let role = Role(rawValue: role)!
         var configuration = AgentConfiguration(role: role, coordinator: coordinator, id: id)

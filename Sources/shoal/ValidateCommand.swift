@@ -51,14 +51,12 @@ struct ValidateCommand: AsyncParsableCommand {
 
     @Argument(help: "The workflow id.") var workflow: String
     @Option(name: [.short, .long], help: "Output directory of the run.") var output = "output"
-    @Option(help: "How long one kubectl call may take (real mode), e.g. 30s.") var kubectlTimeout = "30s"
+    @Option(help: "How long one kubectl call may take (real mode), e.g. 30s.") var kubectlTimeout = ShoalDuration(.seconds(30))
     @Flag(help: "Print the report as JSON.") var json = false
     @OptionGroup var logging: LoggingOptions
 
     func validate() throws {
-        guard let timeout = parseDuration(kubectlTimeout), timeout >= .seconds(1) else {
-            throw ValidationError("--kubectl-timeout must be a duration of at least 1s, e.g. 30s")
-        }
+        try kubectlTimeout.validate(in: .seconds(1) ... .seconds(3600), option: "--kubectl-timeout")
     }
 
     func run() async throws {
@@ -70,7 +68,7 @@ struct ValidateCommand: AsyncParsableCommand {
             guard recorded.snapshot.state != .destroyed else {
                 throw ShoalError(.notFound, "workflow \(workflow) was destroyed; there is no cluster to check")
             }
-            report = try await Self.check(recorded, kubectlTimeout: parseDuration(kubectlTimeout) ?? .seconds(30))
+            report = try await Self.check(recorded, kubectlTimeout: kubectlTimeout.duration)
         } catch let error as ShoalError {
             fail(error.description)
         }

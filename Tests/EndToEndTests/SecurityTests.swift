@@ -20,6 +20,38 @@ private func files(under root: String) -> [String] {
 
 private func contents(_ path: String) -> Data { FileManager.default.contents(atPath: path) ?? Data() }
 
+/// Every run of base64 characters (16 or more) in `data`, decoded: JSON carries `Data` as base64, so a secret
+/// can hide in a file without its bytes appearing there.
+func decodedBase64Runs(in data: Data) -> [Data] {
+    func isBase64(_ byte: UInt8) -> Bool {
+        (byte >= 65 && byte <= 90) || (byte >= 97 && byte <= 122) || (byte >= 48 && byte <= 57) || byte == 43
+            || byte == 47 || byte == 61
+    }
+    var decoded: [Data] = []
+    let bytes = [UInt8](data)
+    var start = 0
+    while start < bytes.count {
+        guard isBase64(bytes[start]) else {
+            start += 1
+            continue
+        }
+        var end = start
+        while end < bytes.count && isBase64(bytes[end]) { end += 1 }
+        if end - start >= 16 {
+            let run = String(decoding: bytes[start..<end], as: UTF8.self).replacingOccurrences(of: "=", with: "")
+            // Every alignment, since a run may start mid-token (a JSON key or a prefix glued to it).
+            for offset in 0..<4 where offset < run.count {
+                var text = String(run.dropFirst(offset))
+                if text.count % 4 == 1 { text.removeLast() }
+                while text.count % 4 != 0 { text += "=" }
+                if let data = Data(base64Encoded: text) { decoded.append(data) }
+            }
+        }
+        start = end
+    }
+    return decoded
+}
+
 /// The one line of an error, and that there is only one.
 private func oneLineError(_ result: ProcessResult) -> String? {
     let lines = result.standardError.split(separator: "\n").filter { $0.hasPrefix("Error") || $0.hasPrefix("error") }
@@ -68,10 +100,15 @@ private func oneLineError(_ result: ProcessResult) -> String? {
             if path.hasPrefix(credentials + "/"), allowed.contains((path as NSString).lastPathComponent) { continue }
             let data = contents(path)
             checked += 1
+            let decoded = decodedBase64Runs(in: data)
             for (name, secret) in secrets {
                 #expect(data.range(of: Data(secret.utf8)) == nil, "\(name) found in \(path)")
+                #expect(
+                    !decoded.contains { $0.range(of: Data(secret.utf8)) != nil }, "\(name) found base64 in \(path)")
             }
         }
+        // The agents' records were among those files: they exist, and secrets are in them only sealed.
+        #expect(files(under: "\(output)/.shoal/agents").contains { $0.hasSuffix("infra-1.results.jsonl") })
         #expect(checked > 20)
         for (name, secret) in secrets {
             #expect(!result.standardOutput.contains(secret), "\(name) on standard output")
@@ -92,6 +129,7 @@ private func oneLineError(_ result: ProcessResult) -> String? {
         #expect(SecureFile.mode(of: "\(output)/.shoal/journal.sqlite") == 0o600)
         #expect(SecureFile.mode(of: "\(output)/.shoal/journal.sqlite.key") == 0o600)
         #expect(SecureFile.mode(of: "\(output)/.shoal/logs") == 0o700)
+        #expect(SecureFile.mode(of: credentials) == 0o700)
         let keys = "\(output)/.shoal/keys"
         #expect(SecureFile.mode(of: keys) == 0o700)
         #expect(SecureFile.mode(of: "\(keys)/allow") == 0o700)

@@ -34,7 +34,7 @@ enum Garbage {
 
 extension FaultSuites {
     @Suite(.serialized) struct HostileInputTests {
-        @Test func aHundredThousandMalformedFramesAreCountedAndTheCoordinatorKeepsServing() throws {
+        @Test func aMillionMalformedFramesAreCountedAndTheCoordinatorKeepsServing() throws {
             let bus = ProcessBus()
             defer { bus.stopAll() }
             try bus.startCoordinator()
@@ -49,7 +49,7 @@ extension FaultSuites {
             try dealer.set(.sendHighWaterMark, 0)
             try dealer.connect(bus.control)
             var generator = SystemRandomNumberGenerator()
-            let total = 100_000
+            let total = Int(ProcessInfo.processInfo.environment["SHOAL_HOSTILE_FRAMES"] ?? "") ?? 1_000_000
             let counted = { try client.stats().rejected.values.reduce(0, +) - before.rejected.values.reduce(0, +) }
             for index in 0..<total {
                 try dealer.send(Garbage.frames(index, workflow: waiting, generator: &generator))

@@ -145,7 +145,7 @@ final class ProcessBus {
     }
 
     /// How often each `(workflow, step)` really ran to completion, read from
-    /// every agent's idempotency record.
+    /// every agent's idempotency record (a result with secrets is there sealed).
     func executions() -> [String: Int] {
         var counts: [String: Int] = [:]
         let stateDirectory = directory + "/state"
@@ -154,7 +154,7 @@ final class ProcessBus {
             var seen: Set<String> = []
             for line in data.split(separator: UInt8(ascii: "\n")) {
                 guard let object = try? JSONSerialization.jsonObject(with: Data(line)) as? [String: Any],
-                    object["result"] != nil, let key = object["key"] as? [String: Any],
+                    object["result"] != nil || object["sealed"] != nil, let key = object["key"] as? [String: Any],
                     let workflow = key["workflow"] as? String, let step = key["step"] as? String,
                     let attempt = key["attempt"] as? Int
                 else { continue }

@@ -1,0 +1,11 @@
+#ifndef C_SHOAL_SUPPORT_H
+#define C_SHOAL_SUPPORT_H
+
+/// Asks the kernel to send `signal` to this process when its parent thread exits (Linux); -1 with errno elsewhere.
+/// `prctl` is variadic, which Swift cannot call, hence this wrapper.
+int shoal_set_parent_death_signal(int signal);
+
+/// A pipe whose two ends are close-on-exec from the start (`pipe2(O_CLOEXEC)`, which needs _GNU_SOURCE).
+int shoal_pipe_cloexec(int fds[2]);
+
+#endif
