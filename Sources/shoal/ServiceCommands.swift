@@ -163,6 +163,12 @@ struct AgentCommand: AsyncParsableCommand {
     var gitopsAdvertise: String?
     @Option(help: "Base URL to push to the in-cluster git server through, e.g. http://127.0.0.1:8080 (monitoring role).")
     var gitopsPushURL: String?
+    @Option(
+        help: ArgumentHelp(
+            "Address other hosts reach the clusters this agent provisions at (infra role, local and docker targets): "
+                + "the kubeconfig's server, a TLS SAN, where NodePorts are published; a request's "
+                + "--advertise-address wins.", valueName: "address"))
+    var advertiseAddress: String?
     @Option(help: "Directory for the agent's idempotency record, so a restarted agent with the same --id never runs a step twice.")
     var stateDir: String?
     @Flag(help: "Exit when the parent process exits (used by `shoal create`).") var exitWithParent = false
@@ -186,6 +192,11 @@ struct AgentCommand: AsyncParsableCommand {
         } catch let error as ShoalError {
             throw ValidationError(error.message)
         }
+        if let advertiseAddress, !RequestInputs.isAddress(advertiseAddress) {
+            throw ValidationError(
+                "invalid --advertise-address '\(RequestInputs.printable(advertiseAddress))': use a host name or an IP "
+                    + "address that other hosts reach (not 0.0.0.0 or ::)")
+        }
         guard coordinator.hasPrefix("tcp://") || coordinator.hasPrefix("ipc://") || coordinator.hasPrefix("inproc://")
         else { throw ValidationError("--coordinator must be an endpoint such as tcp://host:7401") }
     }
@@ -204,6 +215,7 @@ struct AgentCommand: AsyncParsableCommand {
         options.gitopsListen = gitopsListen
         options.gitopsAdvertise = gitopsAdvertise
         options.gitopsPushURL = gitopsPushURL
+        options.advertiseAddress = advertiseAddress
         do {
             let handler = try AgentHandlers.make(role: role, options: options, logger: logger)
             let service = AgentService(configuration: configuration, handler: handler, logger: logger)
