@@ -35,7 +35,8 @@ import Testing
         let elapsed = ContinuousClock.now - start
         #expect(result.timedOut)
         #expect(!result.succeeded)
-        #expect(elapsed < .seconds(4), "took \(elapsed)")
+        // Without the group it takes the background job's 20 s; the bound leaves room for a loaded machine.
+        #expect(elapsed < .seconds(10), "took \(elapsed)")
     }
 
     @Test func inputToAChildThatNeverReadsTimesOut() async throws {
@@ -43,7 +44,7 @@ import Testing
         let input = Data(repeating: 0x61, count: 1 << 20)
         let result = try await runner.run("sleep", ["20"], input: input, timeout: .seconds(1))
         #expect(result.timedOut)
-        #expect(ContinuousClock.now - start < .seconds(4))
+        #expect(ContinuousClock.now - start < .seconds(10))
     }
 
     @Test func inputIsWrittenWhileOutputIsRead() async throws {
@@ -98,9 +99,9 @@ import Testing
         task.cancel()
         let result = try await task.value
         #expect(result.terminatedBySignal)
-        #expect(ContinuousClock.now - start < .seconds(3))
+        #expect(ContinuousClock.now - start < .seconds(10))
         // The background job was in the group too: the whole group is gone.
-        while kill(-group, 0) == 0 && ContinuousClock.now < start + .seconds(5) {
+        while kill(-group, 0) == 0 && ContinuousClock.now < start + .seconds(15) {
             try await Task.sleep(for: .milliseconds(20))
         }
         #expect(kill(-group, 0) != 0 && errno == ESRCH)
