@@ -223,7 +223,9 @@ func statusLine(_ response: String) -> String {
                 ("400", get + "x;rm HTTP/1.1\r\n" + host + "\r\n"),
                 ("403", get + "git-receive-pack HTTP/1.1\r\n" + host + "\r\n"),
                 ("413", post + "Content-Length: 999999999\r\n\r\n"),
-                ("431", longHeader),
+                // 431, or a reset: a server that answers and closes before reading all 20 KB makes the kernel
+                // send RST, which may discard the answer on the client's side.
+                (nil, longHeader),
                 // Framing FlyingFox cannot read closes the connection (nil: no status line at all is fine too).
                 (nil, "garbage\r\n\r\n"),
                 (nil, post + "Content-Length: -5\r\n\r\n"),
