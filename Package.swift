@@ -28,7 +28,10 @@ let package = Package(
             name: "Cluster",
             dependencies: ["ShoalSupport", .product(name: "Yams", package: "Yams")]
         ),
-        .target(name: "Terraform", dependencies: ["ShoalSupport"]),
+        // The .tf files of terraform/ are compiled into the module by the EmbedTerraform plugin.
+        .executableTarget(name: "TerraformEmbedder"),
+        .plugin(name: "EmbedTerraform", capability: .buildTool(), dependencies: ["TerraformEmbedder"]),
+        .target(name: "Terraform", dependencies: ["ShoalSupport"], plugins: ["EmbedTerraform"]),
         .target(name: "GitOps", dependencies: ["ShoalSupport"]),
         .target(
             name: "Coordinator",

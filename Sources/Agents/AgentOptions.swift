@@ -22,6 +22,14 @@ public struct AgentOptions: Sendable {
     /// The programs real mode runs: names looked up on PATH, or paths.
     public var kubectlExecutable = "kubectl"
     public var terraformExecutable = "terraform"
+    /// The infra agent's address for other hosts (kubeconfig server, docker's published ports), unless the
+    /// request sets one (`--advertise-address`).
+    public var advertiseAddress: String?
+    /// The ssh target's host key checks: the programs, and the operator's known_hosts (`~/.ssh/known_hosts`
+    /// when nil).
+    public var sshKeyscanExecutable = "ssh-keyscan"
+    public var sshKeygenExecutable = "ssh-keygen"
+    public var knownHostsPath: String?
 
     public init(workDirectory: String) {
         self.workDirectory = workDirectory.hasPrefix("/") ? workDirectory : FileManagerPath.current + "/" + workDirectory

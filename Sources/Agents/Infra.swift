@@ -7,25 +7,37 @@ import Terraform
 
 /// Provisions K3s: writes the Terraform for the target; in demo mode runs
 /// terraform init/validate/plan where it is installed and hands on the
-/// simulated cluster, in real mode runs init/validate/plan/apply and waits
-/// for the nodes (`RealProvision`). Either way the kubeconfig is handed on.
+/// simulated cluster, in real mode checks the ssh hosts' keys, then runs
+/// init/validate/plan/apply and waits for the nodes (`RealProvision`). Either
+/// way the kubeconfig is handed on. The `destroy` step runs terraform destroy
+/// here, where the workflow's Terraform state is (`InfraDestroy`).
 struct InfraHandler: StepHandler {
     let options: AgentOptions
 
     func run(_ context: StepContext) async throws -> StepOutput {
+        if context.key.step == Provisioning.destroyStep {
+            return try await InfraDestroy(options: options, context: context).run()
+        }
         let request = context.request
         let workflow = context.workflow
         let topology = Planner.topology(for: request)
-        let directory = "\(options.workDirectory)/terraform/\(workflow)"
+        let directory = Provisioning.terraformDirectory(workDirectory: options.workDirectory, workflow: workflow)
         let kubeconfigPath = "\(options.workDirectory)/kubeconfigs/\(workflow)/kubeconfig"
-        guard let target = K3sTarget(rawValue: request.target.rawValue) else {
-            throw ShoalError(.invalidInput, "unknown target '\(request.target.rawValue)'")
+        var spec = try Provisioning.terraformSpec(
+            for: request, workflow: workflow, kubeconfigPath: kubeconfigPath,
+            advertiseAddress: request.advertiseAddress ?? options.advertiseAddress)
+        let target = spec.target
+        var log: [String] = []
+        if request.realDeployment && target == .ssh {
+            // Before anything is installed: a reinstalled host's new key stops the run here, naming the host.
+            let keys = HostKeys(keyscan: options.sshKeyscanExecutable, keygen: options.sshKeygenExecutable)
+            let (hosts, lines) = try await keys.pin(
+                spec.hosts, knownHosts: options.knownHostsPath ?? HostKeys.defaultKnownHosts())
+            spec.hosts = hosts
+            spec.knownHostsPath = "\(directory)/known_hosts"
+            try SecureFile.write(lines.joined(separator: "\n") + "\n", to: "\(directory)/known_hosts", mode: 0o644)
+            log.append("SSH host keys checked: \(hosts.map { HostKeys.knownHostsName($0) }.joined(separator: ", "))")
         }
-        let spec = TerraformSpec(
-            clusterName: workflow, target: target, nodes: request.nodes, highAvailability: topology.highAvailability,
-            k3sVersion: request.k3sVersion.isEmpty ? TerraformSpec.defaultK3sVersion : request.k3sVersion,
-            hosts: try request.hosts.map(SSHHost.parse), sshKeyPath: request.sshKeyPath,
-            airgapDirectory: request.airgapDirectory, kubeconfigPath: kubeconfigPath)
         let files = try TerraformRenderer.render(spec)
         var artifacts: [Artifact] = []
         for file in files {
@@ -33,7 +45,6 @@ struct InfraHandler: StepHandler {
             artifacts.append(Artifact(name: "terraform/\(file.name)", path: "terraform/\(workflow)/\(file.name)", text: file.contents))
         }
         let token = TerraformRunner.generateToken()
-        var log: [String] = []
         var values: [String: JSONValue] = [
             "target": .string(target.rawValue),
             "nodes": .array(TerraformRenderer.nodeNames(spec).map { .string($0) }),
@@ -41,7 +52,7 @@ struct InfraHandler: StepHandler {
         ]
         if request.realDeployment {
             return try await RealProvision(options: options, context: context, spec: spec, directory: directory)
-                .run(token: token, artifacts: artifacts, values: values)
+                .run(token: token, artifacts: artifacts, values: values, log: log)
         }
         var terraformNote: String
         if TerraformRunner.isInstalled() {
@@ -69,20 +80,79 @@ struct InfraHandler: StepHandler {
         // Demo mode: the simulated cluster stands where apply would have built one.
         let cluster = SimulatedCluster.provision(
             name: workflow, nodes: request.nodes, servers: topology.servers, k3sVersion: spec.k3sVersion)
-        let address = "127.0.0.1"
+        let address = Provisioning.nodeAddress(spec)
         values["nodeAddress"] = .string(address)
-        values["apiEndpoint"] = .string("https://\(address):6443")
+        values["apiEndpoint"] = .string(Provisioning.apiEndpoint(spec))
         if target == .docker {
             // Where `--add-host host.k3d.internal:host-gateway` points on a default docker install (the default
             // bridge's gateway); the model has no docker to ask.
             values["hostGateway"] = "172.17.0.1"
         }
         artifacts.append(cluster.artifact(workflow: workflow))
-        let kubeconfig = Kubeconfig.render(cluster: workflow, server: "https://\(address):6443", token: Secrets.password(length: 40))
+        let kubeconfig = Kubeconfig.render(
+            cluster: workflow, server: Provisioning.apiEndpoint(spec), token: Secrets.password(length: 40))
         artifacts.append(Artifact(name: "kubeconfig", path: "kubeconfigs/\(workflow)/kubeconfig", sensitive: true, text: kubeconfig))
         artifacts.append(Artifact(name: "k3s-token", path: nil, sensitive: true, text: token))
         let summary = "\(request.nodes) node(s) on \(target.rawValue), K3s \(spec.k3sVersion); \(terraformNote)"
         return StepOutput(summary: summary, values: values, artifacts: artifacts, log: log)
+    }
+}
+
+/// How a request becomes a Terraform spec, and the addresses that spec hands on.
+public enum Provisioning {
+    /// The infra step that tears a workflow's cluster down where its Terraform state is.
+    public static let destroyStep = "destroy"
+
+    /// Where the infra agent keeps a workflow's Terraform configuration and state.
+    public static func terraformDirectory(workDirectory: String, workflow: String) -> String {
+        "\(workDirectory)/terraform/\(workflow)"
+    }
+
+    /// The spec the infra agent provisions for `request`: hosts parsed, each with its `--node-ip` and
+    /// `--flannel-iface`, and the addresses.
+    /// - Throws: `ShoalError(.invalidInput)` for a bad host, or a per-host setting that names no host.
+    public static func terraformSpec(
+        for request: WorkflowRequest, workflow: String, kubeconfigPath: String, advertiseAddress: String?
+    ) throws -> TerraformSpec {
+        guard let target = K3sTarget(rawValue: request.target.rawValue) else {
+            throw ShoalError(.invalidInput, "unknown target '\(request.target.rawValue)'")
+        }
+        let parsed = try request.hosts.map(SSHHost.parse)
+        let names = Set(parsed.map(\.host))
+        for (flag, values) in [("--node-ip", request.nodeIPs), ("--flannel-iface", request.flannelInterfaces)] {
+            if let unknown = values.keys.sorted().first(where: { !names.contains($0) }) {
+                throw ShoalError(
+                    .invalidInput, "\(flag) \(Names.printable(unknown))=...: no --hosts entry has that HOST")
+            }
+        }
+        let hosts = parsed.map { host in
+            var copy = host
+            copy.nodeIP = request.nodeIPs[host.host]
+            copy.flannelInterface = request.flannelInterfaces[host.host]
+            return copy
+        }
+        let spec = TerraformSpec(
+            clusterName: workflow, target: target, nodes: request.nodes,
+            highAvailability: Planner.topology(for: request).highAvailability,
+            k3sVersion: request.k3sVersion.isEmpty ? TerraformSpec.defaultK3sVersion : request.k3sVersion,
+            hosts: hosts, sshKeyPath: request.sshKeyPath, airgapDirectory: request.airgapDirectory,
+            kubeconfigPath: kubeconfigPath, advertiseAddress: advertiseAddress, apiAddress: request.apiAddress)
+        try spec.validate()
+        return spec
+    }
+
+    /// Where the NodePorts answer for other hosts: the advertised address, else the first SSH host, else this
+    /// machine's loopback (`local` and `docker` without an advertised address serve this host only).
+    public static func nodeAddress(_ spec: TerraformSpec) -> String {
+        if let address = spec.advertiseAddress { return address }
+        if spec.target == .ssh, let first = spec.hosts.first { return first.host }
+        return "127.0.0.1"
+    }
+
+    /// The API server's URL as the kubeconfig names it.
+    public static func apiEndpoint(_ spec: TerraformSpec) -> String {
+        let host = nodeAddress(spec)
+        return "https://\(host.contains(":") ? "[\(host)]" : host):6443"
     }
 }
 

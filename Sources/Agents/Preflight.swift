@@ -58,6 +58,8 @@ public enum Preflight {
                 }
             case .ssh:
                 list.append(.program("ssh", purpose: "fetches the kubeconfig from the first server"))
+                list.append(.program("ssh-keyscan", purpose: "reads the hosts' SSH keys before anything is installed"))
+                list.append(.program("ssh-keygen", purpose: "compares them with known_hosts"))
             case .docker:
                 list.append(.program("docker", purpose: "runs the K3s containers"))
                 list.append(.dockerDaemon)
@@ -174,7 +176,7 @@ public enum Preflight {
         case "git": "`apt-get install git` (or your system's package manager)"
         case "docker":
             "Docker Engine from https://docs.docker.com/engine/install/, then add this user to the `docker` group"
-        case "ssh": "`apt-get install openssh-client`"
+        case "ssh", "ssh-keyscan", "ssh-keygen": "`apt-get install openssh-client`"
         case "curl": "`apt-get install curl`, or install without downloads with --airgap-dir"
         default: "install \(program) and put it on PATH"
         }

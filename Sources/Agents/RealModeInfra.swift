@@ -14,12 +14,12 @@ struct RealProvision {
     let spec: TerraformSpec
     let directory: String
 
-    func run(token: String, artifacts earlier: [Artifact], values known: [String: JSONValue]) async throws
-        -> StepOutput
-    {
+    func run(
+        token: String, artifacts earlier: [Artifact], values known: [String: JSONValue], log earlierLog: [String] = []
+    ) async throws -> StepOutput {
         var artifacts = earlier
         var values = known
-        var log: [String] = []
+        var log = earlierLog
         let runner = TerraformRunner(
             executable: options.terraformExecutable, applyTimeout: options.terraformApplyTimeout)
         try check(try await runner.initialize(directory: directory), "init", &log)
@@ -58,7 +58,7 @@ struct RealProvision {
 
         let server = Self.serverField(kubeconfig) ?? "https://127.0.0.1:6443"
         values["apiEndpoint"] = .string(server)
-        values["nodeAddress"] = .string(nodeAddress())
+        values["nodeAddress"] = .string(Provisioning.nodeAddress(spec))
         values["readyNodes"] = .array(nodes.map { .string($0.name) })
         values["terraform"] = .string("terraform init+validate+plan+apply ok")
         if spec.target == .docker, let first = TerraformRenderer.nodeNames(spec).first {
@@ -81,13 +81,6 @@ struct RealProvision {
                 "terraform \(command) " + (result.timedOut ? "did not finish in time" : "failed") + " in \(directory)",
                 cause: result.standardErrorTail())
         }
-    }
-
-    /// Where the NodePorts answer for the operator: the first SSH host, or this machine for local and docker (the
-    /// docker target publishes them on 127.0.0.1).
-    private func nodeAddress() -> String {
-        if spec.target == .ssh, let first = spec.hosts.first { return first.host }
-        return "127.0.0.1"
     }
 
     /// Polls the nodes until `expected` are registered and all are Ready. Right after apply the API server may
@@ -148,5 +141,42 @@ struct RealProvision {
             return address
         }
         return nil
+    }
+}
+
+/// The `destroy` step of a real deployment, on the infra agent that holds the workflow's Terraform state:
+/// terraform destroy in its work directory, with the join token of the apply when the step was given it.
+struct InfraDestroy {
+    let options: AgentOptions
+    let context: StepContext
+
+    func run() async throws -> StepOutput {
+        let directory = Provisioning.terraformDirectory(
+            workDirectory: options.workDirectory, workflow: context.workflow)
+        let host = Preflight.hostName()
+        let token = context.artifact("k3s-token")?.text.trimmingCharacters(in: .whitespacesAndNewlines)
+        let runner = TerraformRunner(
+            executable: options.terraformExecutable, applyTimeout: options.terraformApplyTimeout)
+        let outcome: TerraformDestroy.Outcome
+        do {
+            outcome = try await TerraformDestroy(runner: runner).run(
+                directory: directory, token: token.flatMap { TerraformRunner.isValidToken($0) ? $0 : nil })
+        } catch let error as ShoalError where error.code == .notFound {
+            throw ShoalError(.notFound, "\(error.message) (infra agent \(context.agentID) on \(host))")
+        }
+        var values: [String: JSONValue] = ["host": .string(host), "directory": .string(directory)]
+        let summary: String
+        switch outcome {
+        case .destroyed(let resources):
+            values["destroyedResources"] = .number(Double(resources))
+            summary = "terraform destroy on \(host): \(resources) resource(s) removed"
+        case .nothingToDestroy:
+            values["destroyedResources"] = 0
+            summary = "nothing left to destroy on \(host)"
+        }
+        // The credentials of a cluster that is gone.
+        try? FileManager.default.removeItem(
+            atPath: "\(options.workDirectory)/kubeconfigs/\(context.workflow)/kubeconfig")
+        return StepOutput(summary: summary, values: values, log: ["terraform destroy in \(directory)"])
     }
 }

@@ -53,6 +53,17 @@ public struct WorkflowRequest: Codable, Sendable, Equatable {
     /// How long each bounded wait of a real deployment may last (nodes Ready, rollouts, Applications Synced and
     /// Healthy), in seconds; 0 for the agents' default.
     public var waitTimeoutSeconds: Int = 0
+    /// The address other hosts reach the cluster at: the kubeconfig's server, a TLS SAN, and for the docker
+    /// target where the API and NodePorts are published. The infra agent's own setting, else 127.0.0.1
+    /// (local, docker) or the first host (ssh), when nil.
+    public var advertiseAddress: String?
+    /// ssh target: the address the nodes join the first server at; its InternalIP when nil.
+    public var apiAddress: String?
+    /// ssh target: the K3s node IP (`--node-ip`) of hosts with several interfaces, keyed by the HOST part of a
+    /// `hosts` entry.
+    public var nodeIPs: [String: String] = [:]
+    /// ssh target: flannel's interface (`--flannel-iface`) per host, keyed like `nodeIPs`.
+    public var flannelInterfaces: [String: String] = [:]
 
     public init() {}
 
@@ -100,6 +111,14 @@ public struct WorkflowRequest: Codable, Sendable, Equatable {
         if !(0...86_400).contains(waitTimeoutSeconds) {
             problems.append("--wait-timeout must be between 1s and 24h")
         }
+        if target != .ssh {
+            for (flag, used) in [
+                ("--api-address", apiAddress != nil), ("--node-ip", !nodeIPs.isEmpty),
+                ("--flannel-iface", !flannelInterfaces.isEmpty),
+            ] where used {
+                problems.append("\(flag) is only used with --target ssh (the target is \(target.rawValue))")
+            }
+        }
         problems += inputProblems()
         return problems
     }
@@ -129,6 +148,10 @@ extension WorkflowRequest {
         argocdManifest = try c.decodeIfPresent(String.self, forKey: .argocdManifest)
         gitopsRemote = try c.decodeIfPresent(String.self, forKey: .gitopsRemote)
         waitTimeoutSeconds = try c.decodeIfPresent(Int.self, forKey: .waitTimeoutSeconds) ?? waitTimeoutSeconds
+        advertiseAddress = try c.decodeIfPresent(String.self, forKey: .advertiseAddress)
+        apiAddress = try c.decodeIfPresent(String.self, forKey: .apiAddress)
+        nodeIPs = try c.decodeIfPresent([String: String].self, forKey: .nodeIPs) ?? nodeIPs
+        flannelInterfaces = try c.decodeIfPresent([String: String].self, forKey: .flannelInterfaces) ?? flannelInterfaces
     }
 }
 

@@ -1,3 +1,4 @@
+import Foundation
 import ShoalSupport
 
 extension WorkflowRequest {
@@ -32,6 +33,30 @@ extension WorkflowRequest {
                 "invalid \(flag) path '\(RequestInputs.printable(value))': use an absolute path without '..' "
                     + "or control characters")
         }
+        for (flag, value) in [("--advertise-address", advertiseAddress), ("--api-address", apiAddress)] {
+            guard let value, !RequestInputs.isAddress(value) else { continue }
+            problems.append(
+                "invalid \(flag) '\(RequestInputs.printable(value))': use a host name or an IP address that other "
+                    + "hosts reach (not 0.0.0.0 or ::)")
+        }
+        let hostNames = Set(hosts.map(RequestInputs.hostPart))
+        for (flag, values, valid, expected) in [
+            ("--node-ip", nodeIPs, RequestInputs.isIPAddress, "an IPv4 or IPv6 address"),
+            ("--flannel-iface", flannelInterfaces, RequestInputs.isInterfaceName, "an interface name such as eth1"),
+        ] as [(String, [String: String], (String) -> Bool, String)] {
+            if values.count > 99 { problems.append("\(flag): at most 99 hosts") }
+            for (host, value) in values.sorted(by: { $0.key < $1.key }).prefix(99) {
+                if !hostNames.contains(host) {
+                    problems.append(
+                        "\(flag) \(RequestInputs.printable(host))=...: '\(RequestInputs.printable(host))' is not the "
+                            + "HOST of any --hosts entry")
+                } else if !valid(value) {
+                    problems.append(
+                        "invalid \(flag) \(RequestInputs.printable(host))=\(RequestInputs.printable(value)): "
+                            + "expected \(expected)")
+                }
+            }
+        }
         return problems
     }
 }
@@ -60,6 +85,46 @@ public enum RequestInputs {
         guard text.hasPrefix("/"), text.utf8.count <= 4096 else { return false }
         guard !text.unicodeScalars.contains(where: { $0.properties.generalCategory == .control }) else { return false }
         return !text.split(separator: "/").contains("..")
+    }
+
+    /// A host name or an IP literal other hosts can use: 1-253 of letters, digits, '.', ':' and '-', not starting
+    /// with '-' or '.', and not the unspecified address (0.0.0.0, ::).
+    public static func isAddress(_ text: String) -> Bool {
+        let bytes = Array(text.utf8)
+        guard (1...253).contains(bytes.count), bytes[0] != UInt8(ascii: "-"), bytes[0] != UInt8(ascii: ".") else {
+            return false
+        }
+        guard bytes.allSatisfy({ isAlphanumeric($0) || Array(".:-".utf8).contains($0) }) else { return false }
+        if text.contains(":") { return isIPAddress(text) }
+        var v4 = in_addr()
+        if inet_pton(AF_INET, text, &v4) == 1 { return v4.s_addr != 0 }
+        return true
+    }
+
+    /// An IPv4 or IPv6 literal other than the unspecified address.
+    public static func isIPAddress(_ text: String) -> Bool {
+        var v4 = in_addr()
+        if inet_pton(AF_INET, text, &v4) == 1 { return v4.s_addr != 0 }
+        var v6 = in6_addr()
+        guard !text.contains("%"), inet_pton(AF_INET6, text, &v6) == 1 else { return false }
+        return withUnsafeBytes(of: &v6) { bytes in bytes.contains { $0 != 0 } }
+    }
+
+    /// A Linux network interface name: 1-15 of letters, digits, '.', '_' and '-', not '.' or '..'.
+    public static func isInterfaceName(_ text: String) -> Bool {
+        let bytes = Array(text.utf8)
+        guard (1...15).contains(bytes.count), text != ".", text != ".." else { return false }
+        return bytes.allSatisfy { isAlphanumeric($0) || Array("._-".utf8).contains($0) }
+    }
+
+    /// The HOST of a `USER@HOST[:PORT]` or `USER@[IPV6]:PORT` entry, as `--node-ip HOST=IP` names it.
+    public static func hostPart(_ entry: String) -> String {
+        let rest = entry.split(separator: "@", maxSplits: 1).last.map(String.init) ?? entry
+        if rest.hasPrefix("["), let close = rest.firstIndex(of: "]") {
+            return String(rest[rest.index(after: rest.startIndex)..<close])
+        }
+        let colons = rest.filter { $0 == ":" }.count
+        return colons == 1 ? String(rest.prefix { $0 != ":" }) : rest
     }
 
     /// Input echoed in a message: control characters as '?', at most 80 characters.

@@ -20,12 +20,25 @@ public struct SSHHost: Sendable, Equatable, CustomStringConvertible {
     public var user: String
     public var host: String
     public var port: Int
+    /// The address K3s registers the node with (`--node-ip`), for a host with several interfaces.
+    public var nodeIP: String?
+    /// The interface flannel carries pod traffic on (`--flannel-iface`).
+    public var flannelInterface: String?
+    /// The host's SSH public key (`TYPE BASE64`) that Terraform's SSH client must see; checked by
+    /// `HostKeys.pin(_:knownHosts:)` before anything is installed. Unchecked when nil.
+    public var hostKey: String?
 
     /// Builds a host from parts that are already known to be valid; see `validate()`.
-    public init(user: String, host: String, port: Int = 22) {
+    public init(
+        user: String, host: String, port: Int = 22, nodeIP: String? = nil, flannelInterface: String? = nil,
+        hostKey: String? = nil
+    ) {
         self.user = user
         self.host = host
         self.port = port
+        self.nodeIP = nodeIP
+        self.flannelInterface = flannelInterface
+        self.hostKey = hostKey
     }
 
     /// Parses `user@host`, `user@host:port`, `user@[ipv6]:port` or `user@ipv6`.
@@ -94,6 +107,19 @@ public struct SSHHost: Sendable, Equatable, CustomStringConvertible {
         guard (1...65535).contains(port) else {
             throw ShoalError(.invalidInput, "port \(port) is out of range (1-65535)")
         }
+        if let nodeIP, !(SSHHost.isIPv4(nodeIP) || SSHHost.isIPv6(nodeIP)) || !SSHHost.isAddress(nodeIP) {
+            throw ShoalError(.invalidInput, "node IP '\(SSHHost.printable(nodeIP))' is not an IPv4 or IPv6 address")
+        }
+        if let flannelInterface, !SSHHost.isInterfaceName(flannelInterface) {
+            throw ShoalError(
+                .invalidInput,
+                "flannel interface '\(SSHHost.printable(flannelInterface))' is not an interface name "
+                    + "(1-15 of letters, digits, '.', '_' and '-')")
+        }
+        if let hostKey, !SSHHost.isPublicKey(hostKey) {
+            throw ShoalError(
+                .invalidInput, "host key '\(SSHHost.printable(hostKey))' is not an OpenSSH public key (TYPE BASE64)")
+        }
     }
 
     /// `user@host:port`, with brackets around an IPv6 literal.
@@ -102,6 +128,36 @@ public struct SSHHost: Sendable, Equatable, CustomStringConvertible {
     }
 
     // MARK: - Grammar
+
+    /// A host name or an IP literal that other machines can use: not the unspecified address
+    /// (`0.0.0.0`, `::`), which a kubeconfig or a published port cannot name.
+    public static func isAddress(_ text: String) -> Bool {
+        guard isHostName(text) || isIPv4(text) || isIPv6(text) else { return false }
+        if isIPv4(text) || isIPv6(text) {
+            var v4 = in_addr()
+            if inet_pton(AF_INET, text, &v4) == 1 { return v4.s_addr != 0 }
+            var v6 = in6_addr()
+            guard inet_pton(AF_INET6, text, &v6) == 1 else { return false }
+            return withUnsafeBytes(of: &v6) { bytes in bytes.contains { $0 != 0 } }
+        }
+        return true
+    }
+
+    /// A Linux network interface name: 1-15 of `[A-Za-z0-9._-]`, not `.` or `..`.
+    static func isInterfaceName(_ name: String) -> Bool {
+        let bytes = Array(name.utf8)
+        guard (1...15).contains(bytes.count), name != ".", name != ".." else { return false }
+        return bytes.allSatisfy { isAlphanumeric($0) || $0 == 45 || $0 == 46 || $0 == 95 }
+    }
+
+    /// `TYPE BASE64` of an OpenSSH public key of a type Terraform's SSH client verifies.
+    static func isPublicKey(_ text: String) -> Bool {
+        let parts = text.split(separator: " ", omittingEmptySubsequences: false)
+        guard parts.count == 2, HostKeys.preference.contains(String(parts[0])) else { return false }
+        let body = parts[1]
+        guard (16...16384).contains(body.utf8.count), Data(base64Encoded: String(body)) != nil else { return false }
+        return true
+    }
 
     /// A POSIX portable user name: 1-32 of `[A-Za-z0-9._-]`, starting with a letter, digit or `_`.
     /// (Stricter than POSIX about the first character: a leading `-` could pass for an option.)

@@ -1,7 +1,7 @@
 import Foundation
 import ShoalSupport
 
-/// One generated file of a Terraform configuration.
+/// One file of a Terraform configuration.
 public struct TerraformFile: Sendable, Equatable {
     /// A bare file name such as `main.tf`.
     public var name: String
@@ -15,26 +15,34 @@ public struct TerraformFile: Sendable, Equatable {
 
 /// Writes the Terraform configuration that provisions K3s for a `TerraformSpec`.
 ///
-/// The HCL depends only on the target and on whether an air-gap directory is used; every value
-/// (cluster name, hosts, version, paths) goes into `terraform.tfvars.json`, where Terraform's own
-/// variable validation checks it a second time. Only the built-in `terraform_data` resource is
-/// used, so `terraform init` needs no network.
+/// The `.tf` files are the same for every spec: they are the files of the repository's `terraform/`
+/// directory, compiled into this module by the EmbedTerraform build plugin, and the target, node count, high
+/// availability, air-gap, addresses and versions are Terraform variables that conditionals, `for_each` and
+/// `count` act on. Every value goes into `terraform.tfvars.json`, where Terraform's own variable validation
+/// checks it a second time. Only the built-in `terraform_data` resource is used, so `terraform init` needs no
+/// network.
 public enum TerraformRenderer {
-    /// Renders `versions.tf`, `variables.tf`, `main.tf`, `outputs.tf` and `terraform.tfvars.json`.
+    /// The name of the values file shoal writes beside the `.tf` files.
+    public static let valuesFile = "terraform.tfvars.json"
+
+    /// The configuration's `.tf` files, as the repository's `terraform/` directory holds them.
+    public static var configurationFiles: [TerraformFile] {
+        EmbeddedTerraform.files.map { file in
+            TerraformFile(
+                name: file.name,
+                contents: String(decoding: Data(base64Encoded: file.base64) ?? Data(), as: UTF8.self))
+        }
+    }
+
+    /// Renders the `.tf` files and `terraform.tfvars.json`.
     /// - Parameters:
     ///   - spec: what to provision; validated first.
     /// - Returns: the files, sorted by name.
     /// - Throws: `ShoalError(.invalidInput)` from `spec.validate()`.
     public static func render(_ spec: TerraformSpec) throws -> [TerraformFile] {
         try spec.validate()
-        let airgap = spec.airgapDirectory != nil
-        return [
-            TerraformFile(name: "main.tf", contents: mainTF(target: spec.target, airgap: airgap)),
-            TerraformFile(name: "outputs.tf", contents: HCL.outputs),
-            TerraformFile(name: "terraform.tfvars.json", contents: try tfvars(spec)),
-            TerraformFile(name: "variables.tf", contents: variablesTF(target: spec.target, airgap: airgap)),
-            TerraformFile(name: "versions.tf", contents: HCL.versions),
-        ]
+        let files = configurationFiles + [TerraformFile(name: valuesFile, contents: try tfvars(spec))]
+        return files.sorted { $0.name < $1.name }
     }
 
     /// Renders the files and writes them into `directory` (created if needed, mode 0644: they
@@ -62,67 +70,65 @@ public enum TerraformRenderer {
     }
 
     /// Addresses of the resources that stand for nodes, in node order, as `terraform plan` prints
-    /// them: `terraform_data.server_init`, `terraform_data.server_join[0]`, `terraform_data.agent[0]`...
+    /// them: the first server (`terraform_data.<target>_first_server["<name>"]`, or `local_server`), then
+    /// the joining nodes (`terraform_data.<target>_node["<name>"]`).
     public static func nodeResourceAddresses(_ spec: TerraformSpec) -> [String] {
-        let count = nodeNames(spec).count
-        let servers = min(spec.serverCount, count)
-        return ["terraform_data.server_init"]
-            + (0..<max(servers - 1, 0)).map { "terraform_data.server_join[\($0)]" }
-            + (0..<max(count - servers, 0)).map { "terraform_data.agent[\($0)]" }
+        let names = nodeNames(spec)
+        guard let first = names.first else { return [] }
+        let prefix = spec.target.rawValue
+        if spec.target == .local { return ["terraform_data.local_server[\"\(first)\"]"] }
+        return ["terraform_data.\(prefix)_first_server[\"\(first)\"]"]
+            + names.dropFirst().map { "terraform_data.\(prefix)_node[\"\($0)\"]" }
     }
 
-    /// Addresses of the other resources of the plan: the kubeconfig copy, and the docker network.
+    /// Addresses of the other resources of the plan: the kubeconfig copy; the docker network; for ssh, the
+    /// join address (when nodes join) and one air-gap upload per host.
     public static func supportResourceAddresses(_ spec: TerraformSpec) -> [String] {
-        spec.target == .docker
-            ? ["terraform_data.kubeconfig", "terraform_data.network"] : ["terraform_data.kubeconfig"]
-    }
-
-    // MARK: - Files
-
-    static func mainTF(target: K3sTarget, airgap: Bool) -> String {
-        switch target {
-        case .local:
-            guard airgap else { return HCL.localMain }
-            return replacing(HCL.localInstallOnline, with: HCL.localInstallAirgap, in: HCL.localMain)
-        case .ssh:
-            guard airgap else { return HCL.sshMain }
-            let text = replacing(HCL.sshPreambleOnline, with: HCL.sshPreambleAirgap, in: HCL.sshMain)
-            return replacing(HCL.sshTokenUpload, with: HCL.sshTokenUpload + HCL.sshAirgapUpload, in: text)
-        case .docker:
-            return HCL.dockerMain
-        }
-    }
-
-    static func variablesTF(target: K3sTarget, airgap: Bool) -> String {
-        var text = HCL.variablesCommon
-        switch target {
-        case .local: break
-        case .ssh: text += HCL.variablesSSH
-        case .docker: text += HCL.variablesDocker
-        }
-        if airgap { text += HCL.variablesAirgap }
-        return text
-    }
-
-    /// Every value the HCL reads, and only those (Terraform warns about undeclared ones).
-    static func tfvars(_ spec: TerraformSpec) throws -> String {
-        var values: [String: Any] = [
-            "cluster_name": spec.clusterName,
-            "k3s_version": spec.k3sVersion,
-            "kubeconfig_path": spec.kubeconfigPath,
-        ]
+        let names = nodeNames(spec)
+        var addresses = ["terraform_data.kubeconfig"]
         switch spec.target {
         case .local:
             break
-        case .ssh:
-            values["server_count"] = spec.serverCount
-            values["hosts"] = spec.hosts.map { ["user": $0.user, "host": $0.host, "port": $0.port] as [String: Any] }
-            if let key = spec.sshKeyPath { values["ssh_key_path"] = key }
         case .docker:
-            values["server_count"] = spec.serverCount
-            values["node_count"] = spec.nodes
-            values["node_ports"] = TerraformSpec.dockerNodePorts
+            addresses.append("terraform_data.docker_network[0]")
+        case .ssh:
+            if names.count > 1, let first = names.first {
+                addresses.append("terraform_data.ssh_join_address[\"\(first)\"]")
+            }
+            if spec.airgapDirectory != nil {
+                addresses += names.map { "terraform_data.ssh_airgap[\"\($0)\"]" }
+            }
         }
+        return addresses
+    }
+
+    // MARK: - Values
+
+    /// Every value the configuration reads that differs from its default; nothing else (Terraform warns
+    /// about undeclared ones).
+    static func tfvars(_ spec: TerraformSpec) throws -> String {
+        var values: [String: Any] = [
+            "target": spec.target.rawValue,
+            "cluster_name": spec.clusterName,
+            "k3s_version": spec.k3sVersion,
+            "kubeconfig_path": spec.kubeconfigPath,
+            "node_count": nodeNames(spec).count,
+            "server_count": spec.serverCount,
+            "node_ports": TerraformSpec.dockerNodePorts,
+        ]
+        if spec.target == .ssh {
+            values["hosts"] = spec.hosts.map { host -> [String: Any] in
+                var entry: [String: Any] = ["user": host.user, "host": host.host, "port": host.port]
+                if let nodeIP = host.nodeIP { entry["node_ip"] = nodeIP }
+                if let interface = host.flannelInterface { entry["flannel_iface"] = interface }
+                if let key = host.hostKey { entry["host_key"] = key }
+                return entry
+            }
+        }
+        if let key = spec.sshKeyPath { values["ssh_key_path"] = key }
+        if let knownHosts = spec.knownHostsPath { values["known_hosts_path"] = knownHosts }
+        if let address = spec.apiAddress { values["api_address"] = address }
+        if let address = spec.advertiseAddress { values["advertise_address"] = address }
         if let airgap = spec.airgapDirectory { values["airgap_dir"] = airgap }
         do {
             let data = try JSONSerialization.data(
@@ -131,12 +137,5 @@ public enum TerraformRenderer {
         } catch {
             throw ShoalError(.io, "cannot encode terraform.tfvars.json", cause: "\(error)")
         }
-    }
-
-    /// Replaces a fragment the templates are known to contain; a miss is a bug in the templates,
-    /// which the tests catch by running `terraform validate` on every variant.
-    private static func replacing(_ fragment: String, with replacement: String, in text: String) -> String {
-        precondition(text.contains(fragment), "HCL template fragment not found")
-        return text.replacingOccurrences(of: fragment, with: replacement)
     }
 }

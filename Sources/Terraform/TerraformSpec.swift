@@ -22,12 +22,22 @@ public struct TerraformSpec: Sendable {
     public var airgapDirectory: String?
     /// Absolute path where apply leaves the kubeconfig (mode 0600).
     public var kubeconfigPath: String
+    /// The address other hosts reach the cluster at: the kubeconfig's server, a TLS SAN of the servers, and,
+    /// for `docker`, where the API and the NodePorts are published. 127.0.0.1 (`local`, `docker`) or the first
+    /// host (`ssh`) when nil.
+    public var advertiseAddress: String?
+    /// `ssh` target: the address the other nodes join the first server at; the InternalIP K3s reports for
+    /// the first server (its node IP when one is given) when nil.
+    public var apiAddress: String?
+    /// `ssh` target: a known_hosts file with the hosts' keys, which the configuration's `ssh` calls check.
+    public var knownHostsPath: String?
 
     /// The K3s release used when the request names none.
     public static let defaultK3sVersion = "v1.36.3+k3s1"
     /// Longest cluster name: 50 + "-server-99" is 60, within a 63-character label.
     public static let maximumClusterNameLength = 50
-    /// NodePorts the docker target publishes on 127.0.0.1: Argo CD, Prometheus, Grafana, Headlamp.
+    /// NodePorts of Argo CD, Prometheus, Grafana and Headlamp: the docker target publishes them on the
+    /// advertised address, and hosts with ufw or firewalld get them opened.
     public static let dockerNodePorts = [30080, 30090, 30300, 30466]
     /// Servers in a highly available cluster (embedded etcd needs an odd number, 3 tolerates one loss).
     public static let highAvailabilityServers = 3
@@ -41,7 +51,10 @@ public struct TerraformSpec: Sendable {
         hosts: [SSHHost] = [],
         sshKeyPath: String? = nil,
         airgapDirectory: String? = nil,
-        kubeconfigPath: String
+        kubeconfigPath: String,
+        advertiseAddress: String? = nil,
+        apiAddress: String? = nil,
+        knownHostsPath: String? = nil
     ) {
         self.clusterName = clusterName
         self.target = target
@@ -52,6 +65,9 @@ public struct TerraformSpec: Sendable {
         self.sshKeyPath = sshKeyPath
         self.airgapDirectory = airgapDirectory
         self.kubeconfigPath = kubeconfigPath
+        self.advertiseAddress = advertiseAddress
+        self.apiAddress = apiAddress
+        self.knownHostsPath = knownHostsPath
     }
 
     /// How many of the nodes are servers: 3 when highly available, else 1.
@@ -116,6 +132,7 @@ public struct TerraformSpec: Sendable {
                 }
             }
             if let sshKeyPath { try TerraformSpec.validatePath(sshKeyPath, what: "SSH key path") }
+            if let knownHostsPath { try TerraformSpec.validatePath(knownHostsPath, what: "known_hosts path") }
         } else {
             guard hosts.isEmpty else {
                 throw invalid("--hosts is only used with --target ssh (the target is \(target.rawValue))")
@@ -123,6 +140,20 @@ public struct TerraformSpec: Sendable {
             guard sshKeyPath == nil else {
                 throw invalid("--ssh-key is only used with --target ssh (the target is \(target.rawValue))")
             }
+            guard apiAddress == nil else {
+                throw invalid(
+                    "--api-address is only used with --target ssh (the target is \(target.rawValue)); "
+                        + "use --advertise-address for the address other hosts reach the cluster at")
+            }
+            guard knownHostsPath == nil else {
+                throw invalid("a known_hosts file is only used with --target ssh")
+            }
+        }
+        for (flag, value) in [("--advertise-address", advertiseAddress), ("--api-address", apiAddress)] {
+            guard let value, !SSHHost.isAddress(value) else { continue }
+            throw invalid(
+                "invalid \(flag) '\(SSHHost.printable(value))': use a host name or an IP address that other "
+                    + "hosts reach (not 0.0.0.0 or ::)")
         }
 
         if let airgapDirectory {

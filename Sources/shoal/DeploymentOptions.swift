@@ -23,6 +23,27 @@ struct DeploymentOptions: ParsableArguments {
     var waitTimeout = "5m"
     @Flag(help: "Add the cluster to your kubeconfig ($KUBECONFIG's first file, else ~/.kube/config) as shoal-WORKFLOW.")
     var mergeKubeconfig = false
+    @Option(
+        help: ArgumentHelp(
+            "Address other hosts reach the cluster at: the kubeconfig's server, a TLS SAN, and (docker) where the "
+                + "API and NodePorts are published (default: 127.0.0.1 for local and docker, the first host for ssh).",
+            valueName: "address"))
+    var advertiseAddress: String?
+    @Option(
+        help: ArgumentHelp(
+            "--target ssh: address the nodes join the first server at (default: its InternalIP, read after "
+                + "install).", valueName: "address"))
+    var apiAddress: String?
+    @Option(
+        name: .customLong("node-ip"),
+        help: ArgumentHelp(
+            "--target ssh: K3s node IP of a host with several interfaces, HOST=IP with HOST as in --hosts "
+                + "(repeatable).", valueName: "host=ip"))
+    var nodeIP: [String] = []
+    @Option(
+        help: ArgumentHelp(
+            "--target ssh: interface flannel uses on a host, HOST=IFACE (repeatable).", valueName: "host=iface"))
+    var flannelIface: [String] = []
 
     func validate() throws {
         guard let wait = parseDuration(waitTimeout), wait >= .seconds(1), wait <= .seconds(86_400) else {
@@ -38,6 +59,24 @@ struct DeploymentOptions: ParsableArguments {
         if argocdManifest != nil && !argocd {
             throw ValidationError("--argocd-manifest needs Argo CD; drop --no-argocd or the manifest")
         }
+        _ = try Self.hostValues(nodeIP, flag: "--node-ip")
+        _ = try Self.hostValues(flannelIface, flag: "--flannel-iface")
+    }
+
+    /// `HOST=VALUE` entries as a dictionary; each HOST at most once. The values are checked with the rest of
+    /// the request (`WorkflowRequest.problems()`).
+    static func hostValues(_ entries: [String], flag: String) throws -> [String: String] {
+        var values: [String: String] = [:]
+        for entry in entries {
+            let parts = entry.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false)
+            guard parts.count == 2, !parts[0].isEmpty, !parts[1].isEmpty else {
+                throw ValidationError("\(flag) takes HOST=VALUE, got '\(Names.printable(entry))'")
+            }
+            guard values.updateValue(String(parts[1]), forKey: String(parts[0])) == nil else {
+                throw ValidationError("\(flag) names \(Names.printable(String(parts[0]))) twice")
+            }
+        }
+        return values
     }
 
     /// Checks that need the other options of `create`.
@@ -60,6 +99,10 @@ struct DeploymentOptions: ParsableArguments {
             remote.contains("://") || remote.contains("@") || remote.hasPrefix("/") ? remote : absolutePath(remote)
         }
         if let wait = parseDuration(waitTimeout) { request.waitTimeoutSeconds = Int(wait.components.seconds) }
+        request.advertiseAddress = advertiseAddress
+        request.apiAddress = apiAddress
+        request.nodeIPs = (try? Self.hostValues(nodeIP, flag: "--node-ip")) ?? [:]
+        request.flannelInterfaces = (try? Self.hostValues(flannelIface, flag: "--flannel-iface")) ?? [:]
     }
 
     /// The extra arguments of the embedded monitoring agent.

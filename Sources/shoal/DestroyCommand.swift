@@ -13,7 +13,8 @@ struct DestroyCommand: AsyncParsableCommand {
         abstract: "Tear down a workflow's cluster and mark the workflow destroyed.",
         discussion: """
             Real deployments: terraform destroy in OUTPUT/terraform/WORKFLOW (it uninstalls K3s from every node or \
-            removes its containers, and deletes the kubeconfig). Both modes: the credential files in \
+            removes its containers, and deletes the kubeconfig); a directory without Terraform state (the infra \
+            agent of a multi-host run keeps it on its host) is refused unless --force. Both modes: the credential files in \
             OUTPUT/kubeconfigs/WORKFLOW are removed, the context shoal-WORKFLOW that --merge-kubeconfig added is \
             taken out of your kubeconfig, and the workflow is marked destroyed. The GitOps repository, manifests and \
             runbook are kept. Running it again is harmless.
@@ -21,7 +22,10 @@ struct DestroyCommand: AsyncParsableCommand {
 
     @Argument(help: "The workflow id.") var workflow: String
     @Option(name: [.short, .long], help: "Output directory of the run.") var output = "output"
-    @Flag(help: "Destroy even when the journal says the workflow is still running (after a crash, say).")
+    @Flag(
+        help: ArgumentHelp(
+            "Destroy even when the journal says the workflow is still running (after a crash, say), or when no "
+                + "Terraform state is here."))
     var force = false
     @OptionGroup var logging: LoggingOptions
 
@@ -72,9 +76,22 @@ struct DestroyCommand: AsyncParsableCommand {
     }
 
     private func terraformDestroy(_ recorded: RecordedWorkflow) async throws {
-        let directory = "\(recorded.output)/terraform/\(recorded.id)"
+        let directory = Provisioning.terraformDirectory(workDirectory: recorded.output, workflow: recorded.id)
         guard FileManager.default.fileExists(atPath: directory + "/main.tf") else {
             print("no Terraform configuration in \(directory): nothing was provisioned")
+            return
+        }
+        if TerraformDestroy.stateResources(in: directory) == nil {
+            // The files were copied here, the state was not: the infra agent that applied them has it.
+            guard force else {
+                throw ShoalError(
+                    .notFound,
+                    "no Terraform state in \(directory): the infra agent that provisioned \(recorded.id) keeps it in "
+                        + "its work directory (terraform/\(recorded.id)), so destroy through that agent's coordinator "
+                        + "(`shoal destroy \(recorded.id) --coordinator ...`) or run `terraform destroy` there; if "
+                        + "provisioning never reached apply, pass --force to mark the workflow destroyed")
+            }
+            print("no Terraform state in \(directory): nothing applied here (--force)")
             return
         }
         guard TerraformRunner.isInstalled() else {
@@ -84,27 +101,15 @@ struct DestroyCommand: AsyncParsableCommand {
                     + Preflight.installHint("terraform"))
         }
         // The token is a required variable; destroy-time provisioners do not use it, so a run whose token was
-        // never stored can be destroyed with any token of the right shape.
-        let token =
-            try recorded.artifact("k3s-token")?.text.trimmingCharacters(in: .whitespacesAndNewlines)
-            ?? TerraformRunner.generateToken()
+        // never stored is destroyed with a fresh one of the right shape.
+        let token = try recorded.artifact("k3s-token")?.text.trimmingCharacters(in: .whitespacesAndNewlines)
         print("terraform destroy in \(directory) ...")
-        let runner = TerraformRunner()
-        if !FileManager.default.fileExists(atPath: directory + "/.terraform") {
-            let initialized = try await runner.initialize(directory: directory)
-            guard initialized.succeeded else {
-                throw ShoalError(
-                    .commandFailed, "terraform init failed in \(directory)", cause: initialized.standardErrorTail())
-            }
-        }
-        let result = try await runner.destroy(directory: directory, token: token)
-        guard result.succeeded else {
+        do {
+            _ = try await TerraformDestroy(runner: TerraformRunner()).run(directory: directory, token: token)
+        } catch let error as ShoalError where error.code == .commandFailed || error.code == .timeout {
             throw ShoalError(
-                .commandFailed,
-                "terraform destroy failed in \(directory); fix the cause and run `shoal destroy \(recorded.id)` again",
-                cause: result.standardErrorTail())
+                error.code, error.message + "; fix the cause and run `shoal destroy \(recorded.id)` again",
+                cause: error.cause)
         }
-        // The saved plan would re-create everything if applied; it is stale now.
-        try? FileManager.default.removeItem(atPath: "\(directory)/\(TerraformRunner.planFile)")
     }
 }

@@ -26,7 +26,8 @@ import Testing
         #expect(programs(.infra, local) == ["terraform", "kubectl", "root or sudo", "curl"])
         local.airgapDirectory = "/srv/k3s-airgap"
         #expect(programs(.infra, local) == ["terraform", "kubectl", "root or sudo"])
-        #expect(programs(.infra, realRequest(target: .ssh)) == ["terraform", "kubectl", "ssh"])
+        #expect(
+            programs(.infra, realRequest(target: .ssh)) == ["terraform", "kubectl", "ssh", "ssh-keyscan", "ssh-keygen"])
         #expect(programs(.infra, realRequest(target: .docker)) == ["terraform", "kubectl", "docker", "docker daemon"])
         #expect(programs(.argocd, local) == ["kubectl"])
         #expect(programs(.monitoring, local) == ["git", "kubectl"])

@@ -88,6 +88,155 @@ import Testing
         #expect(standIns.kubectlCalls().isEmpty, "no wait after a failed apply")
     }
 
+    // MARK: ssh hosts
+
+    /// Host keys made by the real ssh-keygen, as `TYPE BASE64`.
+    static func hostKey(_ type: String, in directory: String) async throws -> String {
+        let path = "\(directory)/key-\(UUID().uuidString)"
+        let made = try await ProcessRunner().run("ssh-keygen", ["-q", "-t", type, "-N", "", "-C", "x", "-f", path])
+        try #require(made.succeeded, "ssh-keygen: \(made.standardErrorTail())")
+        let line = try String(contentsOfFile: path + ".pub", encoding: .utf8)
+        return line.split(separator: " ").prefix(2).joined(separator: " ")
+    }
+
+    func sshOptions(_ standIns: StandIns, work: String, knownHosts: String) throws -> AgentOptions {
+        try FileManager.default.setAttributes([.posixPermissions: 0o755], ofItemAtPath: standIns.directory + "/ssh-keyscan")
+        var options = standIns.options(workDirectory: work)
+        options.sshKeyscanExecutable = standIns.directory + "/ssh-keyscan"
+        options.knownHostsPath = knownHosts
+        return options
+    }
+
+    func sshRequest() -> WorkflowRequest {
+        var request = realRequest(target: .ssh)
+        request.hosts = ["ubuntu@node1.lab"]
+        request.nodeIPs = ["node1.lab": "10.20.0.11"]
+        request.flannelInterfaces = ["node1.lab": "ens4"]
+        request.advertiseAddress = "node1.public.example"
+        return request
+    }
+
+    /// The host's keys are read and compared with known_hosts before terraform runs; the key Terraform's SSH client
+    /// will be shown (ECDSA before Ed25519) is pinned in terraform.tfvars.json, with the node IP and flannel
+    /// interface of the host, and every key goes into the configuration's own known_hosts.
+    @Test func sshProvisionPinsTheHostKeysAndPassesThePerHostSettings() async throws {
+        guard requireTool("ssh-keygen") else { return }
+        let standIns = try StandIns()
+        let work = temporaryDirectory()
+        defer {
+            standIns.delete()
+            try? FileManager.default.removeItem(atPath: work)
+        }
+        let ecdsa = try await Self.hostKey("ecdsa", in: work)
+        let ed25519 = try await Self.hostKey("ed25519", in: work)
+        try standIns.answer("keyscan-node1.lab.out", "node1.lab \(ed25519)\nnode1.lab \(ecdsa)\n")
+        let knownHosts = "\(work)/known_hosts"
+        try SecureFile.write("node1.lab \(ed25519)\n", to: knownHosts)
+        let handler = InfraHandler(options: try sshOptions(standIns, work: work, knownHosts: knownHosts))
+        let output = try await handler.run(stepContext("provision", role: .infra, request: sshRequest()))
+
+        #expect(standIns.text("ssh-keyscan-calls.log").contains("-p 22"))
+        #expect(output.log.first == "SSH host keys checked: node1.lab")
+        let directory = "\(work)/terraform/shoal"
+        let values = try #require(
+            JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: "\(directory)/terraform.tfvars.json")))
+                as? [String: Any])
+        let host = try #require((values["hosts"] as? [[String: Any]])?.first)
+        #expect(host["host_key"] as? String == ecdsa)
+        #expect(host["node_ip"] as? String == "10.20.0.11")
+        #expect(host["flannel_iface"] as? String == "ens4")
+        #expect(values["advertise_address"] as? String == "node1.public.example")
+        #expect(values["known_hosts_path"] as? String == "\(directory)/known_hosts")
+        let pinned = try String(contentsOfFile: "\(directory)/known_hosts", encoding: .utf8)
+        #expect(pinned == "node1.lab \(ed25519)\nnode1.lab \(ecdsa)\n")
+        #expect(standIns.terraformCalls().map { String($0.prefix { $0 != " " }) } == ["init", "validate", "plan", "apply"])
+        #expect(output.values["nodeAddress"] == "node1.public.example")
+    }
+
+    /// A reinstalled host presents a key known_hosts does not have: the step stops before terraform runs, naming
+    /// the host and the command that removes the old key.
+    @Test func aChangedHostKeyStopsTheProvisionBeforeAnythingIsInstalled() async throws {
+        guard requireTool("ssh-keygen") else { return }
+        let standIns = try StandIns()
+        let work = temporaryDirectory()
+        defer {
+            standIns.delete()
+            try? FileManager.default.removeItem(atPath: work)
+        }
+        let old = try await Self.hostKey("ed25519", in: work)
+        let new = try await Self.hostKey("ed25519", in: work)
+        try standIns.answer("keyscan-node1.lab.out", "node1.lab \(new)\n")
+        let knownHosts = "\(work)/known_hosts"
+        try SecureFile.write("node1.lab \(old)\n", to: knownHosts)
+        let handler = InfraHandler(options: try sshOptions(standIns, work: work, knownHosts: knownHosts))
+        let error = await #expect(throws: ShoalError.self) {
+            try await handler.run(stepContext("provision", role: .infra, request: sshRequest()))
+        }
+        #expect(error?.code == .hostKeyChanged)
+        let message = error?.message ?? ""
+        #expect(message.contains("the SSH host key of node1.lab changed"))
+        #expect(message.contains("ssh-keygen -R 'node1.lab' -f \(knownHosts)"))
+        #expect(message.contains("ED25519") || message.contains("SHA256:"), "\(message)")
+        #expect(!message.contains("\n"))
+        #expect(standIns.terraformCalls().isEmpty, "terraform ran despite the changed key")
+
+        // A host that does not answer is named too.
+        standIns.remove("keyscan-node1.lab.out")
+        let silent = await #expect(throws: ShoalError.self) {
+            try await handler.run(stepContext("provision", role: .infra, request: sshRequest()))
+        }
+        #expect(silent?.code == .unreachable)
+        #expect(silent?.message.contains("node1.lab port 22") == true)
+    }
+
+    // MARK: destroy
+
+    /// The destroy step runs terraform destroy on the agent that holds the state, in its work directory; a second
+    /// run finds nothing left, and an agent without that state refuses, saying so.
+    @Test func destroyRunsWhereTheStateIs() async throws {
+        let standIns = try StandIns()
+        let work = temporaryDirectory()
+        let elsewhere = temporaryDirectory()
+        defer {
+            standIns.delete()
+            try? FileManager.default.removeItem(atPath: work)
+            try? FileManager.default.removeItem(atPath: elsewhere)
+        }
+        let handler = InfraHandler(options: standIns.options(workDirectory: work))
+        let provisioned = try await handler.run(stepContext("provision", role: .infra, request: realRequest()))
+        let token = try #require(provisioned.artifacts.first { $0.name == "k3s-token" })
+
+        let destroyed = try await handler.run(
+            stepContext(Provisioning.destroyStep, role: .infra, request: realRequest(), artifacts: [token]))
+        #expect(destroyed.values["destroyedResources"] == 1)
+        #expect(destroyed.summary.contains("1 resource(s) removed"))
+        let directory = "\(work)/terraform/shoal"
+        let dirs = standIns.text("terraform-dirs.log").split(separator: "\n").map(String.init)
+        #expect(dirs.last == "destroy \(URL(fileURLWithPath: directory).resolvingSymlinksInPath().path)"
+            || dirs.last == "destroy \(directory)", "\(dirs)")
+        #expect(standIns.terraformCalls().last?.hasSuffix("token=set") == true)
+        #expect(!FileManager.default.fileExists(atPath: "\(work)/kubeconfigs/shoal/kubeconfig"))
+
+        let again = try await handler.run(
+            stepContext(Provisioning.destroyStep, role: .infra, request: realRequest(), artifacts: [token]))
+        #expect(again.values["destroyedResources"] == 0)
+        #expect(standIns.terraformCalls().filter { $0.hasPrefix("destroy") }.count == 1)
+
+        // The configuration alone (as the output tree of a multi-host run holds it) is not the state.
+        for name in ["main.tf", "terraform.tfvars.json"] {
+            try FileManager.default.createDirectory(atPath: "\(elsewhere)/terraform/shoal", withIntermediateDirectories: true)
+            try FileManager.default.copyItem(atPath: "\(directory)/\(name)", toPath: "\(elsewhere)/terraform/shoal/\(name)")
+        }
+        let other = InfraHandler(options: standIns.options(workDirectory: elsewhere))
+        let error = await #expect(throws: ShoalError.self) {
+            try await other.run(stepContext(Provisioning.destroyStep, role: .infra, request: realRequest()))
+        }
+        #expect(error?.code == .notFound)
+        #expect(error?.message.contains("no Terraform state in \(elsewhere)/terraform/shoal") == true)
+        #expect(error?.message.contains("infra agent infra-test") == true)
+        #expect(standIns.terraformCalls().filter { $0.hasPrefix("destroy") }.count == 1)
+    }
+
     // MARK: gitops-engine
 
     @Test func argoCDIsInstalledWithExactlyTheInstallStepsThenItsPasswordIsRead() async throws {

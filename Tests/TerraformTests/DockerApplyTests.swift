@@ -129,6 +129,58 @@ import Testing
         #expect(!FileManager.default.fileExists(atPath: kubeconfig))
     }
 
+    /// With an advertised address, the API and the NodePorts are published there (not on 127.0.0.1), the servers
+    /// carry it as a TLS SAN, and the kubeconfig names it: other hosts can use both. The address is from the
+    /// documentation range and nothing connects to it: the docker here is the stand-in.
+    @Test func anAdvertisedAddressIsWherePortsArePublishedAndWhatTheKubeconfigNames() async throws {
+        guard terraformAvailable() else { return }
+        guard ProcessRunner.locate("kubectl") != nil else {
+            if ProcessInfo.processInfo.environment["CI"] != nil {
+                Issue.record("kubectl is required when CI is set (it rewrites the kubeconfig's server)")
+            } else {
+                print("SKIPPED \(#function): kubectl is not installed")
+            }
+            return
+        }
+        let work = try TemporaryDirectory()
+        let bin = "\(work.path)/bin"
+        let state = "\(work.path)/docker-state"
+        let directory = "\(work.path)/terraform"
+        let kubeconfig = "\(work.path)/kubeconfig"
+        try SecureFile.write(Self.fakeDocker, to: "\(bin)/docker", mode: 0o755)
+        try SecureFile.write(Self.fakeKubeconfig, to: "\(state)/kubeconfig")
+        let spec = TerraformSpec(
+            clusterName: "demo", target: .docker, nodes: 2, kubeconfigPath: kubeconfig, advertiseAddress: "192.0.2.10")
+        try TerraformRenderer.write(spec, to: directory)
+        let path = ProcessInfo.processInfo.environment["PATH"] ?? "/usr/bin:/bin"
+        let runner = TerraformRunner(
+            processRunner: ProcessRunner(environment: ["PATH": "\(bin):\(path)", "FAKE_DOCKER_STATE": state]),
+            commandTimeout: .seconds(120))
+        _ = try await runner.initialize(directory: directory)
+        let applied = try await runner.apply(directory: directory, token: TerraformRunner.generateToken())
+        try #require(applied.succeeded, "apply: \(applied.standardOutput)\n\(applied.standardErrorTail(lines: 20))")
+
+        let runs = try calls(state).filter { $0.first == "run" }
+        let first = try #require(runs.first { $0.contains("demo-server-0") })
+        let published = zip(first, first.dropFirst()).filter { $0.0 == "--publish" }.map(\.1)
+        #expect(
+            published.sorted() == ["192.0.2.10:30080:30080", "192.0.2.10:30090:30090", "192.0.2.10:30300:30300",
+                "192.0.2.10:30466:30466", "192.0.2.10:6443:6443"])
+        let sans = zip(first, first.dropFirst()).filter { $0.0 == "--tls-san" }.map(\.1)
+        #expect(sans == ["127.0.0.1", "192.0.2.10"])
+        let agent = try #require(runs.first { $0.contains("demo-agent-1") })
+        #expect(!agent.contains("--publish") && !agent.contains("--tls-san"))
+
+        let written = try String(contentsOfFile: kubeconfig, encoding: .utf8)
+        #expect(written.contains("server: https://192.0.2.10:6443"))
+        #expect(!written.contains("127.0.0.1"))
+        #expect(SecureFile.mode(of: kubeconfig) == 0o600)
+        let output = try await ProcessRunner().run(
+            "terraform", ["output", "-raw", "api_endpoint"], workingDirectory: directory,
+            environment: ["CHECKPOINT_DISABLE": "1"])
+        #expect(output.standardOutput == "https://192.0.2.10:6443")
+    }
+
     /// A container of the same name that belongs to something else is not replaced.
     @Test func applyRefusesAForeignContainerOfTheSameName() async throws {
         guard terraformAvailable() else { return }

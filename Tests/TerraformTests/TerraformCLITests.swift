@@ -10,9 +10,13 @@ struct PlanCase: Sendable, CustomTestStringConvertible {
     var nodes: Int
     var highAvailability = false
     var airgap = false
+    /// --advertise-address (every target), and for ssh --api-address and a node IP and flannel interface
+    /// on every host.
+    var addresses = false
 
     var testDescription: String {
         "\(target.rawValue) -n \(nodes)\(highAvailability ? " --ha" : "")\(airgap ? " --airgap-dir" : "")"
+            + (addresses ? " --advertise-address" : "")
     }
 
     func spec(kubeconfig: String) -> TerraformSpec {
@@ -20,9 +24,16 @@ struct PlanCase: Sendable, CustomTestStringConvertible {
             clusterName: "shoal-\(target.rawValue)-\(nodes)", target: target, nodes: nodes,
             highAvailability: highAvailability,
             hosts: target == .ssh
-                ? (0..<nodes).map { SSHHost(user: "ubuntu", host: "192.0.2.\($0 + 10)", port: 22) } : [],
+                ? (0..<nodes).map { index in
+                    SSHHost(
+                        user: "ubuntu", host: "192.0.2.\(index + 10)", port: 22,
+                        nodeIP: addresses ? "10.10.0.\(index + 10)" : nil, flannelInterface: addresses ? "ens4" : nil,
+                        hostKey: addresses ? "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIFu7Y1hbcygRPveywY8ye0HIRRORtN2O5sj/mi8hzZ+Z" : nil)
+                } : [],
             sshKeyPath: target == .ssh && nodes.isMultiple(of: 2) ? "/home/ubuntu/.ssh/id_ed25519" : nil,
-            airgapDirectory: airgap ? "/opt/k3s-airgap" : nil, kubeconfigPath: kubeconfig)
+            airgapDirectory: airgap ? "/opt/k3s-airgap" : nil, kubeconfigPath: kubeconfig,
+            advertiseAddress: addresses ? "198.51.100.7" : nil,
+            apiAddress: addresses && target == .ssh ? "10.10.0.10" : nil)
     }
 
     /// Every target with 1 to 5 nodes (local: 1), the highly available variants, and air-gap.
@@ -33,6 +44,7 @@ struct PlanCase: Sendable, CustomTestStringConvertible {
         + (3...5).map { PlanCase(target: .ssh, nodes: $0, highAvailability: true) }
         + (3...5).map { PlanCase(target: .docker, nodes: $0, highAvailability: true) }
         + [PlanCase(target: .ssh, nodes: 4, highAvailability: true, airgap: true)]
+        + [K3sTarget.local, .ssh, .docker].map { PlanCase(target: $0, nodes: $0 == .local ? 1 : 3, addresses: true) }
 }
 
 @Suite struct TerraformCLITests {
@@ -69,6 +81,8 @@ struct PlanCase: Sendable, CustomTestStringConvertible {
         if planCase.target == .docker {
             #expect(plan.standardOutput.contains("\"rancher/k3s:v1.36.3-k3s1\""))
         }
+        let endpoint = planCase.addresses ? "198.51.100.7" : planCase.target == .ssh ? "192.0.2.10" : "127.0.0.1"
+        #expect(plan.standardOutput.contains("api_endpoint    = \"https://\(endpoint):6443\""))
         #expect(FileManager.default.fileExists(atPath: "\(directory.path)/\(TerraformRunner.planFile)"))
     }
 
@@ -124,6 +138,12 @@ struct PlanCase: Sendable, CustomTestStringConvertible {
         ("cluster_name", #""../x""#, "The cluster name must be"),
         ("k3s_version", #""v1.36.3+k3s1'; reboot; '""#, "The K3s version must"),
         ("kubeconfig_path", #""relative""#, "The kubeconfig path must"),
+        ("advertise_address", #""a;id""#, "The advertise address must"),
+        ("api_address", #""$(reboot)""#, "The API address must"),
+        ("hosts", #"[{"user": "u", "host": "h1", "port": 22, "node_ip": "1.2.3.4'; reboot; '"}]"#, "Each node IP"),
+        ("hosts", #"[{"user": "u", "host": "h1", "port": 22, "flannel_iface": "eth0 x"}]"#, "Each flannel"),
+        ("hosts", #"[{"user": "u", "host": "h1", "port": 22, "host_key": "ssh-ed25519 A'B"}]"#, "Each host key"),
+        ("target", #""kvm""#, "The target must be"),
     ])
     func terraformRefusesHostileValuesInTfvars(key: String, json: String, message: String) async throws {
         guard terraformAvailable() else { return }

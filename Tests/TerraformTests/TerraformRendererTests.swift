@@ -17,13 +17,34 @@ import Testing
         return try #require(JSONSerialization.jsonObject(with: Data(text.utf8)) as? [String: Any])
     }
 
+    static let configurationNames = [
+        "docker.tf", "local.tf", "main.tf", "outputs.tf", "ssh.tf", "variables.tf", "versions.tf",
+    ]
+
     @Test(arguments: K3sTarget.allCases)
-    func writesTheFiveFilesForEveryTarget(target: K3sTarget) throws {
+    func writesTheConfigurationAndItsValuesForEveryTarget(target: K3sTarget) throws {
         let spec = TerraformSpec(
             clusterName: "demo", target: target, nodes: 1,
             hosts: target == .ssh ? [SSHHost(user: "u", host: "h1")] : [], kubeconfigPath: Self.kubeconfig)
         let names = try TerraformRenderer.render(spec).map(\.name)
-        #expect(names == ["main.tf", "outputs.tf", "terraform.tfvars.json", "variables.tf", "versions.tf"])
+        #expect(names == (Self.configurationNames + ["terraform.tfvars.json"]).sorted())
+    }
+
+    /// The executable carries the repository's terraform/*.tf byte for byte (the EmbedTerraform plugin), and
+    /// no file there is left out.
+    @Test func embeddedFilesAreTheRepositorysTerraformFiles() throws {
+        var root = URL(fileURLWithPath: #filePath)
+        for _ in 0..<3 { root.deleteLastPathComponent() }
+        let directory = root.appendingPathComponent("terraform").path
+        let onDisk = try FileManager.default.contentsOfDirectory(atPath: directory).filter { $0.hasSuffix(".tf") }
+        #expect(onDisk.sorted() == Self.configurationNames)
+        let embedded = TerraformRenderer.configurationFiles
+        #expect(embedded.map(\.name) == onDisk.sorted())
+        for file in embedded {
+            let bytes = try #require(FileManager.default.contents(atPath: "\(directory)/\(file.name)"))
+            #expect(Data(file.contents.utf8) == bytes, "\(file.name) differs from terraform/\(file.name)")
+            #expect(file.contents.count > 100, "\(file.name) is empty")
+        }
     }
 
     /// User input reaches only terraform.tfvars.json; the HCL is the same for any input.
@@ -55,8 +76,12 @@ import Testing
             TerraformSpec(
                 clusterName: "other", target: .ssh, nodes: 3, highAvailability: true,
                 hosts: TerraformSpecTests.hosts(3), sshKeyPath: "/k", airgapDirectory: "/a", kubeconfigPath: "/kc"))
-        #expect(try file("main.tf", files) == file("main.tf", other))
-        #expect(try file("variables.tf", files) == file("variables.tf", other))
+        let configuration = files.filter { $0.name.hasSuffix(".tf") }
+        #expect(configuration.count == Self.configurationNames.count)
+        #expect(configuration == other.filter { $0.name.hasSuffix(".tf") })
+        let docker = try TerraformRenderer.render(
+            TerraformSpec(clusterName: "other", target: .docker, nodes: 2, kubeconfigPath: "/kc"))
+        #expect(configuration == docker.filter { $0.name.hasSuffix(".tf") }, "one configuration for every target")
     }
 
     @Test func tokenIsAnEphemeralSensitiveVariableWithoutDefault() throws {
@@ -76,62 +101,93 @@ import Testing
         let spec = TerraformSpec(
             clusterName: "lab", target: .ssh, nodes: 4, highAvailability: true,
             hosts: [
-                SSHHost(user: "a", host: "n1"), SSHHost(user: "b", host: "n2", port: 2222),
-                SSHHost(user: "c", host: "10.1.1.3"), SSHHost(user: "d", host: "::1"),
-            ], kubeconfigPath: Self.kubeconfig)
+                SSHHost(user: "a", host: "n1", nodeIP: "10.9.0.1", flannelInterface: "eth1"),
+                SSHHost(user: "b", host: "n2", port: 2222), SSHHost(user: "c", host: "10.1.1.3"),
+                SSHHost(user: "d", host: "::1", nodeIP: "fd00::4"),
+            ], kubeconfigPath: Self.kubeconfig, apiAddress: "10.9.0.1", knownHostsPath: "/w/known_hosts")
         let values = try tfvars(TerraformRenderer.render(spec))
+        #expect(values["target"] as? String == "ssh")
+        #expect(values["node_count"] as? Int == 4)
         #expect(values["server_count"] as? Int == 3)
         #expect(values["ssh_key_path"] == nil)
+        #expect(values["api_address"] as? String == "10.9.0.1")
+        #expect(values["known_hosts_path"] as? String == "/w/known_hosts")
+        #expect(values["advertise_address"] == nil)
         let hosts = try #require(values["hosts"] as? [[String: Any]])
         #expect(hosts.map { $0["host"] as? String } == ["n1", "n2", "10.1.1.3", "::1"])
         #expect(hosts.map { $0["port"] as? Int } == [22, 2222, 22, 22])
+        #expect(hosts.map { $0["node_ip"] as? String } == ["10.9.0.1", nil, nil, "fd00::4"])
+        #expect(hosts.map { $0["flannel_iface"] as? String } == ["eth1", nil, nil, nil])
+        #expect(hosts.allSatisfy { $0["host_key"] == nil })
         #expect(TerraformRenderer.nodeNames(spec) == ["lab-server-0", "lab-server-1", "lab-server-2", "lab-agent-3"])
         #expect(
             TerraformRenderer.nodeResourceAddresses(spec) == [
-                "terraform_data.server_init", "terraform_data.server_join[0]", "terraform_data.server_join[1]",
-                "terraform_data.agent[0]",
+                #"terraform_data.ssh_first_server["lab-server-0"]"#, #"terraform_data.ssh_node["lab-server-1"]"#,
+                #"terraform_data.ssh_node["lab-server-2"]"#, #"terraform_data.ssh_node["lab-agent-3"]"#,
+            ])
+        #expect(
+            TerraformRenderer.supportResourceAddresses(spec) == [
+                "terraform_data.kubeconfig", #"terraform_data.ssh_join_address["lab-server-0"]"#,
             ])
     }
 
-    @Test func dockerPublishesExactlyTheFourNodePortsAndPinsTheImage() throws {
+    @Test func dockerPublishesExactlyTheFourNodePortsOnTheAdvertisedAddressAndPinsTheImage() throws {
         let files = try TerraformRenderer.render(
             TerraformSpec(clusterName: "demo", target: .docker, nodes: 3, kubeconfigPath: Self.kubeconfig))
         let values = try tfvars(files)
         #expect(values["node_ports"] as? [Int] == [30080, 30090, 30300, 30466])
         #expect(values["node_count"] as? Int == 3)
         #expect(values["server_count"] as? Int == 1)
-        let main = try file("main.tf", files)
-        #expect(main.contains(#"image   = "rancher/k3s:${replace(var.k3s_version, "+", "-")}""#))
-        #expect(main.contains(#"--publish "127.0.0.1:$port:$port""#))
-        #expect(!main.contains("0.0.0.0"))
+        #expect(values["advertise_address"] == nil, "127.0.0.1 by default")
+        let docker = try file("docker.tf", files)
+        #expect(docker.contains(#"image      = "rancher/k3s:${replace(var.k3s_version, "+", "-")}""#))
+        #expect(docker.contains(#"--publish "$PUBLISH_ADDRESS:$port:$port""#))
+        #expect(!docker.contains("0.0.0.0"))
+
+        let advertised = try tfvars(
+            TerraformRenderer.render(
+                TerraformSpec(
+                    clusterName: "demo", target: .docker, nodes: 1, kubeconfigPath: Self.kubeconfig,
+                    advertiseAddress: "infra-1.lab")))
+        #expect(advertised["advertise_address"] as? String == "infra-1.lab")
     }
 
-    @Test func airgapSwitchesTheInstallToTheLocalFiles() throws {
+    @Test func airgapIsAValueAndAddsOneUploadPerSSHHost() throws {
         for target in [K3sTarget.local, .ssh] {
             let spec = TerraformSpec(
-                clusterName: "demo", target: target, nodes: 1,
-                hosts: target == .ssh ? [SSHHost(user: "u", host: "h1")] : [], airgapDirectory: "/opt/k3s",
-                kubeconfigPath: Self.kubeconfig)
+                clusterName: "demo", target: target, nodes: 2 - (target == .local ? 1 : 0),
+                hosts: target == .ssh ? [SSHHost(user: "u", host: "h1"), SSHHost(user: "u", host: "h2")] : [],
+                airgapDirectory: "/opt/k3s", kubeconfigPath: Self.kubeconfig)
             let files = try TerraformRenderer.render(spec)
-            let main = try file("main.tf", files)
-            #expect(main.contains("INSTALL_K3S_SKIP_DOWNLOAD"))
-            #expect(!main.contains("https://get.k3s.io"))
-            #expect(try file("variables.tf", files).contains("variable \"airgap_dir\""))
             #expect(try tfvars(files)["airgap_dir"] as? String == "/opt/k3s")
+            let uploads = TerraformRenderer.supportResourceAddresses(spec).filter { $0.contains("ssh_airgap") }
+            #expect(uploads.count == (target == .ssh ? 2 : 0))
         }
-        let online = try TerraformRenderer.render(
-            TerraformSpec(
-                clusterName: "demo", target: .ssh, nodes: 1, hosts: [SSHHost(user: "u", host: "h1")],
-                kubeconfigPath: Self.kubeconfig))
-        #expect(try file("main.tf", online).contains("https://get.k3s.io"))
-        #expect(try !file("main.tf", online).contains("INSTALL_K3S_SKIP_DOWNLOAD"))
+        // Both install paths are in the configuration; the variable picks one.
+        let configuration = TerraformRenderer.configurationFiles
+        for name in ["local.tf", "ssh.tf"] {
+            let text = try file(name, configuration)
+            #expect(text.contains("INSTALL_K3S_SKIP_DOWNLOAD=true"))
+            #expect(text.contains("https://get.k3s.io"))
+        }
+    }
+
+    @Test func sshScriptsRunFromTheHomeDirectoryAndOpenTheFirewall() throws {
+        let ssh = try file("ssh.tf", TerraformRenderer.configurationFiles)
+        #expect(ssh.contains(#"script_path   = "./.shoal-${var.cluster_name}-%RAND%.sh""#))
+        #expect(!ssh.contains("/tmp/"), "no script or staging file in /tmp, which may be noexec")
+        #expect(ssh.contains("script_path = self.input.script_path"))
+        #expect(ssh.contains("host_key    = self.input.host_key"))
+        let main = try file("main.tf", TerraformRenderer.configurationFiles)
+        for rule in ["ufw allow 8472/udp", "--add-port=8472/udp", "2379:2380", "tcp=\"6443 $tcp\"", "10250"] {
+            #expect(main.contains(rule), "the firewall script lacks \(rule)")
+        }
     }
 
     @Test func localPinsTheVersionThroughTheInstallScriptEnvironment() throws {
         let files = try TerraformRenderer.render(
             TerraformSpec(clusterName: "demo", target: .local, nodes: 1, kubeconfigPath: Self.kubeconfig))
-        let main = try file("main.tf", files)
-        #expect(main.contains("INSTALL_K3S_VERSION = var.k3s_version"))
+        #expect(try file("local.tf", files).contains("INSTALL_K3S_VERSION = var.k3s_version"))
         #expect(try tfvars(files)["k3s_version"] as? String == TerraformSpec.defaultK3sVersion)
         #expect(TerraformRenderer.nodeNames(
             TerraformSpec(clusterName: "demo", target: .local, nodes: 1, kubeconfigPath: "/k")) == ["demo-server-0"])
@@ -142,7 +198,7 @@ import Testing
         let target = "\(directory.path)/terraform/wf-1"
         let paths = try TerraformRenderer.write(
             TerraformSpec(clusterName: "demo", target: .docker, nodes: 2, kubeconfigPath: Self.kubeconfig), to: target)
-        #expect(paths.count == 5)
+        #expect(paths.count == Self.configurationNames.count + 1)
         for path in paths {
             #expect(FileManager.default.fileExists(atPath: path))
             #expect(SecureFile.mode(of: path) == 0o644)

@@ -172,4 +172,48 @@ import Testing
         let key = try #require(throws: ShoalError.self) { try withKey.checkLocalFiles() }
         #expect(key.message.contains("no-such-key"))
     }
+
+    @Test(arguments: ["0.0.0.0", "::", "a;id", "x\ny", "", "host name", "-oProxy"])
+    func refusesAnAdvertiseAddressOtherHostsCannotUse(address: String) throws {
+        let message = try refusal(
+            TerraformSpec(
+                clusterName: "demo", target: .docker, nodes: 1, kubeconfigPath: Self.kubeconfig,
+                advertiseAddress: address))
+        #expect(message.hasPrefix("invalid --advertise-address"))
+    }
+
+    @Test func acceptsAdvertisedNamesAndAddresses() throws {
+        for address in ["10.0.0.5", "infra-1.lab", "2001:db8::5"] {
+            try TerraformSpec(
+                clusterName: "demo", target: .docker, nodes: 1, kubeconfigPath: Self.kubeconfig,
+                advertiseAddress: address
+            ).validate()
+        }
+    }
+
+    @Test func refusesTheAPIAddressOutsideSSH() throws {
+        let message = try refusal(
+            TerraformSpec(
+                clusterName: "demo", target: .docker, nodes: 1, kubeconfigPath: Self.kubeconfig,
+                apiAddress: "10.0.0.1"))
+        #expect(message.contains("--api-address is only used with --target ssh"))
+        let bad = try refusal(
+            TerraformSpec(
+                clusterName: "demo", target: .ssh, nodes: 1, hosts: Self.hosts(1), kubeconfigPath: Self.kubeconfig,
+                apiAddress: "10.0.0.1;id"))
+        #expect(bad.hasPrefix("invalid --api-address"))
+    }
+
+    @Test(arguments: [
+        (SSHHost(user: "u", host: "h1", nodeIP: "node-1"), "node IP 'node-1' is not an IPv4 or IPv6 address"),
+        (SSHHost(user: "u", host: "h1", nodeIP: "0.0.0.0"), "node IP '0.0.0.0'"),
+        (SSHHost(user: "u", host: "h1", flannelInterface: "eth0;id"), "flannel interface 'eth0;id'"),
+        (SSHHost(user: "u", host: "h1", flannelInterface: "a-very-long-interface"), "is not an interface name"),
+        (SSHHost(user: "u", host: "h1", hostKey: "ssh-dss AAAA"), "is not an OpenSSH public key"),
+    ])
+    func refusesBadPerHostSettings(host: SSHHost, message: String) throws {
+        let refused = try refusal(
+            TerraformSpec(clusterName: "demo", target: .ssh, nodes: 1, hosts: [host], kubeconfigPath: Self.kubeconfig))
+        #expect(refused.contains(message), "\(refused)")
+    }
 }
