@@ -1033,9 +1033,9 @@ final class CoordinatorCore {
     }
 
     /// Deletes finished workflows older than `--retain` from the journal,
-    /// a bounded number per minute.
+    /// a bounded number per minute (or per `--retain`, when shorter).
     private func prune(now: Int64) {
-        guard let retain = configuration.retain, now - lastPrune >= 60_000 || lastPrune == 0 else { return }
+        guard let retain = configuration.retain, now - lastPrune >= min(60_000, retain.milliseconds) else { return }
         lastPrune = now
         do {
             for id in try journal.finished(before: now - retain.milliseconds, limit: 1000) where workflows[id] == nil {

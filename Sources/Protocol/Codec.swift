@@ -115,6 +115,17 @@ public enum Codec {
     static func decodeHeader(_ bytes: [UInt8]) throws(DecodeError) -> Header {
         let data = Data(bytes)
         let decoder = JSONDecoder()
+        // One parse for a well-formed header; the probes below only name
+        // what is wrong with one that is not, in the order of the rules.
+        if let header = try? decoder.decode(Header.self, from: data) {
+            guard header.v == WireFormat.version else {
+                throw DecodeError(
+                    .unsupportedVersion,
+                    "protocol version \(header.v) is not supported; this peer speaks v\(WireFormat.version)")
+            }
+            try validate(header)
+            return header
+        }
         guard let probe = try? decoder.decode(VersionProbe.self, from: data) else {
             throw DecodeError(.malformedHeader, "header is not a JSON object with an integer 'v'")
         }

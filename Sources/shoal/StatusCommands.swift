@@ -34,7 +34,7 @@ struct SourceOptions: ParsableArguments {
         if let coordinator {
             return try await withClient(coordinator) { try $0.list() }
         }
-        return try journal().workflows()
+        return try journal().summaries()
     }
 
     func workflow(_ id: String) async throws -> WorkflowSnapshot {

@@ -113,7 +113,12 @@ import Testing
                 durations.append(now - last)
                 last = now
             }
-            let status = try client.status(workflow)
+            var status = try client.status(workflow)
+            let deadline = ContinuousClock.now + .seconds(10)
+            while status.state == .running && ContinuousClock.now < deadline {
+                _ = try agent.pump(timeout: .milliseconds(20)) { _, _ in Optional<Int>.none }
+                status = try client.status(workflow)
+            }
             #expect(status.state == .succeeded)
             func median(_ slice: ArraySlice<Duration>) -> Duration { slice.sorted()[slice.count / 2] }
             let start = median(durations[1..<51])
@@ -160,6 +165,34 @@ import Testing
             // A resend of a result for a finished workflow is still confirmed.
             try agent.result(StepKey(workflow: ids[0], step: "plan", attempt: 1))
             #expect(try agent.waitControl(.confirm) != nil)
+        }
+    }
+
+    @Test func retainPrunesFinishedWorkflowsFromTheJournal() async throws {
+        let coordinator = try await TestCoordinator.start {
+            $0.retain = .milliseconds(300)
+            $0.journalSync = .full
+        }
+        defer { Task { await coordinator.stop() } }
+        try await onOwnThread {
+            let agent = try RawAgent(id: "planner-r", role: .planner, coordinator: coordinator, context: context)
+            try agent.join()
+            let client = try coordinator.client(context)
+            let id = try client.submit(WorkflowRequest()).workflow
+            let step = try #require(try agent.waitStep())
+            try agent.ack(step.key)
+            try agent.result(step.key, values: ["plan": emptyPlan])
+            _ = try #require(try agent.waitControl(.confirm))
+            #expect(try client.status(id).state == .succeeded)
+            let deadline = ContinuousClock.now + .seconds(10)
+            var pruned = false
+            while !pruned && ContinuousClock.now < deadline {
+                _ = try agent.pump(timeout: .milliseconds(100)) { _, _ in Optional<Int>.none }
+                pruned = (try? client.status(id)) == nil
+            }
+            #expect(pruned, "the finished workflow is deleted after --retain")
+            #expect(try client.stats().workflows == 0)
+            #expect(try coordinator.journal.workflow(id) == nil)
         }
     }
 
