@@ -75,6 +75,8 @@ struct RealProvision {
 
     private func check(_ result: ProcessResult, _ command: String, _ log: inout [String]) throws {
         log.append("terraform \(command): exit \(result.status)\(result.timedOut ? " (timed out)" : "")")
+        // terraform's own output, for `shoal logs` (the coordinator bounds a step's log).
+        log += (result.standardOutput + result.standardError).split(separator: "\n").suffix(500).map { "  \($0)" }
         guard result.succeeded else {
             throw ShoalError(
                 result.timedOut ? .timeout : .commandFailed,
@@ -152,7 +154,7 @@ struct InfraDestroy {
 
     func run() async throws -> StepOutput {
         let directory = Provisioning.terraformDirectory(
-            workDirectory: options.workDirectory, workflow: context.workflow)
+            workDirectory: options.workDirectory, workflow: context.targetWorkflow)
         let host = Preflight.hostName()
         let token = context.artifact("k3s-token")?.text.trimmingCharacters(in: .whitespacesAndNewlines)
         let runner = TerraformRunner(
@@ -176,7 +178,7 @@ struct InfraDestroy {
         }
         // The credentials of a cluster that is gone.
         try? FileManager.default.removeItem(
-            atPath: "\(options.workDirectory)/kubeconfigs/\(context.workflow)/kubeconfig")
+            atPath: "\(options.workDirectory)/kubeconfigs/\(context.targetWorkflow)/kubeconfig")
         return StepOutput(summary: summary, values: values, log: ["terraform destroy in \(directory)"])
     }
 }

@@ -42,6 +42,8 @@ struct CoordinatorCommand: AsyncParsableCommand {
     @Option(help: "Time an agent has to acknowledge a step.") var ackTimeout = "2s"
     @Option(help: "Attempts per step before it fails.") var maxAttempts = 3
     @Option(help: "Longest a single step may run before it is given to another agent, e.g. 30m.") var stepTimeout = "30m"
+    @Option(help: "How long a step pinned to one agent (a destroy, on the infra agent with the Terraform state) waits for it, e.g. 2m.")
+    var pinnedWait = "2m"
     @Option(
         help: """
             Journal commits: normal (a process crash loses nothing, a power loss may lose the last commits) \
@@ -64,6 +66,9 @@ struct CoordinatorCommand: AsyncParsableCommand {
         }
         guard (2...100).contains(liveness) else { throw ValidationError("--liveness must be between 2 and 100") }
         guard (1...100).contains(maxAttempts) else { throw ValidationError("--max-attempts must be between 1 and 100") }
+        guard let wait = parseDuration(pinnedWait), wait >= .milliseconds(100) else {
+            throw ValidationError("--pinned-wait must be a duration of at least 100ms, e.g. 2m")
+        }
         guard let timeout = parseDuration(stepTimeout), timeout >= .milliseconds(100) else {
             throw ValidationError("--step-timeout must be a duration of at least 100ms, e.g. 30m")
         }
@@ -99,6 +104,7 @@ struct CoordinatorCommand: AsyncParsableCommand {
         configuration.ackTimeout = parseDuration(ackTimeout)!
         configuration.maxAttempts = maxAttempts
         configuration.stepTimeout = parseDuration(stepTimeout)!
+        configuration.pinnedAgentWait = parseDuration(pinnedWait)!
         configuration.journalSync = Journal.Sync(rawValue: journalSync) ?? .normal
         configuration.retain = retain.flatMap(retainDuration)
         configuration.security = try security.security()
