@@ -227,6 +227,28 @@ extension EndToEndCommands {
             #expect(destroys == ["destroy \(lab.workDirectory("infra-1"))/terraform/\(workflow)"], "\(destroys)")
         }
 
+        @Test func logsFollowARunningWorkflowUntilItEnds() async throws {
+            let lab = try RemoteLab()
+            defer { lab.stopAll() }
+            try lab.startAgents()
+            let detached = try await lab.run(["create", "--sim-delay", "400ms", "--detach"])
+            #expect(detached.status == 0, "\(describe(detached))")
+            let workflow = try #require(
+                detached.standardOutput.split(separator: "\n").compactMap { line in
+                    line.split(separator: " ").first { $0.hasPrefix("k3s-") }.map(String.init)
+                }.first)
+            let status = try await lab.run(["status", workflow])
+            #expect(status.standardOutput.contains("workflow \(workflow): running"), "\(describe(status))")
+            let followed = try await lab.run(["logs", workflow, "-f"], timeout: .seconds(60))
+            #expect(followed.status == 0, "\(describe(followed))")
+            let headers = followed.standardOutput.split(separator: "\n").filter { $0.hasPrefix("==> ") }
+            #expect(headers.first?.hasPrefix("==> plan (attempt 1, planner-1 on") == true, "\(headers)")
+            #expect(headers.contains { $0.hasPrefix("==> docs (") }, "followed to the last step: \(headers)")
+            #expect(Set(headers).count == headers.count, "each step's log once")
+            let after = try await lab.run(["status", workflow])
+            #expect(after.standardOutput.contains("workflow \(workflow): succeeded"))
+        }
+
         @Test func embeddedLogsAndGetReadTheOutputDirectorysJournal() async throws {
             let directory = Shoal.temporaryDirectory()
             let output = directory + "/out"
