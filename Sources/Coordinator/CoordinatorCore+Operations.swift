@@ -153,14 +153,15 @@ extension CoordinatorCore {
                 wait.step < live.snapshot.steps.count, live.snapshot.steps[wait.step].state == .pending,
                 live.waiting[wait.step] == 0, (live.deliveries[wait.step]?.notBefore ?? 0) <= now
             else {
-                if workflows[wait.workflow]?.snapshot.steps[wait.step].state != .pending {
-                    pinnedWaits[key] = nil
-                }
+                let steps = workflows[wait.workflow]?.snapshot.steps ?? []
+                if wait.step >= steps.count || steps[wait.step].state != .pending { pinnedWaits[key] = nil }
                 continue
             }
             if let agent = registry[wait.agent], agent.hello.role == live.snapshot.steps[wait.step].role,
-                agent.hasCapacity, registry.isReachable(wait.agent)
+                registry.isReachable(wait.agent)
             {
+                // Connected: it gets the step once it has room, however long that takes.
+                guard agent.hasCapacity else { continue }
                 pinnedWaits[key] = nil
                 assign(live, wait.step, to: wait.agent, now: now)
             } else if now >= wait.since + configuration.pinnedAgentWait.milliseconds {

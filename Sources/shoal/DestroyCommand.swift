@@ -114,12 +114,13 @@ struct DestroyCommand: AsyncParsableCommand {
             return
         }
         let id = workflow
+        let display = ProgressDisplay()
         let final = try await RemoteOperation.run(
             WorkflowOperation(kind: .destroy, target: id), coordinator: coordinator, security: security,
             submitted: { operation in
                 print("destroy workflow \(operation) of \(id) submitted")
                 fflush(nil)
-            })
+            }, progress: { display.update($0) })
         let step = final.step(Provisioning.destroyStep)
         guard final.state == .succeeded, let step else {
             throw ShoalError(

@@ -108,6 +108,7 @@ struct ValidateCommand: AsyncParsableCommand {
             }
             let quiet = json
             let targetID = workflow
+            let display = ProgressDisplay()
             final = try await RemoteOperation.run(
                 WorkflowOperation(kind: .validate, target: workflow), coordinator: coordinator, security: security,
                 submitted: { id in
@@ -115,7 +116,7 @@ struct ValidateCommand: AsyncParsableCommand {
                         print("validation workflow \(id) of \(targetID) submitted")
                         fflush(nil)
                     }
-                })
+                }, progress: { if !quiet { display.update($0) } })
             guard final.step("health-report")?.state == .succeeded else {
                 throw ShoalError(
                     .commandFailed,
@@ -131,6 +132,7 @@ struct ValidateCommand: AsyncParsableCommand {
             encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
             Swift.print(String(decoding: try encoder.encode(report), as: UTF8.self))
         } else {
+            Swift.print("")
             Self.printReport(report, workflow: target)
             let agents = Set(final.steps.filter { $0.name.hasPrefix("validate/") }.compactMap(\.agent)).sorted()
             Swift.print("Checked by \(agents.joined(separator: ", ")) (workflow \(final.id))")
