@@ -82,9 +82,34 @@ resource "terraform_data" "docker_network" {
   }
 }
 
+# Removes each node's container on destroy. A resource of its own, with no create-time
+# provisioner, so it is never tainted: Terraform skips the destroy provisioners of a tainted
+# resource, and a container that started but failed its readiness wait must go too.
+resource "terraform_data" "docker_uninstall" {
+  for_each   = local.docker_nodes
+  depends_on = [terraform_data.docker_network]
+
+  input = {
+    name = each.key
+  }
+  triggers_replace = [each.key, local.network]
+
+  provisioner "local-exec" {
+    when        = destroy
+    interpreter = ["/bin/sh", "-c"]
+    environment = {
+      NAME = self.input.name
+    }
+    command = <<-EOT
+      set -eu
+      if docker container inspect "$NAME" >/dev/null 2>&1; then docker rm --force --volumes "$NAME" >/dev/null; fi
+    EOT
+  }
+}
+
 resource "terraform_data" "docker_first_server" {
   for_each   = local.docker_first
-  depends_on = [terraform_data.docker_network]
+  depends_on = [terraform_data.docker_uninstall]
 
   input = {
     name    = each.key
@@ -132,22 +157,11 @@ resource "terraform_data" "docker_first_server" {
     EOT
   }
 
-  provisioner "local-exec" {
-    when        = destroy
-    interpreter = ["/bin/sh", "-c"]
-    environment = {
-      NAME = self.input.name
-    }
-    command = <<-EOT
-      set -eu
-      if docker container inspect "$NAME" >/dev/null 2>&1; then docker rm --force --volumes "$NAME" >/dev/null; fi
-    EOT
-  }
 }
 
 resource "terraform_data" "docker_node" {
   for_each   = local.docker_joining
-  depends_on = [terraform_data.docker_first_server]
+  depends_on = [terraform_data.docker_first_server, terraform_data.docker_uninstall]
 
   input = {
     name    = each.key
@@ -174,15 +188,4 @@ resource "terraform_data" "docker_node" {
     command = local.run_script
   }
 
-  provisioner "local-exec" {
-    when        = destroy
-    interpreter = ["/bin/sh", "-c"]
-    environment = {
-      NAME = self.input.name
-    }
-    command = <<-EOT
-      set -eu
-      if docker container inspect "$NAME" >/dev/null 2>&1; then docker rm --force --volumes "$NAME" >/dev/null; fi
-    EOT
-  }
 }

@@ -3,8 +3,31 @@
 # through each provisioner's environment and are expanded there as quoted "$VARIABLES", never
 # spliced into the command text.
 
-resource "terraform_data" "local_server" {
+# Uninstalls K3s on destroy. A resource of its own, with no create-time provisioner, so it is
+# never tainted: Terraform skips the destroy provisioners of a tainted resource, and an install
+# that failed half way must be removed too.
+resource "terraform_data" "local_uninstall" {
   for_each = var.target == "local" ? { (local.first_name) = local.nodes[0] } : {}
+
+  input = {
+    name = each.key
+  }
+
+  provisioner "local-exec" {
+    when        = destroy
+    interpreter = ["/bin/sh", "-c"]
+    command     = <<-EOT
+      set -eu
+      SUDO=""
+      [ "$(id -u)" -eq 0 ] || SUDO="sudo -n"
+      if [ -x /usr/local/bin/k3s-uninstall.sh ]; then $SUDO /usr/local/bin/k3s-uninstall.sh; fi
+    EOT
+  }
+}
+
+resource "terraform_data" "local_server" {
+  for_each   = var.target == "local" ? { (local.first_name) = local.nodes[0] } : {}
+  depends_on = [terraform_data.local_uninstall]
 
   input = {
     name = each.key
@@ -61,14 +84,4 @@ resource "terraform_data" "local_server" {
     EOT
   }
 
-  provisioner "local-exec" {
-    when        = destroy
-    interpreter = ["/bin/sh", "-c"]
-    command     = <<-EOT
-      set -eu
-      SUDO=""
-      [ "$(id -u)" -eq 0 ] || SUDO="sudo -n"
-      if [ -x /usr/local/bin/k3s-uninstall.sh ]; then $SUDO /usr/local/bin/k3s-uninstall.sh; fi
-    EOT
-  }
 }

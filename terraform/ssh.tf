@@ -8,8 +8,9 @@
 # staging directory, and K3s reads it from a root-only file through K3S_TOKEN_FILE.
 #
 # Scripts and staging live in the SSH user's home directory, not in /tmp, which is often
-# mounted noexec: remote-exec uploads each script to ./.shoal-<cluster>-<n>.sh and runs it
-# there, and the script removes itself when it ends.
+# mounted noexec: remote-exec uploads each script to ./.shoal-<cluster>.sh and runs it there
+# (one script at a time per host: the resources of a host are ordered), and the script removes
+# itself when it ends; after a script that succeeded, Terraform leaves an empty file there.
 #
 # Joining nodes reach the first server at var.api_address, or else at the InternalIP K3s
 # reports for it (its --node-ip when one is given): an address of the nodes' own network,
@@ -27,7 +28,8 @@ locals {
       flannel_iface = h.flannel_iface
       host_key      = h.host_key
       ssh_key_path  = var.ssh_key_path
-      script_path   = "./.shoal-${var.cluster_name}-%RAND%.sh"
+      script_path   = "./.shoal-${var.cluster_name}.sh"
+      stage_dir     = local.stage_dir
     }
   } : {}
   ssh_first   = { for name, n in local.ssh_nodes : name => n if name == local.first_name }
@@ -139,9 +141,47 @@ locals {
   EOT
 }
 
+# Uninstalls K3s from each host on destroy and removes the staging directory. A resource of its
+# own, with no create-time provisioner, so it is never tainted: Terraform skips the destroy
+# provisioners of a tainted resource, and an install that failed half way must be removed too.
+resource "terraform_data" "ssh_uninstall" {
+  for_each = local.ssh_nodes
+
+  input            = each.value
+  triggers_replace = [local.ssh_node_ids[each.key]]
+
+  connection {
+    type        = "ssh"
+    host        = self.input.host
+    port        = self.input.port
+    user        = self.input.user
+    private_key = self.input.ssh_key_path == null ? null : file(self.input.ssh_key_path)
+    agent       = self.input.ssh_key_path == null
+    host_key    = self.input.host_key
+    script_path = self.input.script_path
+    timeout     = "5m"
+  }
+
+  provisioner "remote-exec" {
+    when = destroy
+    inline = [<<-EOT
+      set -eu
+      trap 'rm -f "$0"' EXIT
+      SUDO=""
+      [ "$(id -u)" -eq 0 ] || SUDO="sudo -n"
+      for uninstall in /usr/local/bin/k3s-uninstall.sh /usr/local/bin/k3s-agent-uninstall.sh; do
+        if [ -x "$uninstall" ]; then $SUDO "$uninstall"; fi
+      done
+      rm -rf "$HOME/${self.input.stage_dir}"
+    EOT
+    ]
+  }
+}
+
 # Air-gapped installs: copies var.airgap_dir into every host's staging directory first.
 resource "terraform_data" "ssh_airgap" {
-  for_each = var.airgap_dir == null ? {} : local.ssh_nodes
+  for_each   = var.airgap_dir == null ? {} : local.ssh_nodes
+  depends_on = [terraform_data.ssh_uninstall]
 
   input            = each.value
   triggers_replace = [local.ssh_node_ids[each.key]]
@@ -170,7 +210,7 @@ resource "terraform_data" "ssh_airgap" {
 
 resource "terraform_data" "ssh_first_server" {
   for_each   = local.ssh_first
-  depends_on = [terraform_data.ssh_airgap]
+  depends_on = [terraform_data.ssh_airgap, terraform_data.ssh_uninstall]
 
   input            = each.value
   triggers_replace = [local.ssh_node_ids[each.key]]
@@ -206,19 +246,6 @@ resource "terraform_data" "ssh_first_server" {
     ]
   }
 
-  provisioner "remote-exec" {
-    when = destroy
-    inline = [<<-EOT
-      set -eu
-      trap 'rm -f "$0"' EXIT
-      SUDO=""
-      [ "$(id -u)" -eq 0 ] || SUDO="sudo -n"
-      for uninstall in /usr/local/bin/k3s-uninstall.sh /usr/local/bin/k3s-agent-uninstall.sh; do
-        if [ -x "$uninstall" ]; then $SUDO "$uninstall"; fi
-      done
-    EOT
-    ]
-  }
 }
 
 # Writes join-address beside this configuration: var.api_address, or the InternalIP the first
@@ -248,7 +275,7 @@ resource "terraform_data" "ssh_join_address" {
 
 resource "terraform_data" "ssh_node" {
   for_each   = local.ssh_joining
-  depends_on = [terraform_data.ssh_join_address, terraform_data.ssh_airgap]
+  depends_on = [terraform_data.ssh_join_address, terraform_data.ssh_airgap, terraform_data.ssh_uninstall]
 
   input            = each.value
   triggers_replace = [local.ssh_node_ids[each.key]]
@@ -290,17 +317,4 @@ resource "terraform_data" "ssh_node" {
     ]
   }
 
-  provisioner "remote-exec" {
-    when = destroy
-    inline = [<<-EOT
-      set -eu
-      trap 'rm -f "$0"' EXIT
-      SUDO=""
-      [ "$(id -u)" -eq 0 ] || SUDO="sudo -n"
-      for uninstall in /usr/local/bin/k3s-uninstall.sh /usr/local/bin/k3s-agent-uninstall.sh; do
-        if [ -x "$uninstall" ]; then $SUDO "$uninstall"; fi
-      done
-    EOT
-    ]
-  }
 }

@@ -78,10 +78,16 @@ struct RealProvision {
         // terraform's own output, for `shoal logs` (the coordinator bounds a step's log).
         log += (result.standardOutput + result.standardError).split(separator: "\n").suffix(500).map { "  \($0)" }
         guard result.succeeded else {
+            // What the failing script printed is in terraform's standard output, next to the error in its standard
+            // error. (Provisioners that reference the token print nothing: Terraform suppresses them.)
+            let printed = result.standardOutput.split(separator: "\n")
+                .filter { $0.contains("-exec): ") }
+                .suffix(5)
+                .joined(separator: "\n")
             throw ShoalError(
                 result.timedOut ? .timeout : .commandFailed,
                 "terraform \(command) " + (result.timedOut ? "did not finish in time" : "failed") + " in \(directory)",
-                cause: result.standardErrorTail())
+                cause: result.standardErrorTail() + (printed.isEmpty ? "" : "\n" + printed))
         }
     }
 
@@ -156,6 +162,13 @@ struct InfraDestroy {
         let directory = Provisioning.terraformDirectory(
             workDirectory: options.workDirectory, workflow: context.targetWorkflow)
         let host = Preflight.hostName()
+        guard context.request.realDeployment else {
+            // Demo mode plans and never applies: there is no cluster here, only the plan to drop.
+            try? FileManager.default.removeItem(atPath: "\(directory)/\(TerraformRunner.planFile)")
+            return StepOutput(
+                summary: "demo mode: nothing was applied on \(host), nothing to destroy",
+                values: ["host": .string(host), "directory": .string(directory), "destroyedResources": 0])
+        }
         let token = context.artifact("k3s-token")?.text.trimmingCharacters(in: .whitespacesAndNewlines)
         let runner = TerraformRunner(
             executable: options.terraformExecutable, applyTimeout: options.terraformApplyTimeout)

@@ -151,7 +151,8 @@ extension WorkflowRequest {
         advertiseAddress = try c.decodeIfPresent(String.self, forKey: .advertiseAddress)
         apiAddress = try c.decodeIfPresent(String.self, forKey: .apiAddress)
         nodeIPs = try c.decodeIfPresent([String: String].self, forKey: .nodeIPs) ?? nodeIPs
-        flannelInterfaces = try c.decodeIfPresent([String: String].self, forKey: .flannelInterfaces) ?? flannelInterfaces
+        flannelInterfaces =
+            try c.decodeIfPresent([String: String].self, forKey: .flannelInterfaces) ?? flannelInterfaces
     }
 }
 

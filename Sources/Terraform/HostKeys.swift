@@ -129,7 +129,8 @@ public struct HostKeys: Sendable {
         var printed: [String] = []
         for key in keys {
             let type = String(key.prefix { $0 != " " })
-            let result = try? await runner.run(keygen, ["-l", "-f", "-"], input: Data((key + "\n").utf8), timeout: timeout)
+            let result = try? await runner.run(
+                keygen, ["-l", "-f", "-"], input: Data((key + "\n").utf8), timeout: timeout)
             let fingerprint = result?.standardOutput.split(separator: " ").dropFirst().first.map(String.init)
             printed.append(fingerprint.map { "\(type) \($0)" } ?? type)
         }

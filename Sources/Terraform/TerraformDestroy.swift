@@ -21,11 +21,15 @@ public struct TerraformDestroy: Sendable {
         self.runner = runner
     }
 
-    /// The number of resources `terraform.tfstate` in `directory` holds, or nil when there is no state.
+    /// The number of resource instances `terraform.tfstate` in `directory` holds, or nil when there is no state.
+    /// (A resource whose `for_each` or `count` selected nothing stays in the state with no instance.)
     public static func stateResources(in directory: String) -> Int? {
         guard let data = FileManager.default.contents(atPath: "\(directory)/terraform.tfstate") else { return nil }
         let object = try? JSONSerialization.jsonObject(with: data) as? [String: Any]
-        return (object?["resources"] as? [Any])?.count ?? 0
+        let resources = object?["resources"] as? [[String: Any]] ?? []
+        return resources.reduce(0) { count, resource in
+            count + ((resource["instances"] as? [Any])?.count ?? 1)
+        }
     }
 
     /// Runs `terraform init` when needed, then `terraform destroy`, and removes the saved plan (it would

@@ -81,11 +81,13 @@ public enum TerraformRenderer {
             + names.dropFirst().map { "terraform_data.\(prefix)_node[\"\($0)\"]" }
     }
 
-    /// Addresses of the other resources of the plan: the kubeconfig copy; the docker network; for ssh, the
-    /// join address (when nodes join) and one air-gap upload per host.
+    /// Addresses of the other resources of the plan: the kubeconfig copy; one uninstaller per node (it runs on
+    /// destroy, also after an install that failed); the docker network; for ssh, the join address (when nodes
+    /// join) and one air-gap upload per host.
     public static func supportResourceAddresses(_ spec: TerraformSpec) -> [String] {
         let names = nodeNames(spec)
         var addresses = ["terraform_data.kubeconfig"]
+        addresses += names.map { "terraform_data.\(spec.target.rawValue)_uninstall[\"\($0)\"]" }
         switch spec.target {
         case .local:
             break

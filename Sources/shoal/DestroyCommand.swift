@@ -13,8 +13,8 @@ struct DestroyCommand: AsyncParsableCommand {
         abstract: "Tear down a workflow's cluster and mark the workflow destroyed.",
         discussion: """
             Real deployments: terraform destroy in OUTPUT/terraform/WORKFLOW (it uninstalls K3s from every node or \
-            removes its containers, and deletes the kubeconfig); a directory without Terraform state (the infra \
-            agent of a multi-host run keeps it on its host) is refused unless --force. Both modes: the credential files in \
+            removes its containers, and deletes the kubeconfig); a directory without Terraform state (the \
+            infra agent of a multi-host run keeps it on its host) is refused unless --force. Both modes: the credential files in \
             OUTPUT/kubeconfigs/WORKFLOW are removed, the context shoal-WORKFLOW that --merge-kubeconfig added is \
             taken out of your kubeconfig, and the workflow is marked destroyed. The GitOps repository, manifests and \
             runbook are kept. Running it again is harmless.

@@ -77,7 +77,8 @@ import Testing
             try? FileManager.default.removeItem(atPath: work)
         }
         try standIns.answer(
-            "apply.stderr", "\nError: local-exec provisioner error\n\n  with terraform_data.server_init\n")
+            "apply.stderr",
+            "\nError: local-exec provisioner error\n\n  with terraform_data.local_server[\"shoal-server-0\"]\n")
         let handler = InfraHandler(options: standIns.options(workDirectory: work))
         let error = await #expect(throws: ShoalError.self) {
             try await handler.run(stepContext("provision", role: .infra, request: realRequest()))
@@ -100,7 +101,8 @@ import Testing
     }
 
     func sshOptions(_ standIns: StandIns, work: String, knownHosts: String) throws -> AgentOptions {
-        try FileManager.default.setAttributes([.posixPermissions: 0o755], ofItemAtPath: standIns.directory + "/ssh-keyscan")
+        try FileManager.default.setAttributes(
+            [.posixPermissions: 0o755], ofItemAtPath: standIns.directory + "/ssh-keyscan")
         var options = standIns.options(workDirectory: work)
         options.sshKeyscanExecutable = standIns.directory + "/ssh-keyscan"
         options.knownHostsPath = knownHosts
@@ -138,9 +140,8 @@ import Testing
         #expect(standIns.text("ssh-keyscan-calls.log").contains("-p 22"))
         #expect(output.log.first == "SSH host keys checked: node1.lab")
         let directory = "\(work)/terraform/shoal"
-        let values = try #require(
-            JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: "\(directory)/terraform.tfvars.json")))
-                as? [String: Any])
+        let tfvars = try Data(contentsOf: URL(fileURLWithPath: "\(directory)/terraform.tfvars.json"))
+        let values = try #require(JSONSerialization.jsonObject(with: tfvars) as? [String: Any])
         let host = try #require((values["hosts"] as? [[String: Any]])?.first)
         #expect(host["host_key"] as? String == ecdsa)
         #expect(host["node_ip"] as? String == "10.20.0.11")
@@ -149,7 +150,8 @@ import Testing
         #expect(values["known_hosts_path"] as? String == "\(directory)/known_hosts")
         let pinned = try String(contentsOfFile: "\(directory)/known_hosts", encoding: .utf8)
         #expect(pinned == "node1.lab \(ed25519)\nnode1.lab \(ecdsa)\n")
-        #expect(standIns.terraformCalls().map { String($0.prefix { $0 != " " }) } == ["init", "validate", "plan", "apply"])
+        let commands = standIns.terraformCalls().map { String($0.prefix { $0 != " " }) }
+        #expect(commands == ["init", "validate", "plan", "apply"])
         #expect(output.values["nodeAddress"] == "node1.public.example")
     }
 
@@ -223,9 +225,10 @@ import Testing
         #expect(standIns.terraformCalls().filter { $0.hasPrefix("destroy") }.count == 1)
 
         // The configuration alone (as the output tree of a multi-host run holds it) is not the state.
+        let copy = "\(elsewhere)/terraform/shoal"
+        try FileManager.default.createDirectory(atPath: copy, withIntermediateDirectories: true)
         for name in ["main.tf", "terraform.tfvars.json"] {
-            try FileManager.default.createDirectory(atPath: "\(elsewhere)/terraform/shoal", withIntermediateDirectories: true)
-            try FileManager.default.copyItem(atPath: "\(directory)/\(name)", toPath: "\(elsewhere)/terraform/shoal/\(name)")
+            try FileManager.default.copyItem(atPath: "\(directory)/\(name)", toPath: "\(copy)/\(name)")
         }
         let other = InfraHandler(options: standIns.options(workDirectory: elsewhere))
         let error = await #expect(throws: ShoalError.self) {
@@ -234,6 +237,12 @@ import Testing
         #expect(error?.code == .notFound)
         #expect(error?.message.contains("no Terraform state in \(elsewhere)/terraform/shoal") == true)
         #expect(error?.message.contains("infra agent infra-test") == true)
+        #expect(standIns.terraformCalls().filter { $0.hasPrefix("destroy") }.count == 1)
+
+        // Demo mode applied nothing: its destroy step succeeds without terraform.
+        let demo = try await other.run(stepContext(Provisioning.destroyStep, role: .infra, request: WorkflowRequest()))
+        #expect(demo.values["destroyedResources"] == 0)
+        #expect(demo.summary.hasPrefix("demo mode: nothing was applied"))
         #expect(standIns.terraformCalls().filter { $0.hasPrefix("destroy") }.count == 1)
     }
 

@@ -52,6 +52,7 @@ import Testing
           done
           echo "$label" > "$state/container-$name"
           if [ -n "${K3S_TOKEN:-}" ]; then printf '%s' "$K3S_TOKEN" > "$state/token-$name"; fi
+          if [ "$name" = "${FAKE_DOCKER_FAIL_RUN:-}" ]; then echo "docker: started, then failed" >&2; exit 125; fi
           echo 0123456789abcdef ;;
         exec)
           [ -f "$state/container-$2" ] || exit 1
@@ -179,6 +180,40 @@ import Testing
             "terraform", ["output", "-raw", "api_endpoint"], workingDirectory: directory,
             environment: ["CHECKPOINT_DISABLE": "1"])
         #expect(output.standardOutput == "https://192.0.2.10:6443")
+    }
+
+    /// A node whose start failed half way (its container exists, its resource is tainted) is removed by destroy
+    /// all the same: Terraform skips a tainted resource's destroy provisioners, so removal is the job of the
+    /// node's uninstall resource, which is never tainted.
+    @Test func destroyRemovesTheContainerOfANodeWhoseStartFailed() async throws {
+        guard terraformAvailable() else { return }
+        let work = try TemporaryDirectory()
+        let bin = "\(work.path)/bin"
+        let state = "\(work.path)/docker-state"
+        let directory = "\(work.path)/terraform"
+        try SecureFile.write(Self.fakeDocker, to: "\(bin)/docker", mode: 0o755)
+        try SecureFile.write(Self.fakeKubeconfig, to: "\(state)/kubeconfig")
+        try TerraformRenderer.write(
+            TerraformSpec(clusterName: "demo", target: .docker, nodes: 2, kubeconfigPath: "\(work.path)/kubeconfig"),
+            to: directory)
+        let path = ProcessInfo.processInfo.environment["PATH"] ?? "/usr/bin:/bin"
+        let runner = TerraformRunner(
+            processRunner: ProcessRunner(
+                environment: [
+                    "PATH": "\(bin):\(path)", "FAKE_DOCKER_STATE": state, "FAKE_DOCKER_FAIL_RUN": "demo-agent-1",
+                ]),
+            commandTimeout: .seconds(120))
+        _ = try await runner.initialize(directory: directory)
+        let token = TerraformRunner.generateToken()
+        let applied = try await runner.apply(directory: directory, token: token)
+        #expect(!applied.succeeded)
+        #expect(FileManager.default.fileExists(atPath: "\(state)/container-demo-agent-1"))
+
+        let destroyed = try await runner.destroy(directory: directory, token: token)
+        try #require(destroyed.succeeded, "destroy: \(destroyed.standardErrorTail(lines: 20))")
+        let left = try FileManager.default.contentsOfDirectory(atPath: state)
+            .filter { $0.hasPrefix("container-") || $0.hasPrefix("network-") }
+        #expect(left.isEmpty, "left behind: \(left)")
     }
 
     /// A container of the same name that belongs to something else is not replaced.

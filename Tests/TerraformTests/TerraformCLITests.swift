@@ -28,13 +28,15 @@ struct PlanCase: Sendable, CustomTestStringConvertible {
                     SSHHost(
                         user: "ubuntu", host: "192.0.2.\(index + 10)", port: 22,
                         nodeIP: addresses ? "10.10.0.\(index + 10)" : nil, flannelInterface: addresses ? "ens4" : nil,
-                        hostKey: addresses ? "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIFu7Y1hbcygRPveywY8ye0HIRRORtN2O5sj/mi8hzZ+Z" : nil)
+                        hostKey: addresses ? PlanCase.hostKey : nil)
                 } : [],
             sshKeyPath: target == .ssh && nodes.isMultiple(of: 2) ? "/home/ubuntu/.ssh/id_ed25519" : nil,
             airgapDirectory: airgap ? "/opt/k3s-airgap" : nil, kubeconfigPath: kubeconfig,
             advertiseAddress: addresses ? "198.51.100.7" : nil,
             apiAddress: addresses && target == .ssh ? "10.10.0.10" : nil)
     }
+
+    static let hostKey = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIFu7Y1hbcygRPveywY8ye0HIRRORtN2O5sj/mi8hzZ+Z"
 
     /// Every target with 1 to 5 nodes (local: 1), the highly available variants, and air-gap.
     static let all: [PlanCase] =

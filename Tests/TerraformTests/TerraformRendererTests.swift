@@ -127,7 +127,9 @@ import Testing
             ])
         #expect(
             TerraformRenderer.supportResourceAddresses(spec) == [
-                "terraform_data.kubeconfig", #"terraform_data.ssh_join_address["lab-server-0"]"#,
+                "terraform_data.kubeconfig", #"terraform_data.ssh_uninstall["lab-server-0"]"#,
+                #"terraform_data.ssh_uninstall["lab-server-1"]"#, #"terraform_data.ssh_uninstall["lab-server-2"]"#,
+                #"terraform_data.ssh_uninstall["lab-agent-3"]"#, #"terraform_data.ssh_join_address["lab-server-0"]"#,
             ])
     }
 
@@ -174,7 +176,7 @@ import Testing
 
     @Test func sshScriptsRunFromTheHomeDirectoryAndOpenTheFirewall() throws {
         let ssh = try file("ssh.tf", TerraformRenderer.configurationFiles)
-        #expect(ssh.contains(#"script_path   = "./.shoal-${var.cluster_name}-%RAND%.sh""#))
+        #expect(ssh.contains(#"script_path   = "./.shoal-${var.cluster_name}.sh""#))
         #expect(!ssh.contains("/tmp/"), "no script or staging file in /tmp, which may be noexec")
         #expect(ssh.contains("script_path = self.input.script_path"))
         #expect(ssh.contains("host_key    = self.input.host_key"))
