@@ -16,7 +16,6 @@ struct InfraHandler: StepHandler {
 
     func run(_ context: StepContext) async throws -> StepOutput {
         if context.key.step == Provisioning.destroyStep {
-            if !context.request.realDeployment { return DemoDestroy(options: options, context: context).run() }
             return try await InfraDestroy(options: options, context: context).run()
         }
         let request = context.request

@@ -138,14 +138,14 @@ extension EndToEndCommands {
             // The Terraform state is in the infra agent's own work directory, nowhere else.
             let infraDirectory = lab.workDirectory("infra-1") + "/terraform/\(workflow)"
             let state = try String(contentsOfFile: infraDirectory + "/terraform.tfstate", encoding: .utf8)
-            #expect(state.contains("server_init"))
+            #expect(state.contains("local_server"))
             #expect(!FileManager.default.fileExists(atPath: "\(lab.directory)/coordinator/output/terraform/\(workflow)/terraform.tfstate"))
 
             // logs: terraform's own output, from the journal of the coordinator.
             let logs = try await lab.run(["logs", workflow, "provision"])
             #expect(logs.status == 0, "\(describe(logs))")
             #expect(logs.standardOutput.contains("==> provision (attempt 1, infra-1 on"))
-            #expect(logs.standardOutput.contains("Apply complete! Resources: 2 added"))
+            #expect(logs.standardOutput.contains("Apply complete! Resources: 3 added"))
             #expect(logs.standardOutput.contains("terraform apply: exit 0"))
             #expect(!logs.standardOutput.contains("==> monitoring"), "only the step asked for")
             let unknownStep = try await lab.run(["logs", workflow, "no-such-step"])
