@@ -102,8 +102,10 @@ final class EmbeddedCluster: @unchecked Sendable {  // `children` is guarded by 
         process.arguments = arguments
         process.standardOutput = standardOutput
         let logPath = "\(logDirectory)/\(name).log"
-        FileManager.default.createFile(atPath: logPath, contents: nil, attributes: [.posixPermissions: 0o600])
-        process.standardError = FileHandle(forWritingAtPath: logPath) ?? FileHandle.nullDevice
+        // Appended to, never truncated: the logs of earlier runs in this directory stay.
+        let descriptor = open(logPath, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0o600)
+        process.standardError =
+            descriptor >= 0 ? FileHandle(fileDescriptor: descriptor, closeOnDealloc: true) : FileHandle.nullDevice
         process.standardInput = FileHandle.nullDevice
         do {
             try ProcessLaunch.run(process)

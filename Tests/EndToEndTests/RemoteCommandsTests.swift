@@ -265,6 +265,11 @@ extension EndToEndCommands {
             let got = try await Shoal.run(["get", workflow, "-o", output])
             #expect(got.status == 0, "\(describe(got))")
             #expect(FileManager.default.fileExists(atPath: "\(output)/terraform/\(workflow)/main.tf"))
+            // A second run in the same directory appends to the processes' log files.
+            let second = try await Shoal.run(["create", "-o", output], timeout: .seconds(90))
+            #expect(second.status == 0, "\(describe(second))")
+            let coordinatorLog = try String(contentsOfFile: "\(output)/.shoal/logs/coordinator.log", encoding: .utf8)
+            #expect(coordinatorLog.components(separatedBy: "workflow submitted").count - 1 == 2, "\(coordinatorLog)")
             let bad = try await Shoal.run(["logs", "Not_An_Id", "-o", output])
             #expect(bad.status != 0 && bad.standardError.contains("invalid workflow id"), "\(describe(bad))")
         }
