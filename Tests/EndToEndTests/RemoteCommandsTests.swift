@@ -249,6 +249,23 @@ extension EndToEndCommands {
             #expect(after.standardOutput.contains("workflow \(workflow): succeeded"))
         }
 
+        @Test func badOptionsOfTheRemoteCommandsAreRefusedInOneLine() async throws {
+            for (arguments, message) in [
+                (["validate", "k3s-dev-000001", "--key", "x.key"], "go with --coordinator"),
+                (["destroy", "k3s-dev-000001", "--insecure"], "go with --coordinator"),
+                (["destroy", "k3s-dev-000001", "--coordinator", "tcp://127.0.0.1:9", "--insecure", "--force"], "--force is for"),
+                (["logs", "k3s-dev-000001", "--coordinator", "http://x"], "--coordinator must be an endpoint"),
+                (["logs", "k3s-dev-000001", "a\nb"], "a step name is 1-100 characters"),
+                (["get", "Bad_Id"], "invalid workflow id"),
+                (["get", "k3s-dev-000001", "-o", "/nonexistent-shoal"], "no shoal journal"),
+            ] {
+                let result = try await Shoal.run(arguments, timeout: .seconds(20))
+                #expect(result.status != 0, "\(arguments)")
+                #expect(result.standardError.contains(message), "\(arguments): \(result.standardError)")
+                #expect(!result.standardError.contains("Fatal error"), "\(arguments)")
+            }
+        }
+
         @Test func embeddedLogsAndGetReadTheOutputDirectorysJournal() async throws {
             let directory = Shoal.temporaryDirectory()
             let output = directory + "/out"
