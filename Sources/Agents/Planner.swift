@@ -12,8 +12,8 @@ struct PlannerHandler: StepHandler {
         if let operation = context.assignment.params["operation"] {
             let plan = try Planner.operationPlan(params: context.assignment.params, request: request)
             return StepOutput(
-                summary: "\(operation.stringValue ?? "?") of \(context.assignment.params["target"]?.stringValue ?? "?"): "
-                    + "\(plan.steps.count) step(s)",
+                summary: "\(operation.stringValue ?? "?") of "
+                    + "\(context.assignment.params["target"]?.stringValue ?? "?"): \(plan.steps.count) step(s)",
                 values: ["plan": try JSONValue(encoding: plan)])
         }
         let plan = Planner.plan(for: request)

@@ -26,6 +26,7 @@ extension CoordinatorClient {
     /// A workflow's artifacts that have a place in the output tree; the sensitive ones only when asked for.
     public func artifacts(_ workflow: String, sensitive: Bool) throws -> ArtifactsReply {
         try reply(
-            ArtifactsReply.self, call(Header(type: .artifacts, workflow: workflow), ArtifactsRequest(sensitive: sensitive)))
+            ArtifactsReply.self,
+            call(Header(type: .artifacts, workflow: workflow), ArtifactsRequest(sensitive: sensitive)))
     }
 }

@@ -90,7 +90,9 @@ extension CoordinatorCore {
             metadata: [
                 "workflow.id": "\(id)", "operation": "\(operation.kind.rawValue)", "target": "\(target.id)",
             ])
-        reply(identity, Header(type: .accepted, workflow: id, re: header.id), Accepted(workflow: id, eventsPort: eventsPort))
+        reply(
+            identity, Header(type: .accepted, workflow: id, re: header.id),
+            Accepted(workflow: id, eventsPort: eventsPort))
     }
 
     // MARK: What the target hands on
@@ -172,7 +174,8 @@ extension CoordinatorCore {
                 live.snapshot.steps[wait.step].finishedAt = now
                 live.snapshot.steps[wait.step].error =
                     "\(step.role.rawValue) agent '\(wait.agent)' is not connected (waited \(seconds)s): step "
-                    + "'\(step.name)' runs only there" + (step.role == .infra
+                    + "'\(step.name)' runs only there"
+                    + (step.role == .infra
                         ? ", where the Terraform state of \(live.snapshot.operation?.target ?? "the workflow") is; "
                             + "start that agent again (same --id and --work-dir) and retry" : "")
                 live.deliveries[wait.step] = nil

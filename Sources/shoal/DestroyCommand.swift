@@ -41,7 +41,8 @@ struct DestroyCommand: AsyncParsableCommand {
         try checkWorkflowID(workflow)
         try checkCoordinatorEndpoint(coordinator, security: security)
         if coordinator != nil && force {
-            throw ValidationError("--force is for the journal of an embedded run; the coordinator decides with --coordinator")
+            throw ValidationError(
+                "--force is for the journal of an embedded run; the coordinator decides with --coordinator")
         }
     }
 
@@ -125,8 +126,9 @@ struct DestroyCommand: AsyncParsableCommand {
         guard final.state == .succeeded, let step else {
             throw ShoalError(
                 .commandFailed,
-                "destroy workflow \(final.id) \(final.state.rawValue): \(step?.error ?? final.error ?? "no reason given"); "
-                    + "workflow \(id) is not destroyed (`shoal logs \(final.id) --coordinator ...` shows the steps' logs)")
+                "destroy workflow \(final.id) \(final.state.rawValue): "
+                    + "\(step?.error ?? final.error ?? "no reason given"); workflow \(id) is not destroyed "
+                    + "(`shoal logs \(final.id) --coordinator ...` shows the steps' logs)")
         }
         print("\(step.summary ?? "destroyed") (agent \(step.agent ?? "?"))")
         try Self.removeLocalCredentials(workflow: id, output: absolutePath(output))

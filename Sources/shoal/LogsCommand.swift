@@ -75,7 +75,8 @@ struct LogsCommand: AsyncParsableCommand {
         if let step, snapshot.step(step) == nil {
             throw ShoalError(.notFound, "workflow \(workflow) has no step '\(Names.printable(step))'")
         }
-        return LogsReply(workflow: workflow, state: snapshot.state, steps: try journal.stepLogs(of: snapshot, step: step))
+        return LogsReply(
+            workflow: workflow, state: snapshot.state, steps: try journal.stepLogs(of: snapshot, step: step))
     }
 
     static func print(_ log: StepLog) {

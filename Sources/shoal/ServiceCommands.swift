@@ -42,7 +42,10 @@ struct CoordinatorCommand: AsyncParsableCommand {
     @Option(help: "Time an agent has to acknowledge a step.") var ackTimeout = "2s"
     @Option(help: "Attempts per step before it fails.") var maxAttempts = 3
     @Option(help: "Longest a single step may run before it is given to another agent, e.g. 30m.") var stepTimeout = "30m"
-    @Option(help: "How long a step pinned to one agent (a destroy, on the infra agent with the Terraform state) waits for it, e.g. 2m.")
+    @Option(
+        help: ArgumentHelp(
+            "How long a step pinned to one agent (a destroy, on the infra agent with the Terraform state) waits "
+                + "for it, e.g. 2m."))
     var pinnedWait = "2m"
     @Option(
         help: """

@@ -54,7 +54,8 @@ struct ValidateCommand: AsyncParsableCommand {
 
     @Argument(help: "The workflow id.") var workflow: String
     @Option(name: [.short, .long], help: "Output directory of the run.") var output = "output"
-    @Option(help: "How long one kubectl call may take (real mode, without --coordinator), e.g. 30s.") var kubectlTimeout = "30s"
+    @Option(help: "How long one kubectl call may take (real mode, without --coordinator), e.g. 30s.")
+    var kubectlTimeout = "30s"
     @Flag(help: "Print the report as JSON.") var json = false
     @Option(help: "Run the checks on a running coordinator's validation agents, e.g. tcp://10.0.0.5:7401.")
     var coordinator: String?

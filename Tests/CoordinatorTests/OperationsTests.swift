@@ -1,10 +1,10 @@
 import Foundation
+import ShoalSupport
 import Testing
 
 @testable import Coordinator
 @testable import Protocol
 @testable import ZeroMQ
-import ShoalSupport
 
 @Suite(.serialized) struct OperationsTests {
     let context = Context()
@@ -23,7 +23,8 @@ import ShoalSupport
             outcome: .succeeded, output: StepOutput(summary: "done", values: values, artifacts: artifacts, log: log),
             error: nil, agent: agent.id, host: "host-\(agent.id)", pid: 1, startedAt: 0, finishedAt: 0)
         try agent.send(
-            Header(type: .result, workflow: key.workflow, step: key.step, attempt: key.attempt, sender: agent.id), result)
+            Header(type: .result, workflow: key.workflow, step: key.step, attempt: key.attempt, sender: agent.id),
+            result)
         _ = try #require(try agent.waitControl(.confirm))
     }
 
@@ -41,7 +42,8 @@ import ShoalSupport
             let planner = try RawAgent(id: "planner-o", role: .planner, coordinator: coordinator, context: context)
             let infraA = try RawAgent(id: "infra-a", role: .infra, coordinator: coordinator, context: context)
             let infraB = try RawAgent(id: "infra-b", role: .infra, coordinator: coordinator, context: context)
-            let checker = try RawAgent(id: "validation-o", role: .validation, coordinator: coordinator, context: context)
+            let checker = try RawAgent(
+                id: "validation-o", role: .validation, coordinator: coordinator, context: context)
             for agent in [planner, infraA, infraB, checker] { try agent.join() }
             let client = try coordinator.client(context)
 
@@ -53,7 +55,9 @@ import ShoalSupport
                 values: [
                     "plan": try plan([
                         PlannedStep(name: "provision", role: .infra, critical: true),
-                        PlannedStep(name: "validate/nodes", role: .validation, needs: ["provision"], params: ["check": "nodes"]),
+                        PlannedStep(
+                            name: "validate/nodes", role: .validation, needs: ["provision"],
+                            params: ["check": "nodes"]),
                     ])
                 ])
             // Whichever infra agent gets provision holds the state.
@@ -71,7 +75,8 @@ import ShoalSupport
                 name: "kubeconfig", path: "kubeconfigs/\(target)/kubeconfig", sensitive: true, text: "server: x\n")
             let terraform = Artifact(name: "terraform/main.tf", path: "terraform/\(target)/main.tf", text: "# tf\n")
             try finish(
-                provisioner, provisionStep.key, values: ["nodeAddress": "10.0.0.9"], artifacts: [kubeconfig, terraform],
+                provisioner, provisionStep.key, values: ["nodeAddress": "10.0.0.9"],
+                artifacts: [kubeconfig, terraform],
                 log: ["terraform apply: exit 0", "  Apply complete! Resources: 2 added, 0 changed, 0 destroyed."])
             let check = try #require(try checker.waitStep())
             try finish(checker, check.key, values: ["result": "old"])
@@ -220,9 +225,11 @@ import ShoalSupport
         let (kept, dropped) = StepLogBound.split(bounded.output.log)
         #expect(dropped > 0 && dropped + kept.count == lines.count)
         #expect(kept.first == lines[dropped])
-        let small = StepLogBound.bound(StepResult(
-            outcome: .succeeded, output: StepOutput(summary: "s", log: ["a", "b"]), error: nil, agent: "a", host: "h",
-            pid: 1, startedAt: 0, finishedAt: 0))
+        let small = StepLogBound.bound(
+            StepResult(
+                outcome: .succeeded, output: StepOutput(summary: "s", log: ["a", "b"]), error: nil, agent: "a",
+                host: "h",
+                pid: 1, startedAt: 0, finishedAt: 0))
         #expect(small.output.log == ["a", "b"])
         #expect(StepLogBound.split(["a"]).dropped == 0)
     }

@@ -43,9 +43,12 @@ final class RemoteLab {
             buffer.append(chunk)
             let text = String(decoding: buffer, as: UTF8.self)
             guard let line = text.split(separator: "\n").first(where: { $0.hasPrefix("ready ") }) else { continue }
-            control = line.split(separator: " ").first { $0.hasPrefix("control=") }.map { String($0.dropFirst(8)) } ?? ""
+            control =
+                line.split(separator: " ").first { $0.hasPrefix("control=") }.map { String($0.dropFirst(8)) } ?? ""
         }
-        guard !control.isEmpty else { throw ShoalError(.launchFailed, "the coordinator did not start; see \(directory)") }
+        guard !control.isEmpty else {
+            throw ShoalError(.launchFailed, "the coordinator did not start; see \(directory)")
+        }
     }
 
     deinit { stopAll() }
@@ -60,7 +63,8 @@ final class RemoteLab {
         process.arguments =
             [
                 "agent", role, "--coordinator", control, "--id", id, "--work-dir", workDirectory(id), "--state-dir",
-                "\(directory)/\(id)/state", "--key", keys + "/agents.key", "--coordinator-key", keys + "/coordinator.pub",
+                "\(directory)/\(id)/state", "--key", keys + "/agents.key", "--coordinator-key",
+                keys + "/coordinator.pub",
             ] + arguments
         var environment = ProcessInfo.processInfo.environment
         environment["PATH"] = standIns.searchPath
@@ -76,7 +80,8 @@ final class RemoteLab {
     func startAgents() throws {
         for role in ["planner", "infra", "argocd", "validation", "docs"] { try startAgent(role, id: "\(role)-1") }
         try startAgent(
-            "monitoring", id: "monitoring-1", arguments: ["--gitops-listen", "127.0.0.1:0", "--gitops-advertise", "127.0.0.1"])
+            "monitoring", id: "monitoring-1",
+            arguments: ["--gitops-listen", "127.0.0.1:0", "--gitops-advertise", "127.0.0.1"])
     }
 
     /// SIGTERM, then waits for the process to end.
@@ -139,7 +144,9 @@ extension EndToEndCommands {
             let infraDirectory = lab.workDirectory("infra-1") + "/terraform/\(workflow)"
             let state = try String(contentsOfFile: infraDirectory + "/terraform.tfstate", encoding: .utf8)
             #expect(state.contains("local_server"))
-            #expect(!FileManager.default.fileExists(atPath: "\(lab.directory)/coordinator/output/terraform/\(workflow)/terraform.tfstate"))
+            #expect(
+                !FileManager.default.fileExists(
+                    atPath: "\(lab.directory)/coordinator/output/terraform/\(workflow)/terraform.tfstate"))
 
             // logs: terraform's own output, from the journal of the coordinator.
             let logs = try await lab.run(["logs", workflow, "provision"])
@@ -168,7 +175,9 @@ extension EndToEndCommands {
             #expect(FileManager.default.fileExists(atPath: "\(tree)/terraform/\(workflow)/main.tf"))
             #expect(FileManager.default.fileExists(atPath: "\(tree)/docs/\(workflow)/health-report.json"))
             #expect(!FileManager.default.fileExists(atPath: "\(tree)/kubeconfigs/\(workflow)/kubeconfig"))
-            #expect(got.standardError.contains("withheld (sensitive; pass --sensitive): kubeconfigs/\(workflow)/kubeconfig"))
+            #expect(
+                got.standardError.contains("withheld (sensitive; pass --sensitive): kubeconfigs/\(workflow)/kubeconfig")
+            )
             let secret = try await lab.run(["get", workflow, "-o", tree, "--sensitive"])
             #expect(secret.status == 0, "\(describe(secret))")
             #expect(SecureFile.mode(of: "\(tree)/kubeconfigs/\(workflow)/kubeconfig") == 0o600)
@@ -203,7 +212,9 @@ extension EndToEndCommands {
             let lab = try RemoteLab(pinnedWait: "2s")
             defer { lab.stopAll() }
             try lab.startAgents()
-            let created = try await lab.run(["create", "--real-deployment", "--target", "local", "--wait-timeout", "5s"])
+            let created = try await lab.run([
+                "create", "--real-deployment", "--target", "local", "--wait-timeout", "5s",
+            ])
             #expect(created.status == 0, "\(describe(created))")
             let workflow = try #require(Shoal.workflowID(in: created.standardOutput))
             // Another infra agent is there, but the state is not: destroy must not run on it.
@@ -253,7 +264,10 @@ extension EndToEndCommands {
             for (arguments, message) in [
                 (["validate", "k3s-dev-000001", "--key", "x.key"], "go with --coordinator"),
                 (["destroy", "k3s-dev-000001", "--insecure"], "go with --coordinator"),
-                (["destroy", "k3s-dev-000001", "--coordinator", "tcp://127.0.0.1:9", "--insecure", "--force"], "--force is for"),
+                (
+                    ["destroy", "k3s-dev-000001", "--coordinator", "tcp://127.0.0.1:9", "--insecure", "--force"],
+                    "--force is for"
+                ),
                 (["logs", "k3s-dev-000001", "--coordinator", "http://x"], "--coordinator must be an endpoint"),
                 (["logs", "k3s-dev-000001", "a\nb"], "a step name is 1-100 characters"),
                 (["get", "Bad_Id"], "invalid workflow id"),
