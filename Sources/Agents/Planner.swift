@@ -9,6 +9,13 @@ struct PlannerHandler: StepHandler {
         let request = context.request
         let problems = request.problems()
         guard problems.isEmpty else { throw ShoalError(.invalidInput, problems.joined(separator: "; ")) }
+        if let operation = context.assignment.params["operation"] {
+            let plan = try Planner.operationPlan(params: context.assignment.params, request: request)
+            return StepOutput(
+                summary: "\(operation.stringValue ?? "?") of "
+                    + "\(context.assignment.params["target"]?.stringValue ?? "?"): \(plan.steps.count) step(s)",
+                values: ["plan": try JSONValue(encoding: plan)])
+        }
         let plan = Planner.plan(for: request)
         let topology = Planner.topology(for: request)
         let values: [String: JSONValue] = [
@@ -90,6 +97,43 @@ public enum Planner {
         steps.append(PlannedStep(name: "health-report", role: .validation, needs: checks.map { "validate/\($0.rawValue)" }))
         steps.append(PlannedStep(name: "docs", role: .docs, needs: ["health-report"]))
         return Plan(steps: steps)
+    }
+
+    /// The steps of a workflow that acts on an earlier one (the plan step's params: `operation`, `target`, and for
+    /// a destroy `infraAgent`, the infra agent that ran the target's provision step): `validate` runs the create
+    /// workflow's checks and report again; `destroy` runs the `destroy` step on that agent, where the Terraform
+    /// state is. Every step's params name the target.
+    /// - Throws: `ShoalError(.invalidInput)` for an unknown operation or missing params.
+    public static func operationPlan(params: [String: JSONValue], request: WorkflowRequest) throws -> Plan {
+        guard let target = params["target"]?.stringValue, Names.isDNSLabel(target) else {
+            throw ShoalError(.invalidInput, "an operation plan needs the target workflow's id")
+        }
+        switch params["operation"]?.stringValue {
+        case "validate":
+            let checks = HealthChecks.applicable(expectation(for: request))
+            var steps = checks.map { check in
+                PlannedStep(
+                    name: "validate/\(check.rawValue)", role: .validation, needs: ["plan"],
+                    params: ["check": .string(check.rawValue), "target": .string(target)])
+            }
+            steps.append(
+                PlannedStep(
+                    name: "health-report", role: .validation, needs: checks.map { "validate/\($0.rawValue)" },
+                    params: ["target": .string(target)]))
+            return Plan(steps: steps)
+        case "destroy":
+            guard let agent = params["infraAgent"]?.stringValue, Names.isAgentID(agent) else {
+                throw ShoalError(.invalidInput, "a destroy plan needs the infra agent that provisioned \(target)")
+            }
+            return Plan(steps: [
+                PlannedStep(
+                    name: Provisioning.destroyStep, role: .infra, needs: ["plan"], critical: true,
+                    params: ["target": .string(target), "agent": .string(agent)])
+            ])
+        default:
+            throw ShoalError(
+                .invalidInput, "unknown operation '\(Names.printable(params["operation"]?.stringValue ?? "?"))'")
+        }
     }
 }
 

@@ -76,6 +76,8 @@ struct RealProvision {
 
     private func check(_ result: ProcessResult, _ command: String, _ log: inout [String]) throws {
         log.append("terraform \(command): exit \(result.status)\(result.timedOut ? " (timed out)" : "")")
+        // terraform's own output, for `shoal logs` (the coordinator bounds a step's log).
+        log += (result.standardOutput + result.standardError).split(separator: "\n").suffix(500).map { "  \($0)" }
         guard result.succeeded else {
             // What the failing script printed is in terraform's standard output, next to the error in its standard
             // error. (Provisioners that reference the token print nothing: Terraform suppresses them.)
@@ -159,7 +161,7 @@ struct InfraDestroy {
 
     func run() async throws -> StepOutput {
         let directory = Provisioning.terraformDirectory(
-            workDirectory: options.workDirectory, workflow: context.workflow)
+            workDirectory: options.workDirectory, workflow: context.targetWorkflow)
         let host = Preflight.hostName()
         guard context.request.realDeployment else {
             // Demo mode plans and never applies: there is no cluster here, only the plan to drop.
@@ -190,7 +192,7 @@ struct InfraDestroy {
         }
         // The credentials of a cluster that is gone.
         try? FileManager.default.removeItem(
-            atPath: "\(options.workDirectory)/kubeconfigs/\(context.workflow)/kubeconfig")
+            atPath: "\(options.workDirectory)/kubeconfigs/\(context.targetWorkflow)/kubeconfig")
         return StepOutput(summary: summary, values: values, log: ["terraform destroy in \(directory)"])
     }
 }

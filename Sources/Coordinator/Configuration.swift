@@ -19,6 +19,10 @@ public struct CoordinatorConfiguration: Sendable {
     public var maxAttempts = 3
     /// Longest a single step may run (default 30 min).
     public var stepTimeout: Duration = .seconds(1800)
+    /// How long a step pinned to one agent (the `destroy` of a workflow, on
+    /// the infra agent that holds its Terraform state) waits for that agent
+    /// to be connected before it fails (default 2 min).
+    public var pinnedAgentWait: Duration = .seconds(120)
     /// How hard each journal commit waits for the disk (default `.normal`:
     /// nothing is lost when the process crashes; the last commits may be
     /// lost on power loss). `.full` syncs every commit.

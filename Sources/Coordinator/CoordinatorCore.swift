@@ -111,27 +111,29 @@ final class CoordinatorCore {
     let configuration: CoordinatorConfiguration
     let journal: Journal
     let logger: Logger
-    private let clock: @Sendable () -> Int64
-    private let eventsPort: Int?
+    let clock: @Sendable () -> Int64
+    let eventsPort: Int?
     /// With CURVE on, the keys allowed now; every message's ZAP user id (the
     /// sender's public key) is checked against it. nil on a plain-TCP bus.
     private let allowList: CurveAllowList?
 
     /// Running workflows (and finished ones with steps still out on agents).
-    private var workflows: [String: Live] = [:]
-    private var submits: [String: String] = [:]
-    private var ready: [Role: RingQueue<ReadyStep>] = [:]
+    var workflows: [String: Live] = [:]
+    var submits: [String: String] = [:]
+    var ready: [Role: RingQueue<ReadyStep>] = [:]
     private var deadlines = DeadlineHeap()
-    private var registry = AgentRegistry()
-    private var dirty: [String: Live] = [:]
-    private var batch = JournalBatch()
+    var registry = AgentRegistry()
+    var dirty: [String: Live] = [:]
+    var batch = JournalBatch()
     private var outbox: [Outgoing] = []
     /// Steps published this turn, whose ack deadline starts once they are sent.
     private var published: [(workflow: String, step: Int, attempt: Int)] = []
     private var pendingOutputs: [(workflow: String, artifacts: [Artifact])] = []
     private var lastHeartbeatSent: Int64 = 0
     private var lastPrune: Int64 = 0
-    private var journalWorkflows = 0
+    var journalWorkflows = 0
+    /// Ready steps waiting for the one agent they are pinned to (`CoordinatorCore+Operations`).
+    var pinnedWaits: [String: PinnedWait] = [:]
     /// Set when a turn stopped at its bound with work left.
     private(set) var hasMoreWork = false
     /// Rejected frames by reason.
@@ -267,7 +269,7 @@ final class CoordinatorCore {
         case .ack:
             try ack(identity: identity, header: header)
         case .result:
-            let (cleaned, redacted) = Redaction.redact(try envelope.decode(StepResult.self))
+            let (cleaned, redacted) = Redaction.redact(StepLogBound.bound(try envelope.decode(StepResult.self)))
             if redacted > 0 {
                 logger.warning(
                     "secrets removed from a step result",
@@ -297,6 +299,10 @@ final class CoordinatorCore {
             try cancel(workflow: header.workflow, identity: identity, header: header)
         case .resume:
             try resume(workflow: header.workflow, identity: identity, header: header)
+        case .logs:
+            try logs(envelope.decode(LogsRequest.self), identity: identity, header: header)
+        case .artifacts:
+            try artifacts(envelope.decode(ArtifactsRequest.self), identity: identity, header: header)
         case .stats:
             let stats = Stats(
                 rejected: rejections.byName, workflows: journalWorkflows, running: workflows.count,
@@ -308,7 +314,7 @@ final class CoordinatorCore {
     }
 
     /// A workflow as it is now: from memory while it runs, else from the journal.
-    private func snapshot(_ id: String?) throws -> WorkflowSnapshot {
+    func snapshot(_ id: String?) throws -> WorkflowSnapshot {
         guard let id else { throw DecodeError(.unknownWorkflow, "no workflow ''") }
         if let live = workflows[id] { return live.snapshot }
         guard let stored = try journal.workflow(id) else { throw DecodeError(.unknownWorkflow, "no workflow '\(id)'") }
@@ -322,7 +328,7 @@ final class CoordinatorCore {
         }
     }
 
-    private func reply<Body: Encodable>(_ identity: [UInt8], _ header: Header, _ body: Body) {
+    func reply<Body: Encodable>(_ identity: [UInt8], _ header: Header, _ body: Body) {
         outbox.append(.send(identity: identity, frames: [identity] + Codec.encode(header, body)))
     }
 
@@ -420,14 +426,14 @@ final class CoordinatorCore {
     // MARK: Steps
 
     /// Marks a step as changed: journaled and published at the end of the turn.
-    private func changed(_ live: Live, _ position: Int) {
+    func changed(_ live: Live, _ position: Int) {
         live.changed.insert(position)
         live.snapshot.revision += 1
         dirty[live.id] = live
     }
 
     /// The workflow-level fields changed.
-    private func changed(_ live: Live) {
+    func changed(_ live: Live) {
         live.snapshot.revision += 1
         dirty[live.id] = live
     }
@@ -541,7 +547,7 @@ final class CoordinatorCore {
 
     /// A step reached a final state: its dependents move on (or are skipped),
     /// and the workflow finishes when nothing is left.
-    private func finished(_ live: Live, _ position: Int, now: Int64) {
+    func finished(_ live: Live, _ position: Int, now: Int64) {
         live.unfinished -= 1
         let step = live.snapshot.steps[position]
         if step.state == .succeeded {
@@ -598,6 +604,7 @@ final class CoordinatorCore {
         }
         live.snapshot.finishedAt = now
         changed(live)
+        operationFinished(live)
     }
 
     /// Adds the planner's steps to the workflow, or fails it on a bad plan.
@@ -811,6 +818,10 @@ final class CoordinatorCore {
                 Accepted(workflow: existing, eventsPort: eventsPort))
             return
         }
+        if let operation = submit.operation {
+            try submitOperation(operation, identity: identity, header: header)
+            return
+        }
         var problems = submit.request.problems()
         let planner = submit.planner ?? .planner
         if planner != .planner && planner != .bench { problems.append("planner must be 'planner' or 'bench'") }
@@ -836,7 +847,7 @@ final class CoordinatorCore {
         reply(identity, Header(type: .accepted, workflow: id, re: header.id), Accepted(workflow: id, eventsPort: eventsPort))
     }
 
-    private func newWorkflowID(_ request: WorkflowRequest) throws -> String {
+    func newWorkflowID(_ request: WorkflowRequest) throws -> String {
         let environment =
             ["development": "dev", "staging": "stg", "production": "prod"][request.environment.rawValue] ?? "wf"
         while true {
@@ -848,7 +859,7 @@ final class CoordinatorCore {
 
     // MARK: Scheduling
 
-    private func enqueue(_ live: Live, _ position: Int) {
+    func enqueue(_ live: Live, _ position: Int) {
         ready[live.snapshot.steps[position].role, default: RingQueue()].append(
             ReadyStep(workflow: live.id, step: position))
     }
@@ -859,6 +870,7 @@ final class CoordinatorCore {
         hasMoreWork = false
         var budget = CoordinatorCore.assignmentsPerTurn
         let now = clock()
+        schedulePinned(now: now)
         for role in Array(ready.keys) {
             while let next = ready[role]?.first {
                 guard let live = workflows[next.workflow], live.snapshot.state == .running,
@@ -872,6 +884,11 @@ final class CoordinatorCore {
                     hasMoreWork = true
                     break
                 }
+                if let pinned = pinnedAgent(live, next.step) {
+                    ready[role]?.popFirst()
+                    park(live, next.step, agent: pinned, now: now)
+                    continue
+                }
                 let avoid = live.deliveries[next.step]?.avoid ?? []
                 guard let agent = registry.pick(role: role, avoiding: avoid) else { break }
                 ready[role]?.popFirst()
@@ -882,7 +899,7 @@ final class CoordinatorCore {
         }
     }
 
-    private func assign(_ live: Live, _ position: Int, to agent: String, now: Int64) {
+    func assign(_ live: Live, _ position: Int, to agent: String, now: Int64) {
         let name = live.snapshot.steps[position].name
         let key = StepKey(workflow: live.id, step: name, attempt: live.snapshot.steps[position].attempt + 1)
         live.snapshot.steps[position].state = .assigned
@@ -966,6 +983,7 @@ final class CoordinatorCore {
             }
             for artifact in live.artifacts[producer] ?? [] { artifacts[artifact.name] = artifact }
         }
+        try inherit(live, inputs: &inputs, artifacts: &artifacts)
         return AssignmentWithoutRequest(
             role: step.role, params: step.params ?? [:], inputs: inputs,
             artifacts: artifacts.values.sorted { $0.name < $1.name })
@@ -1186,8 +1204,10 @@ struct WorkflowHeaderRow: Encodable {
     var steps: [StepSnapshot] = []
     var error: String?
     var revision: Int
+    var operation: WorkflowOperation?
 
     init(_ workflow: WorkflowSnapshot) {
+        operation = workflow.operation
         id = workflow.id
         state = workflow.state
         createdAt = workflow.createdAt

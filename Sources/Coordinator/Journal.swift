@@ -553,7 +553,8 @@ public struct JournalBatch: Sendable {
     private static func encodeHeader(_ workflow: WorkflowSnapshot) -> Data {
         let header = WorkflowSnapshot(
             id: workflow.id, state: workflow.state, request: workflow.request, createdAt: workflow.createdAt,
-            finishedAt: workflow.finishedAt, steps: [], error: workflow.error, revision: workflow.revision)
+            finishedAt: workflow.finishedAt, steps: [], error: workflow.error, revision: workflow.revision,
+            operation: workflow.operation)
         return (try? Journal.encoder.encode(header)) ?? Data()
     }
 }

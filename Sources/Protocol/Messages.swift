@@ -12,6 +12,7 @@ public enum MessageType: String, Codable, Sendable, CaseIterable {
     case submit, accepted, status, statusReply = "status-reply", list, listReply = "list-reply"
     case agents, agentsReply = "agents-reply"
     case cancel, resume, stats, statsReply = "stats-reply"
+    case logs, logsReply = "logs-reply", artifacts, artifactsReply = "artifacts-reply"
     // coordinator -> clients (PUB, topic workflow/<id>/)
     case event
     // either way, in reply to a frame that could not be accepted
@@ -254,10 +255,18 @@ public struct Submit: Codable, Sendable, Equatable {
     public var planner: Role?
     /// Params of the `plan` step (the bench planner reads its workload there).
     public var params: [String: JSONValue]?
-    public init(request: WorkflowRequest, planner: Role? = nil, params: [String: JSONValue]? = nil) {
+    /// Set for a workflow that acts on an earlier one (`shoal validate` and
+    /// `shoal destroy` through a coordinator); `request` is then ignored: the
+    /// target's request is used.
+    public var operation: WorkflowOperation?
+    public init(
+        request: WorkflowRequest, planner: Role? = nil, params: [String: JSONValue]? = nil,
+        operation: WorkflowOperation? = nil
+    ) {
         self.request = request
         self.planner = planner
         self.params = params
+        self.operation = operation
     }
 }
 
@@ -273,4 +282,105 @@ public struct Accepted: Codable, Sendable, Equatable {
 /// An empty body, for messages whose header says it all.
 public struct Empty: Codable, Sendable, Equatable {
     public init() {}
+}
+
+/// A workflow that acts on an earlier one (its target): run the health checks
+/// again, or destroy its cluster where its Terraform state is.
+public struct WorkflowOperation: Codable, Sendable, Equatable {
+    public enum Kind: String, Codable, Sendable, CaseIterable {
+        /// `validate/<check>` steps and `health-report` on the validation agents.
+        case validate
+        /// A `destroy` step on the infra agent that ran the target's `provision` step.
+        case destroy
+    }
+
+    public var kind: Kind
+    /// The id of the workflow acted on.
+    public var target: String
+
+    public init(kind: Kind, target: String) {
+        self.kind = kind
+        self.target = target
+    }
+}
+
+/// Asks for the log lines of a workflow's steps (`logs`).
+public struct LogsRequest: Codable, Sendable, Equatable {
+    /// One step's log; every step's when nil.
+    public var step: String?
+    public init(step: String? = nil) { self.step = step }
+}
+
+/// The log of one step: its latest attempt that returned a result.
+public struct StepLog: Codable, Sendable, Equatable {
+    public var step: String
+    public var attempt: Int
+    public var agent: String
+    public var host: String
+    public var outcome: StepOutcome
+    /// The lines, oldest first; at most `StepLog.maxBytes` in all, the oldest
+    /// dropped first.
+    public var lines: [String]
+    /// Lines dropped to keep the log within its bound.
+    public var dropped: Int
+    /// The step's error, when it failed.
+    public var error: String?
+
+    /// The bound of one step's log in the journal, in bytes (256 KiB).
+    public static let maxBytes = 256 << 10
+
+    public init(
+        step: String, attempt: Int, agent: String, host: String, outcome: StepOutcome, lines: [String],
+        dropped: Int, error: String?
+    ) {
+        self.step = step
+        self.attempt = attempt
+        self.agent = agent
+        self.host = host
+        self.outcome = outcome
+        self.lines = lines
+        self.dropped = dropped
+        self.error = error
+    }
+}
+
+public struct LogsReply: Codable, Sendable, Equatable {
+    public var workflow: String
+    /// The workflow's state when the reply was made (a follower stops once it is finished).
+    public var state: WorkflowSnapshot.State
+    /// In workflow order; steps without a result yet are left out.
+    public var steps: [StepLog]
+    public init(workflow: String, state: WorkflowSnapshot.State, steps: [StepLog]) {
+        self.workflow = workflow
+        self.state = state
+        self.steps = steps
+    }
+}
+
+/// Asks for a workflow's artifacts that have a place in the output tree (`artifacts`).
+public struct ArtifactsRequest: Codable, Sendable, Equatable {
+    /// Include the sensitive ones (kubeconfig, passwords); left out when false.
+    public var sensitive: Bool
+    public init(sensitive: Bool = false) { self.sensitive = sensitive }
+}
+
+public struct ArtifactsReply: Codable, Sendable, Equatable {
+    public var workflow: String
+    /// The latest artifact of each output path, paths relative to the output tree.
+    public var artifacts: [Artifact]
+    /// Paths of the sensitive artifacts left out (no `sensitive` asked for).
+    public var withheld: [String]
+    /// Paths left out because the reply would exceed `ArtifactsReply.maxBytes`.
+    public var tooLarge: [String]
+
+    /// How many artifact bytes one reply carries at most: 32 MiB, about 43 MiB once base64-encoded in the
+    /// body, under the 64 MiB message limit.
+    public static let maxBytes = 32 << 20
+
+    public init(workflow: String, artifacts: [Artifact], withheld: [String], tooLarge: [String]) {
+        self.workflow = workflow
+        self.artifacts = artifacts
+        self.withheld = withheld
+        self.tooLarge = tooLarge
+    }
 }

@@ -15,11 +15,14 @@ public struct WorkflowSnapshot: Codable, Sendable, Equatable {
     public var error: String?
     /// Bumped on every change, so a client can order what it receives.
     public var revision: Int
+    /// Set on a workflow that acts on an earlier one (`validate`, `destroy`); absent on a `create`.
+    public var operation: WorkflowOperation?
 
     public init(
         id: String, state: State, request: WorkflowRequest, createdAt: Int64, finishedAt: Int64?,
-        steps: [StepSnapshot], error: String?, revision: Int
+        steps: [StepSnapshot], error: String?, revision: Int, operation: WorkflowOperation? = nil
     ) {
+        self.operation = operation
         self.id = id
         self.state = state
         self.request = request

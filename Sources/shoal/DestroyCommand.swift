@@ -18,6 +18,11 @@ struct DestroyCommand: AsyncParsableCommand {
             OUTPUT/kubeconfigs/WORKFLOW are removed, the context shoal-WORKFLOW that --merge-kubeconfig added is \
             taken out of your kubeconfig, and the workflow is marked destroyed. The GitOps repository, manifests and \
             runbook are kept. Running it again is harmless.
+
+            With --coordinator (from any host) destroy runs as a workflow on that coordinator: its `destroy` step \
+            goes to the infra agent that ran the workflow's provision step, where the Terraform state is, and waits \
+            for that agent (the coordinator's --pinned-wait) if it is not connected; the coordinator then marks the \
+            workflow destroyed. The local kubeconfig context shoal-WORKFLOW is removed as above.
             """)
 
     @Argument(help: "The workflow id.") var workflow: String
@@ -27,10 +32,30 @@ struct DestroyCommand: AsyncParsableCommand {
             "Destroy even when the journal says the workflow is still running (after a crash, say), or when no "
                 + "Terraform state is here."))
     var force = false
+    @Option(help: "Destroy through a running coordinator, on the infra agent that holds the state.")
+    var coordinator: String?
+    @OptionGroup var security: ClientSecurityOptions
     @OptionGroup var logging: LoggingOptions
+
+    func validate() throws {
+        try checkWorkflowID(workflow)
+        try checkCoordinatorEndpoint(coordinator, security: security)
+        if coordinator != nil && force {
+            throw ValidationError(
+                "--force is for the journal of an embedded run; the coordinator decides with --coordinator")
+        }
+    }
 
     func run() async throws {
         _ = logging.bootstrap(label: "shoal.destroy")
+        if let coordinator {
+            do {
+                try await destroyRemotely(coordinator)
+            } catch let error as ShoalError {
+                fail(error.description)
+            }
+            return
+        }
         do {
             let recorded = try RecordedWorkflow(workflow, output: output)
             try await destroy(recorded)
@@ -53,17 +78,7 @@ struct DestroyCommand: AsyncParsableCommand {
         }
         // Credentials of a cluster that is gone: the kubeconfig (terraform removes its own copy), the passwords
         // and, in demo mode, the simulated cluster itself.
-        for name in ["kubeconfig", "argocd-admin-password", "grafana-admin-password", "simulated-cluster.json"] {
-            try? FileManager.default.removeItem(atPath: "\(recorded.kubeconfigDirectory)/\(name)")
-        }
-        let record = DeploymentOptions.mergeRecord(workflow: snapshot.id, output: recorded.output)
-        let recordedPath = (try? String(contentsOfFile: record, encoding: .utf8))?
-            .trimmingCharacters(in: .whitespacesAndNewlines)
-        let kubeconfig = recordedPath.flatMap { $0.isEmpty ? nil : $0 } ?? KubeconfigFile.defaultPath()
-        if try KubeconfigFile.remove(name: "shoal-\(snapshot.id)", from: kubeconfig) {
-            print("kubeconfig: context shoal-\(snapshot.id) removed from \(kubeconfig)")
-        }
-        try? FileManager.default.removeItem(atPath: record)
+        try Self.removeLocalCredentials(workflow: snapshot.id, output: recorded.output)
         try recorded.journal.markDestroyed(snapshot.id)
         if already {
             print("workflow \(snapshot.id) was already destroyed")
@@ -73,6 +88,51 @@ struct DestroyCommand: AsyncParsableCommand {
                     + "kept at \(recorded.output)/gitops/\(snapshot.id)")
             print("workflow \(snapshot.id) destroyed")
         }
+    }
+
+    /// Credentials of a cluster that is gone, on this host: the kubeconfig (terraform removes its own copy), the
+    /// passwords, in demo mode the simulated cluster itself, and the context `create --merge-kubeconfig` added.
+    static func removeLocalCredentials(workflow: String, output: String) throws {
+        let directory = "\(output)/kubeconfigs/\(workflow)"
+        for name in ["kubeconfig", "argocd-admin-password", "grafana-admin-password", "simulated-cluster.json"] {
+            try? FileManager.default.removeItem(atPath: "\(directory)/\(name)")
+        }
+        let record = DeploymentOptions.mergeRecord(workflow: workflow, output: output)
+        let recordedPath = (try? String(contentsOfFile: record, encoding: .utf8))?
+            .trimmingCharacters(in: .whitespacesAndNewlines)
+        let kubeconfig = recordedPath.flatMap { $0.isEmpty ? nil : $0 } ?? KubeconfigFile.defaultPath()
+        if try KubeconfigFile.remove(name: "shoal-\(workflow)", from: kubeconfig) {
+            print("kubeconfig: context shoal-\(workflow) removed from \(kubeconfig)")
+        }
+        try? FileManager.default.removeItem(atPath: record)
+    }
+
+    /// The destroy workflow on the coordinator; the target is marked destroyed there when it succeeds.
+    private func destroyRemotely(_ coordinator: String) async throws {
+        let target = try await RemoteOperation.target(workflow, coordinator: coordinator, security: security)
+        if target.state == .destroyed {
+            print("workflow \(target.id) was already destroyed")
+            return
+        }
+        let id = workflow
+        let display = ProgressDisplay()
+        let final = try await RemoteOperation.run(
+            WorkflowOperation(kind: .destroy, target: id), coordinator: coordinator, security: security,
+            submitted: { operation in
+                print("destroy workflow \(operation) of \(id) submitted")
+                fflush(nil)
+            }, progress: { display.update($0) })
+        let step = final.step(Provisioning.destroyStep)
+        guard final.state == .succeeded, let step else {
+            throw ShoalError(
+                .commandFailed,
+                "destroy workflow \(final.id) \(final.state.rawValue): "
+                    + "\(step?.error ?? final.error ?? "no reason given"); workflow \(id) is not destroyed "
+                    + "(`shoal logs \(final.id) --coordinator ...` shows the steps' logs)")
+        }
+        print("\(step.summary ?? "destroyed") (agent \(step.agent ?? "?"))")
+        try Self.removeLocalCredentials(workflow: id, output: absolutePath(output))
+        print("workflow \(id) destroyed")
     }
 
     private func terraformDestroy(_ recorded: RecordedWorkflow) async throws {

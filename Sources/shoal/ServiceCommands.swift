@@ -69,6 +69,11 @@ struct CoordinatorCommand: AsyncParsableCommand {
     @Option(help: "Longest a single step may run before it is given to another agent, 100ms to 7 days, e.g. 1h30m.")
     var stepTimeout = ShoalDuration(.seconds(1800))
     @Option(
+        help: ArgumentHelp(
+            "How long a step pinned to one agent (a destroy, on the infra agent with the Terraform state) waits "
+                + "for it, 100ms to 24h, e.g. 2m."))
+    var pinnedWait = ShoalDuration(.seconds(120))
+    @Option(
         help: """
             Journal commits: normal (a process crash loses nothing, a power loss may lose the last commits) \
             or full (every commit synced to disk).
@@ -88,6 +93,7 @@ struct CoordinatorCommand: AsyncParsableCommand {
         guard (2...100).contains(liveness) else { throw ValidationError("--liveness must be between 2 and 100") }
         guard (1...100).contains(maxAttempts) else { throw ValidationError("--max-attempts must be between 1 and 100") }
         try stepTimeout.validate(in: .milliseconds(100) ... .seconds(7 * 86_400), option: "--step-timeout")
+        try pinnedWait.validate(in: .milliseconds(100) ... .seconds(86_400), option: "--pinned-wait")
         guard Journal.Sync(rawValue: journalSync) != nil else {
             throw ValidationError("--journal-sync must be normal or full")
         }
@@ -127,6 +133,7 @@ struct CoordinatorCommand: AsyncParsableCommand {
         configuration.ackTimeout = ackTimeout.duration
         configuration.maxAttempts = maxAttempts
         configuration.stepTimeout = stepTimeout.duration
+        configuration.pinnedAgentWait = pinnedWait.duration
         configuration.journalSync = Journal.Sync(rawValue: journalSync) ?? .normal
         configuration.retain = retain.flatMap(retainDuration)
         configuration.security = try security.security()

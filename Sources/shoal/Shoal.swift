@@ -16,6 +16,7 @@ struct Shoal: AsyncParsableCommand {
         version: WireFormat.softwareVersion,
         subcommands: [
             CreateCommand.self, StatusCommand.self, ListCommand.self, ValidateCommand.self, DestroyCommand.self,
+            LogsCommand.self, GetCommand.self,
             WaitCommand.self, CancelCommand.self, ResumeCommand.self, AgentsCommand.self, StatsCommand.self,
             CoordinatorCommand.self, AgentCommand.self, KeysCommand.self, GitOpsCommand.self, HealthCommand.self,
             VersionCommand.self, BenchCommand.self,

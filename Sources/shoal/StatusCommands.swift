@@ -78,6 +78,7 @@ struct StatusCommand: AsyncParsableCommand {
             "  platform \(request.platform), \(request.environment.rawValue), \(request.nodes) node(s), "
                 + "monitoring \(request.monitoring ? "on" : "off"), headlamp \(request.headlamp ? "on" : "off"), "
                 + (request.realDeployment ? "real" : "demo"))
+        if let operation = snapshot.operation { print("  \(operation.kind.rawValue) of \(operation.target)") }
         if let error = snapshot.error { print("  reason: \(error)") }
         print("  \(pad("STEP", 22)) \(pad("STATE", 10)) \(pad("ATTEMPT", 7)) \(pad("AGENT", 16)) SUMMARY")
         for step in snapshot.steps {
@@ -106,7 +107,8 @@ struct ListCommand: AsyncParsableCommand {
             let created = Date(timeIntervalSince1970: Double(workflow.createdAt) / 1000)
             print(
                 "\(pad(workflow.id, 20)) \(pad(workflow.state.rawValue, 10)) \(pad(String(workflow.request.nodes), 5)) "
-                    + "\(pad(workflow.request.environment.rawValue, 12)) \(created.ISO8601Format())")
+                    + "\(pad(workflow.request.environment.rawValue, 12)) \(created.ISO8601Format())"
+                    + (workflow.operation.map { "  \($0.kind.rawValue) of \($0.target)" } ?? ""))
         }
     }
 }

@@ -47,20 +47,34 @@ struct ValidateCommand: AsyncParsableCommand {
             state whenever it holds a new commit: commit a change in OUTPUT/gitops/WORKFLOW, `shoal gitops push \
             WORKFLOW`, and validate again to see what Argo CD makes of it. Exits 0 when every check passes, 1 \
             otherwise.
+
+            With --coordinator the checks run as a workflow of their own on that coordinator's validation agents \
+            (`validate/<check>` steps and `health-report`, the checks and scoring of create), with the workflow's \
+            kubeconfig or simulated cluster from the coordinator's journal; it works from any host.
             """)
 
     @Argument(help: "The workflow id.") var workflow: String
     @Option(name: [.short, .long], help: "Output directory of the run.") var output = "output"
-    @Option(help: "How long one kubectl call may take (real mode), e.g. 30s.") var kubectlTimeout = ShoalDuration(.seconds(30))
+    @Option(help: "How long one kubectl call may take (real mode, without --coordinator), e.g. 30s.")
+    var kubectlTimeout = ShoalDuration(.seconds(30))
     @Flag(help: "Print the report as JSON.") var json = false
+    @Option(help: "Run the checks on a running coordinator's validation agents, e.g. tcp://10.0.0.5:7401.")
+    var coordinator: String?
+    @OptionGroup var security: ClientSecurityOptions
     @OptionGroup var logging: LoggingOptions
 
     func validate() throws {
+        try checkWorkflowID(workflow)
+        try checkCoordinatorEndpoint(coordinator, security: security)
         try kubectlTimeout.validate(in: .seconds(1) ... .seconds(3600), option: "--kubectl-timeout")
     }
 
     func run() async throws {
         _ = logging.bootstrap(label: "shoal.validate")
+        if let coordinator {
+            try await runRemote(coordinator)
+            return
+        }
         let report: HealthReport
         let recorded: RecordedWorkflow
         do {
@@ -78,6 +92,50 @@ struct ValidateCommand: AsyncParsableCommand {
             Swift.print(String(decoding: try encoder.encode(report), as: UTF8.self))
         } else {
             Self.printReport(report, workflow: recorded.snapshot)
+        }
+        if report.status != "healthy" { throw ExitCode.failure }
+    }
+
+    /// The checks as a workflow on the coordinator's validation agents.
+    private func runRemote(_ coordinator: String) async throws {
+        let final: WorkflowSnapshot
+        let target: WorkflowSnapshot
+        let report: HealthReport
+        do {
+            target = try await RemoteOperation.target(workflow, coordinator: coordinator, security: security)
+            guard target.state != .destroyed else {
+                throw ShoalError(.notFound, "workflow \(workflow) was destroyed; there is no cluster to check")
+            }
+            let quiet = json
+            let targetID = workflow
+            let display = ProgressDisplay()
+            final = try await RemoteOperation.run(
+                WorkflowOperation(kind: .validate, target: workflow), coordinator: coordinator, security: security,
+                submitted: { id in
+                    if !quiet {
+                        print("validation workflow \(id) of \(targetID) submitted")
+                        fflush(nil)
+                    }
+                }, progress: { if !quiet { display.update($0) } })
+            guard final.step("health-report")?.state == .succeeded else {
+                throw ShoalError(
+                    .commandFailed,
+                    "validation workflow \(final.id) \(final.state.rawValue): \(final.error ?? "no health report"); "
+                        + "`shoal status \(final.id) --coordinator ...` shows its steps")
+            }
+            report = try RemoteOperation.report(of: final)
+        } catch let error as ShoalError {
+            fail(error.description)
+        }
+        if json {
+            let encoder = JSONEncoder()
+            encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
+            Swift.print(String(decoding: try encoder.encode(report), as: UTF8.self))
+        } else {
+            Swift.print("")
+            Self.printReport(report, workflow: target)
+            let agents = Set(final.steps.filter { $0.name.hasPrefix("validate/") }.compactMap(\.agent)).sorted()
+            Swift.print("Checked by \(agents.joined(separator: ", ")) (workflow \(final.id))")
         }
         if report.status != "healthy" { throw ExitCode.failure }
     }
