@@ -46,6 +46,7 @@ public final class CoordinatorClient {
     ///   `ShoalError(.invalidInput)` when the coordinator refuses the request.
     func call<Body: Encodable>(_ header: Header, _ body: Body) throws -> Envelope {
         let frames = Codec.encode(header, body)
+        let started = ContinuousClock.now
         for _ in 0..<attempts {
             // Never blocks: a connection refused at the handshake leaves the
             // DEALER without a peer, and a blocking send would wait forever.
@@ -58,6 +59,11 @@ public final class CoordinatorClient {
                 let remaining = Int((deadline - ContinuousClock.now).milliseconds)
                 let ready = try poller.poll(timeoutMilliseconds: max(1, remaining))
                 if ready[1] { try checkHandshakes() }
+                // A reachable coordinator completes a CURVE handshake in milliseconds; one that keeps breaking
+                // them off does not know this client's idea of its key, and waiting longer changes nothing.
+                if !handshakeSucceeded && failedHandshakes > 0 && ContinuousClock.now - started >= handshakeGrace {
+                    throw wrongKeyError()
+                }
                 guard ready[0] else { continue }
                 guard let reply = try dealer.receive(wait: false),
                     let envelope = try? Codec.decode(reply[...]), envelope.header.re == header.id
@@ -69,16 +75,21 @@ public final class CoordinatorClient {
                 return envelope
             }
         }
-        if !handshakeSucceeded && failedHandshakes > 0 {
-            // The server drops a CURVE client that does not know its real key without a word.
-            throw ShoalError(
-                .forbidden,
-                "the handshake with the coordinator at \(endpoint) never completed (\(failedHandshakes) tries): "
-                    + "is --coordinator-key that coordinator's public key?")
-        }
+        if !handshakeSucceeded && failedHandshakes > 0 { throw wrongKeyError() }
         throw ShoalError(
             .unreachable,
             "no answer from the coordinator at \(endpoint) after \(attempts) tries; is `shoal coordinator` running there?")
+    }
+
+    /// How long handshakes may break off before the client says its coordinator key is wrong (default 3 s).
+    public var handshakeGrace: Duration = .seconds(3)
+
+    /// The server drops a CURVE client that does not know its real key without a word.
+    private func wrongKeyError() -> ShoalError {
+        ShoalError(
+            .forbidden,
+            "the handshake with the coordinator at \(endpoint) never completed (\(failedHandshakes) tries): "
+                + "is --coordinator-key that coordinator's public key?")
     }
 
     /// Turns a refused handshake into an error that says what to fix.

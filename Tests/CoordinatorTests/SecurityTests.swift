@@ -82,6 +82,21 @@ import Testing
         #expect(error?.message.contains("is --coordinator-key that coordinator's public key?") == true)
     }
 
+    @Test func aClientWithTheWrongCoordinatorKeyLearnsItBeforeItsAttemptsRunOut() async throws {
+        let coordinator = try await TestCoordinator.start()
+        defer { Task { await coordinator.stop() } }
+        try await onOwnThread {
+            let impostor = try CurveKeyPair.generate()
+            let wrong = CurveClientKeys(serverPublicKey: impostor.publicKey, keyPair: coordinator.peerKeys)
+            let client = try CoordinatorClient(endpoint: coordinator.endpoints.control, curve: wrong, context: context)
+            // Defaults would wait 5 x 2 s for replies; the broken handshakes end it after the 3 s grace.
+            let started = ContinuousClock.now
+            let error = #expect(throws: ShoalError.self) { try client.list() }
+            #expect(error?.code == .forbidden)
+            #expect(ContinuousClock.now - started < .seconds(8), "took \(ContinuousClock.now - started)")
+        }
+    }
+
     @Test func aRevokedAgentIsCutOffAndItsStepGoesToAnother() async throws {
         let doomedKeys = try CurveKeyPair.generate()
         let coordinator = try await TestCoordinator.start(allowing: ["planner-doomed": doomedKeys]) {

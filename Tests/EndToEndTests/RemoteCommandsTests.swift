@@ -12,6 +12,7 @@ final class RemoteLab {
     let standIns: StandInDirectory
     private(set) var control = ""
     private var processes: [String: Process] = [:]
+    private var gitServer: GitServerStandIn?
 
     init(pinnedWait: String = "2s") throws {
         directory = Shoal.temporaryDirectory()
@@ -76,12 +77,13 @@ final class RemoteLab {
         processes[id] = process
     }
 
-    /// Every role once; the monitoring agent serves its repository on loopback.
-    func startAgents() throws {
+    /// Every role once; the monitoring agent pushes to the in-cluster git server, whose NodePort is stood in for
+    /// by `shoal gitops serve`.
+    func startAgents() async throws {
         for role in ["planner", "infra", "argocd", "validation", "docs"] { try startAgent(role, id: "\(role)-1") }
-        try startAgent(
-            "monitoring", id: "monitoring-1",
-            arguments: ["--gitops-listen", "127.0.0.1:0", "--gitops-advertise", "127.0.0.1"])
+        let server = try await GitServerStandIn(standIns: standIns, directory: directory)
+        gitServer = server
+        try startAgent("monitoring", id: "monitoring-1", arguments: ["--gitops-push-url", server.url])
     }
 
     /// SIGTERM, then waits for the process to end.
@@ -94,6 +96,8 @@ final class RemoteLab {
     func stopAll() {
         for name in processes.keys.sorted() where name != "coordinator" { stop(name) }
         stop("coordinator")
+        gitServer?.stop()
+        gitServer = nil
     }
 
     /// The client's options: the coordinator and this client's keys.
@@ -132,7 +136,7 @@ extension EndToEndCommands {
         @Test func validateDestroyLogsAndGetRunThroughTheCoordinatorOnTheAgentsThatHoldTheState() async throws {
             let lab = try RemoteLab()
             defer { lab.stopAll() }
-            try lab.startAgents()
+            try await lab.startAgents()
             let created = try await lab.run([
                 "create", "--real-deployment", "--target", "local", "--wait-timeout", "5s",
             ])
@@ -211,7 +215,7 @@ extension EndToEndCommands {
         @Test func destroyWaitsForTheInfraAgentWithTheStateThenFailsNamingIt() async throws {
             let lab = try RemoteLab(pinnedWait: "2s")
             defer { lab.stopAll() }
-            try lab.startAgents()
+            try await lab.startAgents()
             let created = try await lab.run([
                 "create", "--real-deployment", "--target", "local", "--wait-timeout", "5s",
             ])
@@ -241,7 +245,7 @@ extension EndToEndCommands {
         @Test func logsFollowARunningWorkflowUntilItEnds() async throws {
             let lab = try RemoteLab()
             defer { lab.stopAll() }
-            try lab.startAgents()
+            try await lab.startAgents()
             let detached = try await lab.run(["create", "--sim-delay", "400ms", "--detach"])
             #expect(detached.status == 0, "\(describe(detached))")
             let workflow = try #require(
