@@ -406,21 +406,19 @@ struct GitBackendHandler: HTTPHandler {
         ]
         if push { environment["REMOTE_USER"] = "shoal" }
         if let home = inherited["HOME"] { environment["HOME"] = home }
-        let timeout = limits.backendTimeout
-        let settings = environment
-        let result = try await withCheckedThrowingContinuation { continuation in
-            // The backend blocks on pipes: a thread of its own keeps it off the concurrency pool.
-            Thread.detachNewThread {
-                continuation.resume(
-                    with: Result {
-                        try BinaryProcess.run(
-                            git, ["http-backend"], environment: settings, input: body, timeout: timeout)
-                    })
-            }
+        let runner = ProcessRunner(
+            environment: environment, inheritsEnvironment: false)
+        let result: ProcessOutput
+        do {
+            result = try await runner.runBytes(git, ["http-backend"], input: body, timeout: limits.backendTimeout)
+        } catch {
+            throw HTTPError(status: 500, reason: "cannot start git http-backend")
         }
         guard !result.timedOut else { throw HTTPError(status: 500, reason: "git http-backend timed out") }
-        guard !result.output.isEmpty else { throw HTTPError(status: 500, reason: "git http-backend failed") }
-        return result.output
+        guard !result.standardOutput.isEmpty, !result.truncated else {
+            throw HTTPError(status: 500, reason: "git http-backend failed")
+        }
+        return result.standardOutput
     }
 
     static func reasonPhrase(_ status: Int) -> String {
@@ -510,93 +508,6 @@ struct FlyingFoxLogger: FlyingSocks.Logging {
     }
 }
 
-/// Runs a program with binary standard input and output and a timeout. `ProcessRunner` carries output as text,
-/// which would corrupt pack data; this small helper stays here until it offers bytes in and out.
-enum BinaryProcess {
-    struct Result {
-        var status: Int32
-        var output: [UInt8]
-        var timedOut: Bool
-    }
-
-    static func run(
-        _ executable: String, _ arguments: [String], environment: [String: String], input: [UInt8],
-        timeout: Duration
-    ) throws -> Result {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: executable)
-        process.arguments = arguments
-        process.environment = environment
-        let stdin = Pipe()
-        let stdout = Pipe()
-        let stderr = Pipe()
-        process.standardInput = stdin
-        process.standardOutput = stdout
-        process.standardError = stderr
-        let exited = DispatchSemaphore(value: 0)
-        process.terminationHandler = { _ in exited.signal() }
-        do {
-            try ProcessLaunch.run(process)
-        } catch {
-            throw HTTPError(status: 500, reason: "cannot start git http-backend")
-        }
-        let output = Drain(stdout.fileHandleForReading)
-        let errors = Drain(stderr.fileHandleForReading)
-        let writer = stdin.fileHandleForWriting.fileDescriptor
-        let inputDone = DispatchSemaphore(value: 0)
-        Thread.detachNewThread {
-            // The backend may exit without reading all input; EPIPE then ends the write instead of a SIGPIPE
-            // killing the whole process. The signal stays blocked on this short-lived thread only.
-            var set = sigset_t()
-            sigemptyset(&set)
-            sigaddset(&set, SIGPIPE)
-            pthread_sigmask(SIG_BLOCK, &set, nil)
-            var offset = 0
-            input.withUnsafeBytes { buffer in
-                while offset < buffer.count {
-                    let written = write(writer, buffer.baseAddress! + offset, buffer.count - offset)
-                    if written < 0 && errno == EINTR { continue }
-                    if written <= 0 { break }
-                    offset += written
-                }
-            }
-            try? stdin.fileHandleForWriting.close()
-            inputDone.signal()
-        }
-        var timedOut = false
-        let seconds = Double(timeout.components.seconds)
-        if exited.wait(timeout: .now() + seconds) == .timedOut {
-            timedOut = true
-            process.terminate()
-            if exited.wait(timeout: .now() + 2) == .timedOut {
-                kill(process.processIdentifier, SIGKILL)
-                exited.wait()
-            }
-        }
-        inputDone.wait()
-        let bytes = output.finish()
-        _ = errors.finish()
-        return Result(status: process.terminationStatus, output: bytes, timedOut: timedOut)
-    }
-
-    /// Reads a pipe to its end on its own thread.
-    private final class Drain: @unchecked Sendable {  // `data` is written once before `done` is signalled
-        private var data = Data()
-        private let done = DispatchSemaphore(value: 0)
-
-        init(_ handle: FileHandle) {
-            Thread.detachNewThread { [self] in
-                data = FileDescriptorIO.readToEnd(handle.fileDescriptor)
-                done.signal()
-            }
-        }
-
-        func finish() -> [UInt8] {
-            done.wait()
-            return [UInt8](data)
-        }
-    }
-}
 
 /// `GitHTTPServer` as a long-running service: serves from `run()` until graceful shutdown (SIGTERM or SIGINT in
 /// `shoal gitops serve`), then lets requests in progress finish for up to `grace`.

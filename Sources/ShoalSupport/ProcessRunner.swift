@@ -52,11 +52,16 @@ public struct ProcessRunner: Sendable {
     public var defaultTimeout: Duration
     /// Bytes kept of each of standard output and standard error; the rest is read and dropped.
     public var outputLimit: Int
+    /// Whether programs inherit this process's environment (default) or get `environment` alone, as a CGI
+    /// program such as `git http-backend` should.
+    public var inheritsEnvironment: Bool
 
     public init(
-        environment: [String: String] = [:], defaultTimeout: Duration = .seconds(300), outputLimit: Int = 64 << 20
+        environment: [String: String] = [:], defaultTimeout: Duration = .seconds(300), outputLimit: Int = 64 << 20,
+        inheritsEnvironment: Bool = true
     ) {
         self.environment = environment
+        self.inheritsEnvironment = inheritsEnvironment
         self.defaultTimeout = defaultTimeout
         self.outputLimit = outputLimit
     }
@@ -106,10 +111,12 @@ public struct ProcessRunner: Sendable {
         guard let path = ProcessRunner.locate(executable) else {
             throw ShoalError(.executableNotFound, "\(executable) is not installed or not on PATH")
         }
-        var overrides: [Environment.Key: String?] = [:]
+        var overrides: [Environment.Key: String] = [:]
         for (key, value) in environment.merging(extra, uniquingKeysWith: { $1 }) {
             if let key = Environment.Key(rawValue: key) { overrides[key] = value }
         }
+        let childEnvironment: Environment =
+            inheritsEnvironment ? .inherit.updating(overrides.mapValues { Optional($0) }) : .custom(overrides)
         var options = PlatformOptions()
         options.processGroupID = 0  // a group of its own, led by the child
         let limit = timeout ?? defaultTimeout
@@ -119,7 +126,7 @@ public struct ProcessRunner: Sendable {
             let result = try await Subprocess.run(
                 .path(FilePath(path)),
                 arguments: Arguments(arguments),
-                environment: .inherit.updating(overrides),
+                environment: childEnvironment,
                 workingDirectory: workingDirectory.map { FilePath($0) },
                 platformOptions: options,
                 input: .inputWriter,
