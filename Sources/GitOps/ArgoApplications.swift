@@ -13,6 +13,9 @@ public struct ApplicationSpec: Sendable {
     /// The namespace Argo CD runs in; Applications live there.
     public var namespace = "argocd"
     public var destinationServer = "https://kubernetes.default.svc"
+    /// Whether deleting the Application deletes its resources (the resources finalizer); off for Argo CD's own
+    /// Application, whose deletion must not uninstall Argo CD.
+    public var deletesResources = true
 
     public init(name: String, repoURL: String, path: String, destinationNamespace: String) {
         self.name = name
@@ -71,7 +74,7 @@ public enum ArgoApplications {
                 "name": .string(spec.name),
                 "namespace": .string(spec.namespace),
                 "labels": .strings(["app.kubernetes.io/managed-by": "shoal", "app.kubernetes.io/part-of": "shoal"]),
-                "finalizers": [.string(resourcesFinalizer)],
+                "finalizers": spec.deletesResources ? [.string(resourcesFinalizer)] : [],
             ],
             "spec": [
                 "project": .string(spec.project),

@@ -49,6 +49,11 @@ public struct WorkflowRequest: Codable, Sendable, Equatable {
     /// How long each bounded wait of a real deployment may last (nodes Ready, rollouts, Applications Synced and
     /// Healthy), in seconds; 0 for the agents' default.
     public var waitTimeoutSeconds: Int = 0
+    /// User applications as `NAME=SOURCE` (`--app`), each an Application in the GitOps repository's `apps/`; the
+    /// monitoring agent parses them with the full grammar.
+    public var applications: [String] = []
+    /// Whether the example applications (a web server, PostgreSQL, Valkey) are committed and deployed.
+    public var examples: Bool = false
 
     public init() {}
 
@@ -96,6 +101,13 @@ public struct WorkflowRequest: Codable, Sendable, Equatable {
         if !(0...86_400).contains(waitTimeoutSeconds) {
             problems.append("--wait-timeout must be between 1s and 24h")
         }
+        if applications.count > 50 { problems.append("at most 50 --app applications") }
+        for app in applications
+        where app.utf8.count > 2200 || !app.contains("=")
+            || !app.unicodeScalars.allSatisfy({ $0.value > 32 && $0.value < 127 })
+        {
+            problems.append("invalid --app '\(app.prefix(80).filter { $0.isASCII && !$0.isWhitespace })': use NAME=SOURCE")
+        }
         problems += inputProblems()
         return problems
     }
@@ -125,6 +137,8 @@ extension WorkflowRequest {
         argocdManifest = try c.decodeIfPresent(String.self, forKey: .argocdManifest)
         gitopsRemote = try c.decodeIfPresent(String.self, forKey: .gitopsRemote)
         waitTimeoutSeconds = try c.decodeIfPresent(Int.self, forKey: .waitTimeoutSeconds) ?? waitTimeoutSeconds
+        applications = try c.decodeIfPresent([String].self, forKey: .applications) ?? applications
+        examples = try c.decodeIfPresent(Bool.self, forKey: .examples) ?? examples
     }
 }
 

@@ -2,6 +2,7 @@ import Agents
 import ArgumentParser
 import Cluster
 import Foundation
+import GitOps
 import Protocol
 import ShoalSupport
 
@@ -25,6 +26,12 @@ struct DeploymentOptions: ParsableArguments {
     var waitTimeout = "5m"
     @Flag(help: "Add the cluster to your kubeconfig ($KUBECONFIG's first file, else ~/.kube/config) as shoal-WORKFLOW.")
     var mergeKubeconfig = false
+    @Option(
+        name: .customLong("app"),
+        help: "A user application NAME=SOURCE (repeatable): SOURCE a directory of the GitOps repository or URL//PATH.")
+    var apps: [String] = []
+    @Flag(help: "Also deploy the example applications: a web server, PostgreSQL and Valkey (examples/ in git).")
+    var examples = false
 
     func validate() throws {
         guard let wait = parseDuration(waitTimeout), wait >= .seconds(1), wait <= .seconds(86_400) else {
@@ -45,6 +52,26 @@ struct DeploymentOptions: ParsableArguments {
         }
         if argocdManifest != nil && !argocd {
             throw ValidationError("--argocd-manifest needs Argo CD; drop --no-argocd or the manifest")
+        }
+        do {
+            let parsed = try apps.map(UserApplication.parse)
+            let names = parsed.map(\.name) + (examples ? ExampleApplications.applications.map(\.name) : [])
+            if let twice = names.first(where: { name in names.filter { $0 == name }.count > 1 }) {
+                throw ShoalError(.invalidInput, "two applications are named '\(twice)'")
+            }
+            let shipped = examples ? ExampleApplications.files().map(\.path) : []
+            for app in parsed
+            where app.source.repoURL == nil && !shipped.contains(where: { $0.hasPrefix(app.source.path + "/") }) {
+                throw ShoalError(
+                    .invalidInput,
+                    "--app \(app.name): the GitOps repository is new, so a directory of it can only be one of "
+                        + "examples/ with --examples; give a URL//PATH, or add it later with `shoal app add`")
+            }
+            if (!apps.isEmpty || examples) && !argocd {
+                throw ShoalError(.invalidInput, "--app and --examples need Argo CD; drop --no-argocd")
+            }
+        } catch let error as ShoalError {
+            throw ValidationError(error.message)
         }
     }
 
@@ -68,6 +95,8 @@ struct DeploymentOptions: ParsableArguments {
             remote.contains("://") || remote.contains("@") || remote.hasPrefix("/") ? remote : absolutePath(remote)
         }
         if let wait = parseDuration(waitTimeout) { request.waitTimeoutSeconds = Int(wait.components.seconds) }
+        request.applications = apps
+        request.examples = examples
     }
 
     /// The extra arguments of the embedded monitoring agent.

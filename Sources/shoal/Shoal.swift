@@ -17,7 +17,7 @@ struct Shoal: AsyncParsableCommand {
         subcommands: [
             CreateCommand.self, StatusCommand.self, ListCommand.self, ValidateCommand.self, DestroyCommand.self,
             WaitCommand.self, CancelCommand.self, ResumeCommand.self, AgentsCommand.self, StatsCommand.self,
-            CoordinatorCommand.self, AgentCommand.self, KeysCommand.self, GitOpsCommand.self, VersionCommand.self,
+            CoordinatorCommand.self, AgentCommand.self, KeysCommand.self, GitOpsCommand.self, AppCommand.self, VersionCommand.self,
         ]
     )
 }
