@@ -108,7 +108,6 @@ final class MonitoringHandler: StepHandler {
                 externallyServed = true
                 port = listenPort
                 log.append("port \(listenPort) in use: expecting `shoal gitops serve` to serve \(options.workDirectory)")
-                _ = error
             }
             repoURL = "http://\(advertised):\(port)/\(workflow)"
             let local = Self.isWildcard(listenHost) ? "127.0.0.1" : listenHost

@@ -120,16 +120,29 @@ public final class GitHTTPServer: @unchecked Sendable {  // `running` is guarded
             config: HTTPServer.Configuration(
                 address: address, timeout: seconds, logger: FlyingFoxLogger(logger: logger)),
             handler: handler)
-        let task = Task { try await server.run() }
-        do {
-            try await server.waitUntilListening(timeout: 5)
-        } catch {
+        let ended = RequestCounter()
+        let run: @Sendable () async throws -> Void = {
+            defer { ended.enter() }
+            try await server.run()
+        }
+        let task: Task<Void, any Error>
+        if #available(macOS 15.0, *) {
+            task = Task(executorPreference: DedicatedExecutor.shared, operation: run)
+        } else {
+            task = Task(operation: run)
+        }
+        // Listening, or run() ended (a port in use, say): whichever comes first, within 5 s.
+        let deadline = ContinuousClock.now + .seconds(5)
+        while !(await server.isListening) && ended.value == 0 && ContinuousClock.now < deadline {
+            try? await Task.sleep(for: .milliseconds(5))
+        }
+        guard await server.isListening else {
             task.cancel()
             let cause: String
             if case .failure(let failure) = await task.result {
                 cause = "\(failure)"
             } else {
-                cause = "\(error)"
+                cause = "not listening after 5 s"
             }
             throw ShoalError(.io, "cannot listen on \(host):\(requestedPort) for the git HTTP server", cause: cause)
         }

@@ -114,10 +114,11 @@ public enum InClusterGitServer {
     /// Namespace, claim, Deployment and both Services. The first start creates the `shoal` user with the Secret's
     /// password (an init container); later starts find the user and leave it as it is.
     public static func manifests() -> String {
+        // docker-setup.sh writes app.ini from the GITEA__ variables; a user that exists already (a restart) is kept.
         let createUser =
             "/usr/local/bin/docker-setup.sh && gitea migrate && "
-            + "(gitea admin user list | grep -q ' \(user) ' || gitea admin user create --username \(user) "
-            + "--password \"$PUSH_PASSWORD\" --email \(user)@shoal.invalid --must-change-password=false)"
+            + "(gitea admin user create --username \(user) --password \"$PUSH_PASSWORD\" "
+            + "--email \(user)@shoal.invalid --must-change-password=false || gitea admin user list | grep -qw \(user))"
         let security: YAML = ["allowPrivilegeEscalation": false]
         let probe: YAML = ["httpGet": ["path": "/api/healthz", "port": "http"], "periodSeconds": 5]
         let pod: YAML = [

@@ -36,7 +36,7 @@ private func oneLineError(_ result: ProcessResult) -> String? {
 
         // The secrets, from the 0600 files that hold them...
         var secrets: [String: String] = [:]
-        for name in ["argocd-admin-password", "grafana-admin-password"] {
+        for name in ["argocd-admin-password", "grafana-admin-password", "gitops-push-password"] {
             #expect(SecureFile.mode(of: "\(credentials)/\(name)") == 0o600, "\(name)")
             secrets[name] = String(decoding: contents("\(credentials)/\(name)"), as: UTF8.self)
                 .trimmingCharacters(in: .whitespacesAndNewlines)
@@ -59,7 +59,10 @@ private func oneLineError(_ result: ProcessResult) -> String? {
 
         // Where secrets may be: the credential files in kubeconfigs/<workflow>/.
         // Nowhere else in the output tree, the journal and the logs included.
-        let allowed = Set(["argocd-admin-password", "grafana-admin-password", "kubeconfig", "simulated-cluster.json"])
+        let allowed = Set([
+            "argocd-admin-password", "grafana-admin-password", "gitops-push-password", "kubeconfig",
+            "simulated-cluster.json",
+        ])
         var checked = 0
         for path in files(under: output) {
             if path.hasPrefix(credentials + "/"), allowed.contains((path as NSString).lastPathComponent) { continue }

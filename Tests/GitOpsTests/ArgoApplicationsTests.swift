@@ -1,6 +1,7 @@
 import Foundation
 import ShoalSupport
 import Testing
+import Yams
 
 @testable import GitOps
 
@@ -85,5 +86,31 @@ import Testing
         #expect(
             !ArgoCDInstall.isAlreadyExists(standardError: "error: You must be logged in to the server (Unauthorized)"))
         #expect(install.waitSteps().count == 3)
+    }
+}
+
+@Suite struct InClusterGitServerTests {
+    @Test func theServerIsPinnedPersistentAndReachedByItsServiceName() throws {
+        let text = InClusterGitServer.manifests()
+        let documents = try Yams.load_all(yaml: text).compactMap { $0 as? [String: Any] }
+        let kinds = documents.compactMap { $0["kind"] as? String }
+        #expect(kinds == ["Namespace", "PersistentVolumeClaim", "Deployment", "Service", "Service"])
+        #expect(InClusterGitServer.image.hasPrefix("docker.gitea.com/gitea:1.25.4"))
+        #expect(!InClusterGitServer.image.contains("latest"))
+        #expect(text.contains("image: \(InClusterGitServer.image)"))
+        #expect(text.contains("claimName: shoal-git-data"))
+        #expect(text.contains("nodePort: 30418"))
+        #expect(text.contains("GITEA__repository__ENABLE_PUSH_CREATE_USER"))
+        // The password is referenced, never written into the manifests.
+        #expect(text.contains("secretKeyRef") && !text.contains("stringData"))
+        #expect(
+            InClusterGitServer.repoURL(workflow: "lab")
+                == "http://shoal-git.shoal-gitops.svc.cluster.local/shoal/lab.git")
+        #expect(InClusterGitServer.isInCluster(InClusterGitServer.repoURL(workflow: "lab")))
+        #expect(InClusterGitServer.pushURL(workflow: "lab", nodeAddress: "fd00::1") == "http://[fd00::1]:30418/shoal/lab.git")
+        #expect(InClusterGitServer.pushURL(workflow: "lab", base: "http://127.0.0.1:8080/") == "http://127.0.0.1:8080/shoal/lab.git")
+        let secret = InClusterGitServer.secretManifest(password: "a\"b: c")
+        let parsed = try #require(try Yams.load(yaml: secret) as? [String: Any])
+        #expect((parsed["stringData"] as? [String: Any])?["password"] as? String == "a\"b: c")
     }
 }

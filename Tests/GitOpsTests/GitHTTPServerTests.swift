@@ -8,8 +8,17 @@ import Testing
     import Glibc
 #endif
 
-/// Sends raw bytes to 127.0.0.1:port and returns everything the server answers before closing.
-func rawExchange(port: Int, _ request: [UInt8], closeWrite: Bool = true) throws -> String {
+/// Sends raw bytes to 127.0.0.1:port and returns everything the server answers before closing. The blocking socket
+/// calls run on a thread of their own: on the concurrency pool they would starve the server under test.
+func rawExchange(port: Int, _ request: [UInt8], closeWrite: Bool = true) async throws -> String {
+    try await withCheckedThrowingContinuation { continuation in
+        Thread.detachNewThread {
+            continuation.resume(with: Result { try blockingExchange(port: port, request, closeWrite: closeWrite) })
+        }
+    }
+}
+
+private func blockingExchange(port: Int, _ request: [UInt8], closeWrite: Bool) throws -> String {
     let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
     guard fd >= 0 else { throw ShoalError(.io, "socket") }
     defer { close(fd) }
@@ -226,7 +235,7 @@ func statusLine(_ response: String) -> String {
             ]
             for (expected, text) in cases {
                 let request = Array(text.utf8)
-                let response = try rawExchange(port: port, request)
+                let response = try await rawExchange(port: port, request)
                 let line = statusLine(response)
                 let shown = String(decoding: request.prefix(70), as: UTF8.self).debugDescription
                 if let expected {
@@ -236,7 +245,7 @@ func statusLine(_ response: String) -> String {
                 }
             }
             // Still serving a good request after all of that.
-            let good = try rawExchange(
+            let good = try await rawExchange(
                 port: port,
                 Array("GET /gitops/lab/info/refs?service=git-upload-pack HTTP/1.1\r\n\(host)\r\n".utf8))
             #expect(statusLine(good) == "HTTP/1.1 200 OK")
@@ -299,8 +308,10 @@ func statusLine(_ response: String) -> String {
         #expect(try await first.start() == a)
         await first.stop()
         #expect(first.port == nil)
-        #expect(throws: (any Error).self) { try rawExchange(port: a, Array("GET / HTTP/1.1\r\nHost: x\r\n\r\n".utf8)) }
-        let missing = try rawExchange(port: b, Array("GET /none/info/refs HTTP/1.1\r\nHost: x\r\n\r\n".utf8))
+        await #expect(throws: (any Error).self) {
+            try await rawExchange(port: a, Array("GET / HTTP/1.1\r\nHost: x\r\n\r\n".utf8))
+        }
+        let missing = try await rawExchange(port: b, Array("GET /none/info/refs HTTP/1.1\r\nHost: x\r\n\r\n".utf8))
         #expect(statusLine(missing).contains("404"))
         await second.stop()
         await second.stop()

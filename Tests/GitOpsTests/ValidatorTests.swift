@@ -35,7 +35,12 @@ import Yams
             let secret = ManifestFile(
                 path: "secret.yaml",
                 contents: MonitoringStack.grafanaAdminSecret(MonitoringStackSpec(instance: "lab"), password: "x\"y"))
-            let paths = try writeFiles(files + [secret], into: "\(directory)/\(index)")
+            // The in-cluster git server and its Secret go to the cluster too.
+            let gitServer = [
+                ManifestFile(path: "git-server.yaml", contents: InClusterGitServer.manifests()),
+                ManifestFile(path: "git-secret.yaml", contents: InClusterGitServer.secretManifest(password: "p\"w")),
+            ]
+            let paths = try writeFiles(files + [secret] + gitServer, into: "\(directory)/\(index)")
             let result = try await runner.run("kubernetes-validate", ["--strict", "-k", version] + paths)
             #expect(
                 result.succeeded, "kubernetes-validate \(version):\n\(result.standardOutput)\n\(result.standardError)")
