@@ -26,9 +26,12 @@ extension MonitoringHandler {
                 "kubectl not found: the simulated Argo CD renders kustomizations with shoal's built-in subset "
                     + "(resources, patches, namespace, replicas); install kubectl for `kubectl kustomize`")
         }
+        let kustomize = request.monitoringSource == "kustomize"
         return try RepositoryLayout.render(
-            repoURL: repoURL, monitoring: manifests, monitoringNamespace: spec.namespace, argoCDVersion: version,
-            applications: applications, examples: request.examples)
+            repoURL: repoURL, monitoring: kustomize ? MonitoringKustomize.render(spec) : manifests,
+            monitoringNamespace: spec.namespace, argoCDVersion: version, applications: applications,
+            examples: request.examples,
+            monitoringPath: kustomize ? MonitoringKustomize.overlayPath(request.environment.rawValue) : "monitoring")
     }
 
     /// The example applications' Secrets, created in the cluster only (never committed): PostgreSQL's password.

@@ -19,10 +19,11 @@ public struct RepositoryLayout: Sendable {
     ///   - argoCDVersion: Argo CD's release when Argo CD manages itself from `argocd/`; nil leaves it out.
     ///   - applications: the user applications.
     ///   - examples: whether the example applications and `examples/` are included.
+    ///   - monitoringPath: the monitoring Application's path (`monitoring`, or an overlay of `MonitoringKustomize`).
     /// - Throws: `ShoalError(.invalidInput)` for a bad version or two applications of one name.
     public static func render(
         repoURL: String, monitoring: [ManifestFile], monitoringNamespace: String, argoCDVersion: String?,
-        applications: [UserApplication] = [], examples: Bool = false
+        applications: [UserApplication] = [], examples: Bool = false, monitoringPath: String = "monitoring"
     ) throws -> RepositoryLayout {
         let all = (examples ? ExampleApplications.applications : []) + applications
         var seen: Set<String> = []
@@ -30,7 +31,7 @@ public struct RepositoryLayout: Sendable {
             throw ShoalError(.invalidInput, "two applications are named '\(app.name)'")
         }
         let (root, monitoringApps) = ArgoApplications.appOfApps(
-            repoURL: repoURL, components: [(name: "monitoring", path: "monitoring", namespace: monitoringNamespace)])
+            repoURL: repoURL, components: [(name: "monitoring", path: monitoringPath, namespace: monitoringNamespace)])
         var children = monitoringApps
         var files = monitoring
         if let argoCDVersion {

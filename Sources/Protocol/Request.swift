@@ -54,8 +54,14 @@ public struct WorkflowRequest: Codable, Sendable, Equatable {
     public var applications: [String] = []
     /// Whether the example applications (a web server, PostgreSQL, Valkey) are committed and deployed.
     public var examples: Bool = false
+    /// How the monitoring stack is laid out in git: `manifests` (a plain directory) or `kustomize` (a base with an
+    /// overlay per environment).
+    public var monitoringSource: String = "manifests"
 
     public init() {}
+
+    /// The values of `monitoringSource`.
+    public static let monitoringSources = ["manifests", "kustomize"]
 
     /// Limits shared by the CLI and the coordinator, which re-checks every
     /// request that arrives from the network.
@@ -108,6 +114,11 @@ public struct WorkflowRequest: Codable, Sendable, Equatable {
         {
             problems.append("invalid --app '\(app.prefix(80).filter { $0.isASCII && !$0.isWhitespace })': use NAME=SOURCE")
         }
+        if !WorkflowRequest.monitoringSources.contains(monitoringSource) {
+            problems.append("--monitoring-source must be manifests or kustomize")
+        } else if monitoringSource != "manifests" && !argocd {
+            problems.append("--monitoring-source \(monitoringSource) needs Argo CD; drop --no-argocd")
+        }
         problems += inputProblems()
         return problems
     }
@@ -139,6 +150,7 @@ extension WorkflowRequest {
         waitTimeoutSeconds = try c.decodeIfPresent(Int.self, forKey: .waitTimeoutSeconds) ?? waitTimeoutSeconds
         applications = try c.decodeIfPresent([String].self, forKey: .applications) ?? applications
         examples = try c.decodeIfPresent(Bool.self, forKey: .examples) ?? examples
+        monitoringSource = try c.decodeIfPresent(String.self, forKey: .monitoringSource) ?? monitoringSource
     }
 }
 

@@ -32,6 +32,8 @@ struct DeploymentOptions: ParsableArguments {
     var apps: [String] = []
     @Flag(help: "Also deploy the example applications: a web server, PostgreSQL and Valkey (examples/ in git).")
     var examples = false
+    @Option(help: "How the monitoring stack is laid out in git: manifests (a directory) or kustomize (a base and overlays/ENVIRONMENT).")
+    var monitoringSource = "manifests"
 
     func validate() throws {
         guard let wait = parseDuration(waitTimeout), wait >= .seconds(1), wait <= .seconds(86_400) else {
@@ -52,6 +54,16 @@ struct DeploymentOptions: ParsableArguments {
         }
         if argocdManifest != nil && !argocd {
             throw ValidationError("--argocd-manifest needs Argo CD; drop --no-argocd or the manifest")
+        }
+        if monitoringSource == "helm" {
+            throw ValidationError(
+                "--monitoring-source helm is not available yet: use manifests or kustomize")
+        }
+        guard WorkflowRequest.monitoringSources.contains(monitoringSource) else {
+            throw ValidationError("--monitoring-source must be manifests or kustomize")
+        }
+        if monitoringSource != "manifests" && !argocd {
+            throw ValidationError("--monitoring-source \(monitoringSource) needs Argo CD; drop --no-argocd")
         }
         do {
             let parsed = try apps.map(UserApplication.parse)
@@ -97,6 +109,7 @@ struct DeploymentOptions: ParsableArguments {
         if let wait = parseDuration(waitTimeout) { request.waitTimeoutSeconds = Int(wait.components.seconds) }
         request.applications = apps
         request.examples = examples
+        request.monitoringSource = monitoringSource
     }
 
     /// The extra arguments of the embedded monitoring agent.

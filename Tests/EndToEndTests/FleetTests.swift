@@ -81,12 +81,32 @@ extension EndToEndCommands {
             #expect(broken.standardOutput.contains("Health: score 80/100"), "\(broken.standardOutput)")
         }
 
+        @Test func theMonitoringStackFromAKustomizeOverlayOfTheEnvironment() async throws {
+            let output = Shoal.temporaryDirectory() + "/out"
+            let created = try await Shoal.run(
+                ["create", "-e", "production", "-n", "3", "-o", output, "--monitoring-source", "kustomize"],
+                timeout: .seconds(120))
+            #expect(created.status == 0, "\(created.standardOutput)\(created.standardError)")
+            let workflow = try #require(Shoal.workflowID(in: created.standardOutput))
+            #expect(created.standardOutput.contains("Health: score 100/100 (healthy)"), "\(created.standardOutput)")
+            let app = try String(contentsOfFile: "\(output)/argocd-apps/\(workflow)/monitoring-app.yaml", encoding: .utf8)
+            #expect(app.contains("path: monitoring/overlays/production"))
+            let objects = try #require(try state(output, workflow)["objects"] as? [String: Any])
+            let headlamp = try #require(objects["Deployment/monitoring/headlamp"] as? [String: Any])
+            #expect(value(headlamp, "body", "spec", "replicas") as? Int == 2)
+        }
+
+        func value(_ object: Any?, _ path: String...) -> Any? {
+            path.reduce(object) { ($0 as? [String: Any])?[$1] }
+        }
+
         @Test func createRefusesBadApplicationsBeforeAnythingRuns() async throws {
             let output = Shoal.temporaryDirectory() + "/out"
             for arguments in [
                 ["--app", "web"], ["--app", "web=../etc"], ["--app", "monitoring=https://h/r.git//p"],
                 ["--app", "mine=mydir"], ["--examples", "--app", "web=https://h/r.git//p"],
-                ["--examples", "--no-argocd"],
+                ["--examples", "--no-argocd"], ["--monitoring-source", "helm"], ["--monitoring-source", "x;id"],
+                ["--monitoring-source", "kustomize", "--no-argocd"],
             ] {
                 let refused = try await Shoal.run(["create", "-o", output] + arguments)
                 #expect(refused.status == 64, "\(arguments): \(refused.standardError)")

@@ -155,4 +155,46 @@ import Yams
         #expect(value(params, "data", "server.insecure") as? String == "true")
         #expect(value(params, "metadata", "namespace") as? String == "argocd")
     }
+
+    @Test func everyMonitoringOverlayBuildsWithKubectlAndTheEnvironmentsDiffer() async throws {
+        guard Tools.available("kubectl", install: "see https://kubernetes.io/docs/tasks/tools/") else { return }
+        let directory = try makeTemporaryDirectory()
+        defer { removeDirectory(directory) }
+        for headlamp in [true, false] {
+            let root = "\(directory)/\(headlamp)"
+            _ = try writeFiles(MonitoringKustomize.render(MonitoringStackSpec(instance: "lab", headlamp: headlamp)), into: root)
+            var built: [String: [[String: Any]]] = [:]
+            for environment in MonitoringKustomize.environments {
+                let result = try await runner.run(
+                    "kubectl", ["kustomize", "\(root)/\(MonitoringKustomize.overlayPath(environment))"])
+                #expect(result.succeeded, "\(environment): \(result.standardError)")
+                built[environment] = try yamlDocuments(result.standardOutput)
+            }
+            let plain = try allDocuments(MonitoringStack.render(MonitoringStackSpec(instance: "lab", headlamp: headlamp)))
+            for (environment, documents) in built {
+                #expect(documents.count == plain.count, "\(environment): the overlay keeps every object of the base")
+                let prometheus = try #require(documents.first { kind($0) == "Deployment" && name($0) == "prometheus" })
+                let container = try #require(
+                    (value(prometheus, "spec", "template", "spec", "containers") as? [[String: Any]])?.first)
+                let settings = MonitoringKustomize.settings(environment)
+                let args = container["args"] as? [String] ?? []
+                #expect(args.contains("--storage.tsdb.retention.time=\(settings.retention)"), "\(args)")
+                #expect(args.contains("--config.file=/etc/prometheus/prometheus.yml"), "the other arguments stay")
+                #expect(value(container, "resources", "limits", "memory") as? String == settings.limits.memory)
+                #expect(container["readinessProbe"] != nil, "the patch merges into the container")
+                if headlamp {
+                    let headlampDeployment = try #require(documents.first { name($0) == "headlamp" && kind($0) == "Deployment" })
+                    #expect(value(headlampDeployment, "spec", "replicas") as? Int == settings.headlampReplicas)
+                }
+            }
+        }
+        #expect(MonitoringKustomize.settings("production") != MonitoringKustomize.settings("development"))
+        #expect(MonitoringKustomize.settings("staging") != MonitoringKustomize.settings("production"))
+
+        // A broken overlay does not build, and kubectl names the cause.
+        let broken = "\(directory)/true/\(MonitoringKustomize.overlayPath("staging"))/kustomization.yaml"
+        try SecureFile.write("resources: [../../nothere]\n", to: broken)
+        let failed = try await runner.run("kubectl", ["kustomize", (broken as NSString).deletingLastPathComponent])
+        #expect(!failed.succeeded)
+    }
 }
