@@ -74,3 +74,11 @@ public enum ArgoCDSelfManagement {
         return MonitoringStack.isPinnedTag(version) ? version : nil
     }
 }
+
+/// Argo CD's webhook endpoint, which a git server calls on push so that Argo CD refreshes at once.
+public enum ArgoCDWebhook {
+    /// The in-cluster host of `argocd-server` (plain HTTP on port 80 behind `server.insecure`).
+    public static let host = "argocd-server.argocd.svc"
+    /// The URL a push webhook posts to.
+    public static let url = "http://\(host)/api/webhook"
+}
