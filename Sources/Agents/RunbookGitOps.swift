@@ -35,6 +35,7 @@ extension Runbook {
         lines.append("```sh")
         lines.append("shoal app add \(workflow) shop shop -o output          # a directory of \(repository), committed with it")
         lines.append("shoal app add \(workflow) guestbook https://github.com/argoproj/argocd-example-apps.git//guestbook -o output")
+        lines.append("shoal app add \(workflow) podinfo helm:https://stefanprodan.github.io/podinfo//podinfo@6.7.1 -o output")
         lines.append("shoal app remove \(workflow) shop -o output           # Argo CD prunes its resources")
         lines.append("```")
         if request.examples {
@@ -43,6 +44,9 @@ extension Runbook {
             lines.append("Secret `postgres/\(ExampleApplications.postgresSecretName)` (created in the cluster, not in git) and in")
             lines.append("`output/kubeconfigs/\(workflow)/postgres-password` (0600).")
         }
+        lines.append("")
+        lines.append("A chart's values are `values/NAME.yaml` in git; the version is exact. A demo cluster does not fetch")
+        lines.append("charts: it checks repository, chart and version against the list shoal ships (see docs/gitops.md).")
         lines.append("")
         lines.append("### The monitoring stack's source")
         lines.append("")

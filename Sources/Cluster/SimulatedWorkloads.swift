@@ -292,6 +292,17 @@ extension SimulatedCluster {
             return
         }
         let source = app.body["spec", "source"] ?? app.body["spec", "sources"]?.array?.first ?? .null
+        if source["chart"] != nil {
+            // A chart cannot be fetched offline: its release is checked against the catalog shoal ships.
+            if let problem = await helmProblem(app, gitSource: gitSource) {
+                fail("Unknown", "ComparisonError", "Failed to load target state: failed to generate manifest: \(problem)")
+            } else {
+                applicationStates[key] = ApplicationState(
+                    syncStatus: "Synced", healthStatus: "Unknown", message: nil, conditions: [], syncFailed: false,
+                    syncedRevision: source["targetRevision"]?.string, syncedSource: nil)
+            }
+            return
+        }
         let repoURL = source["repoURL"]?.string ?? ""
         let path = source["path"]?.string ?? "."
         let revision = source["targetRevision"]?.string ?? "HEAD"

@@ -40,6 +40,7 @@ public struct RepositoryLayout: Sendable {
         }
         if examples { files += ExampleApplications.files() }
         children += all.map { $0.application(gitopsRepoURL: repoURL) }
+        files += all.compactMap { $0.valuesFile() }
         let names = ["root"] + children.map { String($0.path.dropFirst("apps/".count).dropLast(".yaml".count)) }
         return RepositoryLayout(files: files + children + [root], root: root, children: children, applicationNames: names)
     }

@@ -7,8 +7,10 @@ public struct AppSource: Sendable, Equatable {
     public var repoURL: String?
     /// The directory inside the repository.
     public var path: String
-    /// The branch, tag or commit (`HEAD` unless `?ref=` says otherwise).
+    /// The branch, tag or commit (`HEAD` unless `?ref=` says otherwise); a chart's exact version.
     public var targetRevision: String
+    /// A Helm chart of the repository `repoURL` (a chart repository), at the exact version `targetRevision`.
+    public var chart: String?
 
     public init(repoURL: String?, path: String, targetRevision: String = "HEAD") {
         self.repoURL = repoURL
@@ -18,8 +20,47 @@ public struct AppSource: Sendable, Equatable {
 
     /// The grammar, for error messages.
     public static let grammar =
-        "a directory of the GitOps repository (examples/web) or an http(s) git URL, '//' and a directory "
-        + "(https://git.example.com/team/apps.git//guestbook, optionally ?ref=v1.2)"
+        "a directory of the GitOps repository (examples/web), an http(s) git URL, '//' and a directory "
+        + "(https://git.example.com/team/apps.git//guestbook, optionally ?ref=v1.2), or helm:, a chart repository "
+        + "URL, '//', the chart and @ its exact version (helm:https://stefanprodan.github.io/podinfo//podinfo@6.7.1)"
+
+    /// `helm:REPOSITORY//CHART@VERSION`.
+    static func parseChart(_ text: String, invalid: (String) -> ShoalError) throws -> AppSource {
+        let rest = String(text.dropFirst("helm:".count))
+        guard rest.hasPrefix("https://") || rest.hasPrefix("http://"),
+            let split = rest.range(of: "//", range: rest.range(of: "://")!.upperBound..<rest.endIndex)
+        else { throw invalid("a chart needs an http(s) repository URL, '//' and CHART@VERSION") }
+        let repository = String(rest[..<split.lowerBound])
+        let release = String(rest[split.upperBound...])
+        guard !repository.contains("@"), !repository.contains("?"), repository.dropFirst(8).count > 0 else {
+            throw invalid("the chart repository URL must have a host and no credentials")
+        }
+        let parts = release.split(separator: "@", omittingEmptySubsequences: false).map(String.init)
+        guard parts.count == 2, Names.isDNSLabel(parts[0]) else {
+            throw invalid("give the chart as CHART@VERSION, CHART a lowercase name")
+        }
+        guard isExactVersion(parts[1]) else {
+            throw invalid("the chart version must be exact (1.2.3 or v1.2.3), not a range")
+        }
+        var source = AppSource(repoURL: repository, path: "", targetRevision: parts[1])
+        source.chart = parts[0]
+        return source
+    }
+
+    /// `1.2.3`, `v1.2.3`, with an optional `-pre` or `+build` suffix.
+    static func isExactVersion(_ text: String) -> Bool {
+        let core = text.hasPrefix("v") ? text.dropFirst() : Substring(text)
+        let main = core.split(whereSeparator: { $0 == "-" || $0 == "+" }).first.map(String.init) ?? ""
+        let numbers = main.split(separator: ".", omittingEmptySubsequences: false)
+        guard numbers.count == 3, numbers.allSatisfy({ !$0.isEmpty && $0.allSatisfy(\.isNumber) }) else { return false }
+        return text.utf8.count <= 64
+            && core.unicodeScalars.allSatisfy {
+                switch $0 {
+                case "a"..."z", "A"..."Z", "0"..."9", ".", "-", "+": true
+                default: false
+                }
+            }
+    }
 
     /// Parses `PATH` or `URL//PATH[?ref=REVISION]`.
     /// - Throws: `ShoalError(.invalidInput)` with a one-line reason.
@@ -31,6 +72,7 @@ public struct AppSource: Sendable, Equatable {
         guard text.unicodeScalars.allSatisfy({ $0.value > 32 && $0.value < 127 }) else {
             throw invalid("spaces and control characters are not allowed")
         }
+        if text.hasPrefix("helm:") { return try parseChart(text, invalid: invalid) }
         guard let scheme = text.range(of: "://") else {
             try checkPath(text, invalid: invalid)
             let first = text.split(separator: "/").first.map(String.init) ?? text
@@ -129,7 +171,22 @@ public struct UserApplication: Sendable, Equatable {
     /// The file of its Application.
     public var applicationPath: String { "\(ArgoApplications.appsDirectory)/\(name).yaml" }
 
-    /// `apps/NAME.yaml`.
+    /// The values file of a chart application, in the GitOps repository.
+    public var valuesPath: String { "values/\(name).yaml" }
+
+    /// The files a chart application needs beside its Application: its values file (none for other sources).
+    public func valueFiles() -> [ManifestFile] { valuesFile().map { [$0] } ?? [] }
+
+    /// A chart application's values file to edit; nil for other sources.
+    public func valuesFile() -> ManifestFile? {
+        guard let chart = source.chart else { return nil }
+        return ManifestFile(
+            path: valuesPath,
+            contents: "# Values of the Helm chart \(chart) \(source.targetRevision) for the application \(name).\n{}\n")
+    }
+
+    /// `apps/NAME.yaml`. A chart application has two sources: the chart at its version, with the values file of the
+    /// GitOps repository (`$values/values/NAME.yaml`), and that repository as the `values` reference.
     /// - Parameters:
     ///   - repoURL: the GitOps repository's address, for a source inside it.
     ///   - targetRevision: the revision the GitOps repository is followed at.
@@ -137,6 +194,19 @@ public struct UserApplication: Sendable, Equatable {
         var spec = ApplicationSpec(
             name: name, repoURL: source.repoURL ?? repoURL, path: source.path, destinationNamespace: name)
         spec.targetRevision = source.repoURL == nil ? targetRevision : source.targetRevision
-        return ManifestFile(path: applicationPath, contents: ArgoApplications.application(spec))
+        guard let chart = source.chart else {
+            return ManifestFile(path: applicationPath, contents: ArgoApplications.application(spec))
+        }
+        let sources: YAML = [
+            [
+                "repoURL": .string(source.repoURL ?? ""),
+                "chart": .string(chart),
+                "targetRevision": .string(source.targetRevision),
+                "helm": ["releaseName": .string(name), "valueFiles": [.string("$values/\(valuesPath)")]],
+            ],
+            ["repoURL": .string(repoURL), "targetRevision": .string(targetRevision), "ref": "values"],
+        ]
+        return ManifestFile(
+            path: applicationPath, contents: ArgoApplications.document(spec, sources: sources).document())
     }
 }

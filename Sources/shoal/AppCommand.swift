@@ -43,7 +43,7 @@ struct AppAddCommand: AsyncParsableCommand {
             """)
 
     @OptionGroup var target: AppTarget
-    @Argument(help: "Where its manifests are: a directory of the GitOps repository, or URL//PATH[?ref=REV].")
+    @Argument(help: "A directory of the GitOps repository, GIT-URL//PATH[?ref=REV], or helm:REPO-URL//CHART@VERSION.")
     var source: String
     @OptionGroup var logging: LoggingOptions
 
@@ -72,7 +72,9 @@ struct AppAddCommand: AsyncParsableCommand {
             guard let repoURL = recorded.snapshot.step("monitoring")?.values["repoURL"]?.stringValue else {
                 throw ShoalError(.notFound, "workflow \(recorded.id) has no GitOps repository (no monitoring step)")
             }
-            try repository.write([app.application(gitopsRepoURL: repoURL)])
+            // A chart's values file is made once; one the user prepared is kept.
+            let values = app.valueFiles().filter { !FileManager.default.fileExists(atPath: "\(repository.path)/\($0.path)") }
+            try repository.write([app.application(gitopsRepoURL: repoURL)] + values)
             let commit = try await repository.commitAll(message: "Application \(app.name) from \(source)")
             print("committed \(commit.sha.prefix(12)): \(app.applicationPath)")
             try await AppChanges.publish(recorded, pushURL: target.pushURL, show: app.name)

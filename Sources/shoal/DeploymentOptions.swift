@@ -28,7 +28,7 @@ struct DeploymentOptions: ParsableArguments {
     var mergeKubeconfig = false
     @Option(
         name: .customLong("app"),
-        help: "A user application NAME=SOURCE (repeatable): SOURCE a directory of the GitOps repository or URL//PATH.")
+        help: "A user application NAME=SOURCE (repeatable): SOURCE examples/DIR, GIT-URL//PATH or helm:REPO-URL//CHART@VERSION.")
     var apps: [String] = []
     @Flag(help: "Also deploy the example applications: a web server, PostgreSQL and Valkey (examples/ in git).")
     var examples = false

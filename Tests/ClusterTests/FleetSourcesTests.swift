@@ -187,4 +187,45 @@ final class MemoryGitSource: GitSource, @unchecked Sendable {  // every field is
         #expect(pruned.objects["Application/argocd/web"] == nil)
         #expect(pruned.objects["Deployment/web/web"] == nil, "the resources finalizer deletes its resources")
     }
+
+    @Test func aChartApplicationIsCheckedAgainstTheCatalogAndItsValuesFile() async throws {
+        func application(_ name: String, chart: String, version: String, values: String) -> String {
+            """
+            apiVersion: argoproj.io/v1alpha1
+            kind: Application
+            metadata: {name: \(name), namespace: argocd}
+            spec:
+              project: default
+              sources:
+                - repoURL: https://stefanprodan.github.io/podinfo
+                  chart: \(chart)
+                  targetRevision: "\(version)"
+                  helm: {valueFiles: ["$values/\(values)"]}
+                - {repoURL: "mem://repo", targetRevision: HEAD, ref: values}
+              destination: {server: "https://kubernetes.default.svc", namespace: \(name)}
+            """
+        }
+        let files = [
+            "apps/good.yaml": application("good", chart: "podinfo", version: "6.7.1", values: "values/good.yaml"),
+            "apps/old.yaml": application("old", chart: "podinfo", version: "0.0.1", values: "values/good.yaml"),
+            "apps/novalues.yaml": application("novalues", chart: "podinfo", version: "6.7.1", values: "values/x.yaml"),
+            "apps/other.yaml": application("other", chart: "nginx", version: "1.0.0", values: "values/good.yaml"),
+            "values/good.yaml": "replicaCount: 2\n",
+        ]
+        var cluster = SimulatedCluster.provision(name: "lab", nodes: 1, k3sVersion: "v1.33.1+k3s1")
+        cluster.installArgoCD(version: "v3.5.1", adminPassword: "test-password-123")
+        cluster.registerApplication(name: "root", repoURL: "mem://repo", path: "apps", destinationNamespace: "argocd")
+        let apps = try await cluster.client(gitSource: MemoryGitSource(files)).applications(namespace: "argocd")
+        func status(_ name: String) -> ApplicationStatus? { apps.first { $0.name == name } }
+        #expect(status("good")?.healthy == true, "\(String(describing: status("good")))")
+        for (name, reason) in [
+            ("old", "version 0.0.1 not found"), ("novalues", "values file values/x.yaml does not exist"),
+            ("other", "chart nginx is not in repository"),
+        ] {
+            let app = try #require(status(name))
+            #expect(!app.healthy)
+            let messages = app.conditions.map(\.message).joined()
+            #expect(messages.contains(reason) && messages.contains("apps/\(name).yaml"), "\(messages)")
+        }
+    }
 }

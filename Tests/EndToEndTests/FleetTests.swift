@@ -71,6 +71,18 @@ extension EndToEndCommands {
             let objects = try #require(try state(output, workflow)["objects"] as? [String: Any])
             #expect(!objects.keys.contains("Deployment/shop/web"))
 
+            // A chart from a registry at an exact version, its values in git; an unknown version fails, naming the file.
+            let chart = try await Shoal.run(
+                ["app", "add", workflow, "podinfo", "helm:https://stefanprodan.github.io/podinfo//podinfo@6.7.1", "-o", output])
+            #expect(chart.standardOutput.contains("application podinfo: Synced/Healthy"), "\(chart.standardOutput)")
+            #expect(FileManager.default.fileExists(atPath: "\(repository)/values/podinfo.yaml"))
+            let unknown = try await Shoal.run(
+                ["app", "add", workflow, "certs", "helm:https://charts.jetstack.io//cert-manager@v0.0.1", "-o", output])
+            #expect(unknown.standardOutput.contains("version v0.0.1 not found"), "\(unknown.standardOutput)")
+            let failed = try await Shoal.run(["validate", workflow, "-o", output])
+            #expect(failed.standardOutput.contains("Fix apps/certs.yaml"), "\(failed.standardOutput)")
+            _ = try await Shoal.run(["app", "remove", workflow, "certs", "-o", output])
+
             // A broken kustomization fails the sync of Argo CD's own Application and names the file.
             try SecureFile.write(text + "  - missing.yaml\n", to: kustomization)
             try await git(repository, ["commit", "-q", "-am", "broken"])
@@ -106,6 +118,7 @@ extension EndToEndCommands {
                 ["--app", "web"], ["--app", "web=../etc"], ["--app", "monitoring=https://h/r.git//p"],
                 ["--app", "mine=mydir"], ["--examples", "--app", "web=https://h/r.git//p"],
                 ["--examples", "--no-argocd"], ["--monitoring-source", "helm"], ["--monitoring-source", "x;id"],
+                ["--app", "c=helm:https://charts.jetstack.io//cert-manager@^1.0"],
                 ["--monitoring-source", "kustomize", "--no-argocd"],
             ] {
                 let refused = try await Shoal.run(["create", "-o", output] + arguments)

@@ -14,7 +14,8 @@ import Yams
             repoURL: Self.repoURL, monitoring: MonitoringStack.render(MonitoringStackSpec(instance: "lab")),
             monitoringNamespace: "monitoring", argoCDVersion: "v3.5.1",
             applications: [
-                try UserApplication.parse("guestbook=https://github.com/argoproj/argocd-example-apps.git//guestbook?ref=v0.2")
+                try UserApplication.parse("guestbook=https://github.com/argoproj/argocd-example-apps.git//guestbook?ref=v0.2"),
+                try UserApplication.parse("podinfo=helm:https://stefanprodan.github.io/podinfo//podinfo@6.7.1"),
             ],
             examples: true)
     }
@@ -36,11 +37,22 @@ import Yams
         #expect(throws: ShoalError.self) { try UserApplication.parse("Web=examples/web") }
         #expect(throws: ShoalError.self) { try UserApplication.parse("examples/web") }
         #expect(try UserApplication.parse("shop=examples/web").name == "shop")
+        let chart = try AppSource.parse("helm:https://charts.jetstack.io//cert-manager@v1.16.1")
+        #expect(chart.chart == "cert-manager" && chart.repoURL == "https://charts.jetstack.io")
+        #expect(chart.targetRevision == "v1.16.1")
+        for bad in [
+            "helm:https://charts.jetstack.io//cert-manager", "helm:https://charts.jetstack.io//cert-manager@^1.16",
+            "helm:https://charts.jetstack.io//cert-manager@1.16", "helm:https://charts.jetstack.io//cert-manager@*",
+            "helm:https://charts.jetstack.io//Cert@1.2.3", "helm:ftp://h//c@1.2.3", "helm:https://u@h//c@1.2.3",
+            "helm:https://charts.jetstack.io/cert-manager@1.2.3",
+        ] {
+            #expect(throws: ShoalError.self, "\(bad)") { try AppSource.parse(bad) }
+        }
     }
 
     @Test func theRepositoryHoldsArgoCDsOwnApplicationAndOnePerUserApplication() throws {
         let layout = try layout()
-        #expect(layout.applicationNames == ["root", "monitoring", "argocd", "web", "postgres", "valkey", "guestbook"])
+        #expect(layout.applicationNames == ["root", "monitoring", "argocd", "web", "postgres", "valkey", "guestbook", "podinfo"])
         let paths = Set(layout.files.map(\.path))
         for path in [
             "argocd/kustomization.yaml", "apps/argocd.yaml", "apps/web.yaml", "apps/guestbook.yaml",
@@ -60,6 +72,16 @@ import Yams
         #expect(value(guestbook, "spec", "source", "repoURL") as? String == "https://github.com/argoproj/argocd-example-apps.git")
         #expect(value(guestbook, "spec", "source", "targetRevision") as? String == "v0.2")
         #expect(value(guestbook, "spec", "destination", "namespace") as? String == "guestbook")
+        // The chart application names a chart, a repository and an exact version, with its values in git.
+        let podinfo = try #require(
+            try yamlDocuments(layout.files.first { $0.path == "apps/podinfo.yaml" }!.contents).first)
+        let sources = try #require(value(podinfo, "spec", "sources") as? [[String: Any]])
+        #expect(sources.first?["chart"] as? String == "podinfo")
+        #expect(sources.first?["repoURL"] as? String == "https://stefanprodan.github.io/podinfo")
+        #expect(sources.first?["targetRevision"] as? String == "6.7.1")
+        #expect((value(sources.first, "helm", "valueFiles") as? [String]) == ["$values/values/podinfo.yaml"])
+        #expect(sources.last?["ref"] as? String == "values" && sources.last?["repoURL"] as? String == Self.repoURL)
+        #expect(paths.contains("values/podinfo.yaml"))
         // No secret in git: PostgreSQL reads its password from a Secret made in the cluster.
         #expect(!layout.files.contains { $0.contents.contains("kind: Secret") })
         #expect(throws: ShoalError.self) {
@@ -88,7 +110,7 @@ import Yams
         try SecureFile.write(ValidatorTests.schemaScript, to: "\(directory)/check.py")
         let result = try await runner.run("python3", ["\(directory)/check.py", schema] + paths)
         #expect(result.succeeded, "schema:\n\(result.standardOutput)\n\(result.standardError)")
-        #expect(result.standardOutput.contains("checked 7 documents"), "\(result.standardOutput)")
+        #expect(result.standardOutput.contains("checked 8 documents"), "\(result.standardOutput)")
     }
 
     @Test func theExamplesPassKubernetesValidateStrict() async throws {
