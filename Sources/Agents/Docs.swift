@@ -95,6 +95,7 @@ public enum Runbook {
             lines.append("and heals drift. Change the cluster through git, not with `kubectl edit`: commit in")
             lines.append("`output/gitops/\(workflow)`, then `shoal gitops push \(workflow) -o output` (from any host with the")
             lines.append("output directory) hands the commit to the git server the Applications read; Argo CD syncs it.")
+            lines += gitOpsFeatures(workflow: workflow, request: request)
         } else {
             lines.append("Argo CD is off: the manifests in `output/manifests/\(workflow)/` were applied directly.")
             lines.append("Re-apply them with `kubectl apply --server-side -f output/manifests/\(workflow)/monitoring/`.")

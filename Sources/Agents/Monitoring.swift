@@ -113,13 +113,12 @@ final class MonitoringHandler: StepHandler {
             let local = Self.isWildcard(listenHost) ? "127.0.0.1" : listenHost
             servedURL = "http://\(local.contains(":") ? "[\(local)]" : local):\(port)/\(workflow)"
         }
-        let (root, children) = ArgoApplications.appOfApps(
-            repoURL: repoURL, components: [(name: "monitoring", path: "monitoring", namespace: spec.namespace)]
-        )
+        let layout = try Self.layout(request: request, repoURL: repoURL, manifests: manifests, spec: spec, log: &log)
+        let (root, children) = (layout.root, layout.children)
 
         let repository = GitRepository(path: "\(options.workDirectory)/gitops/\(workflow)")
         try await repository.initialize()
-        try repository.write(manifests + children + [root])
+        try repository.write(layout.files)
         try context.checkLease()
         let commit = try await repository.commitAll(message: "Monitoring stack for \(workflow)")
         log.append("commit \(commit.sha)" + (commit.created ? "" : " (unchanged)"))
@@ -146,6 +145,7 @@ final class MonitoringHandler: StepHandler {
         let gitSource: any GitSource =
             servedURL.map { RewritingGitSource(rewrites: [repoURL: $0], fallBackToOriginal: false) } ?? GitCLISource()
         let password = Secrets.password()
+        let examplesPassword = Secrets.password()
         let timeout = request.realDeployment ? context.waitTimeout(options) : .zero
         let outcome = try await ClusterSession.with(context, options: options, gitSource: gitSource) { session in
             let client = session.client
@@ -164,6 +164,9 @@ final class MonitoringHandler: StepHandler {
             _ = try await client.createNamespace(spec.namespace)
             try await client.apply(
                 manifests: MonitoringStack.grafanaAdminSecret(spec, password: password), serverSide: true)
+            if request.examples {
+                try await Self.applyExampleSecrets(client, password: examplesPassword, log: &log)
+            }
             var applications: [String] = []
             var summary: String
             if request.argocd {
@@ -172,10 +175,8 @@ final class MonitoringHandler: StepHandler {
                     log.append(note)
                 }
                 try await client.apply(manifests: root.contents, serverSide: true)
-                applications =
-                    ["root"]
-                    + children.map { ($0.path as NSString).lastPathComponent }
-                    .map { String($0.dropLast(".yaml".count)) }
+                applications = layout.applicationNames
+                log.append(contentsOf: await ApplicationRefresh.request(client, names: applications))
                 let wait = try await Self.waitForApplications(
                     client, names: applications, timeout: timeout, interval: min(.seconds(2), timeout / 5))
                 log.append(contentsOf: wait.details)
@@ -208,6 +209,12 @@ final class MonitoringHandler: StepHandler {
                 text: password + "\n")
         ]
         if let state = outcome.2 { artifacts.append(state) }
+        if request.examples {
+            artifacts.append(
+                Artifact(
+                    name: "postgres-password", path: "kubeconfigs/\(workflow)/postgres-password", sensitive: true,
+                    text: examplesPassword + "\n"))
+        }
         if let pushPassword = outcome.3 {
             artifacts.append(
                 Artifact(

@@ -211,8 +211,17 @@ public struct SimulatedCluster: Codable, Sendable, Equatable {
         var next = self
         if let owner {
             let wanted = Set(manifests.map { Self.key(for: $0, defaultNamespace: defaultNamespace) })
+            var cascaded: [String] = []
             for (key, object) in next.objects where object.owner == owner && !wanted.contains(key) {
                 next.objects[key] = nil
+                // A pruned Application with the resources finalizer takes its resources with it.
+                let finalizers = (object.body["metadata", "finalizers"]?.array ?? []).compactMap(\.string)
+                if object.kind == "Application" && finalizers.contains("resources-finalizer.argocd.argoproj.io") {
+                    cascaded.append(Self.applicationKey(object))
+                }
+            }
+            for application in cascaded {
+                for (key, object) in next.objects where object.owner == application { next.objects[key] = nil }
             }
         }
         let ordered = manifests.enumerated().sorted {

@@ -116,6 +116,7 @@ extension SimulatedClusterClient {
         "statefulset": "StatefulSet", "statefulsets": "StatefulSet", "sts": "StatefulSet",
         "daemonset": "DaemonSet", "daemonsets": "DaemonSet", "ds": "DaemonSet",
         "secret": "Secret", "secrets": "Secret", "namespace": "Namespace", "namespaces": "Namespace",
+        "application": "Application", "applications": "Application", "app": "Application",
     ]
 
     /// `v3.5.1` from `https://raw.githubusercontent.com/argoproj/argo-cd/v3.5.1/manifests/install.yaml`.

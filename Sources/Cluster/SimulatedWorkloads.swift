@@ -261,6 +261,7 @@ extension SimulatedCluster {
     public mutating func reconcile(gitSource base: any GitSource) async {
         let gitSource = ModelledGitSource(
             server: gitServer, problem: gitServer.flatMap { gitServerProblem($0) }, fallback: base)
+        _ = consumeRefreshRequests()
         var done: Set<String> = []
         for _ in 0..<8 {
             let pending = objects(kind: "Application").map { Self.applicationKey($0) }.filter { !done.contains($0) }
@@ -291,6 +292,17 @@ extension SimulatedCluster {
             return
         }
         let source = app.body["spec", "source"] ?? app.body["spec", "sources"]?.array?.first ?? .null
+        if source["chart"] != nil {
+            // A chart cannot be fetched offline: its release is checked against the catalog shoal ships.
+            if let problem = await helmProblem(app, gitSource: gitSource) {
+                fail("Unknown", "ComparisonError", "Failed to load target state: failed to generate manifest: \(problem)")
+            } else {
+                applicationStates[key] = ApplicationState(
+                    syncStatus: "Synced", healthStatus: "Unknown", message: nil, conditions: [], syncFailed: false,
+                    syncedRevision: source["targetRevision"]?.string, syncedSource: nil)
+            }
+            return
+        }
         let repoURL = source["repoURL"]?.string ?? ""
         let path = source["path"]?.string ?? "."
         let revision = source["targetRevision"]?.string ?? "HEAD"
@@ -331,7 +343,20 @@ extension SimulatedCluster {
             return recurse || !inside.contains("/")
         }
         var manifests: [Manifest] = []
-        for file in manifestFiles {
+        let kustomized = SimulatedKustomize.kustomizationFile(in: files, directory: path) != nil
+        if kustomized {
+            // Like Argo CD: a directory with a kustomization is built with kustomize (overlays reach their bases).
+            do {
+                let tree = try await gitSource.files(repoURL: repoURL, revision: resolved ?? revision, path: "")
+                manifests = try await SimulatedKustomize.render(tree: tree, directory: path)
+            } catch {
+                fail(
+                    "Unknown", "ComparisonError",
+                    "Failed to load target state: failed to generate manifest for source 1 of 1: \(error)")
+                return
+            }
+        }
+        for file in manifestFiles where !kustomized {
             do {
                 manifests += try ManifestParser.parse(file.contents, source: file.path)
             } catch {
@@ -341,8 +366,13 @@ extension SimulatedCluster {
                 return
             }
         }
+        let syncOptions = (app.body["spec", "syncPolicy", "syncOptions"]?.array ?? []).compactMap(\.string)
+        if syncOptions.contains("CreateNamespace=true"), objects["Namespace//\(destination)"] == nil {
+            createNamespaceForSync(destination)
+        }
         do {
             _ = try apply(manifests: manifests, owner: key, defaultNamespace: destination)
+            followArgoCDServerImage()
         } catch {
             fail("OutOfSync", "SyncError", "one or more objects failed to apply, reason: \(error)")
             return

@@ -13,6 +13,9 @@ public struct ApplicationSpec: Sendable {
     /// The namespace Argo CD runs in; Applications live there.
     public var namespace = "argocd"
     public var destinationServer = "https://kubernetes.default.svc"
+    /// Whether deleting the Application deletes its resources (the resources finalizer); off for Argo CD's own
+    /// Application, whose deletion must not uninstall Argo CD.
+    public var deletesResources = true
 
     public init(name: String, repoURL: String, path: String, destinationNamespace: String) {
         self.name = name
@@ -63,36 +66,49 @@ public enum ArgoApplications {
         return (ManifestFile(path: "root-app.yaml", contents: application(root)), children)
     }
 
-    static func document(_ spec: ApplicationSpec) -> YAML {
-        [
+    /// - Parameter sources: `spec.sources` instead of `spec.source` (several sources: a chart and its values).
+    static func document(_ spec: ApplicationSpec, sources: YAML? = nil) -> YAML {
+        let source: (String, YAML) =
+            sources.map { ("sources", $0) }
+            ?? (
+                "source",
+                [
+                    "repoURL": .string(spec.repoURL),
+                    "targetRevision": .string(spec.targetRevision),
+                    "path": .string(spec.path),
+                ]
+            )
+        return [
             "apiVersion": "argoproj.io/v1alpha1",
             "kind": "Application",
             "metadata": [
                 "name": .string(spec.name),
                 "namespace": .string(spec.namespace),
                 "labels": .strings(["app.kubernetes.io/managed-by": "shoal", "app.kubernetes.io/part-of": "shoal"]),
-                "finalizers": [.string(resourcesFinalizer)],
+                "finalizers": spec.deletesResources ? [.string(resourcesFinalizer)] : [],
             ],
-            "spec": [
-                "project": .string(spec.project),
-                "source": [
-                    "repoURL": .string(spec.repoURL),
-                    "targetRevision": .string(spec.targetRevision),
-                    "path": .string(spec.path),
-                ],
-                "destination": [
-                    "server": .string(spec.destinationServer),
-                    "namespace": .string(spec.destinationNamespace),
-                ],
-                "syncPolicy": [
-                    "automated": ["prune": true, "selfHeal": true],
-                    "syncOptions": ["CreateNamespace=true", "ServerSideApply=true"],
-                    "retry": [
-                        "limit": 5,
-                        "backoff": ["duration": "10s", "factor": 2, "maxDuration": "3m"],
-                    ],
-                ],
-            ],
+            "spec": .pairs([
+                ("project", .string(spec.project)),
+                source,
+                (
+                    "destination",
+                    [
+                        "server": .string(spec.destinationServer),
+                        "namespace": .string(spec.destinationNamespace),
+                    ]
+                ),
+                (
+                    "syncPolicy",
+                    [
+                        "automated": ["prune": true, "selfHeal": true],
+                        "syncOptions": ["CreateNamespace=true", "ServerSideApply=true"],
+                        "retry": [
+                            "limit": 5,
+                            "backoff": ["duration": "10s", "factor": 2, "maxDuration": "3m"],
+                        ],
+                    ]
+                ),
+            ]),
         ]
     }
 }

@@ -85,6 +85,8 @@ public enum InClusterGitServer {
             ("GITEA__repository__ENABLE_PUSH_CREATE_USER", "true"),
             ("GITEA__repository__DEFAULT_PUSH_CREATE_PRIVATE", "false"),
             ("GITEA__repository__DEFAULT_BRANCH", "main"),
+            // A push webhook may call Argo CD's in-cluster endpoint (Gitea refuses private hosts by default).
+            ("GITEA__webhook__ALLOWED_HOST_LIST", ArgoCDWebhook.host),
         ]
         return settings.map { ["name": .string($0.0), "value": .string($0.1)] }
     }

@@ -127,6 +127,17 @@ extension MonitoringStack {
         ]
     }
 
+    /// The Prometheus container's arguments (retention from the spec); Kustomize overlays replace them whole.
+    static func prometheusArguments(_ spec: MonitoringStackSpec) -> YAML {
+        [
+            "--config.file=/etc/prometheus/prometheus.yml",
+            "--storage.tsdb.path=/prometheus",
+            .string("--storage.tsdb.retention.time=\(spec.prometheusRetention)"),
+            "--storage.tsdb.retention.size=8GB",
+            .string("--web.listen-address=:\(prometheusPort)"),
+        ]
+    }
+
     static func prometheus(_ spec: MonitoringStackSpec) -> [YAML] {
         let name = "prometheus"
         let config = prometheusConfig(spec)
@@ -138,13 +149,7 @@ extension MonitoringStack {
                     "name": "prometheus",
                     "image": .string("\(spec.prometheusImage):\(spec.prometheusVersion)"),
                     "imagePullPolicy": "IfNotPresent",
-                    "args": [
-                        "--config.file=/etc/prometheus/prometheus.yml",
-                        "--storage.tsdb.path=/prometheus",
-                        .string("--storage.tsdb.retention.time=\(spec.prometheusRetention)"),
-                        "--storage.tsdb.retention.size=8GB",
-                        .string("--web.listen-address=:\(prometheusPort)"),
-                    ],
+                    "args": prometheusArguments(spec),
                     "ports": [["name": "http", "containerPort": .int(prometheusPort), "protocol": "TCP"]],
                     "readinessProbe": httpProbe(path: "/-/ready", port: "http", initialDelay: 5),
                     "livenessProbe": httpProbe(path: "/-/healthy", port: "http", initialDelay: 30, failures: 6),

@@ -64,8 +64,19 @@ public struct WorkflowRequest: Codable, Sendable, Equatable {
     public var nodeIPs: [String: String] = [:]
     /// ssh target: flannel's interface (`--flannel-iface`) per host, keyed like `nodeIPs`.
     public var flannelInterfaces: [String: String] = [:]
+    /// User applications as `NAME=SOURCE` (`--app`), each an Application in the GitOps repository's `apps/`; the
+    /// monitoring agent parses them with the full grammar.
+    public var applications: [String] = []
+    /// Whether the example applications (a web server, PostgreSQL, Valkey) are committed and deployed.
+    public var examples: Bool = false
+    /// How the monitoring stack is laid out in git: `manifests` (a plain directory) or `kustomize` (a base with an
+    /// overlay per environment).
+    public var monitoringSource: String = "manifests"
 
     public init() {}
+
+    /// The values of `monitoringSource`.
+    public static let monitoringSources = ["manifests", "kustomize"]
 
     /// Limits shared by the CLI and the coordinator, which re-checks every
     /// request that arrives from the network.
@@ -119,6 +130,18 @@ public struct WorkflowRequest: Codable, Sendable, Equatable {
                 problems.append("\(flag) is only used with --target ssh (the target is \(target.rawValue))")
             }
         }
+        if applications.count > 50 { problems.append("at most 50 --app applications") }
+        for app in applications
+        where app.utf8.count > 2200 || !app.contains("=")
+            || !app.unicodeScalars.allSatisfy({ $0.value > 32 && $0.value < 127 })
+        {
+            problems.append("invalid --app '\(app.prefix(80).filter { $0.isASCII && !$0.isWhitespace })': use NAME=SOURCE")
+        }
+        if !WorkflowRequest.monitoringSources.contains(monitoringSource) {
+            problems.append("--monitoring-source must be manifests or kustomize")
+        } else if monitoringSource != "manifests" && !argocd {
+            problems.append("--monitoring-source \(monitoringSource) needs Argo CD; drop --no-argocd")
+        }
         problems += inputProblems()
         return problems
     }
@@ -153,6 +176,9 @@ extension WorkflowRequest {
         nodeIPs = try c.decodeIfPresent([String: String].self, forKey: .nodeIPs) ?? nodeIPs
         flannelInterfaces =
             try c.decodeIfPresent([String: String].self, forKey: .flannelInterfaces) ?? flannelInterfaces
+        applications = try c.decodeIfPresent([String].self, forKey: .applications) ?? applications
+        examples = try c.decodeIfPresent(Bool.self, forKey: .examples) ?? examples
+        monitoringSource = try c.decodeIfPresent(String.self, forKey: .monitoringSource) ?? monitoringSource
     }
 }
 

@@ -2,6 +2,7 @@ import Agents
 import ArgumentParser
 import Cluster
 import Foundation
+import GitOps
 import Protocol
 import ShoalSupport
 
@@ -46,6 +47,14 @@ struct DeploymentOptions: ParsableArguments {
         help: ArgumentHelp(
             "--target ssh: interface flannel uses on a host, HOST=IFACE (repeatable).", valueName: "host=iface"))
     var flannelIface: [String] = []
+    @Option(
+        name: .customLong("app"),
+        help: "A user application NAME=SOURCE (repeatable): SOURCE examples/DIR, GIT-URL//PATH or helm:REPO-URL//CHART@VERSION.")
+    var apps: [String] = []
+    @Flag(help: "Also deploy the example applications: a web server, PostgreSQL and Valkey (examples/ in git).")
+    var examples = false
+    @Option(help: "How the monitoring stack is laid out in git: manifests (a directory) or kustomize (a base and overlays/ENVIRONMENT).")
+    var monitoringSource = "manifests"
 
     func validate() throws {
         try waitTimeout.validate(in: .seconds(1) ... .seconds(86_400), option: "--wait-timeout")
@@ -64,6 +73,36 @@ struct DeploymentOptions: ParsableArguments {
         }
         if argocdManifest != nil && !argocd {
             throw ValidationError("--argocd-manifest needs Argo CD; drop --no-argocd or the manifest")
+        }
+        if monitoringSource == "helm" {
+            throw ValidationError(
+                "--monitoring-source helm is not available yet: use manifests or kustomize")
+        }
+        guard WorkflowRequest.monitoringSources.contains(monitoringSource) else {
+            throw ValidationError("--monitoring-source must be manifests or kustomize")
+        }
+        if monitoringSource != "manifests" && !argocd {
+            throw ValidationError("--monitoring-source \(monitoringSource) needs Argo CD; drop --no-argocd")
+        }
+        do {
+            let parsed = try apps.map(UserApplication.parse)
+            let names = parsed.map(\.name) + (examples ? ExampleApplications.applications.map(\.name) : [])
+            if let twice = names.first(where: { name in names.filter { $0 == name }.count > 1 }) {
+                throw ShoalError(.invalidInput, "two applications are named '\(twice)'")
+            }
+            let shipped = examples ? ExampleApplications.files().map(\.path) : []
+            for app in parsed
+            where app.source.repoURL == nil && !shipped.contains(where: { $0.hasPrefix(app.source.path + "/") }) {
+                throw ShoalError(
+                    .invalidInput,
+                    "--app \(app.name): the GitOps repository is new, so a directory of it can only be one of "
+                        + "examples/ with --examples; give a URL//PATH, or add it later with `shoal app add`")
+            }
+            if (!apps.isEmpty || examples) && !argocd {
+                throw ShoalError(.invalidInput, "--app and --examples need Argo CD; drop --no-argocd")
+            }
+        } catch let error as ShoalError {
+            throw ValidationError(error.message)
         }
         _ = try Self.hostValues(nodeIP, flag: "--node-ip")
         _ = try Self.hostValues(flannelIface, flag: "--flannel-iface")
@@ -109,6 +148,9 @@ struct DeploymentOptions: ParsableArguments {
         request.apiAddress = apiAddress
         request.nodeIPs = (try? Self.hostValues(nodeIP, flag: "--node-ip")) ?? [:]
         request.flannelInterfaces = (try? Self.hostValues(flannelIface, flag: "--flannel-iface")) ?? [:]
+        request.applications = apps
+        request.examples = examples
+        request.monitoringSource = monitoringSource
     }
 
     /// The extra arguments of the embedded monitoring agent.

@@ -115,6 +115,8 @@ struct GitOpsPushCommand: AsyncParsableCommand {
         do {
             let recorded = try RecordedWorkflow(workflow, output: output)
             print(try await Self.push(recorded, pushURL: pushURL))
+            let refresh = await AppChanges.refreshAfterPush(recorded)
+            if !refresh.isEmpty { print(refresh) }
         } catch let error as ShoalError {
             fail(error.description)
         }

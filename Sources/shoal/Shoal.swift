@@ -18,8 +18,8 @@ struct Shoal: AsyncParsableCommand {
             CreateCommand.self, StatusCommand.self, ListCommand.self, ValidateCommand.self, DestroyCommand.self,
             LogsCommand.self, GetCommand.self,
             WaitCommand.self, CancelCommand.self, ResumeCommand.self, AgentsCommand.self, StatsCommand.self,
-            CoordinatorCommand.self, AgentCommand.self, KeysCommand.self, GitOpsCommand.self, HealthCommand.self,
-            VersionCommand.self, BenchCommand.self,
+            CoordinatorCommand.self, AgentCommand.self, KeysCommand.self, GitOpsCommand.self, AppCommand.self,
+            HealthCommand.self, VersionCommand.self, BenchCommand.self,
         ]
     )
 }

@@ -27,7 +27,7 @@ import Testing
         let repoURL = try #require(output.values["repoURL"]?.stringValue)
         #expect(repoURL == "http://shoal-git.shoal-gitops.svc.cluster.local/shoal/shoal.git")
         #expect(output.values["gitopsSource"] == "in-cluster")
-        #expect(output.summary.contains("Applications Synced and Healthy: root, monitoring"), "\(output.summary)")
+        #expect(output.summary.contains("Applications Synced and Healthy: root, monitoring, argocd"), "\(output.summary)")
         let state = try #require(output.artifacts.first { $0.name == "cluster-state" })
         let cluster = try SimulatedCluster.decode(state.data)
         let pushed = try #require(cluster.gitServer?.repositories["shoal/shoal.git"])

@@ -349,12 +349,16 @@ import Testing
         // Nothing names this host's loopback to the steps after it (they may run elsewhere).
         #expect(output.values["servedURL"] == nil)
         #expect(!"\(output.values)".contains("127.0.0.1"))
-        #expect(output.values["applications"] == .array(["root", "monitoring"]))
-        #expect(output.summary.contains("Applications Synced and Healthy: root, monitoring"))
+        #expect(output.values["applications"] == .array(["root", "monitoring", "argocd"]))
+        #expect(output.summary.contains("Applications Synced and Healthy: root, monitoring, argocd"))
+        let refresh = #"--type merge -p {"metadata":{"annotations":{"argocd.argoproj.io/refresh":"normal"}}}"#
         #expect(
             standIns.kubectlCalls() == [
                 "create namespace monitoring", "apply -f - --server-side --force-conflicts",
                 "apply -f - --server-side --force-conflicts", "get applications.argoproj.io --namespace argocd -o json",
+                "patch application monitoring -n argocd \(refresh)", "patch application root -n argocd \(refresh)",
+                "patch application argocd -n argocd \(refresh)",
+                "get applications.argoproj.io --namespace argocd -o json",
             ])
         let applied = standIns.text("applied.yaml")
         #expect(applied.contains("name: grafana-admin"))

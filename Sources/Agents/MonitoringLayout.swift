@@ -1,0 +1,43 @@
+import Cluster
+import Foundation
+import GitOps
+import Protocol
+import ShoalSupport
+
+extension MonitoringHandler {
+    /// The repository's files for this request: the monitoring stack, Argo CD's own Application (when Argo CD is
+    /// installed from its release: an air-gapped `--argocd-manifest` install is not managed from git), the example
+    /// applications and the user's (`--app`).
+    static func layout(
+        request: WorkflowRequest, repoURL: String, manifests: [ManifestFile], spec: MonitoringStackSpec,
+        log: inout [String]
+    ) throws -> RepositoryLayout {
+        let applications = try request.applications.map(UserApplication.parse)
+        var version: String?
+        if request.argocd {
+            if request.argocdManifest == nil {
+                version = request.argocdVersion.isEmpty ? ArgoCDInstall.defaultVersion : request.argocdVersion
+            } else {
+                log.append("Argo CD installed from a local manifest: argocd/ is not rendered (not managed from git)")
+            }
+        }
+        if request.argocd && !request.realDeployment && !SimulatedKustomizeNote.kubectlAvailable {
+            log.append(
+                "kubectl not found: the simulated Argo CD renders kustomizations with shoal's built-in subset "
+                    + "(resources, patches, namespace, replicas); install kubectl for `kubectl kustomize`")
+        }
+        let kustomize = request.monitoringSource == "kustomize"
+        return try RepositoryLayout.render(
+            repoURL: repoURL, monitoring: kustomize ? MonitoringKustomize.render(spec) : manifests,
+            monitoringNamespace: spec.namespace, argoCDVersion: version, applications: applications,
+            examples: request.examples,
+            monitoringPath: kustomize ? MonitoringKustomize.overlayPath(request.environment.rawValue) : "monitoring")
+    }
+
+    /// The example applications' Secrets, created in the cluster only (never committed): PostgreSQL's password.
+    static func applyExampleSecrets(_ client: any ClusterClient, password: String, log: inout [String]) async throws {
+        _ = try await client.createNamespace("postgres")
+        try await client.apply(manifests: ExampleApplications.postgresSecret(password: password), serverSide: true)
+        log.append("Secret postgres/\(ExampleApplications.postgresSecretName) created in the cluster (not in git)")
+    }
+}

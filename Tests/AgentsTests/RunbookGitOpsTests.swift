@@ -1,0 +1,29 @@
+import Protocol
+import Testing
+
+@testable import Agents
+
+@Suite struct RunbookGitOpsTests {
+    @Test func theRunbookNamesTheCommandsOfEachGitOpsFeature() {
+        var request = WorkflowRequest()
+        request.examples = true
+        request.monitoringSource = "kustomize"
+        request.environment = .staging
+        let text = Runbook.render(workflow: "lab", request: request, inputs: [:])
+        for expected in [
+            "### Argo CD manages itself", "argocd/kustomization.yaml", "shoal gitops push lab -o output",
+            "shoal app add lab", "shoal app remove lab", "postgres/postgres-auth",
+            "kubectl kustomize output/gitops/lab/monitoring/overlays/staging", "argocd.argoproj.io/refresh=normal",
+            "http://argocd-server.argocd.svc/api/webhook",
+        ] {
+            #expect(text.contains(expected), "\(expected)")
+        }
+        request.argocd = false
+        let off = Runbook.render(workflow: "lab", request: request, inputs: [:])
+        #expect(!off.contains("shoal app add"))
+        request.argocd = true
+        request.argocdManifest = "/srv/install.yaml"
+        let airgapped = Runbook.render(workflow: "lab", request: request, inputs: [:])
+        #expect(airgapped.contains("not managed from git"))
+    }
+}
