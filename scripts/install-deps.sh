@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs what shoal needs to build and test on Debian: libzmq and SQLite
-# headers, git, and the validators the tests run over generated files.
+# headers, git, and the validators the tests run over generated files (and,
+# with --test, promtool, Chromium and curl).
 # Idempotent: installs only what is missing.
 set -euo pipefail
 
@@ -12,6 +13,9 @@ command -v git >/dev/null 2>&1 || need_apt+=(git)
 if [ "${1:-}" = "--test" ]; then
     command -v promtool >/dev/null 2>&1 || need_apt+=(prometheus)
     command -v python3 >/dev/null 2>&1 || need_apt+=(python3 python3-pip)
+    # The run report is rendered in headless Chromium; the metrics endpoint is fetched with curl.
+    command -v chromium >/dev/null 2>&1 || need_apt+=(chromium)
+    command -v curl >/dev/null 2>&1 || need_apt+=(curl)
 fi
 
 if [ ${#need_apt[@]} -gt 0 ]; then

@@ -11,15 +11,16 @@ struct DestroyCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "destroy",
         abstract: "Tear down a workflow's cluster and mark the workflow destroyed.",
-        discussion: """
+        discussion: HelpExamples.discussion(
+            """
             Real deployments: terraform destroy in OUTPUT/terraform/WORKFLOW (it uninstalls K3s from every node or \
             removes its containers, and deletes the kubeconfig). Both modes: the credential files in \
             OUTPUT/kubeconfigs/WORKFLOW are removed, the context shoal-WORKFLOW that --merge-kubeconfig added is \
             taken out of your kubeconfig, and the workflow is marked destroyed. The GitOps repository, manifests and \
             runbook are kept. Running it again is harmless.
-            """)
+            """, HelpExamples.destroy))
 
-    @Argument(help: "The workflow id.") var workflow: String
+    @Argument(help: "The workflow id.", completion: .workflowIDs) var workflow: String
     @Option(name: [.short, .long], help: "Output directory of the run.") var output = "output"
     @Flag(help: "Destroy even when the journal says the workflow is still running (after a crash, say).")
     var force = false

@@ -41,14 +41,15 @@ struct ValidateCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "validate",
         abstract: "Run the health checks again on a workflow's cluster and print the report and score.",
-        discussion: """
+        discussion: HelpExamples.discussion(
+            """
             Real deployments are checked with kubectl and the workflow's kubeconfig. Demo runs are checked against \
             the simulated cluster's saved state, whose Argo CD reads the GitOps repository in OUTPUT/gitops/WORKFLOW \
             at HEAD: commit a change there and validate again to see what Argo CD would make of it. Exits 0 when \
             every check passes, 1 otherwise.
-            """)
+            """, HelpExamples.validate))
 
-    @Argument(help: "The workflow id.") var workflow: String
+    @Argument(help: "The workflow id.", completion: .workflowIDs) var workflow: String
     @Option(name: [.short, .long], help: "Output directory of the run.") var output = "output"
     @Option(help: "How long one kubectl call may take (real mode), e.g. 30s.") var kubectlTimeout = "30s"
     @Flag(help: "Print the report as JSON.") var json = false
