@@ -320,6 +320,15 @@ private func occurrences(of needle: String, in text: String) -> Int {
         #expect(checked.succeeded, "promtool: \(checked.standardOutput)\(checked.standardError)")
         let missing = try await ProcessRunner().run(curl, ["-s", "-o", "/dev/null", "-w", "%{http_code}", "http://\(metrics)/nope"])
         #expect(missing.standardOutput == "404")
+
+        // A second coordinator on the same metrics port stops at once, saying why.
+        let busy = try await Shoal.run(
+            [
+                "coordinator", "--insecure", "--control", "tcp://127.0.0.1:*", "--events", "tcp://127.0.0.1:*",
+                "--journal", directory + "/second.sqlite", "--metrics-listen", metrics,
+            ], timeout: .seconds(20))
+        #expect(!busy.timedOut && busy.status == 1, "\(busy.standardError)")
+        #expect(busy.standardError.contains("error: cannot listen for metrics on \(metrics)"), "\(busy.standardError)")
     }
 
     @Test func theGrafanaDashboardIsJSONAndQueriesTheCoordinatorsFamilies() throws {
