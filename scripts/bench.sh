@@ -66,7 +66,9 @@ start_agents() {
 
 run() { "$BIN" bench run --coordinator "$control" --coordinator-pid "$coordinator_pid" "${client_keys[@]}" "$@"; }
 
-echo "# shoal benchmarks $(date -u +%Y-%m-%dT%H:%MZ); $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo); $($BIN version)"
+echo "# shoal benchmarks $(date -u +%Y-%m-%dT%H:%MZ); $(nproc) cores ($(grep -m1 'model name' /proc/cpuinfo |
+    cut -d: -f2 | sed 's/^ //')), $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo);" \
+    "$(. /etc/os-release && echo "$PRETTY_NAME"); $($BIN version); load $(cut -d' ' -f1-3 /proc/loadavg)"
 
 baseline=$("$BIN" bench baseline)
 echo "$baseline"
@@ -95,21 +97,32 @@ echo "bench flat cpu_us_per_step_${FLAT_SMALL}=$small_cpu cpu_us_per_step_${FLAT
 quiet=$(run --shape chain --steps 100)
 idle_line="bench idle chain100_p99_ms_0=$(field p99_ms "$quiet")"
 for count in $IDLE_COUNTS; do
-    "$BIN" bench idle-agents --coordinator "$control" --events "$events" --count "$count" "${agent_keys[@]}" \
-        > "$work/idle-$count.out" 2> "$work/idle-$count.log" &
-    idle_pid=$!
-    pids+=("$idle_pid")
-    for _ in $(seq 1200); do grep -q '^ready' "$work/idle-$count.out" 2>/dev/null && break; sleep 0.1; done
-    grep -q '^ready' "$work/idle-$count.out" || echo "# idle-agents $count: not all welcomed"
+    # Each libzmq socket holds a connection and a mailbox: 4 files per agent, so at most 2,400 agents per process
+    # under the 20,000-file limit.
+    processes=$(( (count + 2399) / 2400 ))
+    idle_pids=()
+    for p in $(seq "$processes"); do
+        "$BIN" bench idle-agents --coordinator "$control" --events "$events" --count $(( count / processes )) \
+            "${agent_keys[@]}" > "$work/idle-$count-$p.out" 2> "$work/idle-$count-$p.log" &
+        idle_pids+=($!)
+        pids+=($!)
+    done
+    for _ in $(seq 1800); do
+        [ "$(cat "$work"/idle-"$count"-*.out 2>/dev/null | grep -c '^ready')" -ge "$processes" ] && break
+        sleep 0.1
+    done
+    [ "$(cat "$work"/idle-"$count"-*.out | grep -c '^ready')" -ge "$processes" ] ||
+        echo "# idle-agents $count: not all welcomed within 180 s"
     sleep 2  # subscriptions and first heartbeats settle
+    connected=$("$BIN" stats --coordinator "$control" "${client_keys[@]}" | awk '/^agents/ {print $2}')
     before=$(cpu "$coordinator_pid")
     sleep "$IDLE_SECONDS"
     after=$(cpu "$coordinator_pid")
     busy=$(calc "($after - $before) / $IDLE_SECONDS * 100")
     loaded=$(run --shape chain --steps 100)
-    idle_line+=" cpu_pct_$count=$busy chain100_p99_ms_$count=$(field p99_ms "$loaded")"
-    kill "$idle_pid" 2>/dev/null || true
-    wait "$idle_pid" 2>/dev/null || true
+    idle_line+=" agents_$count=$connected cpu_pct_$count=$busy chain100_p99_ms_$count=$(field p99_ms "$loaded")"
+    for p in "${idle_pids[@]}"; do kill "$p" 2>/dev/null || true; wait "$p" 2>/dev/null || true; done
+    sleep 3  # the coordinator declares them gone
 done
 echo "$idle_line"
 
@@ -122,7 +135,7 @@ done
 echo "bench demo runs=$DEMO_RUNS $(printf '%s\n' "${demo_times[@]}" | sort -n |
     awk '{a[NR]=$1} END {printf "median_s=%.2f min_s=%.2f max_s=%.2f", a[int((NR+1)/2)], a[1], a[NR]}')"
 
-main_rss=$(rss_mib "$coordinator_pid")
+main_rss=$(rss_mib "$coordinator_pid")  # after everything above, 5,000 idle agents included
 "$BIN" agent bench --coordinator "$control" --id bench-idle --work-dir "$work/agents" "${agent_keys[@]}" \
     --log-level error &
 idle_agent=$!
@@ -133,4 +146,4 @@ start_coordinator memory
 start_agents 2
 many=$(run --workflows "$MEMORY_WORKFLOWS")
 echo "bench memory idle_agent_rss_mib=$agent_rss coordinator_rss_mib_after_${MEMORY_WORKFLOWS}_workflows=$(field coordinator_rss_mib "$many")" \
-    "workflows_per_s=$(field workflows_per_s "$many") coordinator_rss_mib_after_all_above=$main_rss"
+    "workflows_per_s=$(field workflows_per_s "$many") coordinator_rss_mib_after_the_runs_above=$main_rss"

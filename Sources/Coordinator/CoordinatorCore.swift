@@ -61,6 +61,8 @@ final class CoordinatorCore {
         /// produced values or artifacts (what its assignment carries).
         var producers: [Int: [Int]] = [:]
         var submitID: String?
+        /// The request, encoded once: the header row and every assignment carry it.
+        lazy var requestJSON: [UInt8] = WireJSON.encode(snapshot.request)
 
         init(_ snapshot: WorkflowSnapshot, publishedRevision: Int) {
             self.snapshot = snapshot
@@ -915,7 +917,7 @@ final class CoordinatorCore {
     private func publishStep(_ live: Live, _ position: Int) {
         let step = live.snapshot.steps[position]
         guard let agent = step.agent else { return }
-        let assignment: StepAssignment
+        let assignment: AssignmentWithoutRequest
         do {
             assignment = try makeAssignment(live, position)
         } catch {
@@ -923,7 +925,10 @@ final class CoordinatorCore {
             return
         }
         let header = Header(type: .step, workflow: live.id, step: step.name, attempt: step.attempt)
-        outbox.append(.publish(Codec.encode(header, assignment, topic: WireFormat.agentTopic(agent))))
+        var frames = Codec.encode(header, Empty(), topic: WireFormat.agentTopic(agent))
+        frames[frames.count - 1] = WireJSON.splice(
+            WireJSON.encode(assignment), key: "request", raw: live.requestJSON)
+        outbox.append(.publish(frames))
         live.deliveries[position, default: Delivery()].publishes += 1
         published.append((live.id, position, step.attempt))
         logger.debug(
@@ -956,7 +961,7 @@ final class CoordinatorCore {
     /// The request, parameters, and the values and artifacts of the steps
     /// the step depends on, directly or not, that produced any; the latest
     /// artifact of a name wins.
-    private func makeAssignment(_ live: Live, _ position: Int) throws -> StepAssignment {
+    private func makeAssignment(_ live: Live, _ position: Int) throws -> AssignmentWithoutRequest {
         let step = live.snapshot.steps[position]
         let ordered = producers(live, position).sorted {
             let a = live.snapshot.steps[$0]
@@ -974,8 +979,8 @@ final class CoordinatorCore {
             }
             for artifact in live.artifacts[producer] ?? [] { artifacts[artifact.name] = artifact }
         }
-        return StepAssignment(
-            role: step.role, request: live.snapshot.request, params: step.params ?? [:], inputs: inputs,
+        return AssignmentWithoutRequest(
+            role: step.role, params: step.params ?? [:], inputs: inputs,
             artifacts: artifacts.values.sorted { $0.name < $1.name })
     }
 
@@ -1068,16 +1073,28 @@ final class CoordinatorCore {
         for (id, live) in dirty {
             let changed = live.changed.sorted()
             live.changed = []
+            // Each changed step is encoded once, for its journal row and the event.
+            var encodedSteps: [[UInt8]] = []
+            encodedSteps.reserveCapacity(changed.count)
             for position in changed {
-                batch.save(live.snapshot.steps[position], workflow: id, position: position)
+                let step = live.snapshot.steps[position]
+                let encoded = WireJSON.encode(step)
+                encodedSteps.append(encoded)
+                batch.save(encoded: Data(encoded), state: step.state, name: step.name, workflow: id, position: position)
             }
-            batch.saveHeader(of: live.snapshot)
+            let head = WorkflowHeaderRow(live.snapshot)
+            batch.saveHeader(
+                id: id, state: live.snapshot.state, finishedAt: live.snapshot.finishedAt,
+                snapshot: Data(WireJSON.splice(WireJSON.encode(head), key: "request", raw: live.requestJSON)))
             let event = WorkflowEvent(
                 workflow: id, previousRevision: live.publishedRevision, revision: live.snapshot.revision,
                 state: live.snapshot.state, error: live.snapshot.error, finishedAt: live.snapshot.finishedAt,
-                steps: changed.map { live.snapshot.steps[$0] })
+                steps: [])
             live.publishedRevision = live.snapshot.revision
-            outbox.append(.publish(Codec.encode(Header(type: .event, workflow: id), event, topic: WireFormat.workflowTopic(id))))
+            var frames = Codec.encode(Header(type: .event, workflow: id), Empty(), topic: WireFormat.workflowTopic(id))
+            frames[frames.count - 1] = WireJSON.splice(
+                WireJSON.encode(event), key: "steps", raw: WireJSON.array(encodedSteps), replacing: "[]")
+            outbox.append(.publish(frames))
             if live.snapshot.state.isFinished && !live.hasActiveSteps {
                 workflows[id] = nil
                 if let submitID = live.submitID { submits[submitID] = nil }
@@ -1120,4 +1137,78 @@ func residentMemoryBytes() -> Int {
         let kilobytes = Int(line.split(separator: " ").dropFirst().first ?? "")
     else { return 0 }
     return kilobytes * 1024
+}
+
+/// JSON for frames and journal rows built from parts encoded once: the
+/// request (the same for every step of a workflow) and each changed step
+/// are encoded once and spliced into the objects that carry them.
+enum WireJSON {
+    private static let encoder = JSONEncoder()
+
+    static func encode<T: Encodable>(_ value: T) -> [UInt8] {
+        do {
+            return Array(try encoder.encode(value))
+        } catch {
+            preconditionFailure("wire types always encode: \(error)")
+        }
+    }
+
+    /// Adds `"key": raw` to an encoded object, or replaces the member
+    /// `"key": replacing` it has.
+    static func splice(_ object: [UInt8], key: String, raw: [UInt8], replacing: String? = nil) -> [UInt8] {
+        var object = object
+        if let replacing {
+            let member = Array("\"\(key)\":\(replacing)".utf8)
+            if let range = object.firstRange(of: member) {
+                object.replaceSubrange(range, with: Array("\"\(key)\":".utf8) + raw)
+                return object
+            }
+        }
+        precondition(object.last == UInt8(ascii: "}"), "an encoded object ends in '}'")
+        object.removeLast()
+        if object.count > 1 { object.append(UInt8(ascii: ",")) }
+        object += Array("\"\(key)\":".utf8) + raw + [UInt8(ascii: "}")]
+        return object
+    }
+
+    /// A JSON array of encoded values.
+    static func array(_ elements: [[UInt8]]) -> [UInt8] {
+        var result: [UInt8] = [UInt8(ascii: "[")]
+        for (index, element) in elements.enumerated() {
+            if index > 0 { result.append(UInt8(ascii: ",")) }
+            result += element
+        }
+        result.append(UInt8(ascii: "]"))
+        return result
+    }
+}
+
+/// A step assignment as encoded before the workflow's request is spliced in
+/// (the keys of `StepAssignment` but `request`).
+struct AssignmentWithoutRequest: Encodable {
+    var role: Role
+    var params: [String: JSONValue]
+    var inputs: [String: [String: JSONValue]]
+    var artifacts: [Artifact]
+}
+
+/// A workflow's journal row before its request is spliced in (the keys of
+/// `WorkflowSnapshot` but `request`, with no steps).
+struct WorkflowHeaderRow: Encodable {
+    var id: String
+    var state: WorkflowSnapshot.State
+    var createdAt: Int64
+    var finishedAt: Int64?
+    var steps: [StepSnapshot] = []
+    var error: String?
+    var revision: Int
+
+    init(_ workflow: WorkflowSnapshot) {
+        id = workflow.id
+        state = workflow.state
+        createdAt = workflow.createdAt
+        finishedAt = workflow.finishedAt
+        error = workflow.error
+        revision = workflow.revision
+    }
 }

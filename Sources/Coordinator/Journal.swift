@@ -518,6 +518,17 @@ public struct JournalBatch: Sendable {
             finishedAt: workflow.finishedAt)
     }
 
+    /// A step's row from its encoded snapshot.
+    mutating func save(encoded: Data, state: StepSnapshot.State, name: String, workflow: String, position: Int) {
+        steps[StepID(workflow: workflow, name: name)] = StepRow(
+            workflow: workflow, name: name, position: position, state: state.rawValue, snapshot: encoded)
+    }
+
+    /// A workflow's row from its encoded header (no steps).
+    mutating func saveHeader(id: String, state: WorkflowSnapshot.State, finishedAt: Int64?, snapshot: Data) {
+        headers[id] = HeaderRow(state: state.rawValue, snapshot: snapshot, finishedAt: finishedAt)
+    }
+
     public mutating func save(_ step: StepSnapshot, workflow: String, position: Int) {
         let snapshot = (try? Journal.encoder.encode(step)) ?? Data()
         steps[StepID(workflow: workflow, name: step.name)] = StepRow(

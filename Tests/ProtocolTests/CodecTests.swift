@@ -146,3 +146,38 @@ import Testing
         #expect(problems.contains { $0.contains("duplicate step 'c'") })
     }
 }
+
+@Suite struct WorkflowEventTests {
+    private func snapshot(revision: Int) -> WorkflowSnapshot {
+        WorkflowSnapshot(
+            id: "k3s-dev-000001", state: .running, request: WorkflowRequest(), createdAt: 1, finishedAt: nil,
+            steps: [StepSnapshot(name: "plan", role: .planner, needs: [], critical: true)], error: nil,
+            revision: revision)
+    }
+
+    @Test func anEventAppliesToItsPreviousRevisionReplacingAndAppendingSteps() throws {
+        var workflow = snapshot(revision: 3)
+        var plan = workflow.steps[0]
+        plan.state = .succeeded
+        let added = StepSnapshot(name: "provision", role: .infra, needs: ["plan"], critical: true, params: ["a": 1])
+        let event = WorkflowEvent(
+            workflow: workflow.id, previousRevision: 3, revision: 5, state: .running, error: nil, finishedAt: nil,
+            steps: [plan, added])
+        let frames = Codec.encode(Header(type: .event, workflow: workflow.id), event, topic: "workflow/x/")
+        let decoded = try Codec.decode(frames.dropFirst()).decode(WorkflowEvent.self)
+        #expect(decoded.apply(to: &workflow))
+        #expect(workflow.revision == 5)
+        #expect(workflow.steps.map(\.name) == ["plan", "provision"])
+        #expect(workflow.steps[0].state == .succeeded)
+        #expect(workflow.steps[1].params == ["a": 1])
+    }
+
+    @Test func anEventForAnotherRevisionIsAGapAndChangesNothing() {
+        var workflow = snapshot(revision: 7)
+        let event = WorkflowEvent(
+            workflow: workflow.id, previousRevision: 5, revision: 9, state: .failed, error: "x", finishedAt: 2,
+            steps: [])
+        #expect(!event.apply(to: &workflow))
+        #expect(workflow == snapshot(revision: 7))
+    }
+}
