@@ -2,9 +2,37 @@
 /// the examples stay consistent with each other (and with the README).
 /// Each command's `discussion` ends with its entry.
 enum HelpExamples {
-    /// An `Examples:` section: one line per example, a comment above each.
+    /// An `Examples:` section: a comment line above each example, commands
+    /// continued with `\\` so that no line is longer than 80 columns (help
+    /// is wrapped at 80, which would break a command where it can't be
+    /// pasted).
     static func section(_ examples: [(String, String)]) -> String {
-        "Examples:\n" + examples.map { "  # \($0.0)\n  \($0.1)" }.joined(separator: "\n")
+        "Examples:\n" + examples.map { "  # \($0.0)\n" + wrap($0.1) }.joined(separator: "\n")
+    }
+
+    static func wrap(_ command: String, width: Int = 80) -> String {
+        var lines: [String] = []
+        var line = "  "
+        // An option stays on one line with its value.
+        var words: [String] = []
+        for word in command.split(separator: " ").map(String.init) {
+            if let last = words.last, last.hasPrefix("-"), !last.contains(" "), !word.hasPrefix("-"), word != "&&" {
+                words[words.count - 1] += " " + word
+            } else {
+                words.append(word)
+            }
+        }
+        for word in words {
+            let indent = lines.isEmpty ? 2 : 6
+            if line.count > indent && line.count + 1 + word.count + 2 > width {
+                lines.append(line + " \\")
+                line = String(repeating: " ", count: 6)
+            } else if line.count > indent {
+                line += " "
+            }
+            line += word
+        }
+        return (lines + [line]).joined(separator: "\n")
     }
 
     /// `text`, a blank line, then the examples.
@@ -20,7 +48,10 @@ enum HelpExamples {
 
     static let create = [
         ("A demo run with the defaults (one node, monitoring, Headlamp)", "shoal create"),
-        ("Production needs three nodes; each simulated step lasts a second", "shoal create -n 3 -e production --sim-delay 1s"),
+        (
+            "Production needs three nodes; each simulated step lasts a second",
+            "shoal create -n 3 -e production --sim-delay 1s"
+        ),
         ("A real cluster on this machine", "shoal create --real-deployment --target local"),
         ("Submit to a coordinator on another host and return at once",
          "shoal create -n 3 --coordinator tcp://10.0.0.5:7401 --key ~/.shoal/keys/alice.key --detach"),
@@ -47,7 +78,10 @@ enum HelpExamples {
     ]
 
     static let wait = section([
-        ("Wait for a detached workflow, printing its steps", "shoal wait k3s-dev-3f9a1c --coordinator tcp://10.0.0.5:7401 --progress"),
+        (
+            "Wait for a detached workflow, printing its steps",
+            "shoal wait k3s-dev-3f9a1c --coordinator tcp://10.0.0.5:7401 --progress"
+        ),
         ("Give up after half an hour", "shoal wait k3s-dev-3f9a1c --coordinator tcp://10.0.0.5:7401 --timeout 30m"),
     ])
 
@@ -70,16 +104,21 @@ enum HelpExamples {
     static let coordinator = section([
         ("A coordinator with its key and allow-list in ~/.shoal",
          "shoal coordinator --key ~/.shoal/keys/coordinator.key --journal /var/lib/shoal/journal.sqlite"),
-        ("The same, with Prometheus metrics on port 9464", "shoal coordinator --key ~/.shoal/keys/coordinator.key --metrics-listen 0.0.0.0:9464"),
+        (
+            "The same, with Prometheus metrics on port 9464",
+            "shoal coordinator --key ~/.shoal/keys/coordinator.key --metrics-listen 0.0.0.0:9464"
+        ),
     ])
 
     static let agent = section([
         ("A validation agent on another host",
-         "shoal agent validation --coordinator tcp://10.0.0.5:7401 --key ~/.shoal/keys/validation-1.key --coordinator-key ~/.shoal/keys/coordinator.pub"),
+         "shoal agent validation --coordinator tcp://10.0.0.5:7401 --key ~/.shoal/keys/validation-1.key"
+            + " --coordinator-key ~/.shoal/keys/coordinator.pub"),
     ])
 
     static let keys = [
-        ("Keys for the coordinator and one agent, and allow the agent", "shoal keys generate coordinator && shoal keys generate infra-1 && shoal keys allow ~/.shoal/keys/infra-1.pub"),
+        ("Keys for the coordinator and an agent", "shoal keys generate coordinator && shoal keys generate infra-1"),
+        ("Allow the agent's key", "shoal keys allow ~/.shoal/keys/infra-1.pub"),
         ("Cut a peer off", "shoal keys revoke infra-1"),
     ]
 

@@ -211,7 +211,8 @@ struct RunReport {
             // Steps that overlap on one agent (its capacity is above one) get rows of their own.
             var rowEnds: [Int64] = []
             var placed: [(step: StepSnapshot, row: Int)] = []
-            for step in (byLane[lane] ?? []).sorted(by: { ($0.startedAt ?? 0, $0.name) < ($1.startedAt ?? 0, $1.name) }) {
+            let ordered = (byLane[lane] ?? []).sorted { ($0.startedAt ?? 0, $0.name) < ($1.startedAt ?? 0, $1.name) }
+            for step in ordered {
                 let from = step.startedAt ?? start
                 let row = rowEnds.firstIndex { $0 <= from } ?? rowEnds.count
                 if row == rowEnds.count { rowEnds.append(0) }
@@ -234,12 +235,14 @@ struct RunReport {
                 let fits = Double(step.name.count) * 6.5 + 8 <= to - from
                 let label =
                     fits
-                    ? "<text class=\"bar-label\" x=\"\(format(from + 4))\" y=\"\(top + 13)\">\(escape(step.name))</text>"
+                    ? "<text class=\"bar-label\" x=\"\(format(from + 4))\" y=\"\(top + 13)\">"
+                        + "\(escape(step.name))</text>"
                     : ""
                 parts.append(
                     """
                     <g class="bar state-\(step.state.rawValue)" data-step="\(escape(step.name))" \
-                    data-lane="\(escape(lane))"><title>\(escape("\(step.name): \(step.state.rawValue), \(took)"))</title>\
+                    data-lane="\(escape(lane))">\
+                    <title>\(escape("\(step.name): \(step.state.rawValue), \(took)"))</title>\
                     <rect x="\(format(from))" y="\(top)" width="\(format(to - from))" height="\(barHeight)" \
                     rx="3"/>\(label)</g>
                     """)
@@ -367,7 +370,8 @@ struct RunReport {
         .node rect { stroke: #1b1f24; stroke-width: 0.6; } .node text { fill: #fff; }
         .node .name { font-weight: 600; } .node .detail { font-size: 11px; }
         .edge { fill: none; stroke: #8c959f; stroke-width: 1.4; }
-        .bar-label { fill: #fff; font-size: 11px; } .lane { fill: #1b1f24; } .lane-line { stroke: #eaeef2; } .tick { stroke: #d0d7de; stroke-dasharray: 3 3; }
+        .bar-label { fill: #fff; font-size: 11px; } .lane { fill: #1b1f24; } .lane-line { stroke: #eaeef2; }
+        .tick { stroke: #d0d7de; stroke-dasharray: 3 3; }
         .axis { fill: #57606a; font-size: 11px; }
         .state-succeeded rect, .key.state-succeeded, .badge.state-succeeded { fill: #2e7d32; background: #2e7d32; }
         .state-failed rect, .key.state-failed, .badge.state-failed { fill: #c62828; background: #c62828; }

@@ -116,7 +116,8 @@ struct CoordinatorCommand: AsyncParsableCommand {
         security.warnIfInsecure()
         let service = CoordinatorService(configuration: configuration, logger: logger) { bound in
             // One line on stdout that `shoal create` (and scripts) wait for.
-            print("ready control=\(bound.control) events=\(bound.events)" + (bound.metrics.map { " metrics=\($0)" } ?? ""))
+            let metrics = bound.metrics.map { " metrics=\($0)" } ?? ""
+            print("ready control=\(bound.control) events=\(bound.events)\(metrics)")
             fflush(nil)
         }
         do {

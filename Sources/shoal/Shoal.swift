@@ -44,7 +44,8 @@ struct Shoal: AsyncParsableCommand {
 }
 
 struct VersionCommand: ParsableCommand {
-    static let configuration = CommandConfiguration(commandName: "version", abstract: "Print shoal's version.", discussion: HelpExamples.version)
+    static let configuration = CommandConfiguration(
+        commandName: "version", abstract: "Print shoal's version.", discussion: HelpExamples.version)
 
     func run() {
         let zmq = ZeroMQVersion.current

@@ -158,7 +158,10 @@ private func occurrences(of needle: String, in text: String) -> Int {
             let text = help.standardOutput
             let examples = try #require(text.range(of: "Examples:\n"), "no Examples: in `shoal help \(path.joined(separator: " "))`")
             let lines = text[examples.upperBound...].split(separator: "\n").prefix { $0.hasPrefix("  ") }
-            let commands = lines.filter { $0.hasPrefix("  shoal ") }
+            #expect(lines.allSatisfy { $0.count <= 80 }, "examples fit 80 columns: `shoal help \(path)`")
+            // A command continued with `\\` is one command.
+            let joined = lines.map(String.init).joined(separator: "\n").replacingOccurrences(of: " \\\n      ", with: " ")
+            let commands = joined.split(separator: "\n").filter { $0.hasPrefix("  shoal ") }
             #expect(!commands.isEmpty, "shoal help \(path)")
             for line in commands {
                 // Every example runs a command that exists (its first one or two words).
