@@ -365,7 +365,7 @@ struct RunReport {
         h1 { font-size: 22px; margin: 0 0 4px; } h2 { font-size: 17px; margin: 28px 0 8px; }
         .facts { color: #57606a; margin: 0; } .error { color: #b71c1c; }
         .badge { font-size: 13px; padding: 2px 8px; border-radius: 10px; color: #fff; vertical-align: middle; }
-        section { overflow-x: auto; }
+        section { overflow-x: auto; } svg#dag, svg#timeline { max-width: 100%; height: auto; }
         svg text { font: 12px system-ui, "DejaVu Sans", sans-serif; }
         .node rect { stroke: #1b1f24; stroke-width: 0.6; } .node text { fill: #fff; }
         .node .name { font-weight: 600; } .node .detail { font-size: 11px; }
