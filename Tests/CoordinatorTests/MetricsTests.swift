@@ -91,7 +91,8 @@ private func waitFor(_ address: String, _ series: String, _ expected: Double) th
 
     @Test func aPruneCountsTheJournalsWorkflowsAgain() async throws {
         let coordinator = try await TestCoordinator.start {
-            $0.retain = .milliseconds(300)
+            // Long enough to see the finished workflow counted before the prune, even on a loaded machine.
+            $0.retain = .seconds(3)
             $0.metricsListen = try? MetricsServer.Listen(parsing: "127.0.0.1:0")
         }
         defer { Task { await coordinator.stop() } }
@@ -107,7 +108,7 @@ private func waitFor(_ address: String, _ series: String, _ expected: Double) th
             _ = try #require(try agent.waitControl(.confirm))
             #expect(try waitFor(address, #"shoal_workflows{state="succeeded"}"#, 1) == 1)
             // The prune deletes it; the count after the commit says so.
-            let deadline = ContinuousClock.now + .seconds(10)
+            let deadline = ContinuousClock.now + .seconds(30)
             var succeeded: Double? = 1
             while succeeded != 0 && ContinuousClock.now < deadline {
                 _ = try agent.pump(timeout: .milliseconds(100)) { _, _ in Optional<Int>.none }
