@@ -2,8 +2,11 @@
 SWIFT ?= swift
 BIN := .build/debug/shoal
 OUTPUT ?= output
+# `make install`: where, and which build (debug like `make demo`, or release).
+PREFIX ?= /usr/local
+CONFIG ?= debug
 
-.PHONY: all deps test-deps build demo test bench fuzz clean
+.PHONY: all deps test-deps build demo test bench fuzz install uninstall clean
 
 all: build
 
@@ -32,5 +35,21 @@ bench: build
 fuzz: test-deps
 	scripts/fuzz.sh
 
+
+# shoal on PATH, with its shell completions where bash, zsh and fish look for them.
+install: deps
+	$(SWIFT) build -c $(CONFIG)
+	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/share/bash-completion/completions \
+		$(DESTDIR)$(PREFIX)/share/zsh/site-functions $(DESTDIR)$(PREFIX)/share/fish/vendor_completions.d
+	install -m 0755 .build/$(CONFIG)/shoal $(DESTDIR)$(PREFIX)/bin/shoal
+	.build/$(CONFIG)/shoal completion bash > $(DESTDIR)$(PREFIX)/share/bash-completion/completions/shoal
+	.build/$(CONFIG)/shoal completion zsh > $(DESTDIR)$(PREFIX)/share/zsh/site-functions/_shoal
+	.build/$(CONFIG)/shoal completion fish > $(DESTDIR)$(PREFIX)/share/fish/vendor_completions.d/shoal.fish
+
+uninstall:
+	rm -f $(DESTDIR)$(PREFIX)/bin/shoal $(DESTDIR)$(PREFIX)/share/bash-completion/completions/shoal \
+		$(DESTDIR)$(PREFIX)/share/zsh/site-functions/_shoal $(DESTDIR)$(PREFIX)/share/fish/vendor_completions.d/shoal.fish
+
+# The build only: output/ holds the Terraform state that `shoal destroy` needs.
 clean:
-	rm -rf .build .build-fuzz $(OUTPUT)
+	rm -rf .build .build-fuzz

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs what shoal needs to build and test on Debian: libzmq and SQLite
-# headers, git, and the validators the tests run over generated files.
+# headers, git, and the validators the tests run over generated files (and,
+# with --test, promtool, Chromium and curl).
 # Idempotent: installs only what is missing.
 set -euo pipefail
 
@@ -21,6 +22,9 @@ if [ "${1:-}" = "--test" ]; then
     command -v ip >/dev/null 2>&1 || need_apt+=(iproute2)
     command -v unshare >/dev/null 2>&1 || need_apt+=(util-linux)
     command -v systemd-analyze >/dev/null 2>&1 || need_apt+=(systemd)
+    # The run report is rendered in headless Chromium; the metrics endpoint is fetched with curl.
+    command -v chromium >/dev/null 2>&1 || need_apt+=(chromium)
+    command -v curl >/dev/null 2>&1 || need_apt+=(curl)
 fi
 
 if [ ${#need_apt[@]} -gt 0 ]; then

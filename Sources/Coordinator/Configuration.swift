@@ -37,6 +37,9 @@ public struct CoordinatorConfiguration: Sendable {
     /// which anyone who can reach the ports can read and join: only for
     /// `--insecure` and tests that say so (default nil).
     public var security: CoordinatorSecurity?
+    /// Where Prometheus metrics are served over HTTP (`/metrics`); nil
+    /// serves none (default nil).
+    public var metricsListen: MetricsServer.Listen?
 
     public init() {}
 }

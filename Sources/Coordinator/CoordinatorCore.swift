@@ -116,6 +116,8 @@ final class CoordinatorCore {
     /// With CURVE on, the keys allowed now; every message's ZAP user id (the
     /// sender's public key) is checked against it. nil on a plain-TCP bus.
     private let allowList: CurveAllowList?
+    /// Prometheus metrics, when served (see Metrics.swift).
+    private let metrics: CoordinatorMetrics?
 
     /// Running workflows (and finished ones with steps still out on agents).
     var workflows: [String: Live] = [:]
@@ -147,10 +149,11 @@ final class CoordinatorCore {
 
     init(
         configuration: CoordinatorConfiguration, journal: Journal, logger: Logger, eventsPort: Int?,
-        allowList: CurveAllowList? = nil,
+        allowList: CurveAllowList? = nil, metrics: CoordinatorMetrics? = nil,
         clock: @escaping @Sendable () -> Int64 = { Int64(Date().timeIntervalSince1970 * 1000) }
     ) throws {
         self.configuration = configuration
+        self.metrics = metrics
         self.allowList = allowList
         self.journal = journal
         self.logger = logger
@@ -173,6 +176,7 @@ final class CoordinatorCore {
                 }
             }
         }
+        try metrics?.start(counts: journal.workflowCounts(), running: Array(workflows.keys))
     }
 
     private var livenessMilliseconds: Int64 {
@@ -192,7 +196,13 @@ final class CoordinatorCore {
     func drainOutbox() throws -> [Outgoing] {
         schedule()
         publishChanges()
+        let commitStarted = ContinuousClock.now
         try journal.commit(batch)
+        if let metrics, !batch.isEmpty {
+            metrics.journalCommit(took: ContinuousClock.now - commitStarted)
+            metrics.committed(journal, logger: logger)
+            metrics.readySteps { ready[$0]?.count ?? 0 }
+        }
         batch = JournalBatch()
         let now = clock()
         for step in published {
@@ -323,6 +333,7 @@ final class CoordinatorCore {
 
     private func reject(_ identity: [UInt8]?, _ error: DecodeError, re: String? = nil) {
         rejections.count(error, logger: logger)
+        metrics?.rejected(error.reason)
         if let identity {
             reply(identity, Header(type: .error, re: re), ErrorReply(reason: error.reason.rawValue, message: error.detail))
         }
@@ -531,6 +542,7 @@ final class CoordinatorCore {
             live.artifacts[position] = result.output.artifacts
         }
         batch.result(key, result, at: now)
+        metrics?.stepFinished(step)
         changed(live, position)
         finished(live, position, now: now)
         reply(identity, confirm, Empty())
@@ -799,6 +811,7 @@ final class CoordinatorCore {
             resumed.withArtifacts = Set(
                 try journal.stepsWithArtifacts(workflow: workflow.id).compactMap { resumed.index[$0] })
         }
+        metrics?.resuming(workflow.id, from: current.state)
         workflows[workflow.id] = resumed
         for position in resumed.snapshot.steps.indices where current.steps[position].state != .succeeded {
             changed(resumed, position)
@@ -1004,6 +1017,7 @@ final class CoordinatorCore {
             for agent in registry.expired(now: now, timeoutMilliseconds: livenessMilliseconds) {
                 agentGone(agent, reason: "missed \(configuration.liveness) heartbeats")
             }
+            metrics?.agents(registry)
         }
         var handled = 0
         while handled < CoordinatorCore.deadlinesPerTurn, let due = deadlines.popDue(now: now) {
@@ -1064,6 +1078,7 @@ final class CoordinatorCore {
             for id in try journal.finished(before: now - retain.milliseconds, limit: 1000) where workflows[id] == nil {
                 batch.delete(workflow: id)
                 journalWorkflows -= 1
+                metrics?.pruned()
             }
         } catch {
             logger.error("journal read failed", metadata: ["error": "\(error)"])
@@ -1102,6 +1117,7 @@ final class CoordinatorCore {
                 workflows[id] = nil
                 if let submitID = live.submitID { submits[submitID] = nil }
             }
+            metrics?.workflow(id, state: live.snapshot.state, inMemory: workflows[id] != nil)
         }
         dirty = [:]
     }

@@ -1,5 +1,6 @@
 import Foundation
 import Logging
+import Prometheus
 import Protocol
 import ServiceLifecycle
 import ShoalSupport
@@ -9,10 +10,13 @@ import ZeroMQ
 public struct BoundEndpoints: Sendable, Equatable {
     public var control: String
     public var events: String
+    /// The metrics address (`host:port`), when metrics are served.
+    public var metrics: String?
 
-    public init(control: String, events: String) {
+    public init(control: String, events: String, metrics: String? = nil) {
         self.control = control
         self.events = events
+        self.metrics = metrics
     }
 
     /// The TCP port of an endpoint such as `tcp://127.0.0.1:7400`.
@@ -61,25 +65,37 @@ public final class CoordinatorService: Service {
         let logger = logger
         let context = context
         let onReady = onReady
-        try await withTaskCancellationHandler {
-            try await withGracefulShutdownHandler {
-                try await loop.run { stop in
-                    try CoordinatorService.serve(
-                        configuration: configuration, journal: journal, context: context, logger: logger,
-                        onReady: onReady, stop: stop)
-                }
-            } onGracefulShutdown: {
+        let run: @Sendable (PrometheusCollectorRegistry?, String?) async throws -> Void = { registry, metrics in
+            try await withTaskCancellationHandler {
+                try await withGracefulShutdownHandler {
+                    try await loop.run { stop in
+                        try CoordinatorService.serve(
+                            configuration: configuration, journal: journal, context: context, logger: logger,
+                            metrics: registry.map(CoordinatorMetrics.init), stop: stop
+                        ) { bound in
+                            var bound = bound
+                            bound.metrics = metrics
+                            onReady(bound)
+                        }
+                    }
+                } onGracefulShutdown: {
+                    loop.stop()
+                } 
+            } onCancel: {
                 loop.stop()
             }
-        } onCancel: {
-            loop.stop()
+        }
+        if let listen = configuration.metricsListen {
+            try await MetricsServer(listen: listen, logger: logger).serving { try await run($0, $1) }
+        } else {
+            try await run(nil, nil)
         }
     }
 
     /// The socket loop; runs on its own thread.
     private static func serve(
         configuration: CoordinatorConfiguration, journal: Journal, context: Context, logger: Logger,
-        onReady: @Sendable (BoundEndpoints) -> Void, stop: ReactorLoop.StopSignal
+        metrics: CoordinatorMetrics?, stop: ReactorLoop.StopSignal, onReady: @Sendable (BoundEndpoints) -> Void
     ) throws {
         // The ZAP handler must answer before the first CURVE socket binds.
         let busGuard = try configuration.security.map { try BusGuard(security: $0, context: context, logger: logger) }
@@ -112,7 +128,7 @@ public final class CoordinatorService: Service {
         let bound = BoundEndpoints(control: try router.lastEndpoint, events: try publisher.lastEndpoint)
         let core = try CoordinatorCore(
             configuration: configuration, journal: journal, logger: logger,
-            eventsPort: BoundEndpoints.port(of: bound.events), allowList: busGuard?.allowList)
+            eventsPort: BoundEndpoints.port(of: bound.events), allowList: busGuard?.allowList, metrics: metrics)
         logger.info("coordinator ready", metadata: ["control": "\(bound.control)", "events": "\(bound.events)"])
         onReady(bound)
 

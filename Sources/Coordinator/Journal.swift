@@ -297,6 +297,17 @@ public struct Journal: Sendable {
         try read { db in try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM workflows") ?? 0 }
     }
 
+    /// How many workflows the journal holds in each state: one scan, for the metrics at start and after a prune.
+    public func workflowCounts() throws -> [WorkflowSnapshot.State: Int] {
+        try read { db in
+            var counts: [WorkflowSnapshot.State: Int] = [:]
+            for row in try Row.fetchAll(db, sql: "SELECT state, COUNT(*) AS n FROM workflows GROUP BY state") {
+                if let state = WorkflowSnapshot.State(rawValue: row["state"]) { counts[state] = row["n"] }
+            }
+            return counts
+        }
+    }
+
     /// Loads one workflow, or nil.
     public func workflow(_ id: String) throws -> WorkflowSnapshot? {
         try read { db in

@@ -42,9 +42,10 @@ func checkWorkflowID(_ id: String) throws {
 
 struct WaitCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
-        commandName: "wait", abstract: "Wait for a workflow to end; exit 0 when it succeeded, 1 otherwise.")
+        commandName: "wait", abstract: "Wait for a workflow to end; exit 0 when it succeeded, 1 otherwise.",
+        discussion: HelpExamples.wait)
 
-    @Argument(help: "The workflow id.") var workflow: String
+    @Argument(help: "The workflow id.", completion: .workflowIDs) var workflow: String
     @OptionGroup var target: CoordinatorOption
     @Option(help: "Give up after this long (e.g. 30m); waits forever by default.") var timeout: ShoalDuration?
     @Flag(help: "Print each step as it starts and ends.") var progress = false
@@ -85,9 +86,10 @@ struct WaitCommand: AsyncParsableCommand {
 }
 
 struct CancelCommand: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(commandName: "cancel", abstract: "Cancel a running workflow.")
+    static let configuration = CommandConfiguration(commandName: "cancel", abstract: "Cancel a running workflow.",
+        discussion: HelpExamples.cancel)
 
-    @Argument(help: "The workflow id.") var workflow: String
+    @Argument(help: "The workflow id.", completion: .workflowIDs) var workflow: String
     @OptionGroup var target: CoordinatorOption
 
     func validate() throws { try checkWorkflowID(workflow) }
@@ -101,9 +103,10 @@ struct CancelCommand: AsyncParsableCommand {
 
 struct ResumeCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
-        commandName: "resume", abstract: "Run a failed or cancelled workflow again; steps that succeeded are kept.")
+        commandName: "resume", abstract: "Run a failed or cancelled workflow again; steps that succeeded are kept.",
+        discussion: HelpExamples.resume)
 
-    @Argument(help: "The workflow id.") var workflow: String
+    @Argument(help: "The workflow id.", completion: .workflowIDs) var workflow: String
     @OptionGroup var target: CoordinatorOption
 
     func validate() throws { try checkWorkflowID(workflow) }
@@ -116,7 +119,8 @@ struct ResumeCommand: AsyncParsableCommand {
 }
 
 struct AgentsCommand: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(commandName: "agents", abstract: "List the live agents of a coordinator.")
+    static let configuration = CommandConfiguration(commandName: "agents", abstract: "List the live agents of a coordinator.",
+        discussion: HelpExamples.agents)
 
     @OptionGroup var target: CoordinatorOption
 
@@ -135,7 +139,8 @@ struct AgentsCommand: AsyncParsableCommand {
 
 struct StatsCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
-        commandName: "stats", abstract: "Show a coordinator's counters: workflows, agents, memory, rejected frames.")
+        commandName: "stats", abstract: "Show a coordinator's counters: workflows, agents, memory, rejected frames.",
+        discussion: HelpExamples.stats)
 
     @OptionGroup var target: CoordinatorOption
 

@@ -11,10 +11,11 @@ struct CreateCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "create",
         abstract: "Create a K3s cluster with Argo CD and monitoring, and validate it.",
-        discussion: """
+        discussion: HelpExamples.discussion(
+            """
             Without --coordinator, shoal starts a coordinator and one process per agent on loopback, runs the \
             workflow, and stops them. With --coordinator it submits to a running coordinator.
-            """)
+            """, HelpExamples.create))
 
     @Option(name: [.short, .long], help: "Platform (only k3s is supported).") var platform = "k3s"
     @Option(name: [.short, .long], help: "Number of nodes, 1 to 99.") var nodes = 1
@@ -153,6 +154,7 @@ struct CreateCommand: AsyncParsableCommand {
             }
         }
         display.summary(outcome, output: coordinator == nil ? output : nil)
+        RunReport.writeAfterCreate(outcome, output: output)
         if deployment.mergeKubeconfig && outcome.step("provision")?.state == .succeeded {
             do {
                 let file = try DeploymentOptions.mergeKubeconfig(workflow: outcome.id, output: absolutePath(output))

@@ -11,7 +11,8 @@ struct DestroyCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "destroy",
         abstract: "Tear down a workflow's cluster and mark the workflow destroyed.",
-        discussion: """
+        discussion: HelpExamples.discussion(
+            """
             Real deployments: terraform destroy in OUTPUT/terraform/WORKFLOW (it uninstalls K3s from every node or \
             removes its containers, and deletes the kubeconfig); a directory without Terraform state (the \
             infra agent of a multi-host run keeps it on its host) is refused unless --force. Both modes: the credential files in \
@@ -23,9 +24,9 @@ struct DestroyCommand: AsyncParsableCommand {
             goes to the infra agent that ran the workflow's provision step, where the Terraform state is, and waits \
             for that agent (the coordinator's --pinned-wait) if it is not connected; the coordinator then marks the \
             workflow destroyed. The local kubeconfig context shoal-WORKFLOW is removed as above.
-            """)
+            """, HelpExamples.destroy))
 
-    @Argument(help: "The workflow id.") var workflow: String
+    @Argument(help: "The workflow id.", completion: .workflowIDs) var workflow: String
     @Option(name: [.short, .long], help: "Output directory of the run.") var output = "output"
     @Flag(
         help: ArgumentHelp(

@@ -8,11 +8,12 @@ struct KeysCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "keys",
         abstract: "Make CURVE keys and manage the coordinator's allow-list.",
-        discussion: """
+        discussion: HelpExamples.discussion(
+            """
             Every peer of the bus has a key pair: NAME.key (secret, mode 0600) and NAME.pub (public). The \
             coordinator accepts only the public keys in its allow-list directory, which it re-reads every second: \
             `allow` adds a key, `revoke` removes it and cuts that peer off.
-            """,
+            """, HelpExamples.keys),
         subcommands: [GenerateKey.self, InitKeys.self, ListKeys.self, AllowKey.self, RevokeKey.self])
 }
 
@@ -25,7 +26,8 @@ struct AllowDirectoryOption: ParsableArguments {
 
 struct GenerateKey: ParsableCommand {
     static let configuration = CommandConfiguration(
-        commandName: "generate", abstract: "Generate a key pair: DIR/NAME.key (0600) and DIR/NAME.pub.")
+        commandName: "generate", abstract: "Generate a key pair: DIR/NAME.key (0600) and DIR/NAME.pub.",
+        discussion: HelpExamples.keysGenerate)
 
     @Argument(help: "The key's name: the agent id, `coordinator`, or a user's name.") var name: String
     @Option(help: ArgumentHelp("Where to write the files (default ~/.shoal/keys).", valueName: "dir"))
@@ -108,7 +110,8 @@ struct InitKeys: ParsableCommand {
 }
 
 struct ListKeys: ParsableCommand {
-    static let configuration = CommandConfiguration(commandName: "list", abstract: "List the allowed public keys.")
+    static let configuration = CommandConfiguration(
+        commandName: "list", abstract: "List the allowed public keys.", discussion: HelpExamples.keysList)
 
     @OptionGroup var allow: AllowDirectoryOption
 
@@ -132,7 +135,8 @@ struct ListKeys: ParsableCommand {
 struct AllowKey: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "allow",
-        abstract: "Add a public key file to the allow-list (a running coordinator picks it up within a second).")
+        abstract: "Add a public key file to the allow-list (a running coordinator picks it up within a second).",
+        discussion: HelpExamples.keysAllow)
 
     @Argument(help: "The peer's NAME.pub file.") var file: String
     @OptionGroup var allow: AllowDirectoryOption
@@ -161,7 +165,8 @@ struct AllowKey: ParsableCommand {
 struct RevokeKey: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "revoke",
-        abstract: "Remove a key from the allow-list; a running coordinator cuts that peer off within a second.")
+        abstract: "Remove a key from the allow-list; a running coordinator cuts that peer off within a second.",
+        discussion: HelpExamples.keysRevoke)
 
     @Argument(help: "The key's name (as `shoal keys list` shows it).") var name: String
     @OptionGroup var allow: AllowDirectoryOption

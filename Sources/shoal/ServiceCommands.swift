@@ -56,7 +56,8 @@ struct ParentOptions: ParsableArguments {
 struct CoordinatorCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "coordinator",
-        abstract: "Run the coordinator: publishes workflow steps to agents and collects their results.")
+        abstract: "Run the coordinator: publishes workflow steps to agents and collects their results.",
+        discussion: HelpExamples.coordinator)
 
     @Option(help: "PUB endpoint for steps and events.") var events = "tcp://*:7400"
     @Option(help: "ROUTER endpoint for agents and clients.") var control = "tcp://*:7401"
@@ -81,6 +82,8 @@ struct CoordinatorCommand: AsyncParsableCommand {
     var journalSync = "normal"
     @Option(help: "Delete finished workflows from the journal after this long, e.g. 7d or 24h (default: keep).")
     var retain: String?
+    @Option(help: "Serve Prometheus metrics on HOST:PORT at /metrics, e.g. 0.0.0.0:9464 (default: off).")
+    var metricsListen: String?
     @Flag(help: "Exit when the parent process exits (used by `shoal create`).") var exitWithParent = false
     @OptionGroup var parent: ParentOptions
     @OptionGroup var security: ServerSecurityOptions
@@ -94,6 +97,13 @@ struct CoordinatorCommand: AsyncParsableCommand {
         guard (1...100).contains(maxAttempts) else { throw ValidationError("--max-attempts must be between 1 and 100") }
         try stepTimeout.validate(in: .milliseconds(100) ... .seconds(7 * 86_400), option: "--step-timeout")
         try pinnedWait.validate(in: .milliseconds(100) ... .seconds(86_400), option: "--pinned-wait")
+        if let metricsListen {
+            do {
+                _ = try MetricsServer.Listen(parsing: metricsListen)
+            } catch let error as ShoalError {
+                throw ValidationError("--metrics-listen: \(error.message), got '\(metricsListen.prefix(80))'")
+            }
+        }
         guard Journal.Sync(rawValue: journalSync) != nil else {
             throw ValidationError("--journal-sync must be normal or full")
         }
@@ -137,10 +147,12 @@ struct CoordinatorCommand: AsyncParsableCommand {
         configuration.journalSync = Journal.Sync(rawValue: journalSync) ?? .normal
         configuration.retain = retain.flatMap(retainDuration)
         configuration.security = try security.security()
+        configuration.metricsListen = try metricsListen.map(MetricsServer.Listen.init(parsing:))
         security.warnIfInsecure()
         let service = CoordinatorService(configuration: configuration, logger: logger) { bound in
             // One line on stdout that `shoal create` (and scripts) wait for.
-            print("ready control=\(bound.control) events=\(bound.events)")
+            let metrics = bound.metrics.map { " metrics=\($0)" } ?? ""
+            print("ready control=\(bound.control) events=\(bound.events)\(metrics)")
             fflush(nil)
         }
         do {
@@ -154,7 +166,8 @@ struct CoordinatorCommand: AsyncParsableCommand {
 struct AgentCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "agent",
-        abstract: "Run an agent of one role: planner, infra, argocd, monitoring, validation or docs.")
+        abstract: "Run an agent of one role: planner, infra, argocd, monitoring, validation or docs.",
+        discussion: HelpExamples.agent)
 
     @Argument(help: "The role: planner, infra, argocd, monitoring, validation, docs.") var role: String
     @Option(help: "The coordinator's control endpoint, e.g. tcp://10.0.0.5:7401.") var coordinator: String

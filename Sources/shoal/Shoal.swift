@@ -9,23 +9,44 @@ struct Shoal: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "shoal",
         abstract: "Automates a K3s cluster end to end, GitOps style, with agents on a ZeroMQ bus.",
-        discussion: """
+        discussion: HelpExamples.discussion(
+            """
             Demo mode (the default) runs the whole workflow against a simulated cluster and writes real \
             artifacts: Terraform files, manifests, a git repository, Argo CD Applications.
-            """,
+            """, HelpExamples.shoal),
         version: WireFormat.softwareVersion,
         subcommands: [
             CreateCommand.self, StatusCommand.self, ListCommand.self, ValidateCommand.self, DestroyCommand.self,
             LogsCommand.self, GetCommand.self,
             WaitCommand.self, CancelCommand.self, ResumeCommand.self, AgentsCommand.self, StatsCommand.self,
             CoordinatorCommand.self, AgentCommand.self, KeysCommand.self, GitOpsCommand.self, AppCommand.self,
-            HealthCommand.self, VersionCommand.self, BenchCommand.self,
+            HealthCommand.self, VersionCommand.self, ReportCommand.self, CompletionCommand.self, BenchCommand.self,
         ]
     )
+
+    /// Parses as ArgumentParser does, but first answers a mistyped
+    /// subcommand with the closest one (`shoal crate` -> `create`).
+    static func main() async {
+        if let message = SubcommandSuggestion.message(for: Array(CommandLine.arguments.dropFirst())) {
+            FileDescriptorIO.printError("error: \(message)\n")
+            Foundation.exit(ExitCode.validationFailure.rawValue)
+        }
+        do {
+            var command = try parseAsRoot()
+            if var command = command as? AsyncParsableCommand {
+                try await command.run()
+            } else {
+                try command.run()
+            }
+        } catch {
+            exit(withError: error)
+        }
+    }
 }
 
 struct VersionCommand: ParsableCommand {
-    static let configuration = CommandConfiguration(commandName: "version", abstract: "Print shoal's version.")
+    static let configuration = CommandConfiguration(
+        commandName: "version", abstract: "Print shoal's version.", discussion: HelpExamples.version)
 
     func run() {
         let zmq = ZeroMQVersion.current

@@ -58,9 +58,10 @@ struct SourceOptions: ParsableArguments {
 }
 
 struct StatusCommand: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(commandName: "status", abstract: "Show a workflow and its steps.")
+    static let configuration = CommandConfiguration(commandName: "status", abstract: "Show a workflow and its steps.",
+        discussion: HelpExamples.status)
 
-    @Argument(help: "The workflow id.") var workflow: String
+    @Argument(help: "The workflow id.", completion: .workflowIDs) var workflow: String
     @OptionGroup var source: SourceOptions
 
     func validate() throws { try checkWorkflowID(workflow) }
@@ -91,7 +92,7 @@ struct StatusCommand: AsyncParsableCommand {
 }
 
 struct ListCommand: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(commandName: "list", abstract: "List workflows.")
+    static let configuration = CommandConfiguration(commandName: "list", abstract: "List workflows.", discussion: HelpExamples.list)
 
     @OptionGroup var source: SourceOptions
 

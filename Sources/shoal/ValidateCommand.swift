@@ -41,7 +41,8 @@ struct ValidateCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "validate",
         abstract: "Run the health checks again on a workflow's cluster and print the report and score.",
-        discussion: """
+        discussion: HelpExamples.discussion(
+            """
             Real deployments are checked with kubectl and the workflow's kubeconfig. Demo runs are checked against \
             the simulated cluster's saved state, whose Argo CD syncs from the modelled in-cluster git server in that \
             state whenever it holds a new commit: commit a change in OUTPUT/gitops/WORKFLOW, `shoal gitops push \
@@ -51,9 +52,9 @@ struct ValidateCommand: AsyncParsableCommand {
             With --coordinator the checks run as a workflow of their own on that coordinator's validation agents \
             (`validate/<check>` steps and `health-report`, the checks and scoring of create), with the workflow's \
             kubeconfig or simulated cluster from the coordinator's journal; it works from any host.
-            """)
+            """, HelpExamples.validate))
 
-    @Argument(help: "The workflow id.") var workflow: String
+    @Argument(help: "The workflow id.", completion: .workflowIDs) var workflow: String
     @Option(name: [.short, .long], help: "Output directory of the run.") var output = "output"
     @Option(help: "How long one kubectl call may take (real mode, without --coordinator), e.g. 30s.")
     var kubectlTimeout = ShoalDuration(.seconds(30))
