@@ -89,7 +89,9 @@ public final class CoordinatorClient {
         ShoalError(
             .forbidden,
             "the handshake with the coordinator at \(endpoint) never completed (\(failedHandshakes) tries): "
-                + "is --coordinator-key that coordinator's public key?")
+                + (curve == nil
+                    ? "it requires CURVE; pass --key and --coordinator-key"
+                    : "is --coordinator-key that coordinator's public key?"))
     }
 
     /// Turns a refused handshake into an error that says what to fix.

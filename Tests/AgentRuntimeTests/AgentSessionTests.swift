@@ -64,7 +64,7 @@ final class FakeCoordinator {
     /// thread of the (small) cooperative pool to run at all.
     /// The deadline is checked only after a poll found nothing, so a test
     /// task that waited long for a thread still sees what arrived meanwhile.
-    func expect(_ type: MessageType, timeout: Duration = .seconds(5)) async throws -> Envelope? {
+    func expect(_ type: MessageType, timeout: Duration = .seconds(20)) async throws -> Envelope? {
         let deadline = ContinuousClock.now + timeout
         while true {
             await Task.yield()

@@ -172,9 +172,37 @@ import Testing
             #expect(line?.contains(host) == true, "\(id) on \(host): \(agents.standardOutput)")
         }
 
+        // From the laptop: validate on the validation agents, a step's log, then destroy on the infra agent that
+        // holds the Terraform state; afterwards every host sees the workflow destroyed.
+        let coordinator = " --coordinator tcp://coordinator.lab:7401"
+        let validate = try await onHost(
+            "laptop.lab", client + "shoal validate \(workflow)" + coordinator, namespaces: namespaces, root: root,
+            bin: bin, timeout: .seconds(120))
+        #expect(validate.succeeded, "validate: \(validate.standardOutput)\n\(validate.standardError)")
+        #expect(validate.standardOutput.contains("100/100"), "\(validate.standardOutput)")
+        let logs = try await onHost(
+            "laptop.lab", client + "shoal logs \(workflow) provision" + coordinator, namespaces: namespaces,
+            root: root, bin: bin)
+        #expect(logs.succeeded && !logs.standardOutput.isEmpty, "logs: \(logs.standardOutput)\n\(logs.standardError)")
+        let destroy = try await onHost(
+            "laptop.lab", client + "shoal destroy \(workflow)" + coordinator, namespaces: namespaces, root: root,
+            bin: bin, timeout: .seconds(120))
+        #expect(destroy.succeeded, "destroy: \(destroy.standardOutput)\n\(destroy.standardError)")
+        // agents.lab asks with a key of its own (any allowed key may read).
+        let agentsClient = "export SHOAL_KEY=~/.shoal/keys/docs-1.key SHOAL_COORDINATOR_KEY=~/coordinator.pub\n"
+        for (host, keys) in [("laptop.lab", client), ("agents.lab", agentsClient)] {
+            let after = try await onHost(
+                host, keys + "shoal list" + coordinator, namespaces: namespaces, root: root, bin: bin)
+            let line = after.standardOutput.split(separator: "\n").first { $0.hasPrefix(workflow + " ") }
+            #expect(line?.contains("destroyed") == true, "list on \(host): \(after.standardOutput)")
+        }
+
         // No host hands another one its loopback as an address (a URL or host:port): not on screen, not in any
         // file of the three hosts (logs, journal, output tree, work and state directories).
-        for (text, what) in [(output, "create"), (status.standardOutput, "status")] {
+        for (text, what) in [
+            (output, "create"), (status.standardOutput, "status"), (validate.standardOutput, "validate"),
+            (destroy.standardOutput, "destroy"),
+        ] {
             #expect(!Self.namesLoopback(Data(text.utf8)), "\(what) names 127.0.0.1: \(text)")
         }
         var offending: [String] = []
