@@ -37,6 +37,10 @@ public struct CoordinatorConfiguration: Sendable {
     /// which anyone who can reach the ports can read and join: only for
     /// `--insecure` and tests that say so (default nil).
     public var security: CoordinatorSecurity?
+    /// At start, mark the journal's unfinished workflows `interrupted` instead of resuming them (the embedded
+    /// coordinator of `shoal create`, whose runs end with the command). Default false: a durable coordinator
+    /// resumes every unfinished workflow.
+    public var interruptUnfinished = false
 
     public init() {}
 }

@@ -22,6 +22,8 @@ final class EmbeddedCluster: @unchecked Sendable {  // `children` is guarded by 
     private var signalSources: [DispatchSourceSignal] = []
     /// More arguments for the agents of a role (the monitoring agent's GitOps address, say); set before `run`.
     var agentArguments: [Role: [String]] = [:]
+    /// Run on Ctrl-C or SIGTERM once every child has stopped, before the exit (marks the workflow interrupted).
+    var onInterrupt: @Sendable () -> Void = {}
 
     init(executable: String, output: String, validationWorkers: Int, logLevel: String, insecure: Bool, logger: Logger) {
         self.executable = executable
@@ -84,6 +86,7 @@ final class EmbeddedCluster: @unchecked Sendable {  // `children` is guarded by 
             arguments: [
                 "coordinator", "--control", "tcp://127.0.0.1:*", "--events", "tcp://127.0.0.1:*", "--journal",
                 output + "/.shoal/journal.sqlite", "--output", output, "--exit-with-parent", "--log-level", logLevel,
+                "--interrupt-unfinished",
             ] + security,
             standardOutput: .pipe)
         let fd = coordinator.standardOutput!
@@ -155,7 +158,7 @@ final class EmbeddedCluster: @unchecked Sendable {  // `children` is guarded by 
         }
     }
 
-    /// Ctrl-C or SIGTERM: stop the children, then exit with 128+signal.
+    /// Ctrl-C or SIGTERM: stop the children, run `onInterrupt`, then exit with 128+signal.
     private func installSignalHandlers() {
         for signalNumber in [SIGINT, SIGTERM] {
             signal(signalNumber, SIG_IGN)
@@ -163,6 +166,8 @@ final class EmbeddedCluster: @unchecked Sendable {  // `children` is guarded by 
             source.setEventHandler { [self] in
                 FileDescriptorIO.printError("\ninterrupted: stopping agents and coordinator\n")
                 stopAll()
+                onInterrupt()
+                fflush(nil)
                 exit(128 + signalNumber)
             }
             source.resume()

@@ -81,6 +81,11 @@ struct CoordinatorCommand: AsyncParsableCommand {
     var journalSync = "normal"
     @Option(help: "Delete finished workflows from the journal after this long, e.g. 7d or 24h (default: keep).")
     var retain: String?
+    @Flag(
+        help: ArgumentHelp(
+            "Mark unfinished workflows found in the journal at start interrupted instead of resuming them "
+                + "(used by `shoal create`; `shoal resume` runs them on)."))
+    var interruptUnfinished = false
     @Flag(help: "Exit when the parent process exits (used by `shoal create`).") var exitWithParent = false
     @OptionGroup var parent: ParentOptions
     @OptionGroup var security: ServerSecurityOptions
@@ -137,6 +142,7 @@ struct CoordinatorCommand: AsyncParsableCommand {
         configuration.journalSync = Journal.Sync(rawValue: journalSync) ?? .normal
         configuration.retain = retain.flatMap(retainDuration)
         configuration.security = try security.security()
+        configuration.interruptUnfinished = interruptUnfinished
         security.warnIfInsecure()
         let service = CoordinatorService(configuration: configuration, logger: logger) { bound in
             // One line on stdout that `shoal create` (and scripts) wait for.
