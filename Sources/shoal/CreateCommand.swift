@@ -121,12 +121,12 @@ struct CreateCommand: AsyncParsableCommand {
             }
         } else {
             let outputPath = absolutePath(output)
-            // One `create` per output directory: a second would replace this run's keys and compete for its journal.
-            let owner = EmbeddedRun.takeOutputDirectory(output)
-            defer { withExtendedLifetime(owner) {} }
             if !request.realDeployment && ProcessRunner.locate("terraform") == nil {
                 print("note: terraform is not installed; Terraform files are written, init/validate/plan are skipped")
             }
+            // One `create` per output directory: a second would replace this run's keys and compete for its journal.
+            let owner = EmbeddedRun.takeOutputDirectory(output)
+            defer { withExtendedLifetime(owner) {} }
             // Workflows an interrupted run left here are marked interrupted and named, never run on silently.
             EmbeddedRun.reportLeftovers(output: output)
             let cluster = EmbeddedCluster(

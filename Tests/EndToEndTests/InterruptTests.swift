@@ -53,6 +53,12 @@ import Testing
         #expect(before.state == .interrupted)
         let succeededBefore = Set(before.steps.filter { $0.state == .succeeded }.map(\.name))
         #expect(succeededBefore.contains("plan"))
+        let status = try await Shoal.run(["status", workflow, "-o", output])
+        #expect(status.standardOutput.contains("workflow \(workflow): interrupted"), "\(status.standardOutput)")
+        let list = try await Shoal.run(["list", "-o", output])
+        #expect(
+            list.standardOutput.split(separator: "\n").contains { $0.hasPrefix(workflow) && $0.contains(" interrupted ") },
+            "\(list.standardOutput)")
 
         let again = try await Shoal.run(["create", "-n", "1", "-o", output], timeout: .seconds(180))
         #expect(again.status == 0, "\(again.standardOutput)\n\(again.standardError)")
