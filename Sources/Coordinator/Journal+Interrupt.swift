@@ -13,7 +13,8 @@ extension Journal {
         guard !unfinished.isEmpty else { return [] }
         var batch = JournalBatch()
         for var workflow in unfinished {
-            for (position, step) in workflow.steps.enumerated() where step.state == .assigned || step.state == .running {
+            for (position, step) in workflow.steps.enumerated()
+            where step.state == .assigned || step.state == .running {
                 batch.attemptEnded(
                     StepKey(workflow: workflow.id, step: step.name, attempt: step.attempt), outcome: "interrupted",
                     at: now)

@@ -66,7 +66,8 @@ enum EmbeddedRun {
                 return
             }
             for id in ids {
-                FileDescriptorIO.printError("workflow \(id) interrupted; resume with: shoal resume \(id) -o \(output)\n")
+                FileDescriptorIO.printError(
+                    "workflow \(id) interrupted; resume with: shoal resume \(id) -o \(output)\n")
             }
         }
     }

@@ -27,7 +27,8 @@ import Testing
         }
         process.terminate()
         process.waitUntilExit()
-        throw ShoalError(.timeout, "create did not get past two steps: \(try String(contentsOfFile: log, encoding: .utf8))")
+        let text = try String(contentsOfFile: log, encoding: .utf8)
+        throw ShoalError(.timeout, "create did not get past two steps: \(text)")
     }
 
     /// Attempts per step, read from the journal with no coordinator running.
@@ -57,14 +58,17 @@ import Testing
         #expect(status.standardOutput.contains("workflow \(workflow): interrupted"), "\(status.standardOutput)")
         let list = try await Shoal.run(["list", "-o", output])
         #expect(
-            list.standardOutput.split(separator: "\n").contains { $0.hasPrefix(workflow) && $0.contains(" interrupted ") },
+            list.standardOutput.split(separator: "\n").contains {
+                $0.hasPrefix(workflow) && $0.contains(" interrupted ")
+            },
             "\(list.standardOutput)")
 
         let again = try await Shoal.run(["create", "-n", "1", "-o", output], timeout: .seconds(180))
         #expect(again.status == 0, "\(again.standardOutput)\n\(again.standardError)")
         #expect(
             again.standardOutput.contains(
-                "note: workflow \(workflow) was interrupted and not run on; resume with: shoal resume \(workflow) -o \(output)"),
+                "note: workflow \(workflow) was interrupted and not run on; "
+                    + "resume with: shoal resume \(workflow) -o \(output)"),
             "\(again.standardOutput)")
         #expect(Shoal.workflowID(in: again.standardOutput) != workflow)
         let (untouched, attemptsUntouched) = try attempts(output, workflow)
