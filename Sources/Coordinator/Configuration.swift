@@ -40,6 +40,10 @@ public struct CoordinatorConfiguration: Sendable {
     /// Where Prometheus metrics are served over HTTP (`/metrics`); nil
     /// serves none (default nil).
     public var metricsListen: MetricsServer.Listen?
+    /// At start, mark the journal's unfinished workflows `interrupted` instead of resuming them (the embedded
+    /// coordinator of `shoal create`, whose runs end with the command). Default false: a durable coordinator
+    /// resumes every unfinished workflow.
+    public var interruptUnfinished = false
 
     public init() {}
 }

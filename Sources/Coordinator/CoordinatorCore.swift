@@ -147,6 +147,9 @@ final class CoordinatorCore {
     /// Deadlines handled per loop turn at most.
     static let deadlinesPerTurn = 2048
 
+    /// The workflows found unfinished at start and marked `interrupted` (`interruptUnfinished`).
+    private(set) var interruptedAtStart: [String] = []
+
     init(
         configuration: CoordinatorConfiguration, journal: Journal, logger: Logger, eventsPort: Int?,
         allowList: CurveAllowList? = nil, metrics: CoordinatorMetrics? = nil,
@@ -162,6 +165,10 @@ final class CoordinatorCore {
         let now = clock()
         let grace = 2 * livenessMilliseconds
         journalWorkflows = try journal.workflowCount()
+        if configuration.interruptUnfinished {
+            interruptedAtStart = try journal.interruptUnfinished(at: now)
+            for id in interruptedAtStart { logger.info("workflow interrupted", metadata: ["workflow.id": "\(id)"]) }
+        }
         for workflow in try journal.workflows(unfinishedOnly: true) {
             let live = Live(workflow, publishedRevision: workflow.revision)
             live.withArtifacts = Set(try journal.stepsWithArtifacts(workflow: workflow.id).compactMap { live.index[$0] })
@@ -780,12 +787,12 @@ final class CoordinatorCore {
         reply(identity, Header(type: .statusReply, workflow: id, re: header.id), StatusReply(workflow: live.snapshot))
     }
 
-    /// Runs a failed or cancelled workflow again from where it stopped:
+    /// Runs a failed, cancelled or interrupted workflow again from where it stopped:
     /// steps that succeeded keep their results and never run again; the
     /// others run with their planned params and a fresh attempt budget.
     private func resume(workflow id: String?, identity: [UInt8], header: Header) throws {
         let current = try snapshot(id)
-        guard current.state == .failed || current.state == .cancelled else {
+        guard current.state == .failed || current.state == .cancelled || current.state == .interrupted else {
             reply(identity, Header(type: .statusReply, workflow: current.id, re: header.id), StatusReply(workflow: current))
             return
         }

@@ -1,7 +1,10 @@
 /// The state of a workflow as clients see it (status replies and events).
 public struct WorkflowSnapshot: Codable, Sendable, Equatable {
     public enum State: String, Codable, Sendable {
-        case running, succeeded, failed, cancelled, destroyed
+        /// `interrupted`: the process that drove it stopped before it ended (an embedded `shoal create` stopped by
+        /// a signal or killed); nothing runs it until `resume`, which keeps the steps that succeeded.
+        case running, succeeded, failed, cancelled, destroyed, interrupted
+        /// Not running any more: followers stop here (an interrupted workflow is not running either).
         public var isFinished: Bool { self != .running }
     }
 

@@ -103,18 +103,87 @@ struct CancelCommand: AsyncParsableCommand {
 
 struct ResumeCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
-        commandName: "resume", abstract: "Run a failed or cancelled workflow again; steps that succeeded are kept.",
-        discussion: HelpExamples.resume)
+        commandName: "resume",
+        abstract: "Run a failed, cancelled or interrupted workflow again; steps that succeeded are kept.",
+        discussion: HelpExamples.discussion(
+            """
+            Without --coordinator, shoal runs it in embedded mode on the output directory of the `create` that \
+            started it (-o): a coordinator and agents on loopback, the progress of `create`, exit 0 when it \
+            succeeded, 1 otherwise. With --coordinator it asks that coordinator to resume it and returns.
+            """, HelpExamples.resume))
 
     @Argument(help: "The workflow id.", completion: .workflowIDs) var workflow: String
-    @OptionGroup var target: CoordinatorOption
+    @Option(help: "The coordinator's control endpoint, e.g. tcp://10.0.0.5:7401.") var coordinator: String?
+    @Option(name: [.short, .long], help: "Output directory of the embedded run (default: output).") var output: String?
+    @Option(help: "Validation agents to start (embedded mode).") var validationWorkers = 2
+    @OptionGroup var security: ClientSecurityOptions
+    @OptionGroup var logging: LoggingOptions
 
-    func validate() throws { try checkWorkflowID(workflow) }
+    func validate() throws {
+        try checkWorkflowID(workflow)
+        if let coordinator {
+            guard coordinator.hasPrefix("tcp://") || coordinator.hasPrefix("ipc://") else {
+                throw ValidationError("--coordinator must be an endpoint such as tcp://host:7401")
+            }
+            if output != nil { throw ValidationError("--output goes without --coordinator (the embedded mode)") }
+            _ = try security.curveKeys()
+        } else if security.key != nil || security.coordinatorKey != nil {
+            throw ValidationError(
+                "--key and --coordinator-key go with --coordinator; the embedded mode makes its own keys")
+        }
+        guard (1...32).contains(validationWorkers) else {
+            throw ValidationError("--validation-workers must be between 1 and 32")
+        }
+    }
 
     func run() async throws {
         let workflow = workflow
-        let snapshot = await target.with { try $0.resume(workflow) }
-        print("workflow \(snapshot.id): \(snapshot.state.rawValue)")
+        security.warnIfInsecure()
+        guard coordinator == nil else {
+            let endpoint = coordinator!
+            do {
+                let curve = try security.curveKeys()
+                let snapshot = try await runBlocking {
+                    try CoordinatorClient(endpoint: endpoint, curve: curve).resume(workflow)
+                }
+                print("workflow \(snapshot.id): \(snapshot.state.rawValue)")
+            } catch let error as ShoalError {
+                fail(error.description)
+            }
+            return
+        }
+        let output = output ?? "output"
+        let outputPath = absolutePath(output)
+        guard FileManager.default.fileExists(atPath: outputPath + "/.shoal/journal.sqlite") else {
+            fail("no workflows in '\(output)': it has no .shoal/journal.sqlite of an embedded run")
+        }
+        let owner = EmbeddedRun.takeOutputDirectory(output)
+        defer { withExtendedLifetime(owner) {} }
+        EmbeddedRun.reportLeftovers(output: output, except: workflow)
+        let logger = logging.bootstrap(label: "shoal.resume")
+        let display = ProgressDisplay()
+        let cluster = EmbeddedCluster(
+            executable: selfExecutable(), output: outputPath, validationWorkers: validationWorkers,
+            logLevel: logging.logLevel, insecure: security.insecure, logger: logger)
+        cluster.onInterrupt = EmbeddedRun.interruptedHook(output: output)
+        let outcome: WorkflowSnapshot
+        do {
+            outcome = try await cluster.run { endpoints, curve in
+                try await runBlocking {
+                    let client = try CoordinatorClient(endpoint: endpoints.control, curve: curve)
+                    let resumed = try client.resume(workflow)
+                    guard resumed.state == .running else { return resumed }
+                    print("workflow \(workflow) resumed")
+                    fflush(nil)
+                    let eventsPort = endpoints.events.split(separator: ":").last.flatMap { Int($0) }
+                    return try client.follow(workflow, eventsPort: eventsPort) { display.update($0) }
+                }
+            }
+        } catch let error as ShoalError {
+            fail(error.description)
+        }
+        display.summary(outcome, output: output)
+        if outcome.state != .succeeded { throw ExitCode.failure }
     }
 }
 

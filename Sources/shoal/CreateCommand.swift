@@ -122,29 +122,20 @@ struct CreateCommand: AsyncParsableCommand {
             }
         } else {
             let outputPath = absolutePath(output)
-            do {
-                try SecureFile.createDirectory(outputPath)
-                try SecureFile.createDirectory(outputPath + "/.shoal", mode: 0o700)
-            } catch let error as ShoalError {
-                fail("cannot use output directory '\(output)': \(error.cause ?? error.message)")
-            }
             if !request.realDeployment && ProcessRunner.locate("terraform") == nil {
                 print("note: terraform is not installed; Terraform files are written, init/validate/plan are skipped")
             }
-            // One `create` per output directory: a second would replace this run's keys and resume its workflow.
-            let owner: OwnerLock
-            do {
-                owner = try OwnerLock.acquire(
-                    outputPath + "/.shoal/create.lock", subject: "the output directory \(output)")
-            } catch let error as ShoalError {
-                fail(error.description)
-            }
+            // One `create` per output directory: a second would replace this run's keys and compete for its journal.
+            let owner = EmbeddedRun.takeOutputDirectory(output)
             defer { withExtendedLifetime(owner) {} }
+            // Workflows an interrupted run left here are marked interrupted and named, never run on silently.
+            EmbeddedRun.reportLeftovers(output: output)
             let cluster = EmbeddedCluster(
                 executable: selfExecutable(), output: outputPath, validationWorkers: validationWorkers,
                 logLevel: logging.logLevel, insecure: security.insecure, logger: logger)
             cluster.agentArguments[.monitoring] = deployment.monitoringAgentArguments(
                 realDeployment: request.realDeployment)
+            cluster.onInterrupt = EmbeddedRun.interruptedHook(output: output)
             do {
                 outcome = try await cluster.run { endpoints, curve in
                     try await runRemote(request, coordinator: endpoints.control, curve: curve, display: display)

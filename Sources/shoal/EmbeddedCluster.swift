@@ -19,9 +19,13 @@ final class EmbeddedCluster: @unchecked Sendable {  // `children` is guarded by 
     let logger: Logger
     private let lock = NSLock()
     private var children: [ChildProcess] = []
+    /// Set on Ctrl-C or SIGTERM: the children stopping then is no failure of the run, the handler exits.
+    private var interrupted = false
     private var signalSources: [DispatchSourceSignal] = []
     /// More arguments for the agents of a role (the monitoring agent's GitOps address, say); set before `run`.
     var agentArguments: [Role: [String]] = [:]
+    /// Run on Ctrl-C or SIGTERM once every child has stopped, before the exit (marks the workflow interrupted).
+    var onInterrupt: @Sendable () -> Void = {}
 
     init(executable: String, output: String, validationWorkers: Int, logLevel: String, insecure: Bool, logger: Logger) {
         self.executable = executable
@@ -64,14 +68,26 @@ final class EmbeddedCluster: @unchecked Sendable {  // `children` is guarded by 
         }
         let log = logPath("coordinator")
         return try await firstOf(
-            { try await body(endpoints, keys?.client) },
-            {
-                while coordinator.isRunning { try await Task.sleep(for: .milliseconds(100)) }
+            { [self] in
+                do {
+                    return try await body(endpoints, keys?.client)
+                } catch {
+                    // Ctrl-C stops the coordinator under the client's feet: the signal handler ends the run.
+                    while isInterrupted { try await Task.sleep(for: .milliseconds(100)) }
+                    throw error
+                }
+            },
+            { [self] in
+                while coordinator.isRunning || isInterrupted {
+                    try await Task.sleep(for: .milliseconds(100))
+                }
                 throw ShoalError(
                     .unreachable,
                     "the embedded coordinator stopped (\(coordinator.exitDescription)) before the workflow ended; see \(log)")
             })
     }
+
+    private var isInterrupted: Bool { lock.withLock { interrupted } }
 
     /// Throwaway keys of this run: `OUTPUT/.shoal/keys` (0700).
     var keyDirectory: String { output + "/.shoal/keys" }
@@ -84,6 +100,7 @@ final class EmbeddedCluster: @unchecked Sendable {  // `children` is guarded by 
             arguments: [
                 "coordinator", "--control", "tcp://127.0.0.1:*", "--events", "tcp://127.0.0.1:*", "--journal",
                 output + "/.shoal/journal.sqlite", "--output", output, "--exit-with-parent", "--log-level", logLevel,
+                "--interrupt-unfinished",
             ] + security,
             standardOutput: .pipe)
         let fd = coordinator.standardOutput!
@@ -155,14 +172,17 @@ final class EmbeddedCluster: @unchecked Sendable {  // `children` is guarded by 
         }
     }
 
-    /// Ctrl-C or SIGTERM: stop the children, then exit with 128+signal.
+    /// Ctrl-C or SIGTERM: stop the children, run `onInterrupt`, then exit with 128+signal.
     private func installSignalHandlers() {
         for signalNumber in [SIGINT, SIGTERM] {
             signal(signalNumber, SIG_IGN)
             let source = DispatchSource.makeSignalSource(signal: signalNumber, queue: .global())
             source.setEventHandler { [self] in
                 FileDescriptorIO.printError("\ninterrupted: stopping agents and coordinator\n")
+                lock.withLock { interrupted = true }
                 stopAll()
+                onInterrupt()
+                fflush(nil)
                 exit(128 + signalNumber)
             }
             source.resume()

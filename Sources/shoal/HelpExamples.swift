@@ -89,9 +89,10 @@ enum HelpExamples {
         ("Stop a running workflow", "shoal cancel k3s-dev-3f9a1c --coordinator tcp://10.0.0.5:7401"),
     ])
 
-    static let resume = section([
+    static let resume = [
+        ("Finish an embedded run that was interrupted", "shoal resume k3s-dev-3f9a1c"),
         ("Run the failed steps of a workflow again", "shoal resume k3s-dev-3f9a1c --coordinator tcp://10.0.0.5:7401"),
-    ])
+    ]
 
     static let agents = section([
         ("The agents connected to a coordinator", "shoal agents --coordinator tcp://10.0.0.5:7401"),

@@ -84,6 +84,11 @@ struct CoordinatorCommand: AsyncParsableCommand {
     var retain: String?
     @Option(help: "Serve Prometheus metrics on HOST:PORT at /metrics, e.g. 0.0.0.0:9464 (default: off).")
     var metricsListen: String?
+    @Flag(
+        help: ArgumentHelp(
+            "Mark unfinished workflows found in the journal at start interrupted instead of resuming them "
+                + "(used by `shoal create`; `shoal resume` runs them on)."))
+    var interruptUnfinished = false
     @Flag(help: "Exit when the parent process exits (used by `shoal create`).") var exitWithParent = false
     @OptionGroup var parent: ParentOptions
     @OptionGroup var security: ServerSecurityOptions
@@ -148,6 +153,7 @@ struct CoordinatorCommand: AsyncParsableCommand {
         configuration.retain = retain.flatMap(retainDuration)
         configuration.security = try security.security()
         configuration.metricsListen = try metricsListen.map(MetricsServer.Listen.init(parsing:))
+        configuration.interruptUnfinished = interruptUnfinished
         security.warnIfInsecure()
         let service = CoordinatorService(configuration: configuration, logger: logger) { bound in
             // One line on stdout that `shoal create` (and scripts) wait for.
