@@ -9,6 +9,7 @@ struct AppCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "app",
         abstract: "Add or remove a user application of a workflow: an Application in apps/ of its GitOps repository.",
+        discussion: HelpExamples.app,
         subcommands: [AppAddCommand.self, AppRemoveCommand.self])
 }
 
@@ -35,12 +36,13 @@ struct AppAddCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "add",
         abstract: "Commit an Application for NAME (apps/NAME.yaml), push it, and ask Argo CD to sync it at once.",
-        discussion: """
+        discussion: HelpExamples.discussion(
+            """
             SOURCE is \(AppSource.grammar). A directory of the GitOps repository must exist in \
             OUTPUT/gitops/WORKFLOW and hold manifests or a kustomization.yaml (commit it first, or in the same \
             change: add then commits everything staged in the working copy). The application is deployed into the \
             namespace NAME (created by Argo CD).
-            """)
+            """, HelpExamples.appAdd))
 
     @OptionGroup var target: AppTarget
     @Argument(help: "A directory of the GitOps repository, GIT-URL//PATH[?ref=REV], or helm:REPO-URL//CHART@VERSION.")
@@ -88,7 +90,9 @@ struct AppRemoveCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "remove",
         abstract: "Remove NAME's Application from apps/, push, and let Argo CD prune it and its resources.",
-        discussion: "The application's own manifests (a directory of the repository) stay; only apps/NAME.yaml goes.")
+        discussion: HelpExamples.discussion(
+            "The application's own manifests (a directory of the repository) stay; only apps/NAME.yaml goes.",
+            HelpExamples.appRemove))
 
     @OptionGroup var target: AppTarget
     @Argument(help: "Optional: the source it was added with (ignored; accepted for symmetry with add).")

@@ -11,6 +11,7 @@ struct GitOpsCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "gitops",
         abstract: "Serve GitOps repositories from this host, or push a workflow's repository to its git server.",
+        discussion: HelpExamples.gitops,
         subcommands: [GitOpsServeCommand.self, GitOpsPushCommand.self])
 }
 
@@ -21,13 +22,14 @@ struct GitOpsServeCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "serve",
         abstract: "Serve the GitOps repositories of an output (or agent work) directory over git smart HTTP.",
-        discussion: """
+        discussion: HelpExamples.discussion(
+            """
             A long-running service: serves OUTPUT/gitops/WORKFLOW at http://HOST:\(gitopsServeDefaultPort)/WORKFLOW \
             until SIGTERM or SIGINT, then lets requests in progress finish. Read-only unless --push-token-file is \
             given: then `git push` with that token as the HTTP password (any user name) updates a repository, and \
             a first push to PATH.git creates it. Run it where the repositories are (the monitoring agent's work \
             directory) and start that agent with --gitops-advertise THIS-HOST so the Applications point here.
-            """)
+            """, HelpExamples.gitopsServe))
 
     @Option(name: [.short, .long], help: "Output or work directory whose gitops/ is served.") var output = "output"
     @Option(help: "Address to listen on, host:port.") var listen = "0.0.0.0:\(gitopsServeDefaultPort)"
@@ -86,13 +88,14 @@ struct GitOpsPushCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "push",
         abstract: "Push a workflow's GitOps repository (OUTPUT/gitops/WORKFLOW, its HEAD) to the cluster's git server.",
-        discussion: """
+        discussion: HelpExamples.discussion(
+            """
             Commit your change in OUTPUT/gitops/WORKFLOW first, then push: Argo CD syncs the new commit. Where it \
             goes is where the run put the repository: the in-cluster git server (through NodePort 30418 on the \
             first node, or --push-url for a `kubectl port-forward`), the --gitops-remote of the run, or, for a demo \
             run, the simulated cluster's git server in OUTPUT/kubeconfigs/WORKFLOW/simulated-cluster.json. Works \
             from any host that has the output directory.
-            """)
+            """, HelpExamples.gitopsPush))
 
     @Argument(help: "The workflow id.") var workflow: String
     @Option(name: [.short, .long], help: "Output directory of the run.") var output = "output"

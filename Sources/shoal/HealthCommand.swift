@@ -8,10 +8,11 @@ struct HealthCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "health",
         abstract: "Check that a coordinator answers and, with --role, that an agent of that role on this host is live.",
-        discussion: """
+        discussion: HelpExamples.discussion(
+            """
             For health checks (compose/compose.yaml, systemd): exit status 0 when healthy, 1 with a one-line reason \
             otherwise. An agent counts as live while the coordinator receives its heartbeats.
-            """)
+            """, HelpExamples.health))
 
     @OptionGroup var target: CoordinatorOption
     @Option(help: "The role of an agent that must be live on this host: planner, infra, argocd, ...")

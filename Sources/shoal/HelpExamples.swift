@@ -89,6 +89,43 @@ enum HelpExamples {
         ("Stop a running workflow", "shoal cancel k3s-dev-3f9a1c --coordinator tcp://10.0.0.5:7401"),
     ])
 
+    static let gitops = section([
+        ("Serve this host's repositories to a cluster", "shoal gitops serve --push-token-file ~/push-token"),
+        ("Push a committed change of a run's repository", "shoal gitops push k3s-dev-3f9a1c"),
+    ])
+
+    static let gitopsServe = [
+        ("Serve the repositories of output/gitops on port 7402", "shoal gitops serve"),
+        ("Accept pushes that carry a token", "shoal gitops serve --push-token-file ~/push-token"),
+    ]
+
+    static let gitopsPush = [
+        ("Push what you committed in output/gitops/WF", "shoal gitops push k3s-dev-3f9a1c"),
+        ("Through a port-forward", "shoal gitops push k3s-dev-3f9a1c --push-url http://127.0.0.1:8080"),
+    ]
+
+    static let app = section([
+        ("Deploy a chart as an application", "shoal app add k3s-dev-3f9a1c podinfo helm:https://stefanprodan.github.io/podinfo//podinfo@6.7.1"),
+        ("Take it away again", "shoal app remove k3s-dev-3f9a1c podinfo"),
+    ])
+
+    static let appAdd = [
+        ("A directory of the GitOps repository", "shoal app add k3s-dev-3f9a1c web examples/web"),
+    ]
+
+    static let appRemove = [
+        ("Remove an application and let Argo CD prune it", "shoal app remove k3s-dev-3f9a1c web"),
+    ]
+
+    static let health = [
+        ("Is the coordinator up?", "shoal health --coordinator tcp://127.0.0.1:7401"),
+        ("Is this host's infra agent live?", "shoal health --coordinator tcp://127.0.0.1:7401 --role infra"),
+    ]
+
+    static let keysInit = [
+        ("The keys of a single-host deployment", "shoal keys init /keys coordinator planner infra cli"),
+    ]
+
     static let resume = [
         ("Finish an embedded run that was interrupted", "shoal resume k3s-dev-3f9a1c"),
         ("Run the failed steps of a workflow again", "shoal resume k3s-dev-3f9a1c --coordinator tcp://10.0.0.5:7401"),

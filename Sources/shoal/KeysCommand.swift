@@ -61,12 +61,13 @@ struct InitKeys: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "init",
         abstract: "Make the key pairs NAME... in DIR (keeping those that exist) and allow every one but the coordinator.",
-        discussion: """
+        discussion: HelpExamples.discussion(
+            """
             For a coordinator and its peers that share one host or volume, as compose/compose.yaml does: \
             DIR/NAME.key (0600) and DIR/NAME.pub for every NAME, DIR/coordinator.key for the coordinator, and the \
             allow-list DIR/allow with the public key of every NAME except `coordinator`. Keys allowed by other \
             means stay allowed.
-            """)
+            """, HelpExamples.keysInit))
 
     @Argument(help: ArgumentHelp("The directory for the keys; the allow-list is DIR/allow.", valueName: "dir"))
     var dir: String

@@ -248,7 +248,7 @@ private func occurrences(of needle: String, in text: String) -> Int {
         #expect(!FileManager.default.fileExists(atPath: "\(prefix)/bin/shoal"))
         // `make clean` removes the build only (dry run: this test runs from that build).
         let clean = try await ProcessRunner().run(make, ["--no-print-directory", "-C", Shoal.packageRoot, "-n", "clean"])
-        #expect(clean.standardOutput.trimmingCharacters(in: .whitespacesAndNewlines) == "rm -rf .build")
+        #expect(clean.standardOutput.trimmingCharacters(in: .whitespacesAndNewlines) == "rm -rf .build .build-fuzz")
     }
 
     // MARK: Metrics
