@@ -1131,17 +1131,12 @@ final class CoordinatorCore {
 
     // MARK: Output tree
 
-    private static let outputRoots: Set<String> = ["terraform", "kubeconfigs", "manifests", "gitops", "argocd-apps", "docs", "reports"]
-
     /// Writes a result's artifacts into the output tree; paths are checked
     /// (they come from the network): `<root>/<workflow>/...`, no `..`.
     private func writeOutputs(_ artifacts: [Artifact], workflow: String) {
         for artifact in artifacts {
             guard let path = artifact.path else { continue }
-            let parts = path.split(separator: "/", omittingEmptySubsequences: false)
-            guard parts.count >= 3, CoordinatorCore.outputRoots.contains(String(parts[0])), parts[1] == workflow,
-                !path.hasPrefix("/"), parts.allSatisfy({ !$0.isEmpty && $0 != ".." && $0 != "." })
-            else {
+            guard Artifact.isOutputPath(path, workflow: workflow) else {
                 logger.warning("artifact path refused", metadata: ["workflow.id": "\(workflow)", "path": "\(path.prefix(200))"])
                 continue
             }

@@ -165,6 +165,20 @@ public struct Artifact: Codable, Sendable, Equatable {
     }
 
     public var text: String { String(decoding: data, as: UTF8.self) }
+
+    /// The roots of the output tree an artifact's `path` may name.
+    public static let outputRoots: Set<String> = [
+        "terraform", "kubeconfigs", "manifests", "gitops", "argocd-apps", "docs", "reports",
+    ]
+
+    /// Whether `path` (which came from the network) is `<root>/<workflow>/...` in the output tree: a known root,
+    /// this workflow, at most 1024 bytes, and no absolute, empty, `.` or `..` part.
+    public static func isOutputPath(_ path: String, workflow: String) -> Bool {
+        let parts = path.split(separator: "/", omittingEmptySubsequences: false)
+        return parts.count >= 3 && outputRoots.contains(String(parts[0])) && parts[1] == workflow
+            && !path.hasPrefix("/") && path.utf8.count <= 1024
+            && parts.allSatisfy { !$0.isEmpty && $0 != ".." && $0 != "." }
+    }
 }
 
 /// What a step hands to the steps after it.

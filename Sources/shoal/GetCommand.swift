@@ -61,12 +61,7 @@ struct GetCommand: AsyncParsableCommand {
 
     /// `<root>/<workflow>/...` with no `..`, `.` or empty part: a path that came from the network.
     static func checkedPath(_ path: String, workflow: String) -> String? {
-        let parts = path.split(separator: "/", omittingEmptySubsequences: false)
-        let roots: Set<String> = ["terraform", "kubeconfigs", "manifests", "gitops", "argocd-apps", "docs", "reports"]
-        guard parts.count >= 3, roots.contains(String(parts[0])), parts[1] == workflow, !path.hasPrefix("/"),
-            parts.allSatisfy({ !$0.isEmpty && $0 != ".." && $0 != "." }), path.utf8.count <= 1024
-        else { return nil }
-        return path
+        Artifact.isOutputPath(path, workflow: workflow) ? path : nil
     }
 
     private func fetch() async throws -> ArtifactsReply {
@@ -75,15 +70,7 @@ struct GetCommand: AsyncParsableCommand {
         if let coordinator = source.coordinator {
             return try await source.withClient(coordinator) { try $0.artifacts(workflow, sensitive: sensitive) }
         }
-        let path = source.output + "/.shoal/journal.sqlite"
-        guard FileManager.default.fileExists(atPath: path) else {
-            throw ShoalError(
-                .notFound, "no shoal journal in '\(source.output)'; pass -o with the output directory of a run")
-        }
-        let journal = try Journal(path: path)
-        guard let snapshot = try journal.workflow(workflow) else {
-            throw ShoalError(.notFound, "no workflow '\(workflow)' in \(source.output)")
-        }
+        let (journal, snapshot) = try source.local(workflow)
         return try journal.outputArtifacts(of: snapshot, sensitive: sensitive)
     }
 }

@@ -63,15 +63,7 @@ struct LogsCommand: AsyncParsableCommand {
         if let coordinator = source.coordinator {
             return try await source.withClient(coordinator) { try $0.logs(workflow, step: step) }
         }
-        let path = source.output + "/.shoal/journal.sqlite"
-        guard FileManager.default.fileExists(atPath: path) else {
-            throw ShoalError(
-                .notFound, "no shoal journal in '\(source.output)'; pass -o with the output directory of a run")
-        }
-        let journal = try Journal(path: path)
-        guard let snapshot = try journal.workflow(workflow) else {
-            throw ShoalError(.notFound, "no workflow '\(workflow)' in \(source.output)")
-        }
+        let (journal, snapshot) = try source.local(workflow)
         if let step, snapshot.step(step) == nil {
             throw ShoalError(.notFound, "workflow \(workflow) has no step '\(Names.printable(step))'")
         }

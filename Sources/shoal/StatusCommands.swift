@@ -42,10 +42,17 @@ struct SourceOptions: ParsableArguments {
         if let coordinator {
             return try await withClient(coordinator) { try $0.status(id) }
         }
-        guard let workflow = try journal().workflow(id) else {
+        return try local(id).workflow
+    }
+
+    /// The journal of the embedded run in the output directory, and one workflow of it.
+    /// - Throws: `ShoalError(.notFound)` when there is no journal or no such workflow.
+    func local(_ id: String) throws -> (journal: Journal, workflow: WorkflowSnapshot) {
+        let journal = try journal()
+        guard let workflow = try journal.workflow(id) else {
             throw ShoalError(.notFound, "no workflow '\(id)' in \(output); `shoal list -o \(output)` shows them")
         }
-        return workflow
+        return (journal, workflow)
     }
 
     private func journal() throws -> Journal {
