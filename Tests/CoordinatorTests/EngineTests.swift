@@ -120,12 +120,13 @@ import Testing
                 status = try client.status(workflow)
             }
             #expect(status.state == .succeeded)
-            func median(_ slice: ArraySlice<Duration>) -> Duration { slice.sorted()[slice.count / 2] }
-            let start = median(durations[1..<51])
-            let end = median(durations[450..<500])
-            // Tolerant: a shared machine is noisy; a cost that grows with the
-            // chain (as re-saving every step did) shows as several times slower.
-            #expect(end <= start * 2 + .milliseconds(2), "first 50 median \(start), last 50 median \(end)")
+            // The fastest step of each window is the cost of a step when nothing else runs: the rest of the
+            // suite runs beside this test on a loaded machine and slows steps at random, but not all fifty. A
+            // cost that grows with the chain (re-saving every step, as the journal once did) raises the fastest
+            // step of the end with the chain's length.
+            let start = durations[1..<51].min()!
+            let end = durations[450..<500].min()!
+            #expect(end <= start * 3 + .milliseconds(3), "first 50 fastest \(start), last 50 fastest \(end)")
         }
     }
 
