@@ -70,29 +70,14 @@ extension CoordinatorCore {
             }
             params["infraAgent"] = .string(agent)
         }
-        let id = try newWorkflowID(target.request)
-        let now = clock()
-        var plan = StepSnapshot(name: "plan", role: .planner, needs: [], critical: true, params: params)
-        plan.state = .pending
-        let workflow = WorkflowSnapshot(
-            id: id, state: .running, request: target.request, createdAt: now, finishedAt: nil, steps: [plan],
-            error: nil, revision: 0, operation: operation)
-        let live = Live(workflow, publishedRevision: 0)
-        live.submitID = header.id
-        batch.insert(workflow, submitID: header.id)
-        workflows[id] = live
-        submits[header.id] = id
-        journalWorkflows += 1
-        changed(live, 0)
-        enqueue(live, 0)
+        let id = try startWorkflow(
+            target.request, planner: .planner, params: params, operation: operation, header: header,
+            identity: identity)
         logger.info(
             "operation submitted",
             metadata: [
                 "workflow.id": "\(id)", "operation": "\(operation.kind.rawValue)", "target": "\(target.id)",
             ])
-        reply(
-            identity, Header(type: .accepted, workflow: id, re: header.id),
-            Accepted(workflow: id, eventsPort: eventsPort))
     }
 
     // MARK: What the target hands on

@@ -846,15 +846,25 @@ final class CoordinatorCore {
         let planner = submit.planner ?? .planner
         if planner != .planner && planner != .bench { problems.append("planner must be 'planner' or 'bench'") }
         guard problems.isEmpty else { throw DecodeError(.invalidRequest, problems.joined(separator: "; ")) }
-        let id = try newWorkflowID(submit.request)
-        let now = clock()
-        var plan = StepSnapshot(
-            name: "plan", role: planner, needs: [], critical: true,
-            params: (submit.params?.isEmpty ?? true) ? nil : submit.params)
+        let id = try startWorkflow(
+            submit.request, planner: planner, params: (submit.params?.isEmpty ?? true) ? nil : submit.params,
+            operation: nil, header: header, identity: identity)
+        logger.info("workflow submitted", metadata: ["workflow.id": "\(id)"])
+    }
+
+    /// Creates a workflow whose one step is `plan`, journals it in this turn's batch, queues the plan step, and
+    /// answers the submit with `accepted`.
+    /// - Returns: the new workflow's id.
+    func startWorkflow(
+        _ request: WorkflowRequest, planner: Role, params: [String: JSONValue]?, operation: WorkflowOperation?,
+        header: Header, identity: [UInt8]
+    ) throws -> String {
+        let id = try newWorkflowID(request)
+        var plan = StepSnapshot(name: "plan", role: planner, needs: [], critical: true, params: params)
         plan.state = .pending
         let workflow = WorkflowSnapshot(
-            id: id, state: .running, request: submit.request, createdAt: now, finishedAt: nil, steps: [plan],
-            error: nil, revision: 0)
+            id: id, state: .running, request: request, createdAt: clock(), finishedAt: nil, steps: [plan],
+            error: nil, revision: 0, operation: operation)
         let live = Live(workflow, publishedRevision: 0)
         live.submitID = header.id
         batch.insert(workflow, submitID: header.id)
@@ -863,8 +873,8 @@ final class CoordinatorCore {
         journalWorkflows += 1
         changed(live, 0)
         enqueue(live, 0)
-        logger.info("workflow submitted", metadata: ["workflow.id": "\(id)"])
         reply(identity, Header(type: .accepted, workflow: id, re: header.id), Accepted(workflow: id, eventsPort: eventsPort))
+        return id
     }
 
     func newWorkflowID(_ request: WorkflowRequest) throws -> String {
