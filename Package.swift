@@ -41,7 +41,7 @@ let package = Package(
         .target(name: "Protocol", dependencies: ["ShoalSupport", .product(name: "Logging", package: "swift-log")]),
         .target(
             name: "Cluster",
-            dependencies: ["ShoalSupport", .product(name: "Yams", package: "Yams")]
+            dependencies: ["ShoalSupport", "Protocol", .product(name: "Yams", package: "Yams")]
         ),
         // The .tf files of terraform/ are compiled into the module by the EmbedTerraform plugin.
         .executableTarget(name: "TerraformEmbedder"),
@@ -102,7 +102,8 @@ let package = Package(
             name: "ShoalSupportTests",
             dependencies: ["ShoalSupport", .product(name: "PropertyBased", package: "swift-property-based")]
         ),
-        .testTarget(name: "ClusterTests", dependencies: ["Cluster", .product(name: "Yams", package: "Yams")]),
+        .testTarget(
+            name: "ClusterTests", dependencies: ["Cluster", "Protocol", .product(name: "Yams", package: "Yams")]),
         .testTarget(name: "TerraformTests", dependencies: ["Terraform"]),
         .testTarget(
             name: "GitOpsTests",

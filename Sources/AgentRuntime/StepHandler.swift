@@ -38,9 +38,21 @@ public struct StepContext: Sendable {
         assignment.artifacts.first { $0.name == name }
     }
 
-    /// A value a dependency returned.
-    public func value(_ name: String, from step: String) -> JSONValue? {
-        assignment.inputs[step]?[name]
+    /// The kind of step this is.
+    public var step: StepName { key.kind }
+
+    /// The step's params as its kind's type (`CheckParams`, `DestroyParams`, ...).
+    /// - Throws: `StepContractError` naming the step and the field.
+    public func params<T: Decodable>(_ type: T.Type) throws(StepContractError) -> T {
+        try assignment.params(type, step: key.step)
+    }
+
+    /// The output of the dependency that returns `type` (`ProvisionOutput`, `MonitoringOutput`, ...), nil when
+    /// that step is not among this one's dependencies.
+    /// - Throws: `StepContractError` when its values have another shape.
+    public func input<T: StepOutputContract>(_ type: T.Type) throws(StepContractError) -> T? {
+        guard let step = T.step else { return nil }
+        return try assignment.output(of: step, as: type)
     }
 }
 

@@ -34,17 +34,15 @@ struct ArgoCDHandler: StepHandler {
             let password = try await Self.adminPassword(client, timeout: max(.seconds(1), deadline - .now))
             var artifacts = [
                 Artifact(
-                    name: "argocd-admin-password", path: "kubeconfigs/\(workflow)/argocd-admin-password",
+                    name: ArtifactName.argocdAdminPassword, path: "kubeconfigs/\(workflow)/argocd-admin-password",
                     sensitive: true, text: password + "\n")
             ]
             if let state = await session.stateArtifact(workflow: workflow) { artifacts.append(state) }
             let source = install.manifestPath.map { "from \($0)" } ?? "release manifest"
-            return StepOutput(
+            return try StepOutput(
                 summary: "Argo CD \(install.version) (\(source)) rolled out, NodePort \(ArgoCDInstall.nodePort)",
-                values: [
-                    "version": .string(install.version), "nodePort": .number(Double(ArgoCDInstall.nodePort)),
-                    "namespace": .string(ArgoCDInstall.namespace),
-                ],
+                typed: ArgoCDOutput(
+                    version: install.version, nodePort: ArgoCDInstall.nodePort, namespace: ArgoCDInstall.namespace),
                 artifacts: artifacts, log: log)
         }
     }
@@ -138,13 +136,13 @@ extension SimulatedCluster {
     /// model holds the cluster's Secrets.
     func artifact(workflow: String) -> Artifact {
         Artifact(
-            name: "cluster-state", path: "kubeconfigs/\(workflow)/simulated-cluster.json", sensitive: true,
+            name: ArtifactName.clusterState, path: "kubeconfigs/\(workflow)/simulated-cluster.json", sensitive: true,
             data: encoded())
     }
 
     /// The simulated cluster handed on by earlier steps.
     static func load(from context: StepContext) throws -> SimulatedCluster {
-        guard let artifact = context.artifact("cluster-state") else {
+        guard let artifact = context.artifact(ArtifactName.clusterState) else {
             throw ShoalError(.invalidInput, "no cluster state from the provision step")
         }
         return try SimulatedCluster.decode(artifact.data)

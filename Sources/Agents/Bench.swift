@@ -15,26 +15,21 @@ struct BenchHandler: StepHandler {
     static let maximumSteps = 100_000
 
     func run(_ context: StepContext) async throws -> StepOutput {
-        guard context.key.step == "plan" else { return StepOutput(summary: "") }
-        let params = context.assignment.params
-        let count = params["steps"]?.intValue ?? 0
+        guard context.step == .plan else { return StepOutput(summary: "") }
+        let params = try context.params(BenchPlanParams.self)
+        let count = params.steps
         guard (1...BenchHandler.maximumSteps).contains(count) else {
             throw ShoalError(.invalidInput, "bench: 'steps' must be 1-\(BenchHandler.maximumSteps)")
         }
-        let chain: Bool
-        switch params["shape"]?.stringValue {
-        case "chain": chain = true
-        case "independent": chain = false
-        default: throw ShoalError(.invalidInput, "bench: 'shape' must be chain or independent")
-        }
+        let chain = params.shape == .chain
         var steps: [PlannedStep] = []
         steps.reserveCapacity(count)
         for index in 0..<count {
-            let needs = chain && index > 0 ? ["s\(index - 1)"] : []
-            steps.append(PlannedStep(name: "s\(index)", role: .bench, needs: needs))
+            let needs: [StepName] = chain && index > 0 ? [.bench(index - 1)] : []
+            steps.append(PlannedStep(.bench(index), role: .bench, needs: needs))
         }
-        return StepOutput(
+        return try StepOutput(
             summary: "\(count) \(chain ? "chained" : "independent") no-op steps",
-            values: ["plan": try JSONValue(encoding: Plan(steps: steps))])
+            typed: PlanOutput(plan: Plan(steps: steps)))
     }
 }

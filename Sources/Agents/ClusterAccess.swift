@@ -39,7 +39,7 @@ final class ClusterSession: Sendable {
         -> ClusterSession
     {
         if context.request.realDeployment {
-            guard let kubeconfig = context.artifact("kubeconfig") else {
+            guard let kubeconfig = context.artifact(ArtifactName.kubeconfig) else {
                 throw ShoalError(.invalidInput, "no kubeconfig from the provision step")
             }
             let scratch = try PrivateScratch.make(prefix: "shoal-kubeconfig")
@@ -55,15 +55,17 @@ final class ClusterSession: Sendable {
             return ClusterSession(client: client, simulated: nil, scratch: scratch)
         }
         let cluster = try SimulatedCluster.load(from: context)
-        let client = cluster.client(gitSource: gitSource ?? defaultGitSource(context))
+        let client = cluster.client(gitSource: try gitSource ?? defaultGitSource(context))
         return ClusterSession(client: client, simulated: client, scratch: nil)
     }
 
     /// Reads the monitoring step's repository where that step serves it, under the Applications' real `repoURL`.
-    static func defaultGitSource(_ context: StepContext) -> any GitSource {
-        guard let repoURL = context.value("repoURL", from: "monitoring")?.stringValue,
-            let served = context.value("servedURL", from: "monitoring")?.stringValue, repoURL != served
+    /// - Throws: `StepContractError` when the monitoring step's output has another shape.
+    static func defaultGitSource(_ context: StepContext) throws -> any GitSource {
+        guard let monitoring = try context.input(MonitoringOutput.self), let served = monitoring.servedURL,
+            monitoring.repoURL != served
         else { return GitCLISource() }
+        let repoURL = monitoring.repoURL
         // The loopback URL works on the monitoring agent's host only; elsewhere the repoURL itself is read.
         return RewritingGitSource(rewrites: [repoURL: served], fallBackToOriginal: true)
     }

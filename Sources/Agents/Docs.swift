@@ -5,19 +5,38 @@ import Protocol
 /// credentials are, and what to do when a check fails.
 struct DocsHandler: StepHandler {
     func run(_ context: StepContext) async throws -> StepOutput {
-        let text = Runbook.render(workflow: context.workflow, request: context.request, inputs: context.assignment.inputs)
-        return StepOutput(
-            summary: "runbook written (docs/\(context.workflow)/runbook.md)",
-            values: ["path": .string("docs/\(context.workflow)/runbook.md")],
-            artifacts: [Artifact(name: "runbook", path: "docs/\(context.workflow)/runbook.md", text: text)])
+        let inputs = Runbook.Inputs(
+            provision: try context.input(ProvisionOutput.self), monitoring: try context.input(MonitoringOutput.self),
+            healthReport: try context.input(HealthReportOutput.self))
+        let text = Runbook.render(workflow: context.workflow, request: context.request, inputs: inputs)
+        let path = "docs/\(context.workflow)/runbook.md"
+        return try StepOutput(
+            summary: "runbook written (\(path))", typed: DocsOutput(path: path),
+            artifacts: [Artifact(name: ArtifactName.runbook, path: path, text: text)])
     }
 }
 
-/// The runbook's text, from the request and the values of earlier steps.
+/// The runbook's text, from the request and the outputs of earlier steps.
 public enum Runbook {
-    public static func render(workflow: String, request: WorkflowRequest, inputs: [String: [String: JSONValue]]) -> String {
-        let provision = inputs["provision"] ?? [:]
-        let host = provision["nodeAddress"]?.stringValue ?? "<node address>"
+    /// The outputs of earlier steps the runbook shows, each nil when that step did not run.
+    public struct Inputs: Sendable {
+        public var provision: ProvisionOutput?
+        public var monitoring: MonitoringOutput?
+        public var healthReport: HealthReportOutput?
+
+        public init(
+            provision: ProvisionOutput? = nil, monitoring: MonitoringOutput? = nil,
+            healthReport: HealthReportOutput? = nil
+        ) {
+            self.provision = provision
+            self.monitoring = monitoring
+            self.healthReport = healthReport
+        }
+    }
+
+    public static func render(workflow: String, request: WorkflowRequest, inputs: Inputs) -> String {
+        let provision = inputs.provision
+        let host = provision?.nodeAddress ?? "<node address>"
         let mode = request.realDeployment ? "real deployment" : "demo (simulated cluster)"
         let kubeconfig = "output/kubeconfigs/\(workflow)/kubeconfig"
         var lines: [String] = []
@@ -25,17 +44,16 @@ public enum Runbook {
         lines.append("")
         lines.append("| | |")
         lines.append("|---|---|")
-        lines.append("| Platform | \(request.platform) (\(provision["k3sVersion"]?.stringValue ?? "K3s")) |")
+        lines.append("| Platform | \(request.platform) (\(provision?.k3sVersion ?? "K3s")) |")
         lines.append("| Environment | \(request.environment.rawValue) |")
-        lines.append("| Nodes | \(request.nodes) on target `\(provision["target"]?.stringValue ?? request.target.rawValue)` |")
+        lines.append("| Nodes | \(request.nodes) on target `\((provision?.target ?? request.target).rawValue)` |")
         lines.append("| Mode | \(mode) |")
-        lines.append("| API server | \(provision["apiEndpoint"]?.stringValue ?? "https://\(host):6443") |")
-        if let repo = inputs["monitoring"]?["repoURL"]?.stringValue {
+        lines.append("| API server | \(provision?.apiEndpoint ?? "https://\(host):6443") |")
+        if let repo = inputs.monitoring?.repoURL {
             lines.append("| GitOps repository | \(repo) (`output/gitops/\(workflow)`) |")
         }
-        if let report = inputs["health-report"] {
-            let score = report["score"]?.intValue ?? 0
-            lines.append("| Health at creation | \(score)/100 (\(report["status"]?.stringValue ?? "unknown")) |")
+        if let report = inputs.healthReport {
+            lines.append("| Health at creation | \(report.score)/100 (\(report.status)) |")
         }
         lines.append("")
         lines.append("## Access")
@@ -116,17 +134,15 @@ public enum Runbook {
             lines.append("| Grafana shows no data | Grafana > Connections > Data sources | the datasource must reach `prometheus.monitoring.svc:9090` |")
         }
         lines.append("| Re-check health | `shoal validate \(workflow) -o output` | the report at creation: `output/docs/\(workflow)/health-report.json` |")
-        if let checks = inputs["health-report"]?["checks"]?.arrayValue {
-            let failed = checks.filter { $0["passed"]?.boolValue == false }
+        if let checks = inputs.healthReport?.checks {
+            let failed = checks.filter { !$0.passed }
             if !failed.isEmpty {
                 lines.append("")
                 lines.append("## Failed checks at creation")
                 lines.append("")
                 for check in failed {
-                    let name = check["name"]?.stringValue ?? "?"
-                    let message = check["message"]?.stringValue ?? ""
-                    let remedy = check["remedy"]?.stringValue ?? ""
-                    lines.append("- **\(name)**: \(message)" + (remedy.isEmpty ? "" : " Remedy: \(remedy)"))
+                    let remedy = check.remedy ?? ""
+                    lines.append("- **\(check.name)**: \(check.message)" + (remedy.isEmpty ? "" : " Remedy: \(remedy)"))
                 }
             }
         }

@@ -15,7 +15,7 @@ struct InfraHandler: StepHandler {
     let options: AgentOptions
 
     func run(_ context: StepContext) async throws -> StepOutput {
-        if context.key.step == Provisioning.destroyStep {
+        if context.step == .destroy {
             return try await InfraDestroy(options: options, context: context).run()
         }
         let request = context.request
@@ -45,14 +45,15 @@ struct InfraHandler: StepHandler {
             artifacts.append(Artifact(name: "terraform/\(file.name)", path: "terraform/\(workflow)/\(file.name)", text: file.contents))
         }
         let token = TerraformRunner.generateToken()
-        var values: [String: JSONValue] = [
-            "target": .string(target.rawValue),
-            "nodes": .array(TerraformRenderer.nodeNames(spec).map { .string($0) }),
-            "k3sVersion": .string(spec.k3sVersion),
-        ]
+        guard let wireTarget = Target(rawValue: target.rawValue) else {
+            throw ShoalError(.invalidInput, "unknown target '\(target.rawValue)'")
+        }
+        var output = ProvisionOutput(
+            target: wireTarget, nodes: TerraformRenderer.nodeNames(spec), k3sVersion: spec.k3sVersion,
+            terraform: "", nodeAddress: Provisioning.nodeAddress(spec), apiEndpoint: Provisioning.apiEndpoint(spec))
         if request.realDeployment {
             return try await RealProvision(options: options, context: context, spec: spec, directory: directory)
-                .run(token: token, artifacts: artifacts, values: values, log: log)
+                .run(token: token, artifacts: artifacts, output: output, log: log)
         }
         var terraformNote: String
         if TerraformRunner.isInstalled() {
@@ -69,39 +70,39 @@ struct InfraHandler: StepHandler {
             guard result.succeeded, let plan else {
                 throw ShoalError(.commandFailed, "terraform plan failed in \(directory)", cause: result.standardErrorTail())
             }
-            values["terraformPlan"] = ["add": .number(Double(plan.add)), "change": .number(Double(plan.change)), "destroy": .number(Double(plan.destroy))]
+            output.terraformPlan = TerraformPlanCounts(add: plan.add, change: plan.change, destroy: plan.destroy)
             terraformNote = "terraform init+validate+plan ok (\(plan.add) to add)"
         } else {
             terraformNote = "terraform not installed: init/validate/plan skipped"
             log.append(terraformNote)
         }
-        values["terraform"] = .string(terraformNote)
+        output.terraform = terraformNote
 
         // Demo mode: the simulated cluster stands where apply would have built one.
         let cluster = SimulatedCluster.provision(
             name: workflow, nodes: request.nodes, servers: topology.servers, k3sVersion: spec.k3sVersion)
-        let address = Provisioning.nodeAddress(spec)
-        values["nodeAddress"] = .string(address)
-        values["apiEndpoint"] = .string(Provisioning.apiEndpoint(spec))
         if target == .docker {
             // Where `--add-host host.k3d.internal:host-gateway` points on a default docker install (the default
             // bridge's gateway); the model has no docker to ask.
-            values["hostGateway"] = "172.17.0.1"
+            output.hostGateway = "172.17.0.1"
         }
         artifacts.append(cluster.artifact(workflow: workflow))
         let kubeconfig = Kubeconfig.render(
             cluster: workflow, server: Provisioning.apiEndpoint(spec), token: Secrets.password(length: 40))
-        artifacts.append(Artifact(name: "kubeconfig", path: "kubeconfigs/\(workflow)/kubeconfig", sensitive: true, text: kubeconfig))
-        artifacts.append(Artifact(name: "k3s-token", path: nil, sensitive: true, text: token))
+        artifacts.append(
+            Artifact(
+                name: ArtifactName.kubeconfig, path: "kubeconfigs/\(workflow)/kubeconfig", sensitive: true,
+                text: kubeconfig))
+        artifacts.append(Artifact(name: ArtifactName.k3sToken, path: nil, sensitive: true, text: token))
         let summary = "\(request.nodes) node(s) on \(target.rawValue), K3s \(spec.k3sVersion); \(terraformNote)"
-        return StepOutput(summary: summary, values: values, artifacts: artifacts, log: log)
+        return try StepOutput(summary: summary, typed: output, artifacts: artifacts, log: log)
     }
 }
 
 /// How a request becomes a Terraform spec, and the addresses that spec hands on.
 public enum Provisioning {
     /// The infra step that tears a workflow's cluster down where its Terraform state is.
-    public static let destroyStep = "destroy"
+    public static let destroyStep = StepName.destroy.wireName
 
     /// Where the infra agent keeps a workflow's Terraform configuration and state.
     public static func terraformDirectory(workDirectory: String, workflow: String) -> String {

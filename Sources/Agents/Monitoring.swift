@@ -205,20 +205,20 @@ final class MonitoringHandler: StepHandler {
 
         var artifacts = [
             Artifact(
-                name: "grafana-admin-password", path: "kubeconfigs/\(workflow)/grafana-admin-password", sensitive: true,
-                text: password + "\n")
+                name: ArtifactName.grafanaAdminPassword, path: "kubeconfigs/\(workflow)/grafana-admin-password",
+                sensitive: true, text: password + "\n")
         ]
         if let state = outcome.2 { artifacts.append(state) }
         if request.examples {
             artifacts.append(
                 Artifact(
-                    name: "postgres-password", path: "kubeconfigs/\(workflow)/postgres-password", sensitive: true,
-                    text: examplesPassword + "\n"))
+                    name: ArtifactName.postgresPassword, path: "kubeconfigs/\(workflow)/postgres-password",
+                    sensitive: true, text: examplesPassword + "\n"))
         }
         if let pushPassword = outcome.3 {
             artifacts.append(
                 Artifact(
-                    name: "gitops-push-password", path: "kubeconfigs/\(workflow)/gitops-push-password",
+                    name: ArtifactName.gitopsPushPassword, path: "kubeconfigs/\(workflow)/gitops-push-password",
                     sensitive: true, text: pushPassword + "\n"))
         }
         for file in manifests {
@@ -236,28 +236,26 @@ final class MonitoringHandler: StepHandler {
         artifacts.append(
             Artifact(name: "argocd-apps/root", path: "argocd-apps/\(workflow)/root-app.yaml", text: root.contents))
         let sha = String(commit.sha.prefix(12))
-        var values: [String: JSONValue] = [
-            "repoURL": .string(repoURL), "commit": .string(commit.sha),
-            "applications": .array(outcome.0.map { .string($0) }),
-            "manifests": .array(manifests.map { .string($0.path) }),
-        ]
+        let kind: GitOpsSourceKind
+        switch source {
+        case .inCluster: kind = .inCluster
+        case .remote: kind = .remote
+        case .host: kind = .host
+        }
+        var output = MonitoringOutput(
+            repoURL: repoURL, commit: commit.sha, applications: outcome.0, manifests: manifests.map(\.path),
+            gitopsSource: kind, pushURL: outcome.4)
         // Later steps may run on other hosts: they read the advertised repoURL itself. Only a name that resolves
         // inside the cluster alone (host.k3d.internal) gets a loopback URL to try first, on this host.
         if let servedURL, !request.realDeployment, case .host(let advertised) = source,
             advertised == Self.dockerHostName
         {
-            values["servedURL"] = .string(servedURL)
+            output.servedURL = servedURL
         }
-        if let pushURL = outcome.4 { values["pushURL"] = .string(pushURL) }
-        switch source {
-        case .inCluster: values["gitopsSource"] = "in-cluster"
-        case .remote: values["gitopsSource"] = "remote"
-        case .host: values["gitopsSource"] = "host"
-        }
-        return StepOutput(
+        return try StepOutput(
             summary: "\(manifests.count) manifests committed (\(sha)\(commit.created ? "" : ", unchanged")); "
                 + outcome.1,
-            values: values, artifacts: artifacts, log: log)
+            typed: output, artifacts: artifacts, log: log)
     }
 
     /// The result of waiting for the Applications.
@@ -295,7 +293,7 @@ final class MonitoringHandler: StepHandler {
 
     /// The address of the docker host as the K3s containers see it (the provision step's `hostGateway`).
     static func hostGateway(_ context: StepContext) throws -> String {
-        guard let address = context.value("hostGateway", from: "provision")?.stringValue, !address.isEmpty else {
+        guard let address = try context.input(ProvisionOutput.self)?.hostGateway, !address.isEmpty else {
             throw ShoalError(
                 .notFound,
                 "the provision step did not find the docker host's address for \(dockerHostName); pass "
@@ -393,7 +391,7 @@ extension MonitoringHandler {
         if let base = options.gitopsPushURL {
             url = InClusterGitServer.pushURL(workflow: workflow, base: base)
         } else {
-            guard let node = context.value("nodeAddress", from: "provision")?.stringValue, !node.isEmpty else {
+            guard let node = try context.input(ProvisionOutput.self)?.nodeAddress, !node.isEmpty else {
                 throw ShoalError(
                     .notFound,
                     "the provision step named no node address to push to the in-cluster git server: start the "

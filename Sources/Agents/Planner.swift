@@ -9,27 +9,23 @@ struct PlannerHandler: StepHandler {
         let request = context.request
         let problems = request.problems()
         guard problems.isEmpty else { throw ShoalError(.invalidInput, problems.joined(separator: "; ")) }
-        if let operation = context.assignment.params["operation"] {
-            let plan = try Planner.operationPlan(params: context.assignment.params, request: request)
-            return StepOutput(
-                summary: "\(operation.stringValue ?? "?") of "
-                    + "\(context.assignment.params["target"]?.stringValue ?? "?"): \(plan.steps.count) step(s)",
-                values: ["plan": try JSONValue(encoding: plan)])
+        if !context.assignment.params.isEmpty {
+            let params = try context.params(OperationPlanParams.self)
+            let plan = try Planner.operationPlan(params: params, request: request)
+            return try StepOutput(
+                summary: "\(params.operation.rawValue) of \(params.target): \(plan.steps.count) step(s)",
+                typed: PlanOutput(plan: plan))
         }
-        let plan = Planner.plan(for: request)
+        let plan = try Planner.plan(for: request)
         let topology = Planner.topology(for: request)
-        let values: [String: JSONValue] = [
-            "plan": try JSONValue(encoding: plan),
-            "servers": .number(Double(topology.servers)),
-            "agents": .number(Double(topology.agents)),
-            "highAvailability": .bool(topology.highAvailability),
-            "datastore": .string(topology.highAvailability ? "embedded etcd" : "sqlite"),
-            "nodeSize": .string(topology.nodeSize),
-        ]
+        let output = PlanOutput(
+            plan: plan, servers: topology.servers, agents: topology.agents,
+            highAvailability: topology.highAvailability,
+            datastore: topology.highAvailability ? "embedded etcd" : "sqlite", nodeSize: topology.nodeSize)
         let summary =
             "\(plan.steps.count) steps; \(topology.servers) server(s) + \(topology.agents) agent(s), "
             + (topology.highAvailability ? "embedded etcd" : "single server") + ", nodes \(topology.nodeSize)"
-        return StepOutput(summary: summary, values: values)
+        return try StepOutput(summary: summary, typed: output)
     }
 }
 
@@ -65,9 +61,10 @@ public enum Planner {
     /// validation task per check, the health report, the runbook.
     /// A real deployment starts with one preflight step per role that runs on the cluster (infra, argocd,
     /// monitoring, validation), all before provision: a missing tool fails the workflow before anything changes.
-    public static func plan(for request: WorkflowRequest) -> Plan {
+    /// - Throws: `StepContractError` if a step's params do not encode (the contract's types always do).
+    public static func plan(for request: WorkflowRequest) throws -> Plan {
         var steps: [PlannedStep] = []
-        var provisionNeeds = ["plan"]
+        var provisionNeeds: [StepName] = [.plan]
         if request.realDeployment {
             var roles: [Role] = [.infra]
             if request.argocd { roles.append(.argocd) }
@@ -75,27 +72,27 @@ public enum Planner {
             roles.append(.validation)
             for role in roles {
                 // Not critical: every preflight runs and reports, and provision, which needs them all, never starts.
-                steps.append(PlannedStep(name: "preflight/\(role.rawValue)", role: role, needs: ["plan"]))
-                provisionNeeds.append("preflight/\(role.rawValue)")
+                steps.append(PlannedStep(.preflight(role), role: role, needs: [.plan]))
+                provisionNeeds.append(.preflight(role))
             }
         }
-        steps.append(PlannedStep(name: "provision", role: .infra, needs: provisionNeeds, critical: true))
-        var last = "provision"
+        steps.append(PlannedStep(.provision, role: .infra, needs: provisionNeeds, critical: true))
+        var last = StepName.provision
         if request.argocd {
-            steps.append(PlannedStep(name: "gitops-engine", role: .argocd, needs: [last]))
-            last = "gitops-engine"
+            steps.append(PlannedStep(.gitopsEngine, role: .argocd, needs: [last]))
+            last = .gitopsEngine
         }
         if request.monitoring {
-            steps.append(PlannedStep(name: "monitoring", role: .monitoring, needs: [last]))
-            last = "monitoring"
+            steps.append(PlannedStep(.monitoring, role: .monitoring, needs: [last]))
+            last = .monitoring
         }
         let checks = HealthChecks.applicable(expectation(for: request))
         for check in checks {
             steps.append(
-                PlannedStep(name: "validate/\(check.rawValue)", role: .validation, needs: [last], params: ["check": .string(check.rawValue)]))
+                try PlannedStep(.validate(check), role: .validation, needs: [last], params: CheckParams(check: check)))
         }
-        steps.append(PlannedStep(name: "health-report", role: .validation, needs: checks.map { "validate/\($0.rawValue)" }))
-        steps.append(PlannedStep(name: "docs", role: .docs, needs: ["health-report"]))
+        steps.append(PlannedStep(.healthReport, role: .validation, needs: checks.map { .validate($0) }))
+        steps.append(PlannedStep(.docs, role: .docs, needs: [.healthReport]))
         return Plan(steps: steps)
     }
 
@@ -104,49 +101,34 @@ public enum Planner {
     /// workflow's checks and report again; `destroy` runs the `destroy` step on that agent, where the Terraform
     /// state is. Every step's params name the target.
     /// - Throws: `ShoalError(.invalidInput)` for an unknown operation or missing params.
-    public static func operationPlan(params: [String: JSONValue], request: WorkflowRequest) throws -> Plan {
-        guard let target = params["target"]?.stringValue, Names.isDNSLabel(target) else {
+    public static func operationPlan(params: OperationPlanParams, request: WorkflowRequest) throws -> Plan {
+        let target = params.target
+        guard Names.isDNSLabel(target) else {
             throw ShoalError(.invalidInput, "an operation plan needs the target workflow's id")
         }
-        switch params["operation"]?.stringValue {
-        case "validate":
+        switch params.operation {
+        case .validate:
             let checks = HealthChecks.applicable(expectation(for: request))
-            var steps = checks.map { check in
-                PlannedStep(
-                    name: "validate/\(check.rawValue)", role: .validation, needs: ["plan"],
-                    params: ["check": .string(check.rawValue), "target": .string(target)])
+            var steps = try checks.map { check in
+                try PlannedStep(
+                    .validate(check), role: .validation, needs: [.plan],
+                    params: CheckParams(check: check, target: target))
             }
             steps.append(
-                PlannedStep(
-                    name: "health-report", role: .validation, needs: checks.map { "validate/\($0.rawValue)" },
-                    params: ["target": .string(target)]))
+                try PlannedStep(
+                    .healthReport, role: .validation, needs: checks.map { .validate($0) },
+                    params: HealthReportParams(target: target)))
             return Plan(steps: steps)
-        case "destroy":
-            guard let agent = params["infraAgent"]?.stringValue, Names.isAgentID(agent) else {
+        case .destroy:
+            guard let agent = params.infraAgent, Names.isAgentID(agent) else {
                 throw ShoalError(.invalidInput, "a destroy plan needs the infra agent that provisioned \(target)")
             }
             return Plan(steps: [
-                PlannedStep(
-                    name: Provisioning.destroyStep, role: .infra, needs: ["plan"], critical: true,
-                    params: ["target": .string(target), "agent": .string(agent)])
+                try PlannedStep(
+                    .destroy, role: .infra, needs: [.plan], critical: true,
+                    params: DestroyParams(target: target, agent: agent))
             ])
-        default:
-            throw ShoalError(
-                .invalidInput, "unknown operation '\(Names.printable(params["operation"]?.stringValue ?? "?"))'")
         }
-    }
-}
-
-extension JSONValue {
-    /// Converts any Encodable into a JSON value.
-    init<T: Encodable>(encoding value: T) throws {
-        let data = try JSONEncoder().encode(value)
-        self = try JSONDecoder().decode(JSONValue.self, from: data)
-    }
-
-    /// Decodes a JSON value as a Decodable type.
-    func decode<T: Decodable>(_ type: T.Type) throws -> T {
-        try JSONDecoder().decode(type, from: JSONEncoder().encode(self))
     }
 }
 

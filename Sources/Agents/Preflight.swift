@@ -196,7 +196,7 @@ struct PreflightGate: StepHandler {
     let inner: any StepHandler
 
     func run(_ context: StepContext) async throws -> StepOutput {
-        if context.key.step.hasPrefix("preflight/") {
+        if case .preflight = context.step {
             try await Preflight.require(role: role, request: context.request)
             let names = Preflight.requirements(role: role, request: context.request).map { requirement in
                 switch requirement {
@@ -206,11 +206,11 @@ struct PreflightGate: StepHandler {
                 case .file(let path, _): (path as NSString).lastPathComponent
                 }
             }
-            return StepOutput(
+            return try StepOutput(
                 summary: names.isEmpty
                     ? "nothing to check on \(Preflight.hostName())"
                     : "\(names.joined(separator: ", ")) ready on \(Preflight.hostName())",
-                values: ["host": .string(Preflight.hostName()), "checked": .array(names.map { .string($0) })])
+                typed: PreflightOutput(host: Preflight.hostName(), checked: names))
         }
         try await Preflight.require(role: role, request: context.request)
         return try await inner.run(context)

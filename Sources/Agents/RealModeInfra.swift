@@ -15,10 +15,10 @@ struct RealProvision {
     let directory: String
 
     func run(
-        token: String, artifacts earlier: [Artifact], values known: [String: JSONValue], log earlierLog: [String] = []
+        token: String, artifacts earlier: [Artifact], output planned: ProvisionOutput, log earlierLog: [String] = []
     ) async throws -> StepOutput {
         var artifacts = earlier
-        var values = known
+        var output = planned
         var log = earlierLog
         let runner = TerraformRunner(
             executable: options.terraformExecutable, applyTimeout: options.terraformApplyTimeout)
@@ -27,14 +27,10 @@ struct RealProvision {
         let (planned, plan) = try await runner.plan(directory: directory, token: token)
         try check(planned, "plan", &log)
         if let plan {
-            let counts: [String: JSONValue] = [
-                "add": .number(Double(plan.add)), "change": .number(Double(plan.change)),
-                "destroy": .number(Double(plan.destroy)),
-            ]
-            values["terraformPlan"] = .object(counts)
+            output.terraformPlan = TerraformPlanCounts(add: plan.add, change: plan.change, destroy: plan.destroy)
         }
         // The token is kept before apply: a partly applied cluster needs it to be destroyed.
-        artifacts.append(Artifact(name: "k3s-token", path: nil, sensitive: true, text: token))
+        artifacts.append(Artifact(name: ArtifactName.k3sToken, path: nil, sensitive: true, text: token))
         try context.checkLease()
         try check(try await runner.apply(directory: directory, token: token), "apply", &log)
 
@@ -47,7 +43,7 @@ struct RealProvision {
         let kubeconfig = String(decoding: data, as: UTF8.self)
         artifacts.append(
             Artifact(
-                name: "kubeconfig", path: "kubeconfigs/\(context.workflow)/kubeconfig", sensitive: true,
+                name: ArtifactName.kubeconfig, path: "kubeconfigs/\(context.workflow)/kubeconfig", sensitive: true,
                 text: kubeconfig))
 
         let expected = TerraformRenderer.nodeNames(spec).count
@@ -58,20 +54,20 @@ struct RealProvision {
         log.append("\(nodes.count) node(s) Ready: \(nodes.map(\.name).joined(separator: ", "))")
 
         let server = Self.serverField(kubeconfig) ?? "https://127.0.0.1:6443"
-        values["apiEndpoint"] = .string(server)
-        values["nodeAddress"] = .string(Provisioning.nodeAddress(spec))
-        values["readyNodes"] = .array(nodes.map { .string($0.name) })
-        values["terraform"] = .string("terraform init+validate+plan+apply ok")
+        output.apiEndpoint = server
+        output.nodeAddress = Provisioning.nodeAddress(spec)
+        output.readyNodes = nodes.map(\.name)
+        output.terraform = "terraform init+validate+plan+apply ok"
         if spec.target == .docker, let first = TerraformRenderer.nodeNames(spec).first {
             if let gateway = await Self.dockerHostGateway(container: first) {
-                values["hostGateway"] = .string(gateway)
+                output.hostGateway = gateway
             } else {
                 log.append("could not read host.k3d.internal from the \(first) container's /etc/hosts")
             }
         }
         let summary =
             "\(nodes.count) node(s) Ready on \(spec.target.rawValue), K3s \(spec.k3sVersion) (API \(server))"
-        return StepOutput(summary: summary, values: values, artifacts: artifacts, log: log)
+        return try StepOutput(summary: summary, typed: output, artifacts: artifacts, log: log)
     }
 
     private func check(_ result: ProcessResult, _ command: String, _ log: inout [String]) throws {
@@ -160,17 +156,17 @@ struct InfraDestroy {
     let context: StepContext
 
     func run() async throws -> StepOutput {
-        let directory = Provisioning.terraformDirectory(
-            workDirectory: options.workDirectory, workflow: context.targetWorkflow)
+        let target = try context.destroyTarget().target
+        let directory = Provisioning.terraformDirectory(workDirectory: options.workDirectory, workflow: target)
         let host = Preflight.hostName()
         guard context.request.realDeployment else {
             // Demo mode plans and never applies: there is no cluster here, only the plan to drop.
             try? FileManager.default.removeItem(atPath: "\(directory)/\(TerraformRunner.planFile)")
-            return StepOutput(
+            return try StepOutput(
                 summary: "demo mode: nothing was applied on \(host), nothing to destroy",
-                values: ["host": .string(host), "directory": .string(directory), "destroyedResources": 0])
+                typed: DestroyOutput(host: host, directory: directory, destroyedResources: 0))
         }
-        let token = context.artifact("k3s-token")?.text.trimmingCharacters(in: .whitespacesAndNewlines)
+        let token = context.artifact(ArtifactName.k3sToken)?.text.trimmingCharacters(in: .whitespacesAndNewlines)
         let runner = TerraformRunner(
             executable: options.terraformExecutable, applyTimeout: options.terraformApplyTimeout)
         let outcome: TerraformDestroy.Outcome
@@ -180,19 +176,18 @@ struct InfraDestroy {
         } catch let error as ShoalError where error.code == .notFound {
             throw ShoalError(.notFound, "\(error.message) (infra agent \(context.agentID) on \(host))")
         }
-        var values: [String: JSONValue] = ["host": .string(host), "directory": .string(directory)]
+        var output = DestroyOutput(host: host, directory: directory, destroyedResources: 0)
         let summary: String
         switch outcome {
         case .destroyed(let resources):
-            values["destroyedResources"] = .number(Double(resources))
+            output.destroyedResources = resources
             summary = "terraform destroy on \(host): \(resources) resource(s) removed"
         case .nothingToDestroy:
-            values["destroyedResources"] = 0
             summary = "nothing left to destroy on \(host)"
         }
         // The credentials of a cluster that is gone.
         try? FileManager.default.removeItem(
-            atPath: "\(options.workDirectory)/kubeconfigs/\(context.targetWorkflow)/kubeconfig")
-        return StepOutput(summary: summary, values: values, log: ["terraform destroy in \(directory)"])
+            atPath: "\(options.workDirectory)/kubeconfigs/\(target)/kubeconfig")
+        return try StepOutput(summary: summary, typed: output, log: ["terraform destroy in \(directory)"])
     }
 }

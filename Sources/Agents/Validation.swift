@@ -10,46 +10,49 @@ struct ValidationHandler: StepHandler {
     let options: AgentOptions
 
     func run(_ context: StepContext) async throws -> StepOutput {
-        if context.key.step == "health-report" { return try report(context) }
-        guard let name = context.assignment.params["check"]?.stringValue, let kind = HealthCheckKind(rawValue: name) else {
-            throw ShoalError(.invalidInput, "validation step '\(context.key.step)' names no known check")
+        if context.step == .healthReport { return try report(context) }
+        guard context.step.check != nil else {
+            throw ShoalError(
+                .invalidInput, "validation agents run validate/<check> and health-report, not '\(context.key.step)'")
         }
+        let kind = try context.params(CheckParams.self).check
         let result = try await ClusterSession.with(context, options: options) { session in
             await HealthChecks.run(kind, client: session.client, expectation: Planner.expectation(for: context.request))
         }
-        return StepOutput(
+        return try StepOutput(
             summary: "\(result.passed ? "pass" : "FAIL"): \(result.message)",
-            values: ["result": try JSONValue(encoding: result), "agent": .string(context.agentID)])
+            typed: CheckOutput(result: result, agent: context.agentID))
+    }
+
+    /// The health report as its JSON file in the output tree.
+    private struct ReportFile: Encodable {
+        var workflow: String
+        var score: Int
+        var status: String
+        var checks: [HealthReportCheck]
     }
 
     private func report(_ context: StepContext) throws -> StepOutput {
-        var results: [CheckResult] = []
+        let outputs = try context.assignment.checkOutputs()
         var agents: [String: String] = [:]
-        for (step, values) in context.assignment.inputs.sorted(by: { $0.key < $1.key }) where step.hasPrefix("validate/") {
-            guard let value = values["result"] else { continue }
-            let result = try value.decode(CheckResult.self)
-            results.append(result)
-            agents[result.name] = values["agent"]?.stringValue
+        for output in outputs { agents[output.result.name] = output.agent }
+        let report = HealthReport.make(outputs.map(\.result))
+        let checks = report.checks.map { check in
+            HealthReportCheck(
+                name: check.name, passed: check.passed, weight: check.weight, message: check.message,
+                remedy: check.remedy, agent: agents[check.name] ?? "?")
         }
-        let report = HealthReport.make(results)
-        let checks: [JSONValue] = report.checks.map { check in
-            [
-                "name": .string(check.name), "passed": .bool(check.passed), "weight": .number(Double(check.weight)),
-                "message": .string(check.message), "remedy": check.remedy.map { .string($0) } ?? .null,
-                "agent": .string(agents[check.name] ?? "?"),
-            ]
-        }
-        let document: JSONValue = [
-            "workflow": .string(context.workflow), "score": .number(Double(report.score)), "status": .string(report.status),
-            "checks": .array(checks),
-        ]
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
-        let data = try encoder.encode(document)
+        let data = try encoder.encode(
+            ReportFile(workflow: context.workflow, score: report.score, status: report.status, checks: checks))
         let failed = report.checks.filter { !$0.passed }.count
-        return StepOutput(
+        return try StepOutput(
             summary: "score \(report.score)/100 (\(report.status)), \(report.checks.count - failed)/\(report.checks.count) checks passed",
-            values: ["score": .number(Double(report.score)), "status": .string(report.status), "checks": .array(checks)],
-            artifacts: [Artifact(name: "health-report", path: "docs/\(context.workflow)/health-report.json", data: data)])
+            typed: HealthReportOutput(score: report.score, status: report.status, checks: checks),
+            artifacts: [
+                Artifact(
+                    name: ArtifactName.healthReport, path: "docs/\(context.workflow)/health-report.json", data: data)
+            ])
     }
 }

@@ -14,9 +14,6 @@ import ShoalSupport
 /// cluster's state, the monitoring step's values, the join token) as if they
 /// came after the target's steps.
 extension CoordinatorCore {
-    /// The key of step params that pins a step to one agent.
-    static let pinnedAgentParam = "agent"
-
     // MARK: Submit
 
     /// Creates the workflow of an operation on an earlier workflow.
@@ -52,10 +49,8 @@ extension CoordinatorCore {
                 "cannot run a \(name): \(busy.id) (a \(busy.snapshot.operation?.kind.rawValue ?? "?") of it) is "
                     + "still running")
         }
-        var params: [String: JSONValue] = [
-            "operation": .string(operation.kind.rawValue), "target": .string(target.id),
-        ]
-        let provision = target.step("provision")
+        var params = OperationPlanParams(operation: operation.kind, target: target.id)
+        let provision = target.step(.provision)
         switch operation.kind {
         case .validate:
             guard provision?.state == .succeeded else {
@@ -68,11 +63,11 @@ extension CoordinatorCore {
                     .invalidRequest,
                     "cannot run a \(name): its provision step never ran on an agent, so nothing was provisioned")
             }
-            params["infraAgent"] = .string(agent)
+            params.infraAgent = agent
         }
         let id = try startWorkflow(
-            target.request, planner: .planner, params: params, operation: operation, header: header,
-            identity: identity)
+            target.request, planner: .planner, params: try StepContract.object(params, step: .plan, part: "params"),
+            operation: operation, header: header, identity: identity)
         logger.info(
             "operation submitted",
             metadata: [
@@ -89,7 +84,7 @@ extension CoordinatorCore {
     ) throws {
         guard let target = live.snapshot.operation?.target, let stored = try journal.workflow(target) else { return }
         let handedOn = stored.steps.filter {
-            $0.state == .succeeded && !$0.name.hasPrefix("validate/") && $0.name != "health-report"
+            $0.state == .succeeded && $0.kind.check == nil && $0.kind != .healthReport
         }.sorted { ($0.finishedAt ?? 0, $0.name) < ($1.finishedAt ?? 0, $1.name) }
         for step in handedOn where inputs[step.name] == nil && !step.values.isEmpty {
             inputs[step.name] = step.values
@@ -126,7 +121,7 @@ extension CoordinatorCore {
 
     /// The agent a step is pinned to, when its params name one.
     func pinnedAgent(_ live: Live, _ position: Int) -> String? {
-        live.snapshot.steps[position].params?[CoordinatorCore.pinnedAgentParam]?.stringValue
+        live.snapshot.steps[position].pinnedAgent
     }
 
     /// Gives out the ready steps pinned to an agent once that agent is there,

@@ -537,10 +537,16 @@ final class CoordinatorCore {
         if !succeeded { step.failures = (step.failures ?? 0) + 1 }
         // The plan is kept as the workflow's steps (and in the result row),
         // not again in the plan step's values that later steps receive.
-        if succeeded && position == 0 && key.step == "plan" {
-            step.values["plan"] = nil
+        if succeeded && position == 0 && key.kind == .plan {
             // Before the plan step counts as succeeded, so its new dependents count it as a need.
-            expand(live, with: result.output.values["plan"], now: now)
+            do {
+                let (plan, kept) = try result.output.splitPlan()
+                step.values = kept
+                expand(live, with: plan, now: now)
+            } catch {
+                step.values = [:]
+                fail(live, planError: error, now: now)
+            }
         }
         live.snapshot.steps[position] = step
         live.deliveries[position] = nil
@@ -627,10 +633,8 @@ final class CoordinatorCore {
     }
 
     /// Adds the planner's steps to the workflow, or fails it on a bad plan.
-    private func expand(_ live: Live, with value: JSONValue?, now: Int64) {
+    private func expand(_ live: Live, with plan: Plan, now: Int64) {
         do {
-            guard let value else { throw ShoalError(.protocolViolation, "the plan step returned no plan") }
-            let plan = try JSONDecoder().decode(Plan.self, from: JSONEncoder().encode(value))
             let problems = CoordinatorCore.problems(of: plan, existing: Set(live.index.keys))
             guard problems.isEmpty else {
                 throw ShoalError(.protocolViolation, "invalid plan: \(problems.prefix(10).joined(separator: "; "))")
@@ -646,11 +650,16 @@ final class CoordinatorCore {
                 if live.waiting[position] == 0 { enqueue(live, position) }
             }
         } catch {
-            live.snapshot.state = .failed
-            live.snapshot.error = "\(error)"
-            live.snapshot.finishedAt = now
-            changed(live)
+            fail(live, planError: error, now: now)
         }
+    }
+
+    /// Fails a workflow whose plan step returned no valid plan.
+    private func fail(_ live: Live, planError error: any Error, now: Int64) {
+        live.snapshot.state = .failed
+        live.snapshot.error = "\(error)"
+        live.snapshot.finishedAt = now
+        changed(live)
     }
 
     /// A plan's problems, found in time linear in its size: names unique and
@@ -860,7 +869,7 @@ final class CoordinatorCore {
         header: Header, identity: [UInt8]
     ) throws -> String {
         let id = try newWorkflowID(request)
-        var plan = StepSnapshot(name: "plan", role: planner, needs: [], critical: true, params: params)
+        var plan = StepSnapshot(name: StepName.plan.wireName, role: planner, needs: [], critical: true, params: params)
         plan.state = .pending
         let workflow = WorkflowSnapshot(
             id: id, state: .running, request: request, createdAt: clock(), finishedAt: nil, steps: [plan],

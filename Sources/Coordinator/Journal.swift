@@ -358,12 +358,7 @@ public struct Journal: Sendable {
 
     /// Decodes a step row; rows written before steps had `params` kept them in `values`.
     private static func decodeStep(_ data: Data) throws -> StepSnapshot {
-        var step = try JSONDecoder().decode(StepSnapshot.self, from: data)
-        if step.params == nil, step.state != .succeeded, let params = step.values["params"]?.objectValue {
-            step.params = params
-            step.values = [:]
-        }
-        return step
+        try JSONDecoder().decode(StepSnapshot.self, from: data).movingLegacyParams()
     }
 
     // MARK: Attempts, results, artifacts

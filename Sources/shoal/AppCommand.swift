@@ -3,6 +3,7 @@ import ArgumentParser
 import Cluster
 import Foundation
 import GitOps
+import Protocol
 import ShoalSupport
 
 struct AppCommand: AsyncParsableCommand {
@@ -71,7 +72,7 @@ struct AppAddCommand: AsyncParsableCommand {
                     "application \(app.name) exists already (\(app.applicationPath)): `shoal app remove "
                         + "\(recorded.id) \(app.name)` first")
             }
-            guard let repoURL = recorded.snapshot.step("monitoring")?.values["repoURL"]?.stringValue else {
+            guard let repoURL = try recorded.snapshot.output(MonitoringOutput.self)?.repoURL else {
                 throw ShoalError(.notFound, "workflow \(recorded.id) has no GitOps repository (no monitoring step)")
             }
             // A chart's values file is made once; one the user prepared is kept.

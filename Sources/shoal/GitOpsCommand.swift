@@ -3,6 +3,7 @@ import ArgumentParser
 import Cluster
 import Foundation
 import GitOps
+import Protocol
 import Logging
 import ServiceLifecycle
 import ShoalSupport
@@ -135,14 +136,14 @@ struct GitOpsPushCommand: AsyncParsableCommand {
         guard let head = try await repository.head() else {
             throw ShoalError(.notFound, "no GitOps repository with a commit at \(repository.path)")
         }
-        let values = snapshot.step("monitoring")?.values ?? [:]
-        let source = values["gitopsSource"]?.stringValue ?? "host"
+        let monitoring = try snapshot.output(MonitoringOutput.self)
+        let source = monitoring?.gitopsSource ?? .host
         let short = String(head.prefix(12))
         if let remote = snapshot.request.gitopsRemote {
             try await repository.push(to: remote)
             return "pushed \(short) to \(GitCLISourceRedaction.redacted(remote))"
         }
-        guard source == "in-cluster" else {
+        guard source == .inCluster else {
             return "nothing to push: the monitoring agent serves \(repository.path) itself; a commit there is enough"
         }
         let workflowID = snapshot.id
@@ -165,7 +166,7 @@ struct GitOpsPushCommand: AsyncParsableCommand {
         let url: String
         if let pushURL {
             url = InClusterGitServer.pushURL(workflow: workflowID, base: pushURL)
-        } else if let recordedURL = values["pushURL"]?.stringValue {
+        } else if let recordedURL = monitoring?.pushURL {
             url = recordedURL
         } else {
             throw ShoalError(.notFound, "the run recorded no push address: give --push-url")

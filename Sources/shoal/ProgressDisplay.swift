@@ -57,33 +57,32 @@ final class ProgressDisplay: @unchecked Sendable {  // `printed` is guarded by `
         print("")
         print("Workflow \(workflow.id) \(workflow.state.rawValue)\(elapsed): \(total) steps, \(succeeded) succeeded")
         if let error = workflow.error { print("  reason: \(error)") }
-        if let report = workflow.step("health-report"), report.state == .succeeded {
-            printHealth(report.values)
+        do {
+            if let report = try workflow.output(HealthReportOutput.self) { printHealth(report) }
+        } catch {
+            print("")
+            print("Health: \(error)")
         }
-        if workflow.state == .succeeded || workflow.steps.contains(where: { $0.name == "provision" && $0.state == .succeeded }) {
+        if workflow.state == .succeeded || workflow.step(.provision)?.state == .succeeded {
             printAccess(workflow)
         }
         if let output { printFiles(workflow, output: output) }
         fflush(nil)
     }
 
-    private func printHealth(_ values: [String: JSONValue]) {
-        let score = values["score"]?.intValue ?? 0
-        let status = values["status"]?.stringValue ?? "unknown"
+    private func printHealth(_ report: HealthReportOutput) {
         print("")
-        print("Health: score \(score)/100 (\(status))")
+        print("Health: score \(report.score)/100 (\(report.status))")
         print("  \(pad("CHECK", 14)) \(pad("RESULT", 6)) \(pad("AGENT", 16)) DETAIL")
-        for check in values["checks"]?.arrayValue ?? [] {
-            let name = check["name"]?.stringValue ?? "?"
-            let passed = check["passed"]?.boolValue ?? false
-            let agent = check["agent"]?.stringValue ?? "?"
-            let message = check["message"]?.stringValue ?? ""
-            print("  \(pad(name, 14)) \(pad(passed ? "pass" : "FAIL", 6)) \(pad(agent, 16)) \(message)")
+        for check in report.checks {
+            print(
+                "  \(pad(check.name, 14)) \(pad(check.passed ? "pass" : "FAIL", 6)) \(pad(check.agent, 16)) "
+                    + check.message)
         }
     }
 
     private func printAccess(_ workflow: WorkflowSnapshot) {
-        let host = workflow.step("provision")?.values["nodeAddress"]?.stringValue ?? "127.0.0.1"
+        let host = (try? workflow.output(ProvisionOutput.self))??.nodeAddress ?? "127.0.0.1"
         let simulated = !workflow.request.realDeployment
         print("")
         print("Access" + (simulated ? " (demo mode: where a real cluster serves them)" : ""))

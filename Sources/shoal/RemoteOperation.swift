@@ -39,13 +39,7 @@ enum RemoteOperation {
     /// The health report of a finished validate workflow, scored from its checks' results as the create
     /// workflow's `health-report` step scores them.
     static func report(of workflow: WorkflowSnapshot) throws -> HealthReport {
-        var results: [CheckResult] = []
-        for step in workflow.steps where step.name.hasPrefix("validate/") && step.state == .succeeded {
-            guard let value = step.values["result"] else { continue }
-            let data = try JSONEncoder().encode(value)
-            results.append(try JSONDecoder().decode(CheckResult.self, from: data))
-        }
-        return HealthReport.make(results)
+        HealthReport.make(try workflow.checkOutputs().map(\.result))
     }
 }
 

@@ -276,29 +276,16 @@ struct RunReport {
 
     // MARK: Checks
 
-    /// A check as the health-report step's values carry it.
-    struct Check: Decodable {
-        var name: String
-        var passed: Bool
-        var weight: Int
-        var message: String
-        var remedy: String?
-        var agent: String?
-    }
-
     /// The health report's checks, score and status; nil before the
-    /// health-report step succeeded.
-    var healthReport: (checks: [Check], score: Int?, status: String?)? {
-        guard let step = workflow.step("health-report"), step.state == .succeeded,
-            let value = step.values["checks"],
-            let checks = try? JSONDecoder().decode([Check].self, from: JSONEncoder().encode(value))
-        else { return nil }
-        return (checks, step.values["score"]?.intValue, step.values["status"]?.stringValue)
+    /// health-report step succeeded (or when its output has another shape).
+    var healthReport: (checks: [HealthReportCheck], score: Int?, status: String?)? {
+        guard let report = try? workflow.output(HealthReportOutput.self) else { return nil }
+        return (report.checks, report.score, report.status)
     }
 
     private func checks() -> String {
         guard let report = healthReport else {
-            let state = workflow.step("health-report")?.state.rawValue ?? "not planned"
+            let state = workflow.step(.healthReport)?.state.rawValue ?? "not planned"
             return "<p class=\"empty\" id=\"no-checks\">No health report (the health-report step is \(state)).</p>"
         }
         let rows = report.checks.map { check in
@@ -306,7 +293,7 @@ struct RunReport {
             <tr class="check \(check.passed ? "pass" : "fail")" data-check="\(escape(check.name))">\
             <td class="verdict">\(check.passed ? "✔ pass" : "✘ fail")</td><td>\(escape(check.name))</td>\
             <td class="weight">\(check.weight)</td><td>\(escape(check.message))</td>\
-            <td>\(escape(check.remedy ?? ""))</td><td>\(escape(check.agent ?? ""))</td></tr>
+            <td>\(escape(check.remedy ?? ""))</td><td>\(escape(check.agent))</td></tr>
             """
         }
         let score = report.score.map { "\($0)/100" } ?? "?"

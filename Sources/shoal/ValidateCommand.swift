@@ -118,7 +118,7 @@ struct ValidateCommand: AsyncParsableCommand {
                         fflush(nil)
                     }
                 }, progress: { if !quiet { display.update($0) } })
-            guard final.step("health-report")?.state == .succeeded else {
+            guard final.step(.healthReport)?.state == .succeeded else {
                 throw ShoalError(
                     .commandFailed,
                     "validation workflow \(final.id) \(final.state.rawValue): \(final.error ?? "no health report"); "
@@ -135,7 +135,7 @@ struct ValidateCommand: AsyncParsableCommand {
         } else {
             Swift.print("")
             Self.printReport(report, workflow: target)
-            let agents = Set(final.steps.filter { $0.name.hasPrefix("validate/") }.compactMap(\.agent)).sorted()
+            let agents = Set(final.steps.filter { $0.kind.check != nil }.compactMap(\.agent)).sorted()
             Swift.print("Checked by \(agents.joined(separator: ", ")) (workflow \(final.id))")
         }
         if report.status != "healthy" { throw ExitCode.failure }
@@ -186,7 +186,7 @@ struct ValidateCommand: AsyncParsableCommand {
     static func gitSource(_ recorded: RecordedWorkflow) -> any GitSource {
         let directory = "\(recorded.output)/gitops/\(recorded.id)"
         guard recorded.snapshot.request.gitopsRemote == nil,
-            let repoURL = recorded.snapshot.step("monitoring")?.values["repoURL"]?.stringValue,
+            let repoURL = (try? recorded.snapshot.output(MonitoringOutput.self))??.repoURL,
             FileManager.default.fileExists(atPath: directory + "/.git")
         else { return GitCLISource() }
         return RewritingGitSource(rewrites: [repoURL: directory])

@@ -24,14 +24,14 @@ import Testing
         let handler = try MonitoringHandler(options: AgentOptions(workDirectory: work), logger: Logger(label: "test"))
         let output = try await handler.run(
             stepContext("monitoring", role: .monitoring, request: WorkflowRequest(), artifacts: [demoState()]))
-        let repoURL = try #require(output.values["repoURL"]?.stringValue)
+        let repoURL = (try output.decode(MonitoringOutput.self, step: "monitoring")).repoURL
         #expect(repoURL == "http://shoal-git.shoal-gitops.svc.cluster.local/shoal/shoal.git")
-        #expect(output.values["gitopsSource"] == "in-cluster")
+        #expect((try output.decode(MonitoringOutput.self, step: "monitoring")).gitopsSource == .inCluster)
         #expect(output.summary.contains("Applications Synced and Healthy: root, monitoring, argocd"), "\(output.summary)")
         let state = try #require(output.artifacts.first { $0.name == "cluster-state" })
         let cluster = try SimulatedCluster.decode(state.data)
         let pushed = try #require(cluster.gitServer?.repositories["shoal/shoal.git"])
-        #expect(pushed.head == output.values["commit"]?.stringValue)
+        #expect(pushed.head == (try output.decode(MonitoringOutput.self, step: "monitoring")).commit)
         #expect(output.artifacts.contains { $0.name == "gitops-push-password" && $0.sensitive })
 
         // A validation agent on another host has no work directory in common: the state is enough.
@@ -41,7 +41,7 @@ import Testing
             stepContext(
                 "validate/applications", role: .validation, request: WorkflowRequest(), artifacts: [state],
                 params: ["check": "applications"]))
-        #expect(checked.values["result"]?["passed"] == true, "\(checked.summary)")
+        #expect(try checked.decode(CheckOutput.self, step: "validate/applications").result.passed, "\(checked.summary)")
     }
 
     @Test func realModePushesToTheInClusterServerAndTheApplicationsNameItsServiceURL() async throws {
@@ -72,11 +72,12 @@ import Testing
             stepContext("monitoring", role: .monitoring, request: realRequest(), artifacts: [try kubeconfigArtifact()]))
         await server.stop()
 
-        let repoURL = try #require(output.values["repoURL"]?.stringValue)
+        let repoURL = (try output.decode(MonitoringOutput.self, step: "monitoring")).repoURL
         #expect(repoURL == InClusterGitServer.repoURL(workflow: "shoal"))
-        #expect(output.values["pushURL"]?.stringValue == "http://127.0.0.1:\(port)/shoal/shoal.git")
+        let monitoring = try output.decode(MonitoringOutput.self, step: "monitoring")
+        #expect(monitoring.pushURL == "http://127.0.0.1:\(port)/shoal/shoal.git")
         let head = try await ProcessRunner().run("git", ["--git-dir", "\(served)/shoal/shoal.git", "rev-parse", "main"])
-        #expect(head.standardOutput.trimmingCharacters(in: .whitespacesAndNewlines) == output.values["commit"]?.stringValue)
+        #expect(head.standardOutput.trimmingCharacters(in: .whitespacesAndNewlines) == monitoring.commit)
         let applied = standIns.text("applied.yaml")
         #expect(applied.contains("image: \(InClusterGitServer.image)"))
         #expect(applied.contains("nodePort: \(InClusterGitServer.nodePort)"))
@@ -105,8 +106,9 @@ import Testing
         let output = try await handler.run(
             stepContext("monitoring", role: .monitoring, request: WorkflowRequest(), artifacts: [demoState()]))
         await service.stop()
-        #expect(output.values["repoURL"]?.stringValue == "http://192.0.2.10:\(port)/shoal")
-        #expect(output.values["gitopsSource"] == "host")
+        let monitoring = try output.decode(MonitoringOutput.self, step: "monitoring")
+        #expect(monitoring.repoURL == "http://192.0.2.10:\(port)/shoal")
+        #expect((try output.decode(MonitoringOutput.self, step: "monitoring")).gitopsSource == .host)
         #expect(output.log.contains { $0.contains("port \(port) in use") })
         // The simulated Argo CD cloned the commit from that service.
         #expect(output.summary.contains("Applications Synced and Healthy"), "\(output.summary)")

@@ -93,7 +93,7 @@ import Testing
 
 @Suite struct PlannerTests {
     @Test func aRealDeploymentStartsWithAPreflightPerRoleBeforeProvision() throws {
-        let plan = Planner.plan(for: realRequest())
+        let plan = try Planner.plan(for: realRequest())
         let preflights = plan.steps.filter { $0.name.hasPrefix("preflight/") }
         #expect(
             preflights.map(\.name) == [
@@ -109,13 +109,13 @@ import Testing
 
     @Test func demoPlansHaveNoPreflightAndNoArgoCDMeansDirectApply() throws {
         var request = WorkflowRequest()
-        #expect(!Planner.plan(for: request).steps.contains { $0.name.hasPrefix("preflight/") })
+        #expect(try !Planner.plan(for: request).steps.contains { $0.name.hasPrefix("preflight/") })
         request.argocd = false
-        let plan = Planner.plan(for: request)
+        let plan = try Planner.plan(for: request)
         #expect(!plan.steps.contains { $0.name == "gitops-engine" })
         #expect(plan.steps.first { $0.name == "monitoring" }?.needs == ["provision"])
         #expect(!plan.steps.contains { $0.name == "validate/argocd" || $0.name == "validate/applications" })
         request.realDeployment = true
-        #expect(!Planner.plan(for: request).steps.contains { $0.name == "preflight/argocd" })
+        #expect(try !Planner.plan(for: request).steps.contains { $0.name == "preflight/argocd" })
     }
 }

@@ -39,9 +39,9 @@ import Testing
         let token = try #require(output.artifacts.first { $0.name == "k3s-token" })
         #expect(token.sensitive && token.path == nil && token.text.count == 64)
         #expect(!output.artifacts.contains { $0.name == "cluster-state" }, "no simulated cluster in real mode")
-        #expect(output.values["readyNodes"] == .array(["shoal-server-0"]))
-        #expect(output.values["apiEndpoint"] == "https://127.0.0.1:6443")
-        #expect(output.values["nodeAddress"] == "127.0.0.1")
+        #expect((try output.decode(ProvisionOutput.self, step: "provision")).readyNodes == ["shoal-server-0"])
+        #expect((try output.decode(ProvisionOutput.self, step: "provision")).apiEndpoint == "https://127.0.0.1:6443")
+        #expect((try output.decode(ProvisionOutput.self, step: "provision")).nodeAddress == "127.0.0.1")
         #expect(output.summary.contains("1 node(s) Ready"))
     }
 
@@ -152,7 +152,7 @@ import Testing
         #expect(pinned == "node1.lab \(ed25519)\nnode1.lab \(ecdsa)\n")
         let commands = standIns.terraformCalls().map { String($0.prefix { $0 != " " }) }
         #expect(commands == ["init", "validate", "plan", "apply"])
-        #expect(output.values["nodeAddress"] == "node1.public.example")
+        #expect((try output.decode(ProvisionOutput.self, step: "provision")).nodeAddress == "node1.public.example")
     }
 
     /// A reinstalled host presents a key known_hosts does not have: the step stops before terraform runs, naming
@@ -209,8 +209,10 @@ import Testing
         let token = try #require(provisioned.artifacts.first { $0.name == "k3s-token" })
 
         let destroyed = try await handler.run(
-            stepContext(Provisioning.destroyStep, role: .infra, request: realRequest(), artifacts: [token]))
-        #expect(destroyed.values["destroyedResources"] == 1)
+            stepContext(
+                Provisioning.destroyStep, role: .infra, request: realRequest(), artifacts: [token],
+                params: try destroyParams()))
+        #expect(try destroyed.decode(DestroyOutput.self, step: "destroy").destroyedResources == 1)
         #expect(destroyed.summary.contains("1 resource(s) removed"))
         let directory = "\(work)/terraform/shoal"
         let dirs = standIns.text("terraform-dirs.log").split(separator: "\n").map(String.init)
@@ -220,8 +222,10 @@ import Testing
         #expect(!FileManager.default.fileExists(atPath: "\(work)/kubeconfigs/shoal/kubeconfig"))
 
         let again = try await handler.run(
-            stepContext(Provisioning.destroyStep, role: .infra, request: realRequest(), artifacts: [token]))
-        #expect(again.values["destroyedResources"] == 0)
+            stepContext(
+                Provisioning.destroyStep, role: .infra, request: realRequest(), artifacts: [token],
+                params: try destroyParams()))
+        #expect(try again.decode(DestroyOutput.self, step: "destroy").destroyedResources == 0)
         #expect(standIns.terraformCalls().filter { $0.hasPrefix("destroy") }.count == 1)
 
         // The configuration alone (as the output tree of a multi-host run holds it) is not the state.
@@ -232,7 +236,9 @@ import Testing
         }
         let other = InfraHandler(options: standIns.options(workDirectory: elsewhere))
         let error = await #expect(throws: ShoalError.self) {
-            try await other.run(stepContext(Provisioning.destroyStep, role: .infra, request: realRequest()))
+            try await other.run(
+                stepContext(
+                    Provisioning.destroyStep, role: .infra, request: realRequest(), params: try destroyParams()))
         }
         #expect(error?.code == .notFound)
         #expect(error?.message.contains("no Terraform state in \(elsewhere)/terraform/shoal") == true)
@@ -240,10 +246,16 @@ import Testing
         #expect(standIns.terraformCalls().filter { $0.hasPrefix("destroy") }.count == 1)
 
         // Demo mode applied nothing: its destroy step succeeds without terraform.
-        let demo = try await other.run(stepContext(Provisioning.destroyStep, role: .infra, request: WorkflowRequest()))
-        #expect(demo.values["destroyedResources"] == 0)
+        let demo = try await other.run(
+            stepContext(
+                Provisioning.destroyStep, role: .infra, request: WorkflowRequest(), params: try destroyParams()))
+        #expect(try demo.decode(DestroyOutput.self, step: "destroy").destroyedResources == 0)
         #expect(demo.summary.hasPrefix("demo mode: nothing was applied"))
         #expect(standIns.terraformCalls().filter { $0.hasPrefix("destroy") }.count == 1)
+    }
+
+    private func destroyParams() throws -> [String: JSONValue] {
+        try object(DestroyParams(target: "shoal", agent: "infra-test"), step: .destroy)
     }
 
     // MARK: gitops-engine
@@ -344,12 +356,13 @@ import Testing
         let output = try await handler.run(
             stepContext("monitoring", role: .monitoring, request: realRequest(), artifacts: [try kubeconfigArtifact()]))
 
-        let repoURL = try #require(output.values["repoURL"]?.stringValue)
+        let repoURL = (try output.decode(MonitoringOutput.self, step: "monitoring")).repoURL
         #expect(repoURL.hasPrefix("http://192.0.2.10:") && repoURL.hasSuffix("/shoal"))
         // Nothing names this host's loopback to the steps after it (they may run elsewhere).
-        #expect(output.values["servedURL"] == nil)
+        #expect((try output.decode(MonitoringOutput.self, step: "monitoring")).servedURL == nil)
         #expect(!"\(output.values)".contains("127.0.0.1"))
-        #expect(output.values["applications"] == .array(["root", "monitoring", "argocd"]))
+        let monitoring = try output.decode(MonitoringOutput.self, step: "monitoring")
+        #expect(monitoring.applications == ["root", "monitoring", "argocd"])
         #expect(output.summary.contains("Applications Synced and Healthy: root, monitoring, argocd"))
         let refresh = #"--type merge -p {"metadata":{"annotations":{"argocd.argoproj.io/refresh":"normal"}}}"#
         #expect(
@@ -428,7 +441,7 @@ import Testing
         let handler = try MonitoringHandler(options: options, logger: Logger(label: "test"))
         let output = try await handler.run(
             stepContext("monitoring", role: .monitoring, request: request, artifacts: [try kubeconfigArtifact()]))
-        let manifests = output.values["manifests"]?.arrayValue ?? []
+        let manifests = (try output.decode(MonitoringOutput.self, step: "monitoring")).manifests
         let applies = standIns.kubectlCalls().filter { $0 == "apply -f - --server-side --force-conflicts" }
         #expect(applies.count == manifests.count + 1, "the admin Secret, then every manifest")
         #expect(!standIns.kubectlCalls().contains { $0.contains("applications") })
@@ -457,9 +470,16 @@ import Testing
         let handler = try MonitoringHandler(options: options, logger: Logger(label: "test"))
         let context = stepContext(
             "monitoring", role: .monitoring, request: request,
-            inputs: ["provision": ["hostGateway": "172.18.0.1"]], artifacts: [try kubeconfigArtifact()])
+            inputs: [
+                "provision": try object(
+                    ProvisionOutput(
+                        target: .docker, nodes: ["shoal-server-0", "shoal-agent-0"], k3sVersion: "v1.36.3+k3s1",
+                        terraform: "ok", nodeAddress: "127.0.0.1", apiEndpoint: "https://127.0.0.1:6443",
+                        hostGateway: "172.18.0.1"), step: .provision)
+            ], artifacts: [try kubeconfigArtifact()])
         let output = try await handler.run(context)
-        #expect(output.values["repoURL"]?.stringValue?.hasPrefix("http://host.k3d.internal:") == true)
+        let monitoring = try output.decode(MonitoringOutput.self, step: "monitoring")
+        #expect(monitoring.repoURL.hasPrefix("http://host.k3d.internal:"))
         let calls = standIns.kubectlCalls()
         #expect(calls.contains("get configmap coredns --namespace kube-system -o json"))
         let patch = try #require(calls.first { $0.hasPrefix("patch configmap coredns -n kube-system --type merge") })
@@ -484,8 +504,9 @@ import Testing
                 stepContext(
                     "validate/\(check.rawValue)", role: .validation, request: realRequest(),
                     artifacts: [try kubeconfigArtifact()], params: ["check": .string(check.rawValue)]))
-            let result = try #require(output.values["result"]?["passed"])
-            #expect(result == true, "\(check.rawValue): \(output.summary)")
+            let result = try output.decode(CheckOutput.self, step: "validate/\(check.rawValue)").result
+            #expect(result.passed, "\(check.rawValue): \(output.summary)")
+            #expect(result.name == check.rawValue)
         }
         #expect(standIns.kubeconfigPaths().allSatisfy { !FileManager.default.fileExists(atPath: $0) })
     }

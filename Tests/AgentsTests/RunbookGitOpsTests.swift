@@ -9,7 +9,7 @@ import Testing
         request.examples = true
         request.monitoringSource = "kustomize"
         request.environment = .staging
-        let text = Runbook.render(workflow: "lab", request: request, inputs: [:])
+        let text = Runbook.render(workflow: "lab", request: request, inputs: Runbook.Inputs())
         for expected in [
             "### Argo CD manages itself", "argocd/kustomization.yaml", "shoal gitops push lab -o output",
             "shoal app add lab", "shoal app remove lab", "postgres/postgres-auth",
@@ -19,11 +19,11 @@ import Testing
             #expect(text.contains(expected), "\(expected)")
         }
         request.argocd = false
-        let off = Runbook.render(workflow: "lab", request: request, inputs: [:])
+        let off = Runbook.render(workflow: "lab", request: request, inputs: Runbook.Inputs())
         #expect(!off.contains("shoal app add"))
         request.argocd = true
         request.argocdManifest = "/srv/install.yaml"
-        let airgapped = Runbook.render(workflow: "lab", request: request, inputs: [:])
+        let airgapped = Runbook.render(workflow: "lab", request: request, inputs: Runbook.Inputs())
         #expect(airgapped.contains("not managed from git"))
     }
 }

@@ -101,6 +101,11 @@ func stepContext(
         agentID: "\(role.rawValue)-test", logger: Logger(label: "test"))
 }
 
+/// The JSON object of typed params or an output, as a step's assignment carries it.
+func object<T: Encodable>(_ value: T, step: StepName) throws -> [String: JSONValue] {
+    try StepContract.object(value, step: step)
+}
+
 /// A real-mode request for the local target with short waits.
 func realRequest(target: Target = .local, waitSeconds: Int = 2) -> WorkflowRequest {
     var request = WorkflowRequest()

@@ -3,6 +3,7 @@ import ShoalSupport
 import Testing
 
 @testable import Cluster
+import Protocol
 
 @Suite struct SimulatedClusterTests {
     @Test func provisionedClusterHasReadyK3sNodesAndSystemPods() async throws {

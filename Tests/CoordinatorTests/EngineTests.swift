@@ -47,6 +47,41 @@ import Testing
         }
     }
 
+    @Test func aPlanOfAnotherShapeFailsTheWorkflowWithOneLineNamingTheField() async throws {
+        let coordinator = try await TestCoordinator.start { $0.ackTimeout = .seconds(10) }
+        defer { Task { await coordinator.stop() } }
+        try await onOwnThread {
+            let planner = try RawAgent(id: "planner-m", role: .planner, coordinator: coordinator, context: context)
+            try planner.join()
+            let client = try coordinator.client(context)
+            let cases: [([String: JSONValue], String)] = [
+                (["servers": 1], "step 'plan' output field 'plan': missing"),
+                (
+                    [
+                        "plan": [
+                            "steps": [["name": "x", "role": "wizard", "needs": [], "critical": false, "params": [:]]]
+                        ]
+                    ],
+                    "step 'plan' output field 'plan.steps.0.role'"
+                ),
+                (["plan": ["steps": "none"]], "step 'plan' output field 'plan.steps': not an array"),
+            ]
+            for (values, expected) in cases {
+                let workflow = try client.submit(WorkflowRequest()).workflow
+                let plan = try #require(try planner.waitStep())
+                try planner.ack(plan.key)
+                try planner.result(plan.key, values: values)
+                _ = try #require(try planner.waitControl(.confirm))
+                let status = try client.status(workflow)
+                #expect(status.state == .failed)
+                let error = status.error ?? ""
+                #expect(error.hasPrefix(expected), "\(error)")
+                #expect(!error.contains("\n"))
+                #expect(status.steps.count == 1 && status.step(.plan)?.values.isEmpty == true)
+            }
+        }
+    }
+
     @Test func eventsCarryOnlyTheStepsThatChangedAndApplyInOrder() async throws {
         let coordinator = try await TestCoordinator.start { $0.ackTimeout = .seconds(10) }
         defer { Task { await coordinator.stop() } }
