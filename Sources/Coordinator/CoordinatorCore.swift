@@ -892,7 +892,7 @@ final class CoordinatorCore {
         while true {
             let suffix = String(UInt32.random(in: 0...0xFF_FFFF), radix: 16)
             let id = "\(request.platform)-\(environment)-" + String(repeating: "0", count: 6 - suffix.count) + suffix
-            if workflows[id] == nil, try !journal.step(workflow: id, name: "plan").exists { return id }
+            if workflows[id] == nil, try !journal.step(workflow: id, name: StepName.plan.wireName).exists { return id }
         }
     }
 

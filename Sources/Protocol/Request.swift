@@ -210,7 +210,7 @@ public struct Plan: Codable, Sendable, Equatable {
 
     /// Checks that names are unique, dependencies exist and there is no cycle.
     /// - Returns: a reason per problem; empty when the plan is a DAG.
-    public func problems(existing: Set<String> = ["plan"]) -> [String] {
+    public func problems(existing: Set<String> = [StepName.plan.wireName]) -> [String] {
         var problems: [String] = []
         var names = existing
         for step in steps {
