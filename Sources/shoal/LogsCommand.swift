@@ -12,12 +12,12 @@ struct LogsCommand: AsyncParsableCommand {
             Each step's log is kept in the journal with its result (at most 256 KiB per step, the oldest lines \\
             dropped first) and printed under a header line naming the step, its attempt, agent and host. With \\
             --coordinator it is read from that coordinator (from any host), else from the journal of an embedded \\
-            run in -o DIR. A step's log arrives when the step ends; -f prints each step's log as it does, until \\
+            run in -d DIR. A step's log arrives when the step ends; -f prints each step's log as it does, until \\
             the workflow ends.
 
             Examples:
               shoal logs k3s-dev-1a2b3c provision --coordinator tcp://10.0.0.5:7401
-              shoal logs k3s-dev-1a2b3c -f -o output
+              shoal logs k3s-dev-1a2b3c -f -d output
             """)
 
     @Argument(help: "The workflow id.") var workflow: String
@@ -60,7 +60,7 @@ struct LogsCommand: AsyncParsableCommand {
     private func fetch() async throws -> LogsReply {
         let workflow = workflow
         let step = step
-        if let coordinator = source.coordinator {
+        if let coordinator = source.endpoint {
             return try await source.withClient(coordinator) { try $0.logs(workflow, step: step) }
         }
         let (journal, snapshot) = try source.local(workflow)

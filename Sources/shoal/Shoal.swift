@@ -20,19 +20,23 @@ struct Shoal: AsyncParsableCommand {
             LogsCommand.self, GetCommand.self,
             WaitCommand.self, CancelCommand.self, ResumeCommand.self, AgentsCommand.self, StatsCommand.self,
             CoordinatorCommand.self, AgentCommand.self, KeysCommand.self, GitOpsCommand.self, AppCommand.self,
-            HealthCommand.self, VersionCommand.self, ReportCommand.self, CompletionCommand.self, BenchCommand.self,
+            HealthCommand.self, ContextCommand.self, VersionCommand.self, ReportCommand.self, CompletionCommand.self,
+            BenchCommand.self,
         ]
     )
 
     /// Parses as ArgumentParser does, but first answers a mistyped
     /// subcommand with the closest one (`shoal crate` -> `create`).
     static func main() async {
-        if let message = SubcommandSuggestion.message(for: Array(CommandLine.arguments.dropFirst())) {
+        // `--config FILE` goes with any command, like $SHOAL_CONFIG: taken off before ArgumentParser sees the line.
+        let arguments = ShoalConfig.takeConfigFlag(Array(CommandLine.arguments.dropFirst()))
+        if let message = SubcommandSuggestion.message(for: arguments) {
             FileDescriptorIO.printError("error: \(message)\n")
             Foundation.exit(ExitCode.validationFailure.rawValue)
         }
+        OutputFormat.refuseDirectoryValue(in: arguments)
         do {
-            var command = try parseAsRoot()
+            var command = try parseAsRoot(arguments)
             if var command = command as? AsyncParsableCommand {
                 try await command.run()
             } else {
