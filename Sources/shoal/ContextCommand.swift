@@ -143,7 +143,8 @@ struct SetContext: ParsableCommand {
     @Option(help: ArgumentHelp("This client's secret key file, NAME.key.", valueName: "file")) var key: String?
     @Option(help: ArgumentHelp("The coordinator's public key file, coordinator.pub.", valueName: "file"))
     var coordinatorKey: String?
-    @Option(name: [.customShort("d"), .customLong("dir")], help: ArgumentHelp("The output directory.", valueName: "dir"))
+    @Option(
+        name: [.customShort("d"), .customLong("dir")], help: ArgumentHelp("The output directory.", valueName: "dir"))
     var dir: String?
     @Flag(inversion: .prefixedNo, help: "Plain TCP to the coordinator (one run with --insecure).") var insecure: Bool?
     @Option(help: "Default environment of `create`: development, staging or production.") var environment: String?
@@ -169,8 +170,8 @@ struct SetContext: ParsableCommand {
             }
         }
         for setting in unset where !Self.settings.contains(setting) {
-            throw ValidationError(
-                "--unset takes one of \(Self.settings.joined(separator: ", ")), got '\(Names.printable(String(setting.prefix(40))))'")
+            let shown = Names.printable(String(setting.prefix(40)))
+            throw ValidationError("--unset takes one of \(Self.settings.joined(separator: ", ")), got '\(shown)'")
         }
     }
 

@@ -137,7 +137,12 @@ struct ResumeCommand: AsyncParsableCommand {
             guard ShoalConfig.isEndpoint(coordinator) else {
                 throw ValidationError("--coordinator must be an endpoint such as tcp://host:7401")
             }
-            if directory.dir != nil { throw ValidationError("--dir goes without --coordinator (the embedded mode)") }
+            if directory.dir != nil {
+                let source = ShoalConfig.coordinator(flag: self.coordinator).source
+                throw ValidationError(
+                    "--dir is for the embedded mode, and a coordinator is set (\(source)); "
+                        + "SHOAL_CONTEXT= runs without the context's")
+            }
             _ = try security.curveKeys()
         } else if security.key != nil || security.coordinatorKey != nil {
             throw ValidationError(
@@ -225,7 +230,8 @@ struct AgentsCommand: AsyncParsableCommand {
             let steps = agent.inFlight.map { "\($0.workflow)/\($0.step)" }.joined(separator: ",")
             let rejected = (agent.rejected ?? [:]).sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }
                 .joined(separator: ",")
-            let more = wide ? "\(pad(agent.subscribed ? "yes" : "no", 10)) \(pad(rejected.isEmpty ? "-" : rejected, 20)) " : ""
+            let more =
+                wide ? "\(pad(agent.subscribed ? "yes" : "no", 10)) \(pad(rejected.isEmpty ? "-" : rejected, 20)) " : ""
             print(
                 "\(pad(agent.id, 24)) \(pad(agent.role.rawValue, 11)) \(pad(agent.host, 16)) \(pad(String(agent.pid), 8)) "
                     + "\(pad(steps.isEmpty ? "-" : steps, 28)) \(more)"

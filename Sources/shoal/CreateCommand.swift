@@ -21,8 +21,9 @@ struct CreateCommand: AsyncParsableCommand {
     @Option(name: [.short, .long], help: "Number of nodes, 1 to 99 (default: the context's, else 1).") var nodes: Int?
     @Option(
         name: [.short, .long],
-        help: ArgumentHelp("Environment: development, staging or production (production needs 3+ nodes; default: the context's, "
-            + "else development)."))
+        help: ArgumentHelp(
+            "Environment: development, staging or production (production needs 3+ nodes; default: the context's, "
+                + "else development)."))
     var environment: String?
     @Flag(inversion: .prefixedNo, help: "Deploy the monitoring stack (Prometheus, Grafana).") var monitoring = true
     @Flag(inversion: .prefixedNo, help: "Deploy Headlamp, the Kubernetes web UI.") var headlamp = true
@@ -30,13 +31,15 @@ struct CreateCommand: AsyncParsableCommand {
     var realDeployment = false
     @OptionGroup var directory: OutputDirectoryOption
     @Option(help: "Validation agents to start (embedded mode).") var validationWorkers = 2
-    @Option(help: "Submit to a running coordinator, e.g. tcp://10.0.0.5:7401 (or $SHOAL_COORDINATOR, or the context's).")
+    @Option(
+        help: "Submit to a running coordinator, e.g. tcp://10.0.0.5:7401 (or $SHOAL_COORDINATOR, or the context's).")
     var coordinator: String?
     @Option(help: "How long each simulated step lasts, up to 10m, e.g. 2s (demo mode).")
     var simDelay = ShoalDuration(.zero)
     @Option(
-        help: ArgumentHelp("Where K3s runs: local (this machine), ssh (--hosts), docker (containers). Default: the context's, else "
-            + "local for one node, docker for more."))
+        help: ArgumentHelp(
+            "Where K3s runs: local (this machine), ssh (--hosts), docker (containers). Default: the context's, else "
+                + "local for one node, docker for more."))
     var target: String?
     @Option(help: "SSH hosts for --target ssh, comma separated: USER@HOST[:PORT],... (the first is the server).")
     var hosts: String?
@@ -125,8 +128,11 @@ struct CreateCommand: AsyncParsableCommand {
         if let coordinator, detach {
             let curve = try security.curveKeys()
             do {
-                let accepted = try await runBlocking { try CoordinatorClient(endpoint: coordinator, curve: curve).submit(request) }
-                if !format.printDocument(OutputDocuments.Submission(workflow: accepted.workflow, coordinator: coordinator)) {
+                let accepted = try await runBlocking {
+                    try CoordinatorClient(endpoint: coordinator, curve: curve).submit(request)
+                }
+                let document = OutputDocuments.Submission(workflow: accepted.workflow, coordinator: coordinator)
+                if !format.printDocument(document) {
                     print(accepted.workflow)
                 }
             } catch let error as ShoalError {

@@ -13,6 +13,11 @@ struct Shoal: AsyncParsableCommand {
             """
             Demo mode (the default) runs the whole workflow against a simulated cluster and writes real \
             artifacts: Terraform files, manifests, a git repository, Argo CD Applications.
+
+            Settings come from flags, then the environment ($SHOAL_COORDINATOR, $SHOAL_KEY, \
+            $SHOAL_COORDINATOR_KEY, $SHOAL_DIR), then the current context of ~/.config/shoal/config.yaml (another \
+            file with --config FILE, on any command, or $SHOAL_CONFIG): see `shoal context --help`. -o is the \
+            output format (table, wide, json, yaml, name) and -d the output directory.
             """, HelpExamples.shoal),
         version: WireFormat.softwareVersion,
         subcommands: [

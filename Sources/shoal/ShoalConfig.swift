@@ -195,7 +195,8 @@ struct ShoalConfigFile: Sendable, Equatable {
                     if value.scalar?.string.isEmpty == true { continue }
                     for (contextName, key, body) in try mapping(value, "contexts", keys: []) {
                         guard ShoalConfig.isValidContextName(contextName) else {
-                            throw error(key, "invalid context name '\(Names.printable(String(contextName.prefix(40))))'")
+                            let shown = Names.printable(String(contextName.prefix(40)))
+                            throw error(key, "invalid context name '\(shown)'")
                         }
                         config.contexts[contextName] = try context(body, contextName)
                     }
