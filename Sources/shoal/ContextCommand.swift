@@ -110,7 +110,7 @@ struct UseContext: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "use", abstract: "Make NAME the current context.", discussion: HelpExamples.contextUse)
 
-    @Argument(help: "The context's name.") var name: String
+    @Argument(help: "The context's name.", completion: .contextNames) var name: String
 
     func validate() throws { try checkContextName(name) }
 
@@ -138,7 +138,7 @@ struct SetContext: ParsableCommand {
             insecure, environment, nodes, target). Paths given here are stored absolute.
             """, HelpExamples.contextSet))
 
-    @Argument(help: "The context's name.") var name: String
+    @Argument(help: "The context's name.", completion: .contextNames) var name: String
     @Option(help: "The coordinator's control endpoint, e.g. tcp://10.0.0.5:7401.") var coordinator: String?
     @Option(help: ArgumentHelp("This client's secret key file, NAME.key.", valueName: "file")) var key: String?
     @Option(help: ArgumentHelp("The coordinator's public key file, coordinator.pub.", valueName: "file"))
@@ -309,7 +309,7 @@ struct DeleteContext: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "delete", abstract: "Delete a context.", discussion: HelpExamples.contextDelete)
 
-    @Argument(help: "The context's name.") var name: String
+    @Argument(help: "The context's name.", completion: .contextNames) var name: String
 
     func validate() throws { try checkContextName(name) }
 
@@ -321,5 +321,15 @@ struct DeleteContext: ParsableCommand {
         if config.currentContext == name { config.currentContext = nil }
         save(config, to: path)
         print("context \(name) deleted from \(path)")
+    }
+}
+
+extension CompletionKind {
+    /// The names of the config file's contexts (none when it cannot be read: a completion never fails loudly).
+    static var contextNames: CompletionKind {
+        .custom { _, _, prefix in
+            let names = (try? ShoalConfigFile.load(ShoalConfig.file.value))?.contexts.keys.sorted() ?? []
+            return names.filter { $0.hasPrefix(prefix) }
+        }
     }
 }

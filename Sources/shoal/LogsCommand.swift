@@ -18,6 +18,7 @@ struct LogsCommand: AsyncParsableCommand {
             Examples:
               shoal logs k3s-dev-1a2b3c provision --coordinator tcp://10.0.0.5:7401
               shoal logs k3s-dev-1a2b3c -f -d output
+              shoal logs k3s-dev-1a2b3c provision -o json
             """)
 
     @Argument(help: "The workflow id.") var workflow: String
@@ -25,15 +26,33 @@ struct LogsCommand: AsyncParsableCommand {
     @Flag(name: [.short, .long], help: "Follow a running workflow: print each step's log as the step ends.")
     var follow = false
     @OptionGroup var source: SourceOptions
+    @OptionGroup var format: OutputFormatOption
 
     func validate() throws {
         try checkWorkflowID(workflow)
+        if follow && format.format != .table && format.format != .wide {
+            throw ValidationError("-f prints logs as steps end; -o \(format.format.rawValue) goes without it")
+        }
         if let step, step.isEmpty || step.utf8.count > 100 || step.contains(where: { $0.isNewline }) {
             throw ValidationError("a step name is 1-100 characters on one line, e.g. provision")
         }
     }
 
     func run() async throws {
+        if format.format != .table && format.format != .wide {
+            let reply: LogsReply
+            do {
+                reply = try await fetch()
+            } catch let error as ShoalError {
+                fail(error.description)
+            }
+            if format.format == .name {
+                for log in reply.steps { Swift.print(log.step) }
+            } else {
+                _ = format.printDocument(OutputDocuments.StepLogs(reply))
+            }
+            return
+        }
         var printed: Set<String> = []
         var shown = false
         do {

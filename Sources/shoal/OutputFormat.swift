@@ -297,6 +297,36 @@ enum OutputDocuments {
         var file: String
     }
 
+    /// `kind: StepLogList` (logs).
+    struct StepLogs: Encodable {
+        var apiVersion = OutputDocuments.apiVersion
+        var kind = "StepLogList"
+        var workflow: String
+        var state: String
+        var items: [Item]
+
+        struct Item: Encodable {
+            var step: String
+            var attempt: Int
+            var agent: String
+            var host: String
+            var outcome: String
+            var lines: [String]
+            var dropped: Int
+            var error: String?
+        }
+
+        init(_ reply: LogsReply) {
+            workflow = reply.workflow
+            state = reply.state.rawValue
+            items = reply.steps.map {
+                Item(
+                    step: $0.step, attempt: $0.attempt, agent: $0.agent, host: $0.host, outcome: $0.outcome.rawValue,
+                    lines: $0.lines, dropped: $0.dropped, error: $0.error)
+            }
+        }
+    }
+
     /// `kind: Submission` (create --detach).
     struct Submission: Encodable {
         var apiVersion = OutputDocuments.apiVersion

@@ -96,6 +96,21 @@ extension EndToEndCommands {
                 ["list", "-d", directory + "/nowhere"], environment: Self.isolated(directory, ["SHOAL_DIR": output]))
             #expect(flagWins.status != 0 && flagWins.standardError.contains("nowhere"), "\(describe(flagWins))")
 
+            // logs: the steps' logs as a document, and the steps that have one.
+            let logs = try await run(["logs", workflow, "provision", "-d", output, "-o", "json"], environment: environment)
+            let logDocument = try json(logs)
+            #expect(logDocument["kind"] as? String == "StepLogList" && logDocument["workflow"] as? String == workflow)
+            let logItems = try #require(logDocument["items"] as? [[String: Any]])
+            #expect(logItems.map { $0["step"] as? String } == ["provision"], "\(logItems)")
+            #expect((logItems.first?["lines"] as? [String])?.contains { $0.contains("terraform") } == true)
+            for field in ["attempt", "agent", "host", "outcome", "dropped"] {
+                #expect(logItems.first?[field] != nil, "a step log has \(field)")
+            }
+            let logNames = try await run(["logs", workflow, "-d", output, "-o", "name"], environment: environment)
+            #expect(logNames.standardOutput.split(separator: "\n").contains("plan"), "\(describe(logNames))")
+            let followed = try await run(["logs", workflow, "-f", "-d", output, "-o", "json"], environment: environment)
+            #expect(followed.status == 64, "\(describe(followed))")
+
             // validate: -o json is the report with its envelope; --json is the same document.
             let report = try await run(["validate", workflow, "-d", output, "-o", "json"], environment: environment)
             let health = try json(report)
@@ -273,6 +288,10 @@ extension EndToEndCommands {
             #expect((try json(none)["dir"] as? [String: Any])?["source"] as? String == "default")
             let names = try await run(["context", "list", "-o", "name"], environment: environment)
             #expect(names.standardOutput == "lab\nother\n")
+            let completed = try await run(
+                ["---completion", "context", "use", "--", "positional@0", "3", "1", "shoal", "context", "use", "o"],
+                environment: environment)
+            #expect(completed.standardOutput == "other\n", "context names complete: \(describe(completed))")
             let deleted = try await run(["context", "delete", "other"], environment: environment)
             #expect(deleted.status == 0, "\(describe(deleted))")
             let after = try String(contentsOfFile: file, encoding: .utf8)
