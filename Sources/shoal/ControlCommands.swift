@@ -158,7 +158,8 @@ struct ResumeCommand: AsyncParsableCommand {
 
     func run() async throws {
         let workflow = workflow
-        security.warnIfInsecure()
+        // A context's `insecure` is about its coordinator: the embedded mode is insecure only with --insecure.
+        if endpoint != nil { security.warnIfInsecure() } else if security.insecure { warnInsecure() }
         if let endpoint {
             do {
                 let curve = try security.curveKeys()
@@ -183,7 +184,7 @@ struct ResumeCommand: AsyncParsableCommand {
         let display = ProgressDisplay()
         let cluster = EmbeddedCluster(
             executable: selfExecutable(), output: outputPath, validationWorkers: validationWorkers,
-            logLevel: logging.logLevel, insecure: security.isInsecure, logger: logger)
+            logLevel: logging.logLevel, insecure: security.insecure, logger: logger)
         cluster.onInterrupt = EmbeddedRun.interruptedHook(output: output)
         let outcome: WorkflowSnapshot
         do {

@@ -123,7 +123,8 @@ struct CreateCommand: AsyncParsableCommand {
         let request = try makeRequest()
         let display = ProgressDisplay()
         let outcome: WorkflowSnapshot
-        security.warnIfInsecure()
+        // A context's `insecure` is about its coordinator: the embedded mode is insecure only with --insecure.
+        if endpoint != nil { security.warnIfInsecure() } else if security.insecure { warnInsecure() }
         let coordinator = endpoint
         if let coordinator, detach {
             let curve = try security.curveKeys()
@@ -159,7 +160,7 @@ struct CreateCommand: AsyncParsableCommand {
             EmbeddedRun.reportLeftovers(output: output)
             let cluster = EmbeddedCluster(
                 executable: selfExecutable(), output: outputPath, validationWorkers: validationWorkers,
-                logLevel: logging.logLevel, insecure: security.isInsecure, logger: logger)
+                logLevel: logging.logLevel, insecure: security.insecure, logger: logger)
             cluster.agentArguments[.monitoring] = deployment.monitoringAgentArguments(
                 realDeployment: request.realDeployment)
             cluster.onInterrupt = EmbeddedRun.interruptedHook(output: output)

@@ -130,7 +130,7 @@ import Testing
 
     @Test func helpAndVersionDescribeTheInterface() async throws {
         let help = try await Shoal.run(["create", "--help"])
-        for option in ["--platform", "--nodes", "--environment", "--no-monitoring", "--no-headlamp", "--real-deployment", "--output", "--validation-workers", "--coordinator", "--sim-delay", "--no-argocd", "--argocd-manifest", "--gitops-remote", "--merge-kubeconfig", "--wait-timeout"] {
+        for option in ["--platform", "--nodes", "--environment", "--no-monitoring", "--no-headlamp", "--real-deployment", "--output", "--dir", "--validation-workers", "--coordinator", "--sim-delay", "--no-argocd", "--argocd-manifest", "--gitops-remote", "--merge-kubeconfig", "--wait-timeout"] {
             #expect(help.standardOutput.contains(option), "\(option)")
         }
         let version = try await Shoal.run(["version"])

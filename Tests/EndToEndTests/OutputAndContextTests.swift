@@ -300,6 +300,28 @@ extension EndToEndCommands {
             #expect(missing.status == 1 && missing.standardError.contains("no context 'other'"))
         }
 
+        @Test func aContextsDirectoryAndCreateDefaultsApplyToAnEmbeddedRunAndFlagsWin() async throws {
+            let directory = Shoal.temporaryDirectory()
+            let environment = Self.isolated(directory)
+            let set = try await run(
+                ["context", "set", "local", "-d", directory + "/runs", "--nodes", "2", "--environment", "staging",
+                 "--insecure"],
+                environment: environment)
+            #expect(set.status == 0, "\(describe(set))")
+            let elsewhere = Shoal.temporaryDirectory()
+            let created = try await run(["create"], in: elsewhere, environment: environment)
+            #expect(created.status == 0, "\(describe(created))")
+            #expect(!created.standardError.contains("--insecure"), "the context's insecure is not the embedded mode's")
+            let overridden = try await run(["create", "-n", "1"], in: elsewhere, environment: environment)
+            #expect(overridden.status == 0, "\(describe(overridden))")
+            #expect(!FileManager.default.fileExists(atPath: elsewhere + "/output"), "the context's directory is used")
+            let list = try await run(["list", "-o", "json"], in: Shoal.temporaryDirectory(), environment: environment)
+            let items = try #require(try json(list)["items"] as? [[String: Any]], "\(describe(list))")
+            let requests = items.compactMap { $0["request"] as? [String: Any] }
+            #expect(requests.map { $0["nodes"] as? Int } == [2, 1], "\(requests)")
+            #expect(requests.allSatisfy { $0["environment"] as? String == "staging" })
+        }
+
         @Test func aConfigFileWithRelativeKeysResolvesThemAgainstItsOwnDirectory() async throws {
             let lab = try RemoteLab()
             defer { lab.stopAll() }
