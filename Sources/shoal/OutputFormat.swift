@@ -60,7 +60,8 @@ enum OutputFormat: String, CaseIterable, Sendable {
 struct OutputFormatOption: ParsableArguments {
     @Option(
         name: [.short, .long],
-        help: ArgumentHelp("Output format: table (default), wide, json, yaml or name.", valueName: "format"))
+        help: ArgumentHelp("Output format: table (default), wide, json, yaml or name.", valueName: "format"),
+        completion: .list(OutputFormat.allCases.map(\.rawValue)))
     var output: String?
 
     /// The format asked for; a value that is none is refused in `validate()`.

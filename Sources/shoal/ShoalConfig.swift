@@ -393,7 +393,8 @@ struct OutputDirectoryOption: ParsableArguments {
     @Option(
         name: [.customShort("d"), .customLong("dir")],
         help: ArgumentHelp(
-            "The output directory (or $SHOAL_DIR, or the context's; default ./output).", valueName: "dir"))
+            "The output directory (or $SHOAL_DIR, or the context's; default ./output).", valueName: "dir"),
+        completion: .directory)
     var dir: String?
 
     /// The directory, resolved: flag, environment, context, `output`.
