@@ -39,8 +39,10 @@ struct ClientSecurityOptions: ParsableArguments {
         if insecure { return Setting(value: true, source: .flag) }
         let active = ShoalConfig.active
         for source in [keySetting.source, coordinatorKeySetting.source] {
-            if case .config = source { continue }
-            if source != .defaultValue { return Setting(value: false, source: .defaultValue) }
+            switch source {
+            case .flag, .environment: return Setting(value: false, source: .defaultValue)
+            case .config, .defaultValue: continue
+            }
         }
         if let name = active.name.value, let value = active.context?.insecure {
             return Setting(value: value, source: .config(name))
