@@ -189,7 +189,8 @@ struct ShoalConfigFile: Sendable, Equatable {
                 case "kind":
                     guard try string(value, "kind") == "Config" else { throw error(value, "kind must be Config") }
                 case "currentContext":
-                    if value.scalar?.string.isEmpty == false { config.currentContext = try string(value, name) }
+                    // `currentContext:` with no value is none; anything but a name is refused.
+                    if value.scalar?.string.isEmpty != true { config.currentContext = try string(value, name) }
                     currentNode = value
                 default:
                     if value.scalar?.string.isEmpty == true { continue }

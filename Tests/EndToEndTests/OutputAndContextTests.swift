@@ -374,6 +374,24 @@ extension EndToEndCommands {
                 }
                 #expect(try String(contentsOfFile: file, encoding: .utf8) == text, "a bad file is never rewritten")
             }
+            // Hostile files: never a trap, always the one-line EX_CONFIG answer.
+            var hostile: [Data] = [
+                Data((0..<4096).map { UInt8(truncatingIfNeeded: $0 &* 7919 &+ 13) }),
+                Data((String(repeating: "[", count: 20_000)).utf8),
+                Data("a: &x [*x, *x]\ncontexts: *x\n".utf8),
+                Data(("contexts:\n  lab:\n    coordinator: tcp://" + String(repeating: "h", count: 1 << 20) + "\n").utf8),
+                Data("contexts:\n  lab:\n    dir: \"a\\nb\"\n".utf8),
+                Data("contexts:\n  'bad name':\n    dir: x\n".utf8),
+                Data([0xFF, 0xFE, 0x00, 0x41]),
+            ]
+            hostile.append(Data("currentContext: [1, 2]\n".utf8))
+            for data in hostile {
+                try SecureFile.write(data, to: file, mode: 0o600)
+                let result = try await run(["list"], environment: environment)
+                #expect(result.status == 78 && !result.terminatedBySignal, "\(describe(result))")
+                #expect(result.standardError.hasPrefix("error: \(file)"), "\(result.standardError.prefix(300))")
+                #expect(result.standardError.split(separator: "\n").count == 1, "\(result.standardError.prefix(300))")
+            }
             try FileManager.default.removeItem(atPath: file)
             let unknown = try await run(["list"], environment: Self.isolated(directory, ["SHOAL_CONTEXT": "zz"]))
             #expect(unknown.status == 78 && unknown.standardError.contains("SHOAL_CONTEXT names 'zz'"))
