@@ -37,13 +37,15 @@ struct ClientSecurityOptions: ParsableArguments {
     /// --insecure, else the context's `insecure` unless a key comes from a flag or the environment.
     var insecureSetting: Setting<Bool> {
         if insecure { return Setting(value: true, source: .flag) }
-        let active = ShoalConfig.active
+        // Keys given as flags (agents, services) settle it without reading the config file.
+        if key != nil || coordinatorKey != nil { return Setting(value: false, source: .defaultValue) }
         for source in [keySetting.source, coordinatorKeySetting.source] {
             switch source {
             case .flag, .environment: return Setting(value: false, source: .defaultValue)
             case .config, .defaultValue: continue
             }
         }
+        let active = ShoalConfig.active
         if let name = active.name.value, let value = active.context?.insecure {
             return Setting(value: value, source: .config(name))
         }
