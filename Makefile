@@ -20,7 +20,7 @@ build: deps
 	$(SWIFT) build
 
 demo: build
-	$(BIN) create -p k3s -n 2 --monitoring --headlamp -o $(OUTPUT)
+	$(BIN) create -p k3s -n 2 --monitoring --headlamp -d $(OUTPUT)
 
 test: test-deps
 	$(SWIFT) build --build-tests

@@ -91,6 +91,7 @@ let package = Package(
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "Yams", package: "Yams"),
             ]
         ),
         .testTarget(name: "ZeroMQTests", dependencies: ["ZeroMQ"]),
@@ -124,7 +125,10 @@ let package = Package(
             name: "AgentsTests",
             dependencies: ["Agents", "AgentRuntime", "Cluster", "Protocol", "ShoalSupport", "Terraform"]
         ),
-        .testTarget(name: "EndToEndTests", dependencies: ["ShoalSupport", "Coordinator", "Protocol"]),
+        .testTarget(
+            name: "EndToEndTests",
+            dependencies: ["ShoalSupport", "Coordinator", "Protocol", .product(name: "Yams", package: "Yams")]
+        ),
         .testTarget(name: "FaultTests", dependencies: ["Coordinator", "Protocol", "ZeroMQ", "ShoalSupport"]),
         .testTarget(name: "ContainerTests", dependencies: ["ShoalSupport"]),
     ],

@@ -42,7 +42,7 @@ client_keys=(--key "$keys/client.key" --coordinator-key "$keys/coordinator.pub")
 # Starts a coordinator on a journal of its own; sets $coordinator_pid, $control and $events.
 start_coordinator() {
     "$BIN" coordinator --control 'tcp://127.0.0.1:*' --events 'tcp://127.0.0.1:*' --journal "$work/$1.sqlite" \
-        --output "$work/out-$1" --key "$keys/coordinator.key" --allow "$keys/allow" --log-level error \
+        --dir "$work/out-$1" --key "$keys/coordinator.key" --allow "$keys/allow" --log-level error \
         > "$work/$1.ready" 2> "$work/$1.log" &
     coordinator_pid=$!
     pids+=("$coordinator_pid")
@@ -129,7 +129,7 @@ echo "$idle_line"
 demo_times=()
 for i in $(seq "$DEMO_RUNS"); do
     start=$(date +%s.%N)
-    "$BIN" create -n 1 -o "$work/demo-$i" >/dev/null
+    "$BIN" create -n 1 -d "$work/demo-$i" >/dev/null
     demo_times+=("$(awk -v a="$(date +%s.%N)" -v b="$start" 'BEGIN {print a - b}')")
 done
 echo "bench demo runs=$DEMO_RUNS $(printf '%s\n' "${demo_times[@]}" | sort -n |

@@ -95,9 +95,9 @@ public enum Runbook {
         lines.append("## Everyday commands")
         lines.append("")
         lines.append("```sh")
-        lines.append("shoal status \(workflow) -o output      # the workflow's steps")
-        lines.append("shoal validate \(workflow) -o output    # run the health checks again, with the score")
-        lines.append("shoal destroy \(workflow) -o output     # tear the cluster down (safe to repeat)")
+        lines.append("shoal status \(workflow) -d output      # the workflow's steps")
+        lines.append("shoal validate \(workflow) -d output    # run the health checks again, with the score")
+        lines.append("shoal destroy \(workflow) -d output     # tear the cluster down (safe to repeat)")
         lines.append("kubectl get nodes -o wide")
         lines.append("kubectl get pods -A")
         if request.argocd {
@@ -111,7 +111,7 @@ public enum Runbook {
             lines.append("The monitoring stack lives in the GitOps repository (App of Apps: `root` points at `apps/`,")
             lines.append("one Application per component). Argo CD syncs automatically, prunes what was removed from git")
             lines.append("and heals drift. Change the cluster through git, not with `kubectl edit`: commit in")
-            lines.append("`output/gitops/\(workflow)`, then `shoal gitops push \(workflow) -o output` (from any host with the")
+            lines.append("`output/gitops/\(workflow)`, then `shoal gitops push \(workflow) -d output` (from any host with the")
             lines.append("output directory) hands the commit to the git server the Applications read; Argo CD syncs it.")
             lines += gitOpsFeatures(workflow: workflow, request: request)
         } else {
@@ -133,7 +133,7 @@ public enum Runbook {
             lines.append("| Prometheus target down | http://\(host):30090/targets | check the target's Service and the Prometheus RBAC |")
             lines.append("| Grafana shows no data | Grafana > Connections > Data sources | the datasource must reach `prometheus.monitoring.svc:9090` |")
         }
-        lines.append("| Re-check health | `shoal validate \(workflow) -o output` | the report at creation: `output/docs/\(workflow)/health-report.json` |")
+        lines.append("| Re-check health | `shoal validate \(workflow) -d output` | the report at creation: `output/docs/\(workflow)/health-report.json` |")
         if let checks = inputs.healthReport?.checks {
             let failed = checks.filter { !$0.passed }
             if !failed.isEmpty {

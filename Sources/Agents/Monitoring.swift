@@ -132,7 +132,7 @@ final class MonitoringHandler: StepHandler {
                 throw ShoalError(
                     .io,
                     "cannot serve the GitOps repository on port \(listenPort): the port is in use and does not serve "
-                        + "\(options.workDirectory)/gitops (run `shoal gitops serve -o \(options.workDirectory) "
+                        + "\(options.workDirectory)/gitops (run `shoal gitops serve -d \(options.workDirectory) "
                         + "--listen \(options.gitopsListen)` or choose a free --gitops-listen port)",
                     cause: error.description)
             }

@@ -23,7 +23,7 @@ extension Runbook {
             lines.append("```sh")
             lines.append("sed -i 's#/argo-cd/v[0-9.]*/#/argo-cd/vNEW/#' \(repository)/argocd/kustomization.yaml")
             lines.append("git -C \(repository) commit -am 'Argo CD vNEW'")
-            lines.append("shoal gitops push \(workflow) -o output")
+            lines.append("shoal gitops push \(workflow) -d output")
             lines.append("kubectl -n argocd get application argocd        # Synced/Healthy at the new version")
             lines.append("```")
         }
@@ -33,10 +33,10 @@ extension Runbook {
         lines.append("One Application per application in `apps/`, each deployed into the namespace of its name:")
         lines.append("")
         lines.append("```sh")
-        lines.append("shoal app add \(workflow) shop shop -o output          # a directory of \(repository), committed with it")
-        lines.append("shoal app add \(workflow) guestbook https://github.com/argoproj/argocd-example-apps.git//guestbook -o output")
-        lines.append("shoal app add \(workflow) podinfo helm:https://stefanprodan.github.io/podinfo//podinfo@6.7.1 -o output")
-        lines.append("shoal app remove \(workflow) shop -o output           # Argo CD prunes its resources")
+        lines.append("shoal app add \(workflow) shop shop -d output          # a directory of \(repository), committed with it")
+        lines.append("shoal app add \(workflow) guestbook https://github.com/argoproj/argocd-example-apps.git//guestbook -d output")
+        lines.append("shoal app add \(workflow) podinfo helm:https://stefanprodan.github.io/podinfo//podinfo@6.7.1 -d output")
+        lines.append("shoal app remove \(workflow) shop -d output           # Argo CD prunes its resources")
         lines.append("```")
         if request.examples {
             lines.append("")

@@ -18,9 +18,11 @@ struct AppCommand: AsyncParsableCommand {
 struct AppTarget: ParsableArguments {
     @Argument(help: "The workflow id.") var workflow: String
     @Argument(help: "The application's name (a DNS label; also its namespace).") var name: String
-    @Option(name: [.short, .long], help: "Output directory of the run.") var output = "output"
+    @OptionGroup var directory: OutputDirectoryOption
     @Option(help: "Base URL of the in-cluster git server, e.g. http://127.0.0.1:8080 for a port-forward.")
     var pushURL: String?
+
+    var output: String { directory.path }
 
     func validate() throws {
         do {

@@ -11,7 +11,7 @@ struct CompletionCommand: ParsableCommand {
         discussion: HelpExamples.discussion(
             """
             Commands, options and values complete, and so do workflow ids: they are read from the journal of the \
-            output directory on the command line (./output by default).
+            output directory on the command line (-d DIR), else $SHOAL_DIR's, else the context's, else ./output.
             """, HelpExamples.completion))
 
     @Argument(help: "The shell: bash, zsh or fish.", completion: .list(["bash", "zsh", "fish"])) var shell: String
@@ -29,7 +29,7 @@ struct CompletionCommand: ParsableCommand {
 
 extension CompletionKind {
     /// The workflow ids in the journal of the output directory named on the
-    /// command line being completed (`-o DIR`, `--output DIR`, `--dir DIR`).
+    /// command line being completed (`-d DIR`, `--dir DIR`), $SHOAL_DIR or the context's.
     static var workflowIDs: CompletionKind {
         .custom { words, index, prefix in
             // The prefix is the word at the cursor; with words after it, the
@@ -52,8 +52,9 @@ enum WorkflowIDCompletion {
     }
 
     static func outputDirectory(_ words: [String]) -> String {
-        let names: Set<String> = ["-o", "--output", "-d", "--dir"]
-        var directory = ProcessInfo.processInfo.environment["SHOAL_DIR"] ?? "output"
+        let names: Set<String> = ["-d", "--dir"]
+        var directory = ProcessInfo.processInfo.environment["SHOAL_DIR"].flatMap { $0.isEmpty ? nil : $0 }
+            ?? (try? ShoalConfig.loadActive())?.context?.dir ?? "output"
         for (index, word) in words.enumerated() {
             if names.contains(word), index + 1 < words.count {
                 directory = words[index + 1]

@@ -6,11 +6,21 @@ import ShoalSupport
 
 /// The coordinator a command talks to, and the keys to talk to it with.
 struct CoordinatorOption: ParsableArguments {
-    @Option(help: "The coordinator's control endpoint, e.g. tcp://10.0.0.5:7401.") var coordinator: String
+    @Option(
+        help: "The coordinator's control endpoint, e.g. tcp://10.0.0.5:7401 (or $SHOAL_COORDINATOR, or the context's).")
+    var coordinator: String?
     @OptionGroup var security: ClientSecurityOptions
 
+    /// The endpoint, resolved: --coordinator, $SHOAL_COORDINATOR, the context's (`validate()` refuses none).
+    var endpoint: String { ShoalConfig.coordinator(flag: coordinator).value ?? "" }
+
     func validate() throws {
-        guard coordinator.hasPrefix("tcp://") || coordinator.hasPrefix("ipc://") else {
+        guard ShoalConfig.coordinator(flag: coordinator).value != nil else {
+            throw ValidationError(
+                "--coordinator is required (or $SHOAL_COORDINATOR, or a context: `shoal context set NAME "
+                    + "--coordinator tcp://host:7401`)")
+        }
+        guard ShoalConfig.isEndpoint(endpoint) else {
             throw ValidationError("--coordinator must be an endpoint such as tcp://host:7401")
         }
         _ = try security.curveKeys()
@@ -18,7 +28,7 @@ struct CoordinatorOption: ParsableArguments {
 
     /// Runs `body` with a client on its own thread; a ShoalError becomes a one-line error.
     func with<T: Sendable>(_ body: @escaping @Sendable (CoordinatorClient) throws -> T) async -> T {
-        let endpoint = coordinator
+        let endpoint = endpoint
         security.warnIfInsecure()
         do {
             let curve = try security.curveKeys()
@@ -75,7 +85,7 @@ struct WaitCommand: AsyncParsableCommand {
                     try await Task.sleep(for: limit)
                     throw ShoalError(
                         .timeout, "workflow \(workflow) did not finish within \(ShoalDuration(limit)), or "
-                            + "\(target.coordinator) did not answer")
+                            + "\(target.endpoint) did not answer")
                 })
         } catch let error as ShoalError {
             fail(error.description)
@@ -108,24 +118,31 @@ struct ResumeCommand: AsyncParsableCommand {
         discussion: HelpExamples.discussion(
             """
             Without --coordinator, shoal runs it in embedded mode on the output directory of the `create` that \
-            started it (-o): a coordinator and agents on loopback, the progress of `create`, exit 0 when it \
+            started it (-d): a coordinator and agents on loopback, the progress of `create`, exit 0 when it \
             succeeded, 1 otherwise. With --coordinator it asks that coordinator to resume it and returns.
             """, HelpExamples.resume))
 
     @Argument(help: "The workflow id.", completion: .workflowIDs) var workflow: String
-    @Option(help: "The coordinator's control endpoint, e.g. tcp://10.0.0.5:7401.") var coordinator: String?
-    @Option(name: [.short, .long], help: "Output directory of the embedded run (default: output).") var output: String?
+    @Option(
+        help: "The coordinator's control endpoint, e.g. tcp://10.0.0.5:7401 (or $SHOAL_COORDINATOR, or the context's).")
+    var coordinator: String?
+    @OptionGroup var directory: OutputDirectoryOption
     @Option(help: "Validation agents to start (embedded mode).") var validationWorkers = 2
     @OptionGroup var security: ClientSecurityOptions
     @OptionGroup var logging: LoggingOptions
 
     func validate() throws {
         try checkWorkflowID(workflow)
-        if let coordinator {
-            guard coordinator.hasPrefix("tcp://") || coordinator.hasPrefix("ipc://") else {
+        if let coordinator = endpoint {
+            guard ShoalConfig.isEndpoint(coordinator) else {
                 throw ValidationError("--coordinator must be an endpoint such as tcp://host:7401")
             }
-            if output != nil { throw ValidationError("--output goes without --coordinator (the embedded mode)") }
+            if directory.dir != nil {
+                let source = ShoalConfig.coordinator(flag: self.coordinator).source
+                throw ValidationError(
+                    "--dir is for the embedded mode, and a coordinator is set (\(source)); "
+                        + "SHOAL_CONTEXT= runs without the context's")
+            }
             _ = try security.curveKeys()
         } else if security.key != nil || security.coordinatorKey != nil {
             throw ValidationError(
@@ -136,11 +153,14 @@ struct ResumeCommand: AsyncParsableCommand {
         }
     }
 
+    /// The coordinator, resolved: --coordinator, $SHOAL_COORDINATOR, the context's; nil for the embedded mode.
+    var endpoint: String? { ShoalConfig.coordinator(flag: coordinator).value }
+
     func run() async throws {
         let workflow = workflow
-        security.warnIfInsecure()
-        guard coordinator == nil else {
-            let endpoint = coordinator!
+        // A context's `insecure` is about its coordinator: the embedded mode is insecure only with --insecure.
+        if endpoint != nil { security.warnIfInsecure() } else if security.insecure { warnInsecure() }
+        if let endpoint {
             do {
                 let curve = try security.curveKeys()
                 let snapshot = try await runBlocking {
@@ -152,7 +172,7 @@ struct ResumeCommand: AsyncParsableCommand {
             }
             return
         }
-        let output = output ?? "output"
+        let output = directory.path
         let outputPath = absolutePath(output)
         guard FileManager.default.fileExists(atPath: outputPath + "/.shoal/journal.sqlite") else {
             fail("no workflows in '\(output)': it has no .shoal/journal.sqlite of an embedded run")
@@ -192,16 +212,31 @@ struct AgentsCommand: AsyncParsableCommand {
         discussion: HelpExamples.agents)
 
     @OptionGroup var target: CoordinatorOption
+    @OptionGroup var format: OutputFormatOption
 
     func run() async throws {
         let agents = await target.with { try $0.agents() }
-        print("\(pad("AGENT", 24)) \(pad("ROLE", 11)) \(pad("HOST", 16)) \(pad("PID", 8)) \(pad("IN FLIGHT", 28)) LAST HEARTBEAT")
         let now = Int64(Date().timeIntervalSince1970 * 1000)
+        let items = agents.map { OutputDocuments.Agent($0, now: now) }
+        if format.printDocument(OutputDocuments.List(kind: "AgentList", items: items)) { return }
+        if format.format == .name {
+            for agent in agents { print(agent.id) }
+            return
+        }
+        let wide = format.format == .wide
+        print(
+            "\(pad("AGENT", 24)) \(pad("ROLE", 11)) \(pad("HOST", 16)) \(pad("PID", 8)) \(pad("IN FLIGHT", 28)) "
+                + (wide ? "\(pad("SUBSCRIBED", 10)) \(pad("REJECTED", 20)) " : "") + "LAST HEARTBEAT")
         for agent in agents {
             let steps = agent.inFlight.map { "\($0.workflow)/\($0.step)" }.joined(separator: ",")
+            let rejected = (agent.rejected ?? [:]).sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }
+                .joined(separator: ",")
+            let more =
+                wide ? "\(pad(agent.subscribed ? "yes" : "no", 10)) \(pad(rejected.isEmpty ? "-" : rejected, 20)) " : ""
             print(
                 "\(pad(agent.id, 24)) \(pad(agent.role.rawValue, 11)) \(pad(agent.host, 16)) \(pad(String(agent.pid), 8)) "
-                    + "\(pad(steps.isEmpty ? "-" : steps, 28)) \(Duration.milliseconds(max(0, now - agent.lastHeartbeat)).shortDescription) ago")
+                    + "\(pad(steps.isEmpty ? "-" : steps, 28)) \(more)"
+                    + "\(Duration.milliseconds(max(0, now - agent.lastHeartbeat)).shortDescription) ago")
         }
     }
 }
@@ -212,10 +247,15 @@ struct StatsCommand: AsyncParsableCommand {
         discussion: HelpExamples.stats)
 
     @OptionGroup var target: CoordinatorOption
+    @OptionGroup var format: OutputFormatOption
+
+    func validate() throws { format.refuseName("stats") }
 
     func run() async throws {
         let stats = await target.with { try $0.stats() }
+        if format.printDocument(OutputDocuments.Stats(stats)) { return }
         print("workflows \(stats.workflows)")
+        if format.format == .wide { print("running \(stats.running)") }
         print("agents \(stats.agents)")
         print("resident_bytes \(stats.residentBytes)")
         for (reason, count) in stats.rejected.sorted(by: { $0.key < $1.key }) { print("rejected.\(reason) \(count)") }

@@ -18,19 +18,28 @@ struct CreateCommand: AsyncParsableCommand {
             """, HelpExamples.create))
 
     @Option(name: [.short, .long], help: "Platform (only k3s is supported).") var platform = "k3s"
-    @Option(name: [.short, .long], help: "Number of nodes, 1 to 99.") var nodes = 1
-    @Option(name: [.short, .long], help: "Environment: development, staging or production (production needs 3+ nodes).")
-    var environment = "development"
+    @Option(name: [.short, .long], help: "Number of nodes, 1 to 99 (default: the context's, else 1).") var nodes: Int?
+    @Option(
+        name: [.short, .long],
+        help: ArgumentHelp(
+            "Environment: development, staging or production (production needs 3+ nodes; default: the context's, "
+                + "else development)."))
+    var environment: String?
     @Flag(inversion: .prefixedNo, help: "Deploy the monitoring stack (Prometheus, Grafana).") var monitoring = true
     @Flag(inversion: .prefixedNo, help: "Deploy Headlamp, the Kubernetes web UI.") var headlamp = true
     @Flag(name: [.customLong("real-deployment"), .customLong("real")], help: "Deploy for real instead of the demo.")
     var realDeployment = false
-    @Option(name: [.short, .long], help: "Output directory.") var output = "output"
+    @OptionGroup var directory: OutputDirectoryOption
     @Option(help: "Validation agents to start (embedded mode).") var validationWorkers = 2
-    @Option(help: "Submit to a running coordinator, e.g. tcp://10.0.0.5:7401.") var coordinator: String?
+    @Option(
+        help: "Submit to a running coordinator, e.g. tcp://10.0.0.5:7401 (or $SHOAL_COORDINATOR, or the context's).")
+    var coordinator: String?
     @Option(help: "How long each simulated step lasts, up to 10m, e.g. 2s (demo mode).")
     var simDelay = ShoalDuration(.zero)
-    @Option(help: "Where K3s runs: local (this machine), ssh (--hosts), docker (containers). Default: local for one node, docker for more.")
+    @Option(
+        help: ArgumentHelp(
+            "Where K3s runs: local (this machine), ssh (--hosts), docker (containers). Default: the context's, else "
+                + "local for one node, docker for more."))
     var target: String?
     @Option(help: "SSH hosts for --target ssh, comma separated: USER@HOST[:PORT],... (the first is the server).")
     var hosts: String?
@@ -41,12 +50,21 @@ struct CreateCommand: AsyncParsableCommand {
     @Option(help: "Install K3s from this directory (k3s binary, install.sh, image tarball) instead of downloading.")
     var airgapDir: String?
     @Flag(help: "With --coordinator: print the workflow id and return without waiting.") var detach = false
+    @OptionGroup var format: OutputFormatOption
     @OptionGroup var deployment: DeploymentOptions
     @OptionGroup var security: ClientSecurityOptions
     @OptionGroup var logging: LoggingOptions
 
+    /// The coordinator to submit to, resolved: --coordinator, $SHOAL_COORDINATOR, the context's; nil to run embedded.
+    var endpoint: String? { ShoalConfig.coordinator(flag: coordinator).value }
+    var output: String { directory.path }
+
     func validate() throws {
+        let coordinator = endpoint
         if detach && coordinator == nil { throw ValidationError("--detach needs --coordinator") }
+        if !detach && format.output != nil {
+            throw ValidationError("-o/--output goes with --detach (what it prints is the submitted workflow)")
+        }
         if coordinator != nil {
             _ = try security.curveKeys()
         } else if security.key != nil || security.coordinatorKey != nil {
@@ -61,7 +79,7 @@ struct CreateCommand: AsyncParsableCommand {
         guard (1...32).contains(validationWorkers) else {
             throw ValidationError("--validation-workers must be between 1 and 32")
         }
-        if let coordinator, !coordinator.hasPrefix("tcp://") && !coordinator.hasPrefix("ipc://") {
+        if let coordinator, !ShoalConfig.isEndpoint(coordinator) {
             throw ValidationError("--coordinator must be an endpoint such as tcp://host:7401")
         }
     }
@@ -69,10 +87,13 @@ struct CreateCommand: AsyncParsableCommand {
     func makeRequest() throws -> WorkflowRequest {
         var request = WorkflowRequest()
         request.platform = platform.lowercased()
-        guard let environment = Environment(rawValue: environment.lowercased()) else {
+        let context = ShoalConfig.active.context
+        let environment = environment ?? context?.environment ?? "development"
+        let nodes = nodes ?? context?.nodes ?? 1
+        guard let parsed = Environment(rawValue: environment.lowercased()) else {
             throw ValidationError("--environment must be development, staging or production, got '\(environment.prefix(40))'")
         }
-        request.environment = environment
+        request.environment = parsed
         request.nodes = nodes
         request.monitoring = monitoring
         request.headlamp = headlamp && monitoring
@@ -83,7 +104,7 @@ struct CreateCommand: AsyncParsableCommand {
         request.sshKeyPath = sshKey.map(absolutePath)
         request.airgapDirectory = airgapDir.map(absolutePath)
         request.hosts = (hosts ?? "").split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
-        if let target {
+        if let target = target ?? context?.target {
             guard let parsed = Target(rawValue: target.lowercased()) else {
                 throw ValidationError("--target must be local, ssh or docker, got '\(target.prefix(40))'")
             }
@@ -102,12 +123,19 @@ struct CreateCommand: AsyncParsableCommand {
         let request = try makeRequest()
         let display = ProgressDisplay()
         let outcome: WorkflowSnapshot
-        security.warnIfInsecure()
+        // A context's `insecure` is about its coordinator: the embedded mode is insecure only with --insecure.
+        if endpoint != nil { security.warnIfInsecure() } else if security.insecure { warnInsecure() }
+        let coordinator = endpoint
         if let coordinator, detach {
             let curve = try security.curveKeys()
             do {
-                let accepted = try await runBlocking { try CoordinatorClient(endpoint: coordinator, curve: curve).submit(request) }
-                print(accepted.workflow)
+                let accepted = try await runBlocking {
+                    try CoordinatorClient(endpoint: coordinator, curve: curve).submit(request)
+                }
+                let document = OutputDocuments.Submission(workflow: accepted.workflow, coordinator: coordinator)
+                if !format.printDocument(document) {
+                    print(accepted.workflow)
+                }
             } catch let error as ShoalError {
                 fail(error.description)
             }

@@ -27,21 +27,26 @@ struct DestroyCommand: AsyncParsableCommand {
             """, HelpExamples.destroy))
 
     @Argument(help: "The workflow id.", completion: .workflowIDs) var workflow: String
-    @Option(name: [.short, .long], help: "Output directory of the run.") var output = "output"
+    @OptionGroup var directory: OutputDirectoryOption
     @Flag(
         help: ArgumentHelp(
             "Destroy even when the journal says the workflow is still running (after a crash, say), or when no "
                 + "Terraform state is here."))
     var force = false
-    @Option(help: "Destroy through a running coordinator, on the infra agent that holds the state.")
+    @Option(
+        help: ArgumentHelp("Destroy through a running coordinator, on the infra agent that holds the state (or $SHOAL_COORDINATOR, "
+            + "or the context's)."))
     var coordinator: String?
     @OptionGroup var security: ClientSecurityOptions
     @OptionGroup var logging: LoggingOptions
 
+    var output: String { directory.path }
+    var endpoint: String? { ShoalConfig.coordinator(flag: coordinator).value }
+
     func validate() throws {
         try checkWorkflowID(workflow)
-        try checkCoordinatorEndpoint(coordinator, security: security)
-        if coordinator != nil && force {
+        try checkCoordinatorEndpoint(endpoint, security: security)
+        if endpoint != nil && force {
             throw ValidationError(
                 "--force is for the journal of an embedded run; the coordinator decides with --coordinator")
         }
@@ -49,7 +54,7 @@ struct DestroyCommand: AsyncParsableCommand {
 
     func run() async throws {
         _ = logging.bootstrap(label: "shoal.destroy")
-        if let coordinator {
+        if let coordinator = endpoint {
             do {
                 try await destroyRemotely(coordinator)
             } catch let error as ShoalError {

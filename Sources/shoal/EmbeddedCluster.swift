@@ -99,7 +99,7 @@ final class EmbeddedCluster: @unchecked Sendable {  // `children` is guarded by 
             name: "coordinator",
             arguments: [
                 "coordinator", "--control", "tcp://127.0.0.1:*", "--events", "tcp://127.0.0.1:*", "--journal",
-                output + "/.shoal/journal.sqlite", "--output", output, "--exit-with-parent", "--log-level", logLevel,
+                output + "/.shoal/journal.sqlite", "--dir", output, "--exit-with-parent", "--log-level", logLevel,
                 "--interrupt-unfinished",
             ] + security,
             standardOutput: .pipe)

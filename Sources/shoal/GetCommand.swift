@@ -10,15 +10,15 @@ struct GetCommand: AsyncParsableCommand {
         abstract: "Copy a workflow's artifacts (Terraform files, manifests, GitOps files, runbook) to this host.",
         discussion: """
             The coordinator writes the output tree on its own host; `get` asks it for a workflow's artifacts and \\
-            writes them under -o DIR as the coordinator lays them out (terraform/WF, manifests/WF, docs/WF, ...). \\
+            writes them under -d DIR as the coordinator lays them out (terraform/WF, manifests/WF, docs/WF, ...). \\
             Sensitive artifacts (kubeconfig, passwords) are left out unless --sensitive; they are written 0600. \\
             One reply carries at most 32 MiB of artifacts: larger ones are named and left out. Without \\
-            --coordinator the artifacts are read from the journal of an embedded run in -o DIR and written there \\
+            --coordinator the artifacts are read from the journal of an embedded run in -d DIR and written there \\
             again (files deleted by hand come back).
 
             Examples:
-              shoal get k3s-dev-1a2b3c --coordinator tcp://10.0.0.5:7401 -o ./lab
-              shoal get k3s-dev-1a2b3c --coordinator tcp://10.0.0.5:7401 -o ./lab --sensitive
+              shoal get k3s-dev-1a2b3c --coordinator tcp://10.0.0.5:7401 -d ./lab
+              shoal get k3s-dev-1a2b3c --coordinator tcp://10.0.0.5:7401 -d ./lab --sensitive
             """)
 
     @Argument(help: "The workflow id.") var workflow: String
@@ -67,7 +67,7 @@ struct GetCommand: AsyncParsableCommand {
     private func fetch() async throws -> ArtifactsReply {
         let workflow = workflow
         let sensitive = sensitive
-        if let coordinator = source.coordinator {
+        if let coordinator = source.endpoint {
             return try await source.withClient(coordinator) { try $0.artifacts(workflow, sensitive: sensitive) }
         }
         let (journal, snapshot) = try source.local(workflow)

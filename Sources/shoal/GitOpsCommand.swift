@@ -32,7 +32,7 @@ struct GitOpsServeCommand: AsyncParsableCommand {
             directory) and start that agent with --gitops-advertise THIS-HOST so the Applications point here.
             """, HelpExamples.gitopsServe))
 
-    @Option(name: [.short, .long], help: "Output or work directory whose gitops/ is served.") var output = "output"
+    @OptionGroup var directory: OutputDirectoryOption
     @Option(help: "Address to listen on, host:port.") var listen = "0.0.0.0:\(gitopsServeDefaultPort)"
     @Option(help: "A 0600 file holding the token pushes must carry (at least 16 characters).")
     var pushTokenFile: String?
@@ -54,7 +54,7 @@ struct GitOpsServeCommand: AsyncParsableCommand {
         do {
             let (rawHost, port) = try MonitoringListen.parse(listen)
             let host = rawHost.trimmingCharacters(in: ["[", "]"])
-            let root = absolutePath(output) + "/gitops"
+            let root = absolutePath(directory.path) + "/gitops"
             try SecureFile.createDirectory(root)
             let token = try pushTokenFile.map(Self.readToken)
             let server = try GitHTTPServer(root: root, host: host, port: port, pushToken: token, logger: logger)
@@ -99,7 +99,7 @@ struct GitOpsPushCommand: AsyncParsableCommand {
             """, HelpExamples.gitopsPush))
 
     @Argument(help: "The workflow id.") var workflow: String
-    @Option(name: [.short, .long], help: "Output directory of the run.") var output = "output"
+    @OptionGroup var directory: OutputDirectoryOption
     @Option(help: "Base URL of the in-cluster git server, e.g. http://127.0.0.1:8080 for a port-forward.")
     var pushURL: String?
     @OptionGroup var logging: LoggingOptions
@@ -117,7 +117,7 @@ struct GitOpsPushCommand: AsyncParsableCommand {
     func run() async throws {
         _ = logging.bootstrap(label: "shoal.gitops")
         do {
-            let recorded = try RecordedWorkflow(workflow, output: output)
+            let recorded = try RecordedWorkflow(workflow, output: directory.path)
             print(try await Self.push(recorded, pushURL: pushURL))
             let refresh = await AppChanges.refreshAfterPush(recorded)
             if !refresh.isEmpty { print(refresh) }

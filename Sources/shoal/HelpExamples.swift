@@ -60,16 +60,18 @@ enum HelpExamples {
     static let status = section([
         ("A workflow of an embedded run, from its journal", "shoal status k3s-dev-3f9a1c"),
         ("A workflow on a running coordinator", "shoal status k3s-dev-3f9a1c --coordinator tcp://10.0.0.5:7401"),
+        ("As JSON, for a script (docs/cli.md)", "shoal status k3s-dev-3f9a1c -o json"),
     ])
 
     static let list = section([
         ("The workflows of the embedded runs in ./output", "shoal list"),
         ("The workflows a coordinator knows", "shoal list --coordinator tcp://10.0.0.5:7401"),
+        ("The ids of the runs in another directory", "shoal list -d ~/lab -o name"),
     ])
 
     static let validate = [
         ("Check a workflow's cluster again", "shoal validate k3s-dev-3f9a1c"),
-        ("The report as JSON, for a script", "shoal validate k3s-dev-3f9a1c --json"),
+        ("The report as JSON, for a script", "shoal validate k3s-dev-3f9a1c -o json"),
     ]
 
     static let destroy = [
@@ -174,6 +176,42 @@ enum HelpExamples {
 
     static let keysRevoke = section([
         ("Remove a key from the allow-list (its peer is cut off within a second)", "shoal keys revoke infra-1"),
+    ])
+
+    static let context = [
+        (
+            "A context for a lab: its coordinator, your keys, a directory for artifacts",
+            "shoal context set lab --coordinator tcp://10.0.0.5:7401 --key ~/.shoal/keys/alice.key"
+                + " --coordinator-key ~/.shoal/keys/coordinator.pub -d ~/lab"
+        ),
+        ("Then, from any directory, with no flags", "shoal status k3s-dev-3f9a1c"),
+        ("What is in effect, and where each value came from", "shoal context show"),
+    ]
+
+    static let contextList = section([
+        ("The contexts of the config file", "shoal context list"),
+        ("Their names only", "shoal context list -o name"),
+    ])
+
+    static let contextUse = section([
+        ("Make lab the current context", "shoal context use lab"),
+    ])
+
+    static let contextSet = [
+        (
+            "A context with defaults for create",
+            "shoal context set lab --coordinator tcp://10.0.0.5:7401 --environment staging --nodes 3"
+        ),
+        ("Remove a setting", "shoal context set lab --unset dir"),
+    ]
+
+    static let contextShow = section([
+        ("Each setting, its value and its source", "shoal context show"),
+        ("The same for a script", "shoal context show -o json"),
+    ])
+
+    static let contextDelete = section([
+        ("Delete a context", "shoal context delete lab"),
     ])
 
     static let version = section([

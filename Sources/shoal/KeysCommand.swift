@@ -115,6 +115,7 @@ struct ListKeys: ParsableCommand {
         commandName: "list", abstract: "List the allowed public keys.", discussion: HelpExamples.keysList)
 
     @OptionGroup var allow: AllowDirectoryOption
+    @OptionGroup var format: OutputFormatOption
 
     func run() throws {
         let loaded: (entries: [AllowListDirectory.Entry], problems: [String])
@@ -123,12 +124,18 @@ struct ListKeys: ParsableCommand {
         } catch let error as ShoalError {
             fail(error.description)
         }
+        for problem in loaded.problems {
+            FileHandle.standardError.write(Data("warning: ignored: \(problem)\n".utf8))
+        }
+        let items = loaded.entries.map { OutputDocuments.Key(name: $0.name, publicKey: $0.publicKey, file: $0.file) }
+        if format.printDocument(OutputDocuments.List(kind: "KeyList", items: items)) { return }
+        if format.format == .name {
+            for entry in loaded.entries { print(entry.name) }
+            return
+        }
         print("\(pad("NAME", 24)) \(pad("PUBLIC KEY", 40)) FILE")
         for entry in loaded.entries {
             print("\(pad(entry.name, 24)) \(entry.publicKey) \(entry.file)")
-        }
-        for problem in loaded.problems {
-            FileHandle.standardError.write(Data("warning: ignored: \(problem)\n".utf8))
         }
     }
 }

@@ -12,12 +12,13 @@ struct LogsCommand: AsyncParsableCommand {
             Each step's log is kept in the journal with its result (at most 256 KiB per step, the oldest lines \\
             dropped first) and printed under a header line naming the step, its attempt, agent and host. With \\
             --coordinator it is read from that coordinator (from any host), else from the journal of an embedded \\
-            run in -o DIR. A step's log arrives when the step ends; -f prints each step's log as it does, until \\
+            run in -d DIR. A step's log arrives when the step ends; -f prints each step's log as it does, until \\
             the workflow ends.
 
             Examples:
               shoal logs k3s-dev-1a2b3c provision --coordinator tcp://10.0.0.5:7401
-              shoal logs k3s-dev-1a2b3c -f -o output
+              shoal logs k3s-dev-1a2b3c -f -d output
+              shoal logs k3s-dev-1a2b3c provision -o json
             """)
 
     @Argument(help: "The workflow id.") var workflow: String
@@ -25,15 +26,33 @@ struct LogsCommand: AsyncParsableCommand {
     @Flag(name: [.short, .long], help: "Follow a running workflow: print each step's log as the step ends.")
     var follow = false
     @OptionGroup var source: SourceOptions
+    @OptionGroup var format: OutputFormatOption
 
     func validate() throws {
         try checkWorkflowID(workflow)
+        if follow && format.format != .table && format.format != .wide {
+            throw ValidationError("-f prints logs as steps end; -o \(format.format.rawValue) goes without it")
+        }
         if let step, step.isEmpty || step.utf8.count > 100 || step.contains(where: { $0.isNewline }) {
             throw ValidationError("a step name is 1-100 characters on one line, e.g. provision")
         }
     }
 
     func run() async throws {
+        if format.format != .table && format.format != .wide {
+            let reply: LogsReply
+            do {
+                reply = try await fetch()
+            } catch let error as ShoalError {
+                fail(error.description)
+            }
+            if format.format == .name {
+                for log in reply.steps { Swift.print(log.step) }
+            } else {
+                _ = format.printDocument(OutputDocuments.StepLogs(reply))
+            }
+            return
+        }
         var printed: Set<String> = []
         var shown = false
         do {
@@ -60,7 +79,7 @@ struct LogsCommand: AsyncParsableCommand {
     private func fetch() async throws -> LogsReply {
         let workflow = workflow
         let step = step
-        if let coordinator = source.coordinator {
+        if let coordinator = source.endpoint {
             return try await source.withClient(coordinator) { try $0.logs(workflow, step: step) }
         }
         let (journal, snapshot) = try source.local(workflow)

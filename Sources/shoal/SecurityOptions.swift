@@ -16,25 +16,51 @@ enum KeyDefaults {
 /// The CURVE options of everything that connects to a coordinator: agents
 /// and the client commands given `--coordinator`.
 struct ClientSecurityOptions: ParsableArguments {
-    @Option(help: ArgumentHelp("This peer's secret key file, NAME.key (or $SHOAL_KEY).", valueName: "file"))
+    @Option(
+        help: ArgumentHelp(
+            "This peer's secret key file, NAME.key (or $SHOAL_KEY, or the context's).", valueName: "file"))
     var key: String?
     @Option(
         help: ArgumentHelp(
-            "The coordinator's public key file, coordinator.pub (or $SHOAL_COORDINATOR_KEY).", valueName: "file"))
+            "The coordinator's public key file, coordinator.pub (or $SHOAL_COORDINATOR_KEY, or the context's).",
+            valueName: "file"))
     var coordinatorKey: String?
     @Flag(help: "Plain TCP, for a coordinator run with --insecure: nothing is encrypted or authenticated.")
     var insecure = false
 
-    private var keyPath: String? { key ?? ProcessInfo.processInfo.environment["SHOAL_KEY"] }
-    private var coordinatorKeyPath: String? {
-        coordinatorKey ?? ProcessInfo.processInfo.environment["SHOAL_COORDINATOR_KEY"]
+    /// The secret key file: --key, $SHOAL_KEY, the context's.
+    var keySetting: Setting<String?> { ShoalConfig.resolve(flag: key, environment: "SHOAL_KEY", \.key) }
+    /// The coordinator's public key file: --coordinator-key, $SHOAL_COORDINATOR_KEY, the context's.
+    var coordinatorKeySetting: Setting<String?> {
+        ShoalConfig.resolve(flag: coordinatorKey, environment: "SHOAL_COORDINATOR_KEY", \.coordinatorKey)
     }
+    /// --insecure, else the context's `insecure` unless a key comes from a flag or the environment.
+    var insecureSetting: Setting<Bool> {
+        if insecure { return Setting(value: true, source: .flag) }
+        // Keys given as flags (agents, services) settle it without reading the config file.
+        if key != nil || coordinatorKey != nil { return Setting(value: false, source: .defaultValue) }
+        for source in [keySetting.source, coordinatorKeySetting.source] {
+            switch source {
+            case .flag, .environment: return Setting(value: false, source: .defaultValue)
+            case .config, .defaultValue: continue
+            }
+        }
+        let active = ShoalConfig.active
+        if let name = active.name.value, let value = active.context?.insecure {
+            return Setting(value: value, source: .config(name))
+        }
+        return Setting(value: false, source: .defaultValue)
+    }
+    var isInsecure: Bool { insecureSetting.value }
+
+    private var keyPath: String? { keySetting.value }
+    private var coordinatorKeyPath: String? { coordinatorKeySetting.value }
 
     /// The keys to connect with; nil with `--insecure`.
     /// - Throws: `ValidationError` with a one-line reason (missing flag,
     ///   missing, malformed or world-readable key file).
     func curveKeys() throws -> CurveClientKeys? {
-        if insecure {
+        if isInsecure {
             guard key == nil && coordinatorKey == nil else {
                 throw ValidationError("--insecure cannot be combined with --key or --coordinator-key")
             }
@@ -61,7 +87,7 @@ struct ClientSecurityOptions: ParsableArguments {
 
     /// Prints the `--insecure` warning on standard error.
     func warnIfInsecure() {
-        if insecure { warnInsecure() }
+        if isInsecure { warnInsecure() }
     }
 }
 

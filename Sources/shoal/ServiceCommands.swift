@@ -62,7 +62,7 @@ struct CoordinatorCommand: AsyncParsableCommand {
     @Option(help: "PUB endpoint for steps and events.") var events = "tcp://*:7400"
     @Option(help: "ROUTER endpoint for agents and clients.") var control = "tcp://*:7401"
     @Option(help: "SQLite journal file.") var journal = "shoal-journal.sqlite"
-    @Option(name: [.short, .long], help: "Directory of the output tree.") var output = "output"
+    @OptionGroup var directory: OutputDirectoryOption
     @Option(help: "Heartbeat interval, 50ms to 1m, e.g. 1s or 250ms.") var heartbeat = ShoalDuration(.seconds(1))
     @Option(help: "Missed heartbeats before a peer is declared dead.") var liveness = 3
     @Option(help: "Time an agent has to acknowledge a step, 50ms to 10m.") var ackTimeout = ShoalDuration(.seconds(2))
@@ -142,7 +142,7 @@ struct CoordinatorCommand: AsyncParsableCommand {
         configuration.eventsEndpoint = events
         configuration.controlEndpoint = control
         configuration.journalPath = journal
-        configuration.outputDirectory = output
+        configuration.outputDirectory = directory.path
         configuration.heartbeatInterval = heartbeat.duration
         configuration.liveness = liveness
         configuration.ackTimeout = ackTimeout.duration

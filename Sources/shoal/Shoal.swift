@@ -13,6 +13,11 @@ struct Shoal: AsyncParsableCommand {
             """
             Demo mode (the default) runs the whole workflow against a simulated cluster and writes real \
             artifacts: Terraform files, manifests, a git repository, Argo CD Applications.
+
+            Settings come from flags, then the environment ($SHOAL_COORDINATOR, $SHOAL_KEY, \
+            $SHOAL_COORDINATOR_KEY, $SHOAL_DIR), then the current context of ~/.config/shoal/config.yaml (another \
+            file with --config FILE, on any command, or $SHOAL_CONFIG): see `shoal context --help`. -o is the \
+            output format (table, wide, json, yaml, name) and -d the output directory.
             """, HelpExamples.shoal),
         version: WireFormat.softwareVersion,
         subcommands: [
@@ -20,19 +25,23 @@ struct Shoal: AsyncParsableCommand {
             LogsCommand.self, GetCommand.self,
             WaitCommand.self, CancelCommand.self, ResumeCommand.self, AgentsCommand.self, StatsCommand.self,
             CoordinatorCommand.self, AgentCommand.self, KeysCommand.self, GitOpsCommand.self, AppCommand.self,
-            HealthCommand.self, VersionCommand.self, ReportCommand.self, CompletionCommand.self, BenchCommand.self,
+            HealthCommand.self, ContextCommand.self, VersionCommand.self, ReportCommand.self, CompletionCommand.self,
+            BenchCommand.self,
         ]
     )
 
     /// Parses as ArgumentParser does, but first answers a mistyped
     /// subcommand with the closest one (`shoal crate` -> `create`).
     static func main() async {
-        if let message = SubcommandSuggestion.message(for: Array(CommandLine.arguments.dropFirst())) {
+        // `--config FILE` goes with any command, like $SHOAL_CONFIG: taken off before ArgumentParser sees the line.
+        let arguments = ShoalConfig.takeConfigFlag(Array(CommandLine.arguments.dropFirst()))
+        if let message = SubcommandSuggestion.message(for: arguments) {
             FileDescriptorIO.printError("error: \(message)\n")
             Foundation.exit(ExitCode.validationFailure.rawValue)
         }
+        OutputFormat.refuseDirectoryValue(in: arguments)
         do {
-            var command = try parseAsRoot()
+            var command = try parseAsRoot(arguments)
             if var command = command as? AsyncParsableCommand {
                 try await command.run()
             } else {

@@ -4,16 +4,22 @@ import Foundation
 import Protocol
 import ShoalSupport
 
-/// Where to read workflows from: a running coordinator, or the journal of an
-/// embedded run in the output directory.
+/// Where to read workflows from: a running coordinator (--coordinator, $SHOAL_COORDINATOR or the context's), or
+/// the journal of an embedded run in the output directory.
 struct SourceOptions: ParsableArguments {
-    @Option(help: "Ask a running coordinator, e.g. tcp://10.0.0.5:7401.") var coordinator: String?
-    @Option(name: [.short, .long], help: "Output directory of an embedded run.") var output = "output"
+    @Option(help: "Ask a running coordinator, e.g. tcp://10.0.0.5:7401 (or $SHOAL_COORDINATOR, or the context's).")
+    var coordinator: String?
+    @OptionGroup var directory: OutputDirectoryOption
     @OptionGroup var security: ClientSecurityOptions
 
+    /// The coordinator to ask, resolved; nil to read the output directory's journal.
+    var endpoint: String? { ShoalConfig.coordinator(flag: coordinator).value }
+    /// The output directory, resolved.
+    var output: String { directory.path }
+
     func validate() throws {
-        if let coordinator {
-            guard coordinator.hasPrefix("tcp://") || coordinator.hasPrefix("ipc://") else {
+        if let coordinator = endpoint {
+            guard ShoalConfig.isEndpoint(coordinator) else {
                 throw ValidationError("--coordinator must be an endpoint such as tcp://host:7401")
             }
             _ = try security.curveKeys()
@@ -31,7 +37,7 @@ struct SourceOptions: ParsableArguments {
     }
 
     func workflows() async throws -> [WorkflowSnapshot] {
-        if let coordinator {
+        if let coordinator = endpoint {
             return try await withClient(coordinator) { try $0.list() }
         }
         return try journal().summaries()
@@ -39,7 +45,7 @@ struct SourceOptions: ParsableArguments {
 
     func workflow(_ id: String) async throws -> WorkflowSnapshot {
         try Names.validateWorkflowID(id)
-        if let coordinator {
+        if let coordinator = endpoint {
             return try await withClient(coordinator) { try $0.status(id) }
         }
         return try local(id).workflow
@@ -50,7 +56,7 @@ struct SourceOptions: ParsableArguments {
     func local(_ id: String) throws -> (journal: Journal, workflow: WorkflowSnapshot) {
         let journal = try journal()
         guard let workflow = try journal.workflow(id) else {
-            throw ShoalError(.notFound, "no workflow '\(id)' in \(output); `shoal list -o \(output)` shows them")
+            throw ShoalError(.notFound, "no workflow '\(id)' in \(output); `shoal list -d \(output)` shows them")
         }
         return (journal, workflow)
     }
@@ -58,7 +64,7 @@ struct SourceOptions: ParsableArguments {
     private func journal() throws -> Journal {
         let path = output + "/.shoal/journal.sqlite"
         guard FileManager.default.fileExists(atPath: path) else {
-            throw ShoalError(.notFound, "no shoal journal in '\(output)'; pass -o with the output directory of a run")
+            throw ShoalError(.notFound, "no shoal journal in '\(output)'; pass -d with the output directory of a run")
         }
         return try Journal(path: path)
     }
@@ -70,6 +76,7 @@ struct StatusCommand: AsyncParsableCommand {
 
     @Argument(help: "The workflow id.", completion: .workflowIDs) var workflow: String
     @OptionGroup var source: SourceOptions
+    @OptionGroup var format: OutputFormatOption
 
     func validate() throws { try checkWorkflowID(workflow) }
 
@@ -80,6 +87,17 @@ struct StatusCommand: AsyncParsableCommand {
         } catch let error as ShoalError {
             fail(error.description)
         }
+        show(snapshot)
+        if snapshot.state == .failed { throw ExitCode.failure }
+    }
+
+    private func show(_ snapshot: WorkflowSnapshot) {
+        if format.printDocument(OutputDocuments.Workflow(snapshot, document: true, steps: true)) { return }
+        if format.format == .name {
+            print(snapshot.id)
+            return
+        }
+        let wide = format.format == .wide
         print("workflow \(snapshot.id): \(snapshot.state.rawValue)")
         let request = snapshot.request
         print(
@@ -88,20 +106,31 @@ struct StatusCommand: AsyncParsableCommand {
                 + (request.realDeployment ? "real" : "demo"))
         if let operation = snapshot.operation { print("  \(operation.kind.rawValue) of \(operation.target)") }
         if let error = snapshot.error { print("  reason: \(error)") }
-        print("  \(pad("STEP", 22)) \(pad("STATE", 10)) \(pad("ATTEMPT", 7)) \(pad("AGENT", 16)) SUMMARY")
+        let extra = wide ? " \(pad("HOST", 16)) \(pad("STARTED", 24)) \(pad("TIME", 8))" : ""
+        print("  \(pad("STEP", 22)) \(pad("STATE", 10)) \(pad("ATTEMPT", 7)) \(pad("AGENT", 16))\(extra) SUMMARY")
         for step in snapshot.steps {
+            let more =
+                wide
+                ? " \(pad(step.host ?? "-", 16)) \(pad(step.startedAt.map(OutputDocuments.timestamp) ?? "-", 24)) "
+                    + pad(elapsed(step.startedAt, step.finishedAt), 8) : ""
             print(
                 "  \(pad(step.name, 22)) \(pad(step.state.rawValue, 10)) \(pad(String(step.attempt), 7)) "
-                    + "\(pad(step.agent ?? "-", 16)) \(step.summary ?? step.error ?? "")")
+                    + "\(pad(step.agent ?? "-", 16))\(more) \(step.summary ?? step.error ?? "")")
         }
-        if snapshot.state == .failed { throw ExitCode.failure }
     }
+}
+
+/// A step's or workflow's time as `1m20s`, or `-`.
+func elapsed(_ start: Int64?, _ end: Int64?) -> String {
+    guard let start, let end, end >= start else { return "-" }
+    return Duration.milliseconds(end - start).shortDescription
 }
 
 struct ListCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(commandName: "list", abstract: "List workflows.", discussion: HelpExamples.list)
 
     @OptionGroup var source: SourceOptions
+    @OptionGroup var format: OutputFormatOption
 
     func run() async throws {
         let workflows: [WorkflowSnapshot]
@@ -110,12 +139,25 @@ struct ListCommand: AsyncParsableCommand {
         } catch let error as ShoalError {
             fail(error.description)
         }
-        print("\(pad("WORKFLOW", 20)) \(pad("STATE", 10)) \(pad("NODES", 5)) \(pad("ENVIRONMENT", 12)) CREATED")
+        let items = workflows.map { OutputDocuments.Workflow($0, document: false, steps: false) }
+        if format.printDocument(OutputDocuments.List(kind: "WorkflowList", items: items)) { return }
+        if format.format == .name {
+            for workflow in workflows { print(workflow.id) }
+            return
+        }
+        let wide = format.format == .wide
+        let extra = wide ? " \(pad("TARGET", 7)) \(pad("MODE", 5)) \(pad("TIME", 8))" : ""
+        print("\(pad("WORKFLOW", 20)) \(pad("STATE", 10)) \(pad("NODES", 5)) \(pad("ENVIRONMENT", 12))\(extra) CREATED")
         for workflow in workflows {
             let created = Date(timeIntervalSince1970: Double(workflow.createdAt) / 1000)
+            let request = workflow.request
+            let more =
+                wide
+                ? " \(pad(request.target.rawValue, 7)) \(pad(request.realDeployment ? "real" : "demo", 5)) "
+                    + pad(elapsed(workflow.createdAt, workflow.finishedAt), 8) : ""
             print(
-                "\(pad(workflow.id, 20)) \(pad(workflow.state.rawValue, 10)) \(pad(String(workflow.request.nodes), 5)) "
-                    + "\(pad(workflow.request.environment.rawValue, 12)) \(created.ISO8601Format())"
+                "\(pad(workflow.id, 20)) \(pad(workflow.state.rawValue, 10)) \(pad(String(request.nodes), 5)) "
+                    + "\(pad(request.environment.rawValue, 12))\(more) \(created.ISO8601Format())"
                     + (workflow.operation.map { "  \($0.kind.rawValue) of \($0.target)" } ?? ""))
         }
     }

@@ -18,11 +18,11 @@ struct RecordedWorkflow {
         self.output = absolutePath(output)
         let path = self.output + "/.shoal/journal.sqlite"
         guard FileManager.default.fileExists(atPath: path) else {
-            throw ShoalError(.notFound, "no shoal journal in '\(output)'; pass -o with the output directory of a run")
+            throw ShoalError(.notFound, "no shoal journal in '\(output)'; pass -d with the output directory of a run")
         }
         journal = try Journal(path: path)
         guard let snapshot = try journal.workflow(id) else {
-            throw ShoalError(.notFound, "no workflow '\(id)' in \(output); `shoal list -o \(output)` shows them")
+            throw ShoalError(.notFound, "no workflow '\(id)' in \(output); `shoal list -d \(output)` shows them")
         }
         self.snapshot = snapshot
     }
@@ -55,24 +55,35 @@ struct ValidateCommand: AsyncParsableCommand {
             """, HelpExamples.validate))
 
     @Argument(help: "The workflow id.", completion: .workflowIDs) var workflow: String
-    @Option(name: [.short, .long], help: "Output directory of the run.") var output = "output"
+    @OptionGroup var directory: OutputDirectoryOption
     @Option(help: "How long one kubectl call may take (real mode, without --coordinator), e.g. 30s.")
     var kubectlTimeout = ShoalDuration(.seconds(30))
-    @Flag(help: "Print the report as JSON.") var json = false
-    @Option(help: "Run the checks on a running coordinator's validation agents, e.g. tcp://10.0.0.5:7401.")
+    @OptionGroup var format: OutputFormatOption
+    @Flag(help: "The same as -o json.") var json = false
+    @Option(
+        help: ArgumentHelp("Run the checks on a running coordinator's validation agents, e.g. tcp://10.0.0.5:7401 (or "
+            + "$SHOAL_COORDINATOR, or the context's)."))
     var coordinator: String?
     @OptionGroup var security: ClientSecurityOptions
     @OptionGroup var logging: LoggingOptions
 
+    var output: String { directory.path }
+    var endpoint: String? { ShoalConfig.coordinator(flag: coordinator).value }
+    /// --json is -o json.
+    var outputFormat: OutputFormat { json ? .json : format.format }
+
     func validate() throws {
         try checkWorkflowID(workflow)
-        try checkCoordinatorEndpoint(coordinator, security: security)
+        if json, let output = format.output, output != "json" {
+            throw ValidationError("--json is -o json; give one of them")
+        }
+        try checkCoordinatorEndpoint(endpoint, security: security)
         try kubectlTimeout.validate(in: .seconds(1) ... .seconds(3600), option: "--kubectl-timeout")
     }
 
     func run() async throws {
         _ = logging.bootstrap(label: "shoal.validate")
-        if let coordinator {
+        if let coordinator = endpoint {
             try await runRemote(coordinator)
             return
         }
@@ -87,12 +98,8 @@ struct ValidateCommand: AsyncParsableCommand {
         } catch let error as ShoalError {
             fail(error.description)
         }
-        if json {
-            let encoder = JSONEncoder()
-            encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
-            Swift.print(String(decoding: try encoder.encode(report), as: UTF8.self))
-        } else {
-            Self.printReport(report, workflow: recorded.snapshot)
+        if !show(report, workflow: recorded.snapshot.id) {
+            Self.printReport(report, workflow: recorded.snapshot, wide: outputFormat == .wide)
         }
         if report.status != "healthy" { throw ExitCode.failure }
     }
@@ -107,7 +114,7 @@ struct ValidateCommand: AsyncParsableCommand {
             guard target.state != .destroyed else {
                 throw ShoalError(.notFound, "workflow \(workflow) was destroyed; there is no cluster to check")
             }
-            let quiet = json
+            let quiet = outputFormat != .table && outputFormat != .wide
             let targetID = workflow
             let display = ProgressDisplay()
             final = try await RemoteOperation.run(
@@ -128,17 +135,32 @@ struct ValidateCommand: AsyncParsableCommand {
         } catch let error as ShoalError {
             fail(error.description)
         }
-        if json {
-            let encoder = JSONEncoder()
-            encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
-            Swift.print(String(decoding: try encoder.encode(report), as: UTF8.self))
-        } else {
+        if !show(report, workflow: target.id) {
             Swift.print("")
-            Self.printReport(report, workflow: target)
+            Self.printReport(report, workflow: target, wide: outputFormat == .wide)
             let agents = Set(final.steps.filter { $0.kind.check != nil }.compactMap(\.agent)).sorted()
             Swift.print("Checked by \(agents.joined(separator: ", ")) (workflow \(final.id))")
         }
         if report.status != "healthy" { throw ExitCode.failure }
+    }
+
+    /// Prints the report as a document (json, yaml) or its check names (name); false for the tables.
+    private func show(_ report: HealthReport, workflow: String) -> Bool {
+        let document = OutputDocuments.Health(report, workflow: workflow)
+        switch outputFormat {
+        case .json, .yaml:
+            do {
+                Swift.print(try OutputDocuments.render(document, as: outputFormat), terminator: "")
+            } catch {
+                fail("cannot encode the report: \(error)")
+            }
+            return true
+        case .name:
+            for check in report.checks { Swift.print(check.name) }
+            return true
+        case .table, .wide:
+            return false
+        }
     }
 
     /// Runs every applicable check against the workflow's cluster.
@@ -192,14 +214,16 @@ struct ValidateCommand: AsyncParsableCommand {
         return RewritingGitSource(rewrites: [repoURL: directory])
     }
 
-    static func printReport(_ report: HealthReport, workflow: WorkflowSnapshot) {
+    /// The report as a table; `wide` adds each check's explanation and the details of passed checks too.
+    static func printReport(_ report: HealthReport, workflow: WorkflowSnapshot, wide: Bool = false) {
         let mode = workflow.request.realDeployment ? "real cluster" : "simulated cluster"
         Swift.print("Validation of \(workflow.id) (\(mode))")
         Swift.print("  \(pad("CHECK", 14)) \(pad("RESULT", 6)) \(pad("WEIGHT", 6)) DETAIL")
         for check in report.checks {
             let result = pad(check.passed ? "pass" : "FAIL", 6)
             Swift.print("  \(pad(check.name, 14)) \(result) \(pad(String(check.weight), 6)) \(check.message)")
-            guard !check.passed else { continue }
+            if wide && !check.explanation.isEmpty { Swift.print("      checks: \(check.explanation)") }
+            guard !check.passed || wide else { continue }
             for detail in check.details.prefix(12) { Swift.print("      \(detail)") }
             if let remedy = check.remedy { Swift.print("      remedy: \(remedy)") }
         }

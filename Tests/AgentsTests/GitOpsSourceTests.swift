@@ -96,7 +96,7 @@ import Testing
         let work = temporaryDirectory()
         defer { try? FileManager.default.removeItem(atPath: work) }
         try SecureFile.createDirectory(work + "/gitops")
-        // `shoal gitops serve -o WORK` holds the port.
+        // `shoal gitops serve -d WORK` holds the port.
         let service = try GitHTTPServer(root: work + "/gitops")
         let port = try await service.start()
         var options = AgentOptions(workDirectory: work)

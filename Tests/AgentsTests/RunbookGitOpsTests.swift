@@ -11,7 +11,7 @@ import Testing
         request.environment = .staging
         let text = Runbook.render(workflow: "lab", request: request, inputs: Runbook.Inputs())
         for expected in [
-            "### Argo CD manages itself", "argocd/kustomization.yaml", "shoal gitops push lab -o output",
+            "### Argo CD manages itself", "argocd/kustomization.yaml", "shoal gitops push lab -d output",
             "shoal app add lab", "shoal app remove lab", "postgres/postgres-auth",
             "kubectl kustomize output/gitops/lab/monitoring/overlays/staging", "argocd.argoproj.io/refresh=normal",
             "http://argocd-server.argocd.svc/api/webhook",

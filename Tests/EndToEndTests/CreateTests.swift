@@ -7,7 +7,7 @@ import Testing
         let directory = Shoal.temporaryDirectory()
         let output = directory + "/out"
         let started = ContinuousClock.now
-        let result = try await Shoal.run(["create", "-p", "k3s", "-n", "2", "--monitoring", "--headlamp", "-o", output])
+        let result = try await Shoal.run(["create", "-p", "k3s", "-n", "2", "--monitoring", "--headlamp", "-d", output])
         let elapsed = ContinuousClock.now - started
         #expect(result.status == 0, "stdout: \(result.standardOutput)\nstderr: \(result.standardError)")
         #expect(elapsed < .seconds(30))
@@ -39,17 +39,17 @@ import Testing
         #expect((report?["score"] as? Int) == 100)
 
         // The journal of the embedded run answers afterwards.
-        let shown = try await Shoal.run(["status", workflow, "-o", output])
+        let shown = try await Shoal.run(["status", workflow, "-d", output])
         #expect(shown.status == 0)
         #expect(shown.standardOutput.contains("workflow \(workflow): succeeded"))
-        let listed = try await Shoal.run(["list", "-o", output])
+        let listed = try await Shoal.run(["list", "-d", output])
         #expect(listed.standardOutput.contains(workflow))
         #expect(processes(mentioning: output).isEmpty, "no child outlives create")
     }
 
     @Test func withoutHeadlampThereIsNoHeadlampManifest() async throws {
         let output = Shoal.temporaryDirectory() + "/out"
-        let result = try await Shoal.run(["create", "-n", "1", "--no-headlamp", "-o", output])
+        let result = try await Shoal.run(["create", "-n", "1", "--no-headlamp", "-d", output])
         #expect(result.status == 0, "\(result.standardError)")
         let workflow = try #require(Shoal.workflowID(in: result.standardOutput))
         let files = try FileManager.default.contentsOfDirectory(atPath: "\(output)/gitops/\(workflow)/monitoring")
@@ -60,7 +60,7 @@ import Testing
 
     @Test func checksAreSpreadOverEveryValidationWorker() async throws {
         let output = Shoal.temporaryDirectory() + "/out"
-        let result = try await Shoal.run(["create", "-n", "1", "--validation-workers", "3", "-o", output])
+        let result = try await Shoal.run(["create", "-n", "1", "--validation-workers", "3", "-d", output])
         #expect(result.status == 0, "\(result.standardError)")
         let workflow = try #require(Shoal.workflowID(in: result.standardOutput))
         let data = try Data(contentsOf: URL(fileURLWithPath: "\(output)/docs/\(workflow)/health-report.json"))
@@ -80,7 +80,7 @@ import Testing
         (["--detach"], "--detach needs --coordinator"),
     ])
     func badInputIsAOneLineUsageError(arguments: [String], message: String) async throws {
-        let result = try await Shoal.run(["create"] + arguments + ["-o", Shoal.temporaryDirectory()])
+        let result = try await Shoal.run(["create"] + arguments + ["-d", Shoal.temporaryDirectory()])
         #expect(result.status == 64 || result.status == 2, "status \(result.status)")
         #expect(result.standardError.contains(message), "\(result.standardError)")
         let lines = result.standardError.split(separator: "\n").filter { $0.hasPrefix("Error") || $0.hasPrefix("error") }
@@ -90,7 +90,7 @@ import Testing
     }
 
     @Test func anUnusableOutputDirectoryIsAOneLineError() async throws {
-        let result = try await Shoal.run(["create", "-o", "/proc/x"])
+        let result = try await Shoal.run(["create", "-d", "/proc/x"])
         #expect(result.status != 0)
         #expect(result.standardError.split(separator: "\n").count == 1, "\(result.standardError)")
         #expect(result.standardError.contains("/proc/x"))
@@ -100,7 +100,7 @@ import Testing
         let output = Shoal.temporaryDirectory() + "/out"
         let process = Process()
         process.executableURL = URL(fileURLWithPath: Shoal.executable)
-        process.arguments = ["create", "-n", "1", "--sim-delay", "2s", "-o", output]
+        process.arguments = ["create", "-n", "1", "--sim-delay", "2s", "-d", output]
         process.standardOutput = FileHandle.nullDevice
         process.standardError = FileHandle.nullDevice
         try process.run()
@@ -130,7 +130,7 @@ import Testing
 
     @Test func helpAndVersionDescribeTheInterface() async throws {
         let help = try await Shoal.run(["create", "--help"])
-        for option in ["--platform", "--nodes", "--environment", "--no-monitoring", "--no-headlamp", "--real-deployment", "--output", "--validation-workers", "--coordinator", "--sim-delay", "--no-argocd", "--argocd-manifest", "--gitops-remote", "--merge-kubeconfig", "--wait-timeout"] {
+        for option in ["--platform", "--nodes", "--environment", "--no-monitoring", "--no-headlamp", "--real-deployment", "--output", "--dir", "--validation-workers", "--coordinator", "--sim-delay", "--no-argocd", "--argocd-manifest", "--gitops-remote", "--merge-kubeconfig", "--wait-timeout"] {
             #expect(help.standardOutput.contains(option), "\(option)")
         }
         let version = try await Shoal.run(["version"])

@@ -21,7 +21,7 @@ extension EndToEndCommands {
 
         @Test func examplesAppAddAndAnArgoCDVersionBumpAllLandThroughGit() async throws {
             let output = Shoal.temporaryDirectory() + "/out"
-            let created = try await Shoal.run(["create", "-n", "1", "-o", output, "--examples"], timeout: .seconds(120))
+            let created = try await Shoal.run(["create", "-n", "1", "-d", output, "--examples"], timeout: .seconds(120))
             #expect(created.status == 0, "\(created.standardOutput)\(created.standardError)")
             let workflow = try #require(Shoal.workflowID(in: created.standardOutput))
             #expect(created.standardOutput.contains("root, monitoring, argocd, web, postgres, valkey"))
@@ -35,11 +35,11 @@ extension EndToEndCommands {
             try SecureFile.write(
                 web.replacingOccurrences(of: "namespace: web", with: "namespace: shop"),
                 to: "\(repository)/shop/web.yaml")
-            let added = try await Shoal.run(["app", "add", workflow, "shop", "shop", "-o", output])
+            let added = try await Shoal.run(["app", "add", workflow, "shop", "shop", "-d", output])
             #expect(added.status == 0, "\(added.standardOutput)\(added.standardError)")
             #expect(added.standardOutput.contains("refresh requested"), "\(added.standardOutput)")
             #expect(added.standardOutput.contains("application shop: Synced/Healthy"), "\(added.standardOutput)")
-            let validated = try await Shoal.run(["validate", workflow, "-o", output])
+            let validated = try await Shoal.run(["validate", workflow, "-d", output])
             #expect(validated.standardOutput.contains("7 Applications Synced and Healthy"), "\(validated.standardOutput)")
 
             // Refused inputs: a clear line and a non-zero exit.
@@ -48,7 +48,7 @@ extension EndToEndCommands {
                 ["app", "add", workflow, "argocd", "shop"], ["app", "add", workflow, "y", "https://u:p@h/r.git//p"],
                 ["app", "remove", workflow, "nothere"],
             ] {
-                let refused = try await Shoal.run(arguments + ["-o", output])
+                let refused = try await Shoal.run(arguments + ["-d", output])
                 #expect(refused.status != 0, "\(arguments)")
                 #expect(!refused.standardError.isEmpty && !refused.standardError.contains("Fatal error"))
             }
@@ -59,35 +59,35 @@ extension EndToEndCommands {
             #expect(text.contains("/argo-cd/v3.5.1/manifests/install.yaml"))
             try SecureFile.write(text.replacingOccurrences(of: "v3.5.1", with: "v3.6.0"), to: kustomization)
             try await git(repository, ["commit", "-q", "-am", "Argo CD v3.6.0"])
-            let pushed = try await Shoal.run(["gitops", "push", workflow, "-o", output])
+            let pushed = try await Shoal.run(["gitops", "push", workflow, "-d", output])
             #expect(pushed.status == 0, "\(pushed.standardError)")
             #expect(try state(output, workflow)["argoCDVersion"] as? String == "v3.6.0")
-            let upgraded = try await Shoal.run(["validate", workflow, "-o", output])
+            let upgraded = try await Shoal.run(["validate", workflow, "-d", output])
             #expect(upgraded.standardOutput.contains("Health: score 100/100"), "\(upgraded.standardOutput)")
 
             // Removing the application prunes its resources.
-            let removed = try await Shoal.run(["app", "remove", workflow, "shop", "-o", output])
+            let removed = try await Shoal.run(["app", "remove", workflow, "shop", "-d", output])
             #expect(removed.status == 0, "\(removed.standardError)")
             let objects = try #require(try state(output, workflow)["objects"] as? [String: Any])
             #expect(!objects.keys.contains("Deployment/shop/web"))
 
             // A chart from a registry at an exact version, its values in git; an unknown version fails, naming the file.
             let chart = try await Shoal.run(
-                ["app", "add", workflow, "podinfo", "helm:https://stefanprodan.github.io/podinfo//podinfo@6.7.1", "-o", output])
+                ["app", "add", workflow, "podinfo", "helm:https://stefanprodan.github.io/podinfo//podinfo@6.7.1", "-d", output])
             #expect(chart.standardOutput.contains("application podinfo: Synced/Healthy"), "\(chart.standardOutput)")
             #expect(FileManager.default.fileExists(atPath: "\(repository)/values/podinfo.yaml"))
             let unknown = try await Shoal.run(
-                ["app", "add", workflow, "certs", "helm:https://charts.jetstack.io//cert-manager@v0.0.1", "-o", output])
+                ["app", "add", workflow, "certs", "helm:https://charts.jetstack.io//cert-manager@v0.0.1", "-d", output])
             #expect(unknown.standardOutput.contains("version v0.0.1 not found"), "\(unknown.standardOutput)")
-            let failed = try await Shoal.run(["validate", workflow, "-o", output])
+            let failed = try await Shoal.run(["validate", workflow, "-d", output])
             #expect(failed.standardOutput.contains("Fix apps/certs.yaml"), "\(failed.standardOutput)")
-            _ = try await Shoal.run(["app", "remove", workflow, "certs", "-o", output])
+            _ = try await Shoal.run(["app", "remove", workflow, "certs", "-d", output])
 
             // A broken kustomization fails the sync of Argo CD's own Application and names the file.
             try SecureFile.write(text + "  - missing.yaml\n", to: kustomization)
             try await git(repository, ["commit", "-q", "-am", "broken"])
-            _ = try await Shoal.run(["gitops", "push", workflow, "-o", output])
-            let broken = try await Shoal.run(["validate", workflow, "-o", output])
+            _ = try await Shoal.run(["gitops", "push", workflow, "-d", output])
+            let broken = try await Shoal.run(["validate", workflow, "-d", output])
             #expect(broken.status == 1)
             #expect(broken.standardOutput.contains("argocd/kustomization.yaml"), "\(broken.standardOutput)")
             #expect(broken.standardOutput.contains("Health: score 80/100"), "\(broken.standardOutput)")
@@ -96,7 +96,7 @@ extension EndToEndCommands {
         @Test func theMonitoringStackFromAKustomizeOverlayOfTheEnvironment() async throws {
             let output = Shoal.temporaryDirectory() + "/out"
             let created = try await Shoal.run(
-                ["create", "-e", "production", "-n", "3", "-o", output, "--monitoring-source", "kustomize"],
+                ["create", "-e", "production", "-n", "3", "-d", output, "--monitoring-source", "kustomize"],
                 timeout: .seconds(120))
             #expect(created.status == 0, "\(created.standardOutput)\(created.standardError)")
             let workflow = try #require(Shoal.workflowID(in: created.standardOutput))
@@ -121,7 +121,7 @@ extension EndToEndCommands {
                 ["--app", "c=helm:https://charts.jetstack.io//cert-manager@^1.0"],
                 ["--monitoring-source", "kustomize", "--no-argocd"],
             ] {
-                let refused = try await Shoal.run(["create", "-o", output] + arguments)
+                let refused = try await Shoal.run(["create", "-d", output] + arguments)
                 #expect(refused.status == 64, "\(arguments): \(refused.standardError)")
                 #expect(!FileManager.default.fileExists(atPath: "\(output)/.shoal/journal.sqlite"), "\(arguments)")
             }

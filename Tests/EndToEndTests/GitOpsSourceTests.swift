@@ -21,7 +21,7 @@ final class GitServerStandIn: @unchecked Sendable {  // set once in init, read a
         try SecureFile.write(Self.password + "\n", to: tokenFile, mode: 0o600)
         let pipe = Pipe()
         process.executableURL = URL(fileURLWithPath: Shoal.executable)
-        process.arguments = ["gitops", "serve", "-o", root, "--listen", "127.0.0.1:0", "--push-token-file", tokenFile]
+        process.arguments = ["gitops", "serve", "-d", root, "--listen", "127.0.0.1:0", "--push-token-file", tokenFile]
         process.standardOutput = pipe
         process.standardError = FileHandle.nullDevice
         try process.run()
@@ -60,7 +60,7 @@ extension EndToEndCommands {
 
         @Test func afterCreateHasExitedValidateSyncsFromTheInClusterServerAndFollowsPushesOnly() async throws {
             let output = Shoal.temporaryDirectory() + "/out"
-            let created = try await Shoal.run(["create", "-n", "1", "-o", output])
+            let created = try await Shoal.run(["create", "-n", "1", "-d", output])
             #expect(created.status == 0, "\(created.standardError)")
             let workflow = try #require(Shoal.workflowID(in: created.standardOutput))
             #expect(processes(mentioning: output).isEmpty, "create left nothing running")
@@ -69,7 +69,7 @@ extension EndToEndCommands {
                 #expect(text.contains("repoURL: http://shoal-git.shoal-gitops.svc.cluster.local/shoal/\(workflow).git"))
                 #expect(!text.contains("127.0.0.1"))
             }
-            let healthy = try await Shoal.run(["validate", workflow, "-o", output])
+            let healthy = try await Shoal.run(["validate", workflow, "-d", output])
             #expect(healthy.status == 0, "\(healthy.standardOutput)\(healthy.standardError)")
             #expect(healthy.standardOutput.contains("Health: score 100/100 (healthy)"))
 
@@ -78,13 +78,13 @@ extension EndToEndCommands {
             try await commit(
                 repository, ["monitoring/40-extra.yaml": "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: x\n"],
                 message: "a manifest that does not parse")
-            let unpushed = try await Shoal.run(["validate", workflow, "-o", output])
+            let unpushed = try await Shoal.run(["validate", workflow, "-d", output])
             #expect(unpushed.standardOutput.contains("Health: score 100/100 (healthy)"), "\(unpushed.standardOutput)")
 
-            let pushed = try await Shoal.run(["gitops", "push", workflow, "-o", output])
+            let pushed = try await Shoal.run(["gitops", "push", workflow, "-d", output])
             #expect(pushed.status == 0, "\(pushed.standardError)")
             #expect(pushed.standardOutput.contains("pushed "))
-            let broken = try await Shoal.run(["validate", workflow, "-o", output])
+            let broken = try await Shoal.run(["validate", workflow, "-d", output])
             #expect(broken.status == 1)
             #expect(broken.standardOutput.contains("Health: score 80/100 (degraded)"), "\(broken.standardOutput)")
             #expect(broken.standardOutput.contains("monitoring/40-extra.yaml"))
@@ -98,7 +98,7 @@ extension EndToEndCommands {
             server["repositories"] = [String: Any]()
             state["gitServer"] = server
             try SecureFile.write(try JSONSerialization.data(withJSONObject: state), to: statePath, mode: 0o600)
-            let gone = try await Shoal.run(["validate", workflow, "-o", output])
+            let gone = try await Shoal.run(["validate", workflow, "-d", output])
             #expect(gone.status == 1)
             #expect(gone.standardOutput.contains("repository not found"), "\(gone.standardOutput)")
             #expect(gone.standardOutput.contains("Health: score 80/100"), "\(gone.standardOutput)")
@@ -112,7 +112,7 @@ extension EndToEndCommands {
             let gitServer = try await GitServerStandIn(standIns: standIns, directory: directory)
             let created = try await Shoal.run(
                 [
-                    "create", "--real-deployment", "--target", "local", "-o", output, "--wait-timeout", "5s",
+                    "create", "--real-deployment", "--target", "local", "-d", output, "--wait-timeout", "5s",
                     "--gitops-push-url", gitServer.url,
                 ], timeout: .seconds(60), environment: environment)
             #expect(created.status == 0, "\(created.standardOutput)\(created.standardError)")
@@ -137,7 +137,7 @@ extension EndToEndCommands {
             try await commit(
                 "\(output)/gitops/\(workflow)", ["monitoring/50-note.yaml": "apiVersion: v1\nkind: ConfigMap\n"],
                 message: "a note")
-            let pushed = try await Shoal.run(["gitops", "push", workflow, "-o", output], environment: environment)
+            let pushed = try await Shoal.run(["gitops", "push", workflow, "-d", output], environment: environment)
             #expect(pushed.status == 0, "\(pushed.standardOutput)\(pushed.standardError)")
             let after = try await ProcessRunner().run("git", ["--git-dir", served, "rev-parse", "main"])
             let head = try await ProcessRunner().run("git", ["-C", "\(output)/gitops/\(workflow)", "rev-parse", "HEAD"])
@@ -162,7 +162,7 @@ extension EndToEndCommands {
             coordinator.executableURL = URL(fileURLWithPath: Shoal.executable)
             coordinator.arguments = [
                 "coordinator", "--control", "tcp://127.0.0.1:*", "--events", "tcp://127.0.0.1:*", "--journal",
-                directory + "/journal.sqlite", "--output", directory + "/out", "--insecure",
+                directory + "/journal.sqlite", "--dir", directory + "/out", "--insecure",
             ]
             let stdout = Pipe()
             coordinator.standardOutput = stdout
@@ -214,7 +214,7 @@ extension EndToEndCommands {
 
         @Test func anAdvertisedAddressThatIsNoHostIsAOneLineUsageError() async throws {
             for bad in ["a;id", "a\nb", "http://x/"] {
-                let created = try await Shoal.run(["create", "--gitops-advertise", bad, "-o", Shoal.temporaryDirectory()])
+                let created = try await Shoal.run(["create", "--gitops-advertise", bad, "-d", Shoal.temporaryDirectory()])
                 #expect(created.status == 64, "\(bad.debugDescription): \(created.status)")
                 #expect(created.standardError.contains("--gitops-advertise must be a host name or an IP address"))
                 let agent = try await Shoal.run([

@@ -5,7 +5,7 @@ import ShoalSupport
 import Testing
 
 /// An interrupted embedded `create` leaves its workflow `interrupted`: a later `create` in the same directory
-/// leaves it alone and names it, and `shoal resume WF -o DIR` runs it to its end without running again what
+/// leaves it alone and names it, and `shoal resume WF -d DIR` runs it to its end without running again what
 /// had succeeded.
 @Suite(.serialized) struct InterruptTests {
     /// Starts `create --sim-delay 1s` with its stdout in a file; returns once a step after `plan` succeeded.
@@ -14,7 +14,7 @@ import Testing
         FileManager.default.createFile(atPath: log, contents: nil)
         let process = Process()
         process.executableURL = URL(fileURLWithPath: Shoal.executable)
-        process.arguments = ["create", "-n", "1", "--sim-delay", "1s", "-o", output]
+        process.arguments = ["create", "-n", "1", "--sim-delay", "1s", "-d", output]
         process.standardOutput = try FileHandle(forWritingTo: URL(fileURLWithPath: log))
         process.standardError = process.standardOutput
         try process.run()
@@ -54,28 +54,28 @@ import Testing
         #expect(before.state == .interrupted)
         let succeededBefore = Set(before.steps.filter { $0.state == .succeeded }.map(\.name))
         #expect(succeededBefore.contains("plan"))
-        let status = try await Shoal.run(["status", workflow, "-o", output])
+        let status = try await Shoal.run(["status", workflow, "-d", output])
         #expect(status.standardOutput.contains("workflow \(workflow): interrupted"), "\(status.standardOutput)")
-        let list = try await Shoal.run(["list", "-o", output])
+        let list = try await Shoal.run(["list", "-d", output])
         #expect(
             list.standardOutput.split(separator: "\n").contains {
                 $0.hasPrefix(workflow) && $0.contains(" interrupted ")
             },
             "\(list.standardOutput)")
 
-        let again = try await Shoal.run(["create", "-n", "1", "-o", output], timeout: .seconds(180))
+        let again = try await Shoal.run(["create", "-n", "1", "-d", output], timeout: .seconds(180))
         #expect(again.status == 0, "\(again.standardOutput)\n\(again.standardError)")
         #expect(
             again.standardOutput.contains(
                 "note: workflow \(workflow) was interrupted and not run on; "
-                    + "resume with: shoal resume \(workflow) -o \(output)"),
+                    + "resume with: shoal resume \(workflow) -d \(output)"),
             "\(again.standardOutput)")
         #expect(Shoal.workflowID(in: again.standardOutput) != workflow)
         let (untouched, attemptsUntouched) = try attempts(output, workflow)
         #expect(untouched.state == .interrupted)
         #expect(attemptsUntouched == attemptsBefore, "the later create ran nothing of \(workflow)")
 
-        let resumed = try await Shoal.run(["resume", workflow, "-o", output], timeout: .seconds(180))
+        let resumed = try await Shoal.run(["resume", workflow, "-d", output], timeout: .seconds(180))
         #expect(resumed.status == 0, "\(resumed.standardOutput)\n\(resumed.standardError)")
         #expect(resumed.standardOutput.contains("Workflow \(workflow) succeeded"), "\(resumed.standardOutput)")
         let (after, attemptsAfter) = try attempts(output, workflow)
@@ -95,7 +95,7 @@ import Testing
         #expect(process.terminationStatus == 128 + SIGINT)
         let text = try String(contentsOfFile: log, encoding: .utf8)
         #expect(
-            text.contains("workflow \(workflow) interrupted; resume with: shoal resume \(workflow) -o \(output)"),
+            text.contains("workflow \(workflow) interrupted; resume with: shoal resume \(workflow) -d \(output)"),
             "\(text)")
         try await waitUntilNothingRuns(output)
         try await createAgainThenResume(output: output, workflow: workflow)
@@ -117,13 +117,13 @@ import Testing
         let (before, _) = try attempts(output, workflow)
         let succeededBefore = Set(before.steps.filter { $0.state == .succeeded }.map(\.name))
         let attemptsBefore = try attempts(output, workflow).1
-        let again = try await Shoal.run(["create", "-n", "1", "-o", output], timeout: .seconds(180))
+        let again = try await Shoal.run(["create", "-n", "1", "-d", output], timeout: .seconds(180))
         #expect(again.status == 0, "\(again.standardOutput)\n\(again.standardError)")
         #expect(again.standardOutput.contains("note: workflow \(workflow) was interrupted"), "\(again.standardOutput)")
         let (marked, attemptsMarked) = try attempts(output, workflow)
         #expect(marked.state == .interrupted)
         #expect(attemptsMarked == attemptsBefore, "the later create ran nothing of \(workflow)")
-        let resumed = try await Shoal.run(["resume", workflow, "-o", output], timeout: .seconds(180))
+        let resumed = try await Shoal.run(["resume", workflow, "-d", output], timeout: .seconds(180))
         #expect(resumed.status == 0, "\(resumed.standardOutput)\n\(resumed.standardError)")
         let (after, attemptsAfter) = try attempts(output, workflow)
         #expect(after.state == .succeeded)

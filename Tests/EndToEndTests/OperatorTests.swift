@@ -206,19 +206,19 @@ private func occurrences(of needle: String, in text: String) -> Int {
 
         let directory = Shoal.temporaryDirectory()
         let output = directory + "/out"
-        let created = try await Shoal.run(["create", "-n", "1", "-o", output], timeout: .seconds(120))
+        let created = try await Shoal.run(["create", "-n", "1", "-d", output], timeout: .seconds(120))
         #expect(created.status == 0, "\(created.standardError)")
         let workflow = try #require(Shoal.workflowID(in: created.standardOutput))
         let script = directory + "/shoal.bash"
         try Data(try await Shoal.run(["completion", "bash"]).standardOutput.utf8).write(to: URL(fileURLWithPath: script))
         #expect(try await ProcessRunner().run(bash, ["-n", script]).succeeded, "the bash script parses")
-        // bash completes as it would at a prompt: `shoal status k3<TAB> -o OUT`.
+        // bash completes as it would at a prompt: `shoal status k3<TAB> -d OUT`.
         let binDirectory = URL(fileURLWithPath: Shoal.executable).deletingLastPathComponent().path
         let prefix = String(workflow.prefix(3))
-        let line = "shoal status \(prefix) -o \(output)"
+        let line = "shoal status \(prefix) -d \(output)"
         let probe = """
             source \(script)
-            COMP_WORDS=(shoal status \(prefix) -o \(output)); COMP_CWORD=2; COMP_LINE='\(line)'; COMP_POINT=\(13 + prefix.count)
+            COMP_WORDS=(shoal status \(prefix) -d \(output)); COMP_CWORD=2; COMP_LINE='\(line)'; COMP_POINT=\(13 + prefix.count)
             _shoal
             printf '%s\\n' "${COMPREPLY[@]}"
             """
@@ -263,7 +263,7 @@ private func occurrences(of needle: String, in text: String) -> Int {
         let coordinator = try ServiceProcess(
             [
                 "coordinator", "--insecure", "--control", "tcp://127.0.0.1:*", "--events", "tcp://127.0.0.1:*",
-                "--journal", directory + "/journal.sqlite", "--output", directory + "/out",
+                "--journal", directory + "/journal.sqlite", "--dir", directory + "/out",
                 "--metrics-listen", "127.0.0.1:0", "--heartbeat", "200ms",
             ], logs: directory, name: "coordinator")
         defer { coordinator.stop() }
@@ -281,7 +281,7 @@ private func occurrences(of needle: String, in text: String) -> Int {
                     logs: directory, name: role))
         }
         let created = try await Shoal.run(
-            ["create", "-n", "1", "--coordinator", control, "--insecure", "-o", directory + "/client"],
+            ["create", "-n", "1", "--coordinator", control, "--insecure", "-d", directory + "/client"],
             timeout: .seconds(120))
         #expect(created.status == 0, "\(created.standardOutput)\n\(created.standardError)")
         // A frame the coordinator refuses: a status request for a workflow it does not know.
@@ -365,7 +365,7 @@ private func occurrences(of needle: String, in text: String) -> Int {
         guard let chromium = tool("chromium"), tool("python3") != nil else { return }
         let directory = Shoal.temporaryDirectory()
         let output = directory + "/out"
-        let created = try await Shoal.run(["create", "-n", "3", "-o", output], timeout: .seconds(120))
+        let created = try await Shoal.run(["create", "-n", "3", "-d", output], timeout: .seconds(120))
         #expect(created.status == 0, "\(created.standardError)")
         let workflow = try #require(Shoal.workflowID(in: created.standardOutput))
         let page = "\(output)/reports/\(workflow)/index.html"
@@ -377,7 +377,7 @@ private func occurrences(of needle: String, in text: String) -> Int {
         }
 
         let dom = try await render(page, screenshot: directory + "/report.png", chromium: chromium)
-        let status = try await Shoal.run(["status", workflow, "-o", output])
+        let status = try await Shoal.run(["status", workflow, "-d", output])
         let steps = status.standardOutput.split(separator: "\n").dropFirst(3).count
         #expect(steps >= 12)
         #expect(occurrences(of: "class=\"node state-succeeded\"", in: dom) == steps, "every step in the DAG")
@@ -397,11 +397,11 @@ private func occurrences(of needle: String, in text: String) -> Int {
 
         // `shoal report` writes the same page again, from the journal.
         try FileManager.default.removeItem(atPath: page)
-        let again = try await Shoal.run(["report", workflow, "-o", output])
+        let again = try await Shoal.run(["report", workflow, "-d", output])
         #expect(again.status == 0)
         #expect(again.standardOutput.trimmingCharacters(in: .whitespacesAndNewlines) == page)
         #expect(FileManager.default.fileExists(atPath: page))
-        let missing = try await Shoal.run(["report", "k3s-dev-000000", "-o", output])
+        let missing = try await Shoal.run(["report", "k3s-dev-000000", "-d", output])
         #expect(missing.status == 1)
         #expect(missing.standardError.hasPrefix("error: no workflow 'k3s-dev-000000'"))
     }
@@ -414,7 +414,7 @@ private func occurrences(of needle: String, in text: String) -> Int {
         try FileManager.default.createSymbolicLink(atPath: directory + "/bin/git", withDestinationPath: git)
         let output = directory + "/out"
         let created = try await Shoal.run(
-            ["create", "--real-deployment", "--target", "local", "-o", output], timeout: .seconds(60),
+            ["create", "--real-deployment", "--target", "local", "-d", output], timeout: .seconds(60),
             environment: ["PATH": directory + "/bin"])
         #expect(created.status != 0)
         let workflow = try #require(Shoal.workflowID(in: created.standardOutput))

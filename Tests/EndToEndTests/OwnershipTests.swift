@@ -21,10 +21,10 @@ private func waitForOwner(_ path: String, timeout: Duration = .seconds(30)) asyn
 @Suite(.serialized) struct OwnershipEndToEndTests {
     @Test func aSecondCreateOnTheSameOutputDirectoryIsRefusedAndTheFirstFinishes() async throws {
         let output = Shoal.temporaryDirectory() + "/out"
-        let first = Task { try await Shoal.run(["create", "-o", output, "--sim-delay", "1s"], timeout: .seconds(120)) }
+        let first = Task { try await Shoal.run(["create", "-d", output, "--sim-delay", "1s"], timeout: .seconds(120)) }
         try await waitForOwner(output + "/.shoal/create.lock")
         let keysBefore = FileManager.default.contents(atPath: output + "/.shoal/keys/coordinator.key")
-        let second = try await Shoal.run(["create", "-o", output, "--sim-delay", "1s"], timeout: .seconds(60))
+        let second = try await Shoal.run(["create", "-d", output, "--sim-delay", "1s"], timeout: .seconds(60))
         #expect(second.status != 0)
         let line = try #require(errorLine(second), "\(second.standardError)")
         #expect(line.contains("the output directory \(output) is in use by another shoal (pid "), "\(line)")
@@ -39,7 +39,7 @@ private func waitForOwner(_ path: String, timeout: Duration = .seconds(30)) asyn
         let directory = Shoal.temporaryDirectory()
         let journal = directory + "/journal.sqlite"
         let arguments = [
-            "coordinator", "--insecure", "--journal", journal, "--output", directory + "/out", "--control",
+            "coordinator", "--insecure", "--journal", journal, "--dir", directory + "/out", "--control",
             "tcp://127.0.0.1:*", "--events", "tcp://127.0.0.1:*",
         ]
         let first = try ChildProcess.start(
@@ -59,7 +59,7 @@ private func waitForOwner(_ path: String, timeout: Duration = .seconds(30)) asyn
 
     @Test func anEmbeddedCreateWhoseCoordinatorDiesFailsAtOnceNamingItsLog() async throws {
         let output = Shoal.temporaryDirectory() + "/out"
-        let create = Task { try await Shoal.run(["create", "-o", output, "--sim-delay", "3s"], timeout: .seconds(120)) }
+        let create = Task { try await Shoal.run(["create", "-d", output, "--sim-delay", "3s"], timeout: .seconds(120)) }
         // Agents start once the coordinator is ready: the workflow is then under way.
         let started = ContinuousClock.now + .seconds(30)
         while !processes(mentioning: output).contains(where: { $0.command.contains(" agent docs ") }),
@@ -88,11 +88,11 @@ private func waitForOwner(_ path: String, timeout: Duration = .seconds(30)) asyn
 
     @Test func logsOfAnEarlierRunAreKeptNotTruncated() async throws {
         let output = Shoal.temporaryDirectory() + "/out"
-        let first = try await Shoal.run(["create", "-o", output], timeout: .seconds(120))
+        let first = try await Shoal.run(["create", "-d", output], timeout: .seconds(120))
         #expect(first.status == 0, "\(first.standardError)")
         let log = output + "/.shoal/logs/coordinator.log"
         let before = try #require(FileManager.default.contents(atPath: log))
-        let second = try await Shoal.run(["create", "-o", output], timeout: .seconds(120))
+        let second = try await Shoal.run(["create", "-d", output], timeout: .seconds(120))
         #expect(second.status == 0, "\(second.standardError)")
         let after = try #require(FileManager.default.contents(atPath: log))
         #expect(after.count > before.count && after.starts(with: before))
@@ -103,7 +103,7 @@ private func waitForOwner(_ path: String, timeout: Duration = .seconds(30)) asyn
         ["coordinator", "--insecure", "--heartbeat", "1e300s"], ["coordinator", "--insecure", "--step-timeout", "-1s"],
     ])
     func hostileDurationsAreRefusedWithOneLine(arguments: [String]) async throws {
-        let result = try await Shoal.run(arguments + ["-o", Shoal.temporaryDirectory()], timeout: .seconds(30))
+        let result = try await Shoal.run(arguments + ["-d", Shoal.temporaryDirectory()], timeout: .seconds(30))
         #expect(result.status == 64 || result.status == 1, "\(result.status) \(result.standardError)")
         #expect(!result.terminatedBySignal)
         #expect(errorLine(result) != nil, "\(result.standardError)")
@@ -124,7 +124,7 @@ private func waitForOwner(_ path: String, timeout: Duration = .seconds(30)) asyn
             name: "coordinator", executable: Shoal.executable,
             arguments: [
                 "coordinator", "--key", keys + "/coordinator.key", "--allow", keys + "/allow", "--journal",
-                directory + "/journal.sqlite", "--output", directory + "/out", "--control", "tcp://127.0.0.1:*",
+                directory + "/journal.sqlite", "--dir", directory + "/out", "--control", "tcp://127.0.0.1:*",
                 "--events", "tcp://127.0.0.1:*",
             ],
             standardOutput: .pipe, logFile: directory + "/coordinator.log")

@@ -55,7 +55,7 @@ extension EndToEndCommands {
             let id = try #require(workflow)
             #expect(FileManager.default.fileExists(atPath: "\(directory)/output/reports/\(id)/index.html"))
             let status = try await ProcessRunner().run(
-                "bash", ["-c", "shoal status \(id) -o output"], workingDirectory: directory, environment: environment)
+                "bash", ["-c", "shoal status \(id) -d output"], workingDirectory: directory, environment: environment)
             #expect(status.standardOutput.contains("workflow \(id): destroyed"), "\(status.standardOutput)")
         }
     }

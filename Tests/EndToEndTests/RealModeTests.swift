@@ -55,7 +55,7 @@ extension EndToEndCommands {
             let output = directory + "/out"
             let started = ContinuousClock.now
             let result = try await Shoal.run(
-                ["create", "--real-deployment", "--target", "local", "-o", output], timeout: .seconds(30),
+                ["create", "--real-deployment", "--target", "local", "-d", output], timeout: .seconds(30),
                 environment: ["PATH": directory + "/bin"])
             let elapsed = ContinuousClock.now - started
             #expect(result.status != 0)
@@ -71,7 +71,7 @@ extension EndToEndCommands {
             let workflow = try #require(Shoal.workflowID(in: result.standardOutput))
             #expect(!FileManager.default.fileExists(atPath: "\(output)/terraform/\(workflow)"))
             #expect(!FileManager.default.fileExists(atPath: "\(output)/kubeconfigs/\(workflow)/kubeconfig"))
-            let status = try await Shoal.run(["status", workflow, "-o", output])
+            let status = try await Shoal.run(["status", workflow, "-d", output])
             #expect(status.standardOutput.contains("workflow \(workflow): failed"))
             #expect(status.standardOutput.contains("provision") && status.standardOutput.contains("skipped"))
         }
@@ -104,7 +104,7 @@ extension EndToEndCommands {
             defer { gitServer.stop() }
             let result = try await Shoal.run(
                 [
-                    "create", "--real-deployment", "--target", "local", "-o", output, "--wait-timeout", "5s",
+                    "create", "--real-deployment", "--target", "local", "-d", output, "--wait-timeout", "5s",
                     "--gitops-push-url", gitServer.url, "--merge-kubeconfig",
                 ], timeout: .seconds(60), environment: environment)
             #expect(result.status == 0, "stdout: \(result.standardOutput)\nstderr: \(result.standardError)")
@@ -132,13 +132,13 @@ extension EndToEndCommands {
             #expect(merged.contains("name: shoal-\(workflow)") && merged.contains("name: prod"))
             #expect(merged.contains("current-context: prod"))
 
-            let validated = try await Shoal.run(["validate", workflow, "-o", output], environment: environment)
+            let validated = try await Shoal.run(["validate", workflow, "-d", output], environment: environment)
             #expect(validated.status == 0, "\(validated.standardOutput)\(validated.standardError)")
             #expect(validated.standardOutput.contains("(real cluster)"))
             #expect(validated.standardOutput.contains("Health: score 100/100 (healthy)"))
 
             for round in 1...2 {
-                let destroyed = try await Shoal.run(["destroy", workflow, "-o", output], environment: environment)
+                let destroyed = try await Shoal.run(["destroy", workflow, "-d", output], environment: environment)
                 #expect(destroyed.status == 0, "round \(round): \(destroyed.standardOutput)\(destroyed.standardError)")
             }
             let destroys = standIns.lines("terraform-calls.log").filter { $0.hasPrefix("destroy") }
@@ -150,7 +150,7 @@ extension EndToEndCommands {
             #expect(
                 after.contains("name: prod") && after.contains("not-a-real-token")
                     && after.contains("current-context: prod"))
-            let listed = try await Shoal.run(["list", "-o", output])
+            let listed = try await Shoal.run(["list", "-d", output])
             #expect(listed.standardOutput.contains("destroyed"))
         }
     }
@@ -175,7 +175,7 @@ extension EndToEndCommands {
 
         @Test func validateScoresADemoRunAndNamesTheFileABrokenCommitBroke() async throws {
             let output = Shoal.temporaryDirectory() + "/out"
-            let created = try await Shoal.run(["create", "-n", "2", "-o", output])
+            let created = try await Shoal.run(["create", "-n", "2", "-d", output])
             #expect(created.status == 0, "\(created.standardError)")
             let workflow = try #require(Shoal.workflowID(in: created.standardOutput))
             // The repository's URL is the in-cluster git server's, which outlives create.
@@ -183,7 +183,7 @@ extension EndToEndCommands {
                 contentsOfFile: "\(output)/argocd-apps/\(workflow)/monitoring-app.yaml", encoding: .utf8)
             #expect(application.contains("repoURL: http://shoal-git.shoal-gitops.svc.cluster.local/shoal/"))
 
-            let healthy = try await Shoal.run(["validate", workflow, "-o", output])
+            let healthy = try await Shoal.run(["validate", workflow, "-d", output])
             #expect(healthy.status == 0, "\(healthy.standardOutput)\(healthy.standardError)")
             #expect(healthy.standardOutput.contains("Health: score 100/100 (healthy)"))
 
@@ -192,9 +192,9 @@ extension EndToEndCommands {
                 repository,
                 ["monitoring/40-extra.yaml": "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: extra\ndata: [\n"],
                 message: "a manifest that does not parse")
-            let pushed = try await Shoal.run(["gitops", "push", workflow, "-o", output])
+            let pushed = try await Shoal.run(["gitops", "push", workflow, "-d", output])
             #expect(pushed.status == 0, "\(pushed.standardError)")
-            let broken = try await Shoal.run(["validate", workflow, "-o", output])
+            let broken = try await Shoal.run(["validate", workflow, "-d", output])
             #expect(broken.status == 1)
             #expect(broken.standardOutput.contains("Health: score 80/100 (degraded)"), "\(broken.standardOutput)")
             #expect(broken.standardOutput.contains("OutOfSync"))
@@ -220,8 +220,8 @@ extension EndToEndCommands {
             try await commit(
                 repository, ["monitoring/45-reporter.yaml": deployment], remove: ["monitoring/40-extra.yaml"],
                 message: "a Deployment whose Secret does not exist")
-            #expect(try await Shoal.run(["gitops", "push", workflow, "-o", output]).status == 0)
-            let degraded = try await Shoal.run(["validate", workflow, "-o", output, "--json"])
+            #expect(try await Shoal.run(["gitops", "push", workflow, "-d", output]).status == 0)
+            let degraded = try await Shoal.run(["validate", workflow, "-d", output, "--json"])
             #expect(degraded.status == 1)
             let report = try #require(
                 try JSONSerialization.jsonObject(with: Data(degraded.standardOutput.utf8)) as? [String: Any])
@@ -238,36 +238,36 @@ extension EndToEndCommands {
 
         @Test func destroyTwiceExitsZeroAndMarksTheWorkflow() async throws {
             let output = Shoal.temporaryDirectory() + "/out"
-            let created = try await Shoal.run(["create", "-n", "1", "-o", output])
+            let created = try await Shoal.run(["create", "-n", "1", "-d", output])
             #expect(created.status == 0, "\(created.standardError)")
             let workflow = try #require(Shoal.workflowID(in: created.standardOutput))
-            let first = try await Shoal.run(["destroy", workflow, "-o", output])
+            let first = try await Shoal.run(["destroy", workflow, "-d", output])
             #expect(first.status == 0, "\(first.standardError)")
             #expect(first.standardOutput.contains("workflow \(workflow) destroyed"))
-            let second = try await Shoal.run(["destroy", workflow, "-o", output])
+            let second = try await Shoal.run(["destroy", workflow, "-d", output])
             #expect(second.status == 0, "\(second.standardError)")
             #expect(second.standardOutput.contains("already destroyed"))
-            let status = try await Shoal.run(["status", workflow, "-o", output])
+            let status = try await Shoal.run(["status", workflow, "-d", output])
             #expect(status.standardOutput.contains("workflow \(workflow): destroyed"))
             #expect(!FileManager.default.fileExists(atPath: "\(output)/kubeconfigs/\(workflow)/simulated-cluster.json"))
             #expect(
                 FileManager.default.fileExists(atPath: "\(output)/gitops/\(workflow)/.git"), "the repository is kept")
-            let validate = try await Shoal.run(["validate", workflow, "-o", output])
+            let validate = try await Shoal.run(["validate", workflow, "-d", output])
             #expect(validate.status == 1)
             #expect(validate.standardError.contains("was destroyed"))
-            let unknown = try await Shoal.run(["destroy", "no-such-workflow", "-o", output])
+            let unknown = try await Shoal.run(["destroy", "no-such-workflow", "-d", output])
             #expect(unknown.status == 1)
             #expect(unknown.standardError.contains("no workflow 'no-such-workflow'"))
         }
 
         @Test func withoutArgoCDTheStackIsAppliedDirectlyAndStillValidates() async throws {
             let output = Shoal.temporaryDirectory() + "/out"
-            let created = try await Shoal.run(["create", "-n", "1", "--no-argocd", "-o", output])
+            let created = try await Shoal.run(["create", "-n", "1", "--no-argocd", "-d", output])
             #expect(created.status == 0, "\(created.standardError)")
             let workflow = try #require(Shoal.workflowID(in: created.standardOutput))
             #expect(created.standardOutput.contains("applied with kubectl apply --server-side (Argo CD off)"))
             #expect(!created.standardOutput.contains("gitops-engine"))
-            let validated = try await Shoal.run(["validate", workflow, "-o", output])
+            let validated = try await Shoal.run(["validate", workflow, "-d", output])
             #expect(validated.status == 0, "\(validated.standardOutput)")
             #expect(!validated.standardOutput.contains("applications"))
         }
@@ -278,7 +278,7 @@ extension EndToEndCommands {
             let initialized = try await ProcessRunner().run("git", ["init", "-q", "--bare", "-b", "main", remote])
             #expect(initialized.succeeded)
             let output = directory + "/out"
-            let created = try await Shoal.run(["create", "-n", "1", "--gitops-remote", remote, "-o", output])
+            let created = try await Shoal.run(["create", "-n", "1", "--gitops-remote", remote, "-d", output])
             #expect(created.status == 0, "\(created.standardOutput)\(created.standardError)")
             let workflow = try #require(Shoal.workflowID(in: created.standardOutput))
             let root = try String(contentsOfFile: "\(output)/argocd-apps/\(workflow)/root-app.yaml", encoding: .utf8)

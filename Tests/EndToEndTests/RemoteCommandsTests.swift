@@ -28,7 +28,7 @@ final class RemoteLab {
         process.executableURL = URL(fileURLWithPath: Shoal.executable)
         process.arguments = [
             "coordinator", "--control", "tcp://127.0.0.1:*", "--events", "tcp://127.0.0.1:*", "--journal",
-            directory + "/coordinator/journal.sqlite", "--output", directory + "/coordinator/output", "--key",
+            directory + "/coordinator/journal.sqlite", "--dir", directory + "/coordinator/output", "--key",
             keys + "/coordinator.key", "--allow", keys + "/allow", "--pinned-wait", pinnedWait, "--heartbeat", "250ms",
         ]
         let pipe = Pipe()
@@ -174,7 +174,7 @@ extension EndToEndCommands {
 
             // get: the output tree on the client's host; secrets only when asked for.
             let tree = lab.directory + "/client/tree"
-            let got = try await lab.run(["get", workflow, "-o", tree])
+            let got = try await lab.run(["get", workflow, "-d", tree])
             #expect(got.status == 0, "\(describe(got))")
             #expect(FileManager.default.fileExists(atPath: "\(tree)/terraform/\(workflow)/main.tf"))
             #expect(FileManager.default.fileExists(atPath: "\(tree)/docs/\(workflow)/health-report.json"))
@@ -182,7 +182,7 @@ extension EndToEndCommands {
             #expect(
                 got.standardError.contains("withheld (sensitive; pass --sensitive): kubeconfigs/\(workflow)/kubeconfig")
             )
-            let secret = try await lab.run(["get", workflow, "-o", tree, "--sensitive"])
+            let secret = try await lab.run(["get", workflow, "-d", tree, "--sensitive"])
             #expect(secret.status == 0, "\(describe(secret))")
             #expect(SecureFile.mode(of: "\(tree)/kubeconfigs/\(workflow)/kubeconfig") == 0o600)
 
@@ -275,7 +275,7 @@ extension EndToEndCommands {
                 (["logs", "k3s-dev-000001", "--coordinator", "http://x"], "--coordinator must be an endpoint"),
                 (["logs", "k3s-dev-000001", "a\nb"], "a step name is 1-100 characters"),
                 (["get", "Bad_Id"], "invalid workflow id"),
-                (["get", "k3s-dev-000001", "-o", "/nonexistent-shoal"], "no shoal journal"),
+                (["get", "k3s-dev-000001", "-d", "/nonexistent-shoal"], "no shoal journal"),
             ] {
                 let result = try await Shoal.run(arguments, timeout: .seconds(20))
                 #expect(result.status != 0, "\(arguments)")
@@ -287,25 +287,25 @@ extension EndToEndCommands {
         @Test func embeddedLogsAndGetReadTheOutputDirectorysJournal() async throws {
             let directory = Shoal.temporaryDirectory()
             let output = directory + "/out"
-            let created = try await Shoal.run(["create", "-o", output], timeout: .seconds(90))
+            let created = try await Shoal.run(["create", "-d", output], timeout: .seconds(90))
             #expect(created.status == 0, "\(describe(created))")
             let workflow = try #require(Shoal.workflowID(in: created.standardOutput))
-            let logs = try await Shoal.run(["logs", workflow, "-o", output])
+            let logs = try await Shoal.run(["logs", workflow, "-d", output])
             #expect(logs.status == 0, "\(describe(logs))")
             for step in ["plan", "provision", "monitoring", "health-report"] {
                 #expect(logs.standardOutput.contains("==> \(step) (attempt 1,"), "\(step): \(logs.standardOutput)")
             }
             #expect(logs.standardOutput.contains("terraform"))
             try FileManager.default.removeItem(atPath: "\(output)/terraform/\(workflow)/main.tf")
-            let got = try await Shoal.run(["get", workflow, "-o", output])
+            let got = try await Shoal.run(["get", workflow, "-d", output])
             #expect(got.status == 0, "\(describe(got))")
             #expect(FileManager.default.fileExists(atPath: "\(output)/terraform/\(workflow)/main.tf"))
             // A second run in the same directory appends to the processes' log files.
-            let second = try await Shoal.run(["create", "-o", output], timeout: .seconds(90))
+            let second = try await Shoal.run(["create", "-d", output], timeout: .seconds(90))
             #expect(second.status == 0, "\(describe(second))")
             let coordinatorLog = try String(contentsOfFile: "\(output)/.shoal/logs/coordinator.log", encoding: .utf8)
             #expect(coordinatorLog.components(separatedBy: "workflow submitted").count - 1 == 2, "\(coordinatorLog)")
-            let bad = try await Shoal.run(["logs", "Not_An_Id", "-o", output])
+            let bad = try await Shoal.run(["logs", "Not_An_Id", "-d", output])
             #expect(bad.status != 0 && bad.standardError.contains("invalid workflow id"), "\(describe(bad))")
         }
     }

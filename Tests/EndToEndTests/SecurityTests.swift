@@ -61,7 +61,7 @@ private func oneLineError(_ result: ProcessResult) -> String? {
 @Suite(.serialized) struct SecurityEndToEndTests {
     @Test func aDemoRunLeavesNoSecretOnScreenInLogsInTheJournalOrInTerraform() async throws {
         let output = Shoal.temporaryDirectory() + "/out"
-        let result = try await Shoal.run(["create", "-n", "2", "-o", output, "--log-level", "debug"])
+        let result = try await Shoal.run(["create", "-n", "2", "-d", output, "--log-level", "debug"])
         #expect(result.status == 0, "stdout: \(result.standardOutput)\nstderr: \(result.standardError)")
         let workflow = try #require(Shoal.workflowID(in: result.standardOutput))
         let credentials = "\(output)/kubeconfigs/\(workflow)"
@@ -152,7 +152,7 @@ private func oneLineError(_ result: ProcessResult) -> String? {
 
     @Test func insecureIsExplicitAndWarns() async throws {
         let output = Shoal.temporaryDirectory() + "/out"
-        let result = try await Shoal.run(["create", "-n", "1", "--insecure", "-o", output])
+        let result = try await Shoal.run(["create", "-n", "1", "--insecure", "-d", output])
         #expect(result.status == 0, "\(result.standardError)")
         #expect(result.standardError.contains("warning: --insecure"))
         let coordinatorLog = String(decoding: contents("\(output)/.shoal/logs/coordinator.log"), as: UTF8.self)
@@ -169,7 +169,7 @@ private func oneLineError(_ result: ProcessResult) -> String? {
     ])
     func hostileInputIsRefusedWithOneLine(arguments: [String], message: String) async throws {
         let directory = Shoal.temporaryDirectory()
-        let place = arguments[0] == "keys" ? ["--dir", directory] : ["-o", directory]
+        let place = arguments[0] == "keys" ? ["--dir", directory] : ["-d", directory]
         let result = try await Shoal.run(arguments + place)
         #expect(result.status != 0)
         let line = try #require(oneLineError(result), "\(result.standardError)")
@@ -269,7 +269,7 @@ private func oneLineError(_ result: ProcessResult) -> String? {
         coordinator.executableURL = URL(fileURLWithPath: Shoal.executable)
         coordinator.arguments = [
             "coordinator", "--control", "tcp://127.0.0.1:*", "--events", "tcp://127.0.0.1:*", "--journal",
-            directory + "/journal.sqlite", "--output", directory + "/out", "--key", "\(keys)/coordinator.key",
+            directory + "/journal.sqlite", "--dir", directory + "/out", "--key", "\(keys)/coordinator.key",
             "--allow", allow,
         ]
         let stdout = Pipe()

@@ -91,7 +91,7 @@ extension FaultSuites {
             process.arguments = [
                 "-c", #"ulimit -f 400 && exec "$0" "$@""#, ProcessBus.executable, "coordinator", "--insecure",
                 "--control", "tcp://127.0.0.1:*", "--events", "tcp://127.0.0.1:*", "--journal",
-                directory + "/journal.sqlite", "--output", directory + "/output",
+                directory + "/journal.sqlite", "--dir", directory + "/output",
             ]
             let output = Pipe()
             let errors = Pipe()

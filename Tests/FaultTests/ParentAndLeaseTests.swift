@@ -32,7 +32,7 @@ extension FaultSuites {
                 let output = "\(root)/run-\(run)"
                 let create = try ChildProcess.start(
                     name: "create-\(run)", executable: ProcessBus.executable,
-                    arguments: ["create", "-o", output, "--sim-delay", "2s"], standardOutput: .null,
+                    arguments: ["create", "-d", output, "--sim-delay", "2s"], standardOutput: .null,
                     logFile: "\(root)/create-\(run).log")
                 try await Task.sleep(for: .milliseconds(Int.random(in: 50...1000)))
                 startedChildren += shoalProcesses(mentioning: output).count { $0.pid != create.pid }

@@ -43,7 +43,7 @@ final class ProcessBus {
         clientKeys = CurveClientKeys(serverPublicKey: coordinatorKey.publicKey, keyPair: clientKey.keyPair!)
         coordinatorArguments = [
             "--key", keys + "/coordinator.key", "--allow", keys + "/allow",
-            "--journal", directory + "/journal.sqlite", "--output", directory + "/output", "--heartbeat", heartbeat,
+            "--journal", directory + "/journal.sqlite", "--dir", directory + "/output", "--heartbeat", heartbeat,
             "--liveness", String(liveness), "--ack-timeout", ackTimeout, "--max-attempts", String(maxAttempts),
         ]
     }
