@@ -148,8 +148,11 @@ struct CreateCommand: AsyncParsableCommand {
         RunReport.writeAfterCreate(outcome, output: output)
         if deployment.mergeKubeconfig && outcome.step("provision")?.state == .succeeded {
             do {
-                let file = try DeploymentOptions.mergeKubeconfig(workflow: outcome.id, output: absolutePath(output))
-                print("kubeconfig: context shoal-\(outcome.id) merged into \(file)")
+                let context = KubeconfigMerges.defaultContext(outcome.id)
+                let (file, backup) = try KubeconfigMerges.merge(
+                    workflow: outcome.id, output: output, context: context, force: false)
+                print("kubeconfig: context \(context) merged into \(file)")
+                if let backup { print("backup: \(backup)") }
             } catch let error as ShoalError {
                 fail("cannot merge the kubeconfig: \(error.description)")
             }

@@ -166,24 +166,6 @@ struct DeploymentOptions: ParsableArguments {
         return arguments
     }
 
-    /// Merges the workflow's kubeconfig into the user's and records where, for `shoal destroy`.
-    /// - Returns: the file that was changed.
-    static func mergeKubeconfig(workflow: String, output: String) throws -> String {
-        let source = "\(output)/kubeconfigs/\(workflow)/kubeconfig"
-        guard let data = FileManager.default.contents(atPath: source) else {
-            throw ShoalError(.notFound, "no kubeconfig at \(source) to merge")
-        }
-        let target = KubeconfigFile.defaultPath()
-        try KubeconfigFile.merge(
-            kubeconfig: String(decoding: data, as: UTF8.self), as: "shoal-\(workflow)", into: target)
-        try SecureFile.write(target + "\n", to: mergeRecord(workflow: workflow, output: output), mode: 0o600)
-        return target
-    }
-
-    /// Where `create --merge-kubeconfig` notes the file it changed.
-    static func mergeRecord(workflow: String, output: String) -> String {
-        "\(output)/.shoal/kubeconfig-merges/\(workflow)"
-    }
 }
 
 /// `--gitops-listen` checks, shared with `shoal agent`.
