@@ -70,8 +70,10 @@ public enum KubeconfigFile {
             if let index = pairs.firstIndex(where: { $0.0.string == key }) {
                 var items = pairs[index].1.sequence.map(Array.init) ?? []
                 items.removeAll { $0["name"]?.string == name }
+                // `clusters: []` becomes a block list, as kubectl would write it.
+                let style = items.isEmpty ? .any : pairs[index].1.sequence?.style ?? .any
                 items.append(entry)
-                pairs[index].1 = YNode(items, .implicit, pairs[index].1.sequence?.style ?? .any)
+                pairs[index].1 = YNode(items, .implicit, style)
             } else {
                 // Where kubectl puts it: keys in alphabetical order.
                 let at = pairs.firstIndex { ($0.0.string ?? "") > key } ?? pairs.endIndex
@@ -222,7 +224,31 @@ public enum KubeconfigFile {
         guard let node, node.mapping != nil else {
             throw ShoalError(.invalidInput, "\(what) is not a kubeconfig (not a YAML mapping)")
         }
-        return node
+        return withStyles(node, lines: text.split(separator: "\n", omittingEmptySubsequences: false))
+    }
+
+    /// `node` with the flow or block style of each mapping and sequence as written: Yams 6.2 composes every
+    /// collection with no style (it reads it from the end event), so `{...}` and `[...]` would come back as blocks.
+    /// The style is read from the text at the collection's start mark.
+    private static func withStyles(_ node: YNode, lines: [Substring]) -> YNode {
+        func opens(_ mark: Mark?, with character: Unicode.Scalar) -> Bool {
+            guard let mark, lines.indices.contains(mark.line - 1) else { return false }
+            let scalars = lines[mark.line - 1].unicodeScalars
+            guard mark.column >= 1, mark.column <= scalars.count else { return false }
+            return scalars[scalars.index(scalars.startIndex, offsetBy: mark.column - 1)] == character
+        }
+        switch node {
+        case .mapping(let mapping):
+            let pairs = mapping.map { ($0.key, withStyles($0.value, lines: lines)) }
+            let style: YNode.Mapping.Style = opens(mapping.mark, with: "{") ? .flow : .block
+            return .mapping(YNode.Mapping(pairs, mapping.tag, style, mapping.mark, mapping.anchor))
+        case .sequence(let sequence):
+            let items = sequence.map { withStyles($0, lines: lines) }
+            let style: YNode.Sequence.Style = opens(sequence.mark, with: "[") ? .flow : .block
+            return .sequence(YNode.Sequence(items, sequence.tag, style, sequence.mark, sequence.anchor))
+        default:
+            return node
+        }
     }
 
     /// The file's document, or an empty mapping when the file does not exist or is empty.

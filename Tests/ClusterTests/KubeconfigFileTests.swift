@@ -251,4 +251,29 @@ import Yams
         let second = try #require(try KubeconfigFile.backup(path, now: now))
         #expect(second != first, "a second backup in the same second does not overwrite the first")
     }
+
+    @Test func flowStyleEntriesStayFlowStyle() throws {
+        let directory = scratch()
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let path = directory + "/config"
+        let text = """
+            apiVersion: v1
+            kind: Config
+            clusters:
+            - name: prod
+              cluster: {server: "https://prod.example.com:6443"}
+            contexts:
+            - name: prod
+              context: {cluster: prod, user: alice}
+            current-context: prod
+            users:
+            - name: alice
+              user: {token: not-a-real-token}
+
+            """
+        try SecureFile.write(text, to: path, mode: 0o600)
+        try KubeconfigFile.merge(kubeconfig: Self.k3s, as: "lab", into: path, owner: "wf")
+        #expect(try KubeconfigFile.remove(name: "lab", owner: "wf", from: path))
+        #expect(try String(contentsOfFile: path, encoding: .utf8) == text)
+    }
 }
