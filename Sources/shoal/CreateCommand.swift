@@ -14,7 +14,9 @@ struct CreateCommand: AsyncParsableCommand {
         discussion: HelpExamples.discussion(
             """
             Without --coordinator, shoal starts a coordinator and one process per agent on loopback, runs the \
-            workflow, and stops them. With --coordinator it submits to a running coordinator.
+            workflow, and stops them. With --coordinator it submits to a running coordinator. With --dry-run \
+            nothing starts and nothing is applied: the plan, the Terraform files (with `terraform plan` when \
+            terraform is installed) and the monitoring manifests are written into OUTPUT/dry-run/WORKFLOW.
             """, HelpExamples.create))
 
     @Option(name: [.short, .long], help: "Platform (only k3s is supported).") var platform = "k3s"
@@ -41,12 +43,26 @@ struct CreateCommand: AsyncParsableCommand {
     @Option(help: "Install K3s from this directory (k3s binary, install.sh, image tarball) instead of downloading.")
     var airgapDir: String?
     @Flag(help: "With --coordinator: print the workflow id and return without waiting.") var detach = false
+    @Flag(
+        help: ArgumentHelp(
+            "Write the plan, the Terraform files with `terraform plan`, and the manifests into OUTPUT/dry-run/WF; "
+                + "apply nothing, start nothing."))
+    var dryRun = false
     @OptionGroup var deployment: DeploymentOptions
     @OptionGroup var security: ClientSecurityOptions
     @OptionGroup var logging: LoggingOptions
 
     func validate() throws {
         if detach && coordinator == nil { throw ValidationError("--detach needs --coordinator") }
+        if dryRun && coordinator != nil {
+            throw ValidationError("--dry-run renders on this host and submits nothing: drop --coordinator")
+        }
+        if dryRun && deployment.mergeKubeconfig {
+            throw ValidationError("--dry-run makes no cluster, so there is no kubeconfig to merge")
+        }
+        if deployment.coordinatorMetrics != nil && !monitoring {
+            throw ValidationError("--coordinator-metrics is scraped by the monitoring stack: drop --no-monitoring")
+        }
         if coordinator != nil {
             _ = try security.curveKeys()
         } else if security.key != nil || security.coordinatorKey != nil {
@@ -102,6 +118,14 @@ struct CreateCommand: AsyncParsableCommand {
         let request = try makeRequest()
         let display = ProgressDisplay()
         let outcome: WorkflowSnapshot
+        if dryRun {
+            do {
+                try await DryRun(request: request, output: absolutePath(output)).run()
+            } catch let error as ShoalError {
+                fail(error.description)
+            }
+            return
+        }
         security.warnIfInsecure()
         if let coordinator, detach {
             let curve = try security.curveKeys()

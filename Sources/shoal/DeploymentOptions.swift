@@ -55,6 +55,12 @@ struct DeploymentOptions: ParsableArguments {
     var examples = false
     @Option(help: "How the monitoring stack is laid out in git: manifests (a directory) or kustomize (a base and overlays/ENVIRONMENT).")
     var monitoringSource = "manifests"
+    @Option(
+        help: ArgumentHelp(
+            "The shoal coordinator's metrics endpoint (its --metrics-listen) as the cluster reaches it: Prometheus "
+                + "scrapes it as the job shoal-coordinator, for the shoal dashboard in Grafana.",
+            valueName: "host:port"))
+    var coordinatorMetrics: String?
 
     func validate() throws {
         try waitTimeout.validate(in: .seconds(1) ... .seconds(86_400), option: "--wait-timeout")
@@ -151,6 +157,7 @@ struct DeploymentOptions: ParsableArguments {
         request.applications = apps
         request.examples = examples
         request.monitoringSource = monitoringSource
+        request.coordinatorMetrics = coordinatorMetrics
     }
 
     /// The extra arguments of the embedded monitoring agent.
