@@ -46,7 +46,8 @@ struct DryRun {
         print("  \(pad("STEP", 22)) \(pad("AGENT", 11)) NEEDS")
         print("  \(pad("plan", 22)) \(pad("planner", 11)) -")
         for step in plan.steps {
-            print("  \(pad(step.name, 22)) \(pad(step.role.rawValue, 11)) \(step.needs.joined(separator: ", "))")
+            let needs = step.needs.count > 3 ? "\(step.needs.count) steps (\(step.needs[0]), ...)" : step.needs.joined(separator: ", ")
+            print("  \(pad(step.name, 22)) \(pad(step.role.rawValue, 11)) \(needs)")
         }
 
         let terraformDirectory = "\(directory)/terraform"
