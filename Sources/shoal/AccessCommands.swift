@@ -243,7 +243,9 @@ struct CredentialsCommand: AsyncParsableCommand {
         do {
             let snapshot = try await source.workflow(workflow)
             let credentials = RunCredentials(workflow: workflow, output: source.output)
-            if let coordinator = source.coordinator { _ = try await credentials.fetch(from: coordinator, source: source) }
+            if let coordinator = source.coordinator {
+                _ = try await credentials.fetch(from: coordinator, source: source)
+            }
             let request = snapshot.request
             var services = service.map { [$0] } ?? Service.allCases
             if service == nil {
@@ -278,7 +280,9 @@ struct CredentialsCommand: AsyncParsableCommand {
         let user: String
         switch service {
         case .argocd:
-            guard request.argocd else { throw ShoalError(.notFound, "workflow \(workflow) has no Argo CD (--no-argocd)") }
+            guard request.argocd else {
+                throw ShoalError(.notFound, "workflow \(workflow) has no Argo CD (--no-argocd)")
+            }
             (user, file) = ("admin", "\(credentials.directory)/argocd-admin-password")
         case .grafana:
             guard request.monitoring else {

@@ -19,8 +19,8 @@ struct DestroyCommand: AsyncParsableCommand {
             OUTPUT/kubeconfigs/WORKFLOW are removed, the entries that `create --merge-kubeconfig` or `shoal \
             kubeconfig --merge` added to a kubeconfig are taken out of it (exactly those; nothing else changes), \
             and the workflow is marked destroyed. A real deployment is destroyed only after "destroy cluster \
-            WORKFLOW on HOSTS? [y/N]" is answered y on a terminal, or with --yes (needed without a terminal). The GitOps repository, manifests and \
-            runbook are kept. Running it again is harmless.
+            WORKFLOW on HOSTS? [y/N]" is answered y on a terminal, or with --yes (needed without a terminal). The \
+            GitOps repository, manifests and runbook are kept. Running it again is harmless.
 
             With --coordinator (from any host) destroy runs as a workflow on that coordinator: its `destroy` step \
             goes to the infra agent that ran the workflow's provision step, where the Terraform state is, and waits \

@@ -46,7 +46,9 @@ struct DryRun {
         print("  \(pad("STEP", 22)) \(pad("AGENT", 11)) NEEDS")
         print("  \(pad("plan", 22)) \(pad("planner", 11)) -")
         for step in plan.steps {
-            let needs = step.needs.count > 3 ? "\(step.needs.count) steps (\(step.needs[0]), ...)" : step.needs.joined(separator: ", ")
+            let needs =
+                step.needs.count > 3
+                ? "\(step.needs.count) steps (\(step.needs[0]), ...)" : step.needs.joined(separator: ", ")
             print("  \(pad(step.name, 22)) \(pad(step.role.rawValue, 11)) \(needs)")
         }
 
@@ -73,7 +75,8 @@ struct DryRun {
             }
             print(
                 "manifests: \(manifests.count) files of the monitoring stack"
-                    + (request.argocd ? ", which Argo CD would sync from the GitOps repository" : ", applied with kubectl"))
+                    + (request.argocd
+                        ? ", which Argo CD would sync from the GitOps repository" : ", applied with kubectl"))
         }
 
         print("")
@@ -99,7 +102,8 @@ struct DryRun {
         let runner = TerraformRunner()
         for (name, call) in [("init", 0), ("validate", 1)] {
             let result =
-                call == 0 ? try await runner.initialize(directory: directory) : try await runner.validate(directory: directory)
+                call == 0
+                ? try await runner.initialize(directory: directory) : try await runner.validate(directory: directory)
             guard result.succeeded else {
                 throw ShoalError(
                     .commandFailed, "terraform \(name) failed in \(directory)", cause: result.standardErrorTail())

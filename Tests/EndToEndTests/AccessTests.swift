@@ -35,7 +35,8 @@ extension EndToEndCommands {
             try SecureFile.write(Self.userKubeconfig, to: kubeconfig, mode: 0o600)
             let original = try #require(FileManager.default.contents(atPath: kubeconfig))
             let environment = ["KUBECONFIG": kubeconfig, "HOME": directory + "/home"]
-            let created = try await Shoal.run(["create", "-o", output], timeout: .seconds(120), environment: environment)
+            let created = try await Shoal.run(
+                ["create", "-o", output], timeout: .seconds(120), environment: environment)
             #expect(created.status == 0, "\(created.standardError)")
             let workflow = try #require(Shoal.workflowID(in: created.standardOutput))
 
@@ -49,7 +50,8 @@ extension EndToEndCommands {
                     ["kubeconfig", workflow, "-o", output, "--merge"] + (name.map { ["--context", $0] } ?? []),
                     environment: environment)
                 #expect(merged.status == 0, "\(merged.standardError)")
-                #expect(merged.standardOutput.contains("context \(name ?? "shoal-\(workflow)") merged into \(kubeconfig)"))
+                let context = name ?? "shoal-\(workflow)"
+                #expect(merged.standardOutput.contains("context \(context) merged into \(kubeconfig)"))
             }
             let backups = try FileManager.default.contentsOfDirectory(atPath: directory + "/home/.kube")
                 .filter { $0.hasPrefix("config.shoal-backup-") }

@@ -197,7 +197,9 @@ extension EndToEndCommands.RealModeTests {
         let foreign = try await Shoal.run(
             ["kubeconfig", workflow, "-o", output, "--merge", "--context", "prod"], environment: environment)
         #expect(foreign.status == 1)
-        #expect(foreign.standardError.contains("a cluster named 'prod' that shoal did not write"), "\(foreign.standardError)")
+        #expect(
+            foreign.standardError.contains("a cluster named 'prod' that shoal did not write"),
+            "\(foreign.standardError)")
         #expect(foreign.standardError.split(separator: "\n").count == 1)
         #expect(FileManager.default.contents(atPath: kubeconfig) == before, "a refused merge changes nothing")
 

@@ -263,7 +263,9 @@ import Yams
         let variables = (value(dashboard, "templating", "list") as? [[String: Any]]) ?? []
         #expect(variables.map { $0["name"] as? String } == ["job"])
         let panels = try #require(dashboard["panels"] as? [[String: Any]])
-        let expressions = panels.flatMap { ($0["targets"] as? [[String: Any]] ?? []).compactMap { $0["expr"] as? String } }
+        let expressions = panels.flatMap {
+            ($0["targets"] as? [[String: Any]] ?? []).compactMap { $0["expr"] as? String }
+        }
         for family in ["shoal_workflows", "shoal_step_duration_seconds_bucket", "shoal_agents", "shoal_ready_steps"] {
             #expect(expressions.contains { $0.contains(family) }, "\(family)")
         }
