@@ -186,11 +186,29 @@ extension EndToEndCommands {
             #expect(secret.status == 0, "\(describe(secret))")
             #expect(SecureFile.mode(of: "\(tree)/kubeconfigs/\(workflow)/kubeconfig") == 0o600)
 
+            // kubeconfig and credentials from the client's host: fetched from the coordinator into -o DIR.
+            let access = lab.directory + "/client/access"
+            let merged = try await lab.run(["kubeconfig", workflow, "-o", access, "--merge"])
+            #expect(merged.status == 0, "\(describe(merged))")
+            #expect(
+                merged.standardOutput.contains(
+                    "kubeconfig: context shoal-\(workflow) merged into \(lab.directory)/client/kubeconfig"),
+                "\(describe(merged))")
+            #expect(SecureFile.mode(of: "\(access)/kubeconfigs/\(workflow)/kubeconfig") == 0o600)
+            let credentials = try await lab.run(["credentials", workflow, "argocd", "-o", access])
+            #expect(credentials.status == 0, "\(describe(credentials))")
+            let passwordFile = "\(access)/kubeconfigs/\(workflow)/argocd-admin-password"
+            #expect(credentials.standardOutput.contains(passwordFile), "\(describe(credentials))")
+            #expect(SecureFile.mode(of: passwordFile) == 0o600)
+            #expect(!credentials.standardOutput.contains("stand-in-admin-password"))
+
             // destroy: on the infra agent, in its work directory, where the state was.
             let destroyed = try await lab.run(["destroy", workflow, "--yes"])
             #expect(destroyed.status == 0, "\(describe(destroyed))")
             #expect(destroyed.standardOutput.contains("workflow \(workflow) destroyed"))
             #expect(destroyed.standardOutput.contains("(agent infra-1)"))
+            let clientKubeconfig = try String(contentsOfFile: lab.directory + "/client/kubeconfig", encoding: .utf8)
+            #expect(!clientKubeconfig.contains("shoal-\(workflow)"), "destroy took the merged context out")
             let destroys = lab.standIns.lines("terraform-dirs.log").filter { $0.hasPrefix("destroy ") }
             #expect(destroys == ["destroy \(infraDirectory)"], "\(destroys)")
             let after = try String(contentsOfFile: infraDirectory + "/terraform.tfstate", encoding: .utf8)
