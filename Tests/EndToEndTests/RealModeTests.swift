@@ -153,6 +153,23 @@ extension EndToEndCommands {
             #expect(!standIns.lines("terraform-calls.log").contains { $0.hasPrefix("destroy") })
             #expect(FileManager.default.fileExists(atPath: "\(output)/kubeconfigs/\(workflow)/kubeconfig"))
             #expect(try String(contentsOfFile: kubeconfig, encoding: .utf8) == withLab, "the kubeconfig is untouched")
+            // On a terminal (script(1) gives it one) the question is asked; "n" leaves the cluster.
+            if let script = ProcessRunner.locate("script") {
+                let command = [Shoal.executable, "destroy", workflow, "-o", output].map { "'\($0)'" }
+                    .joined(separator: " ")
+                let asked = try await ProcessRunner().run(
+                    script, ["-qec", command, "/dev/null"], environment: environment, input: Data("n\n".utf8),
+                    timeout: .seconds(30))
+                let text = asked.standardOutput + asked.standardError
+                #expect(asked.status == 1, "\(text)")
+                #expect(text.contains("destroy cluster \(workflow) on ") && text.contains("? [y/N]"), "\(text)")
+                #expect(text.contains("destroy of \(workflow) cancelled; nothing was changed"), "\(text)")
+                #expect(!standIns.lines("terraform-calls.log").contains { $0.hasPrefix("destroy") })
+            } else if ProcessInfo.processInfo.environment["CI"] != nil {
+                Issue.record("script (util-linux) is not installed but CI is set")
+            } else {
+                print("SKIPPED the terminal question: script (util-linux) is not installed")
+            }
 
             for round in 1...2 {
                 let destroyed = try await Shoal.run(
