@@ -79,7 +79,8 @@ final class MonitoringHandler: StepHandler {
     func run(_ context: StepContext) async throws -> StepOutput {
         let request = context.request
         let workflow = context.workflow
-        let spec = MonitoringStackSpec(instance: workflow, headlamp: request.headlamp)
+        var spec = MonitoringStackSpec(instance: workflow, headlamp: request.headlamp)
+        spec.coordinatorMetrics = request.coordinatorMetrics
         let manifests = MonitoringStack.render(spec)
         let source = source(for: request)
         var servedURL: String?

@@ -54,6 +54,7 @@ extension MonitoringStack {
         [
             ("cluster-overview.json", Dashboard.clusterOverview(spec.instance).json()),
             ("nodes.json", Dashboard.nodes(spec.instance).json()),
+            (shoalDashboardFile, shoalDashboard()),
         ]
     }
 

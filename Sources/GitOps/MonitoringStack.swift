@@ -29,6 +29,9 @@ public struct MonitoringStackSpec: Sendable {
     public var headlampClusterRole = "cluster-admin"
     /// How long Prometheus keeps samples.
     public var prometheusRetention = "15d"
+    /// `HOST:PORT` of the shoal coordinator's metrics endpoint: Prometheus scrapes it as the job
+    /// `shoal-coordinator` (the shoal dashboard's data). No job when nil.
+    public var coordinatorMetrics: String?
 
     /// - Parameters:
     ///   - instance: the cluster name (a DNS label).

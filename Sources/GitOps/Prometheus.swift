@@ -7,6 +7,9 @@ extension MonitoringStack {
     /// to 127.0.0.1, and its embedded etcd exposes no metrics by default, so there is no job for them: it would
     /// always be down. The kubelet (nodes, cAdvisor) is scraped directly on port 10250 with the in-cluster CA, which
     /// on K3s also signs the kubelet serving certificates.
+    /// The scrape job of the shoal coordinator's metrics (`MonitoringStackSpec.coordinatorMetrics`).
+    public static let coordinatorJob = "shoal-coordinator"
+
     public static func prometheusConfig(_ spec: MonitoringStackSpec) -> String {
         let inCluster: [(String, YAML)] = [
             ("scheme", "https"),
@@ -28,7 +31,7 @@ extension MonitoringStack {
         let podNode: YAML = ["source_labels": ["__meta_kubernetes_pod_node_name"], "target_label": "node"]
         let nodeName: YAML = ["source_labels": ["__meta_kubernetes_node_name"], "target_label": "node"]
 
-        let jobs: [YAML] = [
+        var jobs: [YAML] = [
             job("prometheus", [("static_configs", [["targets": .list([.string("localhost:\(prometheusPort)")])]])]),
             job(
                 "kubernetes-apiservers",
@@ -96,6 +99,16 @@ extension MonitoringStack {
                     ("relabel_configs", [keepService("kube-state-metrics", port: "http-metrics")]),
                 ]),
         ]
+        if let target = spec.coordinatorMetrics {
+            // The coordinator runs outside the cluster (`shoal coordinator --metrics-listen`); its address is given.
+            jobs.append(
+                job(
+                    coordinatorJob,
+                    [
+                        ("scrape_interval", "15s"),
+                        ("static_configs", [["targets": .list([.string(target)])]]),
+                    ]))
+        }
         let config: YAML = [
             "global": [
                 "scrape_interval": "30s",

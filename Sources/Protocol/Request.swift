@@ -72,6 +72,9 @@ public struct WorkflowRequest: Codable, Sendable, Equatable {
     /// How the monitoring stack is laid out in git: `manifests` (a plain directory) or `kustomize` (a base with an
     /// overlay per environment).
     public var monitoringSource: String = "manifests"
+    /// `HOST:PORT` of the shoal coordinator's metrics endpoint (`--metrics-listen`), scraped by the monitoring
+    /// stack's Prometheus as the job `shoal-coordinator`; no job when nil.
+    public var coordinatorMetrics: String?
 
     public init() {}
 
@@ -179,6 +182,7 @@ extension WorkflowRequest {
         applications = try c.decodeIfPresent([String].self, forKey: .applications) ?? applications
         examples = try c.decodeIfPresent(Bool.self, forKey: .examples) ?? examples
         monitoringSource = try c.decodeIfPresent(String.self, forKey: .monitoringSource) ?? monitoringSource
+        coordinatorMetrics = try c.decodeIfPresent(String.self, forKey: .coordinatorMetrics)
     }
 }
 

@@ -39,6 +39,11 @@ extension WorkflowRequest {
                 "invalid \(flag) '\(RequestInputs.printable(value))': use a host name or an IP address that other "
                     + "hosts reach (not 0.0.0.0 or ::)")
         }
+        if let metrics = coordinatorMetrics, !RequestInputs.isHostPort(metrics) {
+            problems.append(
+                "invalid --coordinator-metrics '\(RequestInputs.printable(metrics))': use HOST:PORT (a host name or IP "
+                    + "address the cluster reaches, [IPV6]:PORT, port 1-65535), e.g. coordinator.lab:9464")
+        }
         let hostNames = Set(hosts.map(RequestInputs.hostPart))
         for (flag, values, valid, expected) in [
             ("--node-ip", nodeIPs, RequestInputs.isIPAddress, "an IPv4 or IPv6 address"),
@@ -99,6 +104,19 @@ public enum RequestInputs {
         var v4 = in_addr()
         if inet_pton(AF_INET, text, &v4) == 1 { return v4.s_addr != 0 }
         return true
+    }
+
+    /// `HOST:PORT` or `[IPV6]:PORT` with HOST an address (`isAddress`) and PORT 1-65535.
+    public static func isHostPort(_ text: String) -> Bool {
+        guard let colon = text.lastIndex(of: ":"), let port = Int(text[text.index(after: colon)...]),
+            (1...65535).contains(port), text[text.index(after: colon)...].allSatisfy(\.isASCII)
+        else { return false }
+        var host = String(text[..<colon])
+        if host.hasPrefix("[") && host.hasSuffix("]") {
+            host = String(host.dropFirst().dropLast())
+            return host.contains(":") && isIPAddress(host)
+        }
+        return !host.contains(":") && isAddress(host)
     }
 
     /// An IPv4 or IPv6 literal other than the unspecified address.

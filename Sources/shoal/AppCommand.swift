@@ -81,7 +81,7 @@ struct AppAddCommand: AsyncParsableCommand {
             let values = app.valueFiles().filter { !FileManager.default.fileExists(atPath: "\(repository.path)/\($0.path)") }
             try repository.write([app.application(gitopsRepoURL: repoURL)] + values)
             let commit = try await repository.commitAll(message: "Application \(app.name) from \(source)")
-            print("committed \(commit.sha.prefix(12)): \(app.applicationPath)")
+            print("committed \(commit.sha.prefix(12)): \(repository.path)/\(app.applicationPath)")
             try await AppChanges.publish(recorded, pushURL: target.pushURL, show: app.name)
         } catch let error as ShoalError {
             fail(error.description)
@@ -114,7 +114,7 @@ struct AppRemoveCommand: AsyncParsableCommand {
             }
             try FileManager.default.removeItem(atPath: file)
             let commit = try await repository.commitAll(message: "Remove application \(app.name)")
-            print("committed \(commit.sha.prefix(12)): removed \(app.applicationPath)")
+            print("committed \(commit.sha.prefix(12)): removed \(repository.path)/\(app.applicationPath)")
             try await AppChanges.publish(recorded, pushURL: target.pushURL, show: nil)
         } catch let error as ShoalError {
             fail(error.description)

@@ -14,7 +14,9 @@ struct CreateCommand: AsyncParsableCommand {
         discussion: HelpExamples.discussion(
             """
             Without --coordinator, shoal starts a coordinator and one process per agent on loopback, runs the \
-            workflow, and stops them. With --coordinator it submits to a running coordinator.
+            workflow, and stops them. With --coordinator it submits to a running coordinator. With --dry-run \
+            nothing starts and nothing is applied: the plan, the Terraform files (with `terraform plan` when \
+            terraform is installed) and the monitoring manifests are written into OUTPUT/dry-run/WORKFLOW.
             """, HelpExamples.create))
 
     @Option(name: [.short, .long], help: "Platform (only k3s is supported).") var platform = "k3s"
@@ -51,6 +53,11 @@ struct CreateCommand: AsyncParsableCommand {
     var airgapDir: String?
     @Flag(help: "With --coordinator: print the workflow id and return without waiting.") var detach = false
     @OptionGroup var format: OutputFormatOption
+    @Flag(
+        help: ArgumentHelp(
+            "Write the plan, the Terraform files with `terraform plan`, and the manifests into OUTPUT/dry-run/WF; "
+                + "apply nothing, start nothing."))
+    var dryRun = false
     @OptionGroup var deployment: DeploymentOptions
     @OptionGroup var security: ClientSecurityOptions
     @OptionGroup var logging: LoggingOptions
@@ -64,6 +71,15 @@ struct CreateCommand: AsyncParsableCommand {
         if detach && coordinator == nil { throw ValidationError("--detach needs --coordinator") }
         if !detach && format.output != nil {
             throw ValidationError("-o/--output goes with --detach (what it prints is the submitted workflow)")
+        }
+        if dryRun && self.coordinator != nil {
+            throw ValidationError("--dry-run renders on this host and submits nothing: drop --coordinator")
+        }
+        if dryRun && deployment.mergeKubeconfig {
+            throw ValidationError("--dry-run makes no cluster, so there is no kubeconfig to merge")
+        }
+        if deployment.coordinatorMetrics != nil && !monitoring {
+            throw ValidationError("--coordinator-metrics is scraped by the monitoring stack: drop --no-monitoring")
         }
         if coordinator != nil {
             _ = try security.curveKeys()
@@ -123,6 +139,14 @@ struct CreateCommand: AsyncParsableCommand {
         let request = try makeRequest()
         let display = ProgressDisplay()
         let outcome: WorkflowSnapshot
+        if dryRun {
+            do {
+                try await DryRun(request: request, output: absolutePath(output)).run()
+            } catch let error as ShoalError {
+                fail(error.description)
+            }
+            return
+        }
         // A context's `insecure` is about its coordinator: the embedded mode is insecure only with --insecure.
         if endpoint != nil { security.warnIfInsecure() } else if security.insecure { warnInsecure() }
         let coordinator = endpoint
@@ -176,8 +200,11 @@ struct CreateCommand: AsyncParsableCommand {
         RunReport.writeAfterCreate(outcome, output: output)
         if deployment.mergeKubeconfig && outcome.step("provision")?.state == .succeeded {
             do {
-                let file = try DeploymentOptions.mergeKubeconfig(workflow: outcome.id, output: absolutePath(output))
-                print("kubeconfig: context shoal-\(outcome.id) merged into \(file)")
+                let context = KubeconfigMerges.defaultContext(outcome.id)
+                let (file, backup) = try KubeconfigMerges.merge(
+                    workflow: outcome.id, output: output, context: context, force: false)
+                print("kubeconfig: context \(context) merged into \(file)")
+                if let backup { print("backup: \(backup)") }
             } catch let error as ShoalError {
                 fail("cannot merge the kubeconfig: \(error.description)")
             }

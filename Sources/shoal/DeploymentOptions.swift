@@ -55,6 +55,12 @@ struct DeploymentOptions: ParsableArguments {
     var examples = false
     @Option(help: "How the monitoring stack is laid out in git: manifests (a directory) or kustomize (a base and overlays/ENVIRONMENT).")
     var monitoringSource = "manifests"
+    @Option(
+        help: ArgumentHelp(
+            "The shoal coordinator's metrics endpoint (its --metrics-listen) as the cluster reaches it: Prometheus "
+                + "scrapes it as the job shoal-coordinator, for the shoal dashboard in Grafana.",
+            valueName: "host:port"))
+    var coordinatorMetrics: String?
 
     func validate() throws {
         try waitTimeout.validate(in: .seconds(1) ... .seconds(86_400), option: "--wait-timeout")
@@ -151,6 +157,7 @@ struct DeploymentOptions: ParsableArguments {
         request.applications = apps
         request.examples = examples
         request.monitoringSource = monitoringSource
+        request.coordinatorMetrics = coordinatorMetrics
     }
 
     /// The extra arguments of the embedded monitoring agent.
@@ -166,24 +173,6 @@ struct DeploymentOptions: ParsableArguments {
         return arguments
     }
 
-    /// Merges the workflow's kubeconfig into the user's and records where, for `shoal destroy`.
-    /// - Returns: the file that was changed.
-    static func mergeKubeconfig(workflow: String, output: String) throws -> String {
-        let source = "\(output)/kubeconfigs/\(workflow)/kubeconfig"
-        guard let data = FileManager.default.contents(atPath: source) else {
-            throw ShoalError(.notFound, "no kubeconfig at \(source) to merge")
-        }
-        let target = KubeconfigFile.defaultPath()
-        try KubeconfigFile.merge(
-            kubeconfig: String(decoding: data, as: UTF8.self), as: "shoal-\(workflow)", into: target)
-        try SecureFile.write(target + "\n", to: mergeRecord(workflow: workflow, output: output), mode: 0o600)
-        return target
-    }
-
-    /// Where `create --merge-kubeconfig` notes the file it changed.
-    static func mergeRecord(workflow: String, output: String) -> String {
-        "\(output)/.shoal/kubeconfig-merges/\(workflow)"
-    }
 }
 
 /// `--gitops-listen` checks, shared with `shoal agent`.

@@ -16,14 +16,16 @@ struct DestroyCommand: AsyncParsableCommand {
             Real deployments: terraform destroy in OUTPUT/terraform/WORKFLOW (it uninstalls K3s from every node or \
             removes its containers, and deletes the kubeconfig); a directory without Terraform state (the \
             infra agent of a multi-host run keeps it on its host) is refused unless --force. Both modes: the credential files in \
-            OUTPUT/kubeconfigs/WORKFLOW are removed, the context shoal-WORKFLOW that --merge-kubeconfig added is \
-            taken out of your kubeconfig, and the workflow is marked destroyed. The GitOps repository, manifests and \
-            runbook are kept. Running it again is harmless.
+            OUTPUT/kubeconfigs/WORKFLOW are removed, the entries that `create --merge-kubeconfig` or `shoal \
+            kubeconfig --merge` added to a kubeconfig are taken out of it (exactly those; nothing else changes), \
+            and the workflow is marked destroyed. A real deployment is destroyed only after "destroy cluster \
+            WORKFLOW on HOSTS? [y/N]" is answered y on a terminal, or with --yes (needed without a terminal). The \
+            GitOps repository, manifests and runbook are kept. Running it again is harmless.
 
             With --coordinator (from any host) destroy runs as a workflow on that coordinator: its `destroy` step \
             goes to the infra agent that ran the workflow's provision step, where the Terraform state is, and waits \
             for that agent (the coordinator's --pinned-wait) if it is not connected; the coordinator then marks the \
-            workflow destroyed. The local kubeconfig context shoal-WORKFLOW is removed as above.
+            workflow destroyed. The local kubeconfig entries are removed as above.
             """, HelpExamples.destroy))
 
     @Argument(help: "The workflow id.", completion: .workflowIDs) var workflow: String
@@ -33,6 +35,8 @@ struct DestroyCommand: AsyncParsableCommand {
             "Destroy even when the journal says the workflow is still running (after a crash, say), or when no "
                 + "Terraform state is here."))
     var force = false
+    @Flag(name: [.short, .long], help: "Destroy a real deployment without asking (needed without a terminal).")
+    var yes = false
     @Option(
         help: ArgumentHelp("Destroy through a running coordinator, on the infra agent that holds the state (or $SHOAL_COORDINATOR, "
             + "or the context's)."))
@@ -80,6 +84,7 @@ struct DestroyCommand: AsyncParsableCommand {
         }
         let already = snapshot.state == .destroyed
         if snapshot.request.realDeployment && !already {
+            try Self.confirm(snapshot, yes: yes)
             try await terraformDestroy(recorded)
         }
         // Credentials of a cluster that is gone: the kubeconfig (terraform removes its own copy), the passwords
@@ -96,21 +101,43 @@ struct DestroyCommand: AsyncParsableCommand {
         }
     }
 
+    /// Asks on the terminal before a real cluster is torn down; without a terminal, only `--yes` goes on.
+    /// - Throws: `ShoalError(.invalidInput)` when there is no terminal to ask on, `.commandFailed` when the answer is
+    ///   not yes.
+    static func confirm(_ workflow: WorkflowSnapshot, yes: Bool) throws {
+        guard !yes else { return }
+        let hosts = Self.hosts(of: workflow)
+        guard isatty(STDIN_FILENO) == 1 else {
+            throw ShoalError(
+                .invalidInput,
+                "workflow \(workflow.id) is a real deployment (\(hosts)) and there is no terminal to confirm on: "
+                    + "pass --yes to destroy it")
+        }
+        FileDescriptorIO.printError("destroy cluster \(workflow.id) on \(hosts)? [y/N] ")
+        let answer = (readLine(strippingNewline: true) ?? "").trimmingCharacters(in: .whitespaces).lowercased()
+        guard answer == "y" || answer == "yes" else {
+            throw ShoalError(.commandFailed, "destroy of \(workflow.id) cancelled; nothing was changed")
+        }
+    }
+
+    /// Where the workflow's cluster runs, for the question.
+    static func hosts(of workflow: WorkflowSnapshot) -> String {
+        let request = workflow.request
+        if !request.hosts.isEmpty { return request.hosts.map(Names.printable).joined(separator: ", ") }
+        let host = workflow.step("provision")?.host.map(Names.printable) ?? "this machine"
+        return request.target == .docker ? "docker containers on \(host)" : host
+    }
+
     /// Credentials of a cluster that is gone, on this host: the kubeconfig (terraform removes its own copy), the
     /// passwords, in demo mode the simulated cluster itself, and the context `create --merge-kubeconfig` added.
     static func removeLocalCredentials(workflow: String, output: String) throws {
         let directory = "\(output)/kubeconfigs/\(workflow)"
-        for name in ["kubeconfig", "argocd-admin-password", "grafana-admin-password", "simulated-cluster.json"] {
+        for name in [
+            "kubeconfig", "argocd-admin-password", "grafana-admin-password", "headlamp-token", "simulated-cluster.json",
+        ] {
             try? FileManager.default.removeItem(atPath: "\(directory)/\(name)")
         }
-        let record = DeploymentOptions.mergeRecord(workflow: workflow, output: output)
-        let recordedPath = (try? String(contentsOfFile: record, encoding: .utf8))?
-            .trimmingCharacters(in: .whitespacesAndNewlines)
-        let kubeconfig = recordedPath.flatMap { $0.isEmpty ? nil : $0 } ?? KubeconfigFile.defaultPath()
-        if try KubeconfigFile.remove(name: "shoal-\(workflow)", from: kubeconfig) {
-            print("kubeconfig: context shoal-\(workflow) removed from \(kubeconfig)")
-        }
-        try? FileManager.default.removeItem(atPath: record)
+        try KubeconfigMerges.removeAll(workflow: workflow, output: output)
     }
 
     /// The destroy workflow on the coordinator; the target is marked destroyed there when it succeeds.
@@ -120,6 +147,7 @@ struct DestroyCommand: AsyncParsableCommand {
             print("workflow \(target.id) was already destroyed")
             return
         }
+        if target.request.realDeployment { try Self.confirm(target, yes: yes) }
         let id = workflow
         let display = ProgressDisplay()
         let final = try await RemoteOperation.run(

@@ -51,7 +51,8 @@ enum EmbeddedRun {
         guard let ids = interruptUnfinished(output: output)?.interrupted.filter({ $0 != except }), let first = ids.first
         else { return }
         let names = ids.count == 1 ? "workflow \(first) was" : "workflows \(ids.joined(separator: ", ")) were"
-        print("note: \(names) interrupted and not run on; resume with: shoal resume \(first) -d \(output)")
+        print(
+            "note: \(names) interrupted and not run on; resume with: shoal resume \(first) -d \(absolutePath(output))")
         fflush(nil)
     }
 
@@ -67,7 +68,7 @@ enum EmbeddedRun {
             }
             for id in ids {
                 FileDescriptorIO.printError(
-                    "workflow \(id) interrupted; resume with: shoal resume \(id) -d \(output)\n")
+                    "workflow \(id) interrupted; resume with: shoal resume \(id) -d \(absolutePath(output))\n")
             }
         }
     }

@@ -48,6 +48,7 @@ enum HelpExamples {
 
     static let create = [
         ("A demo run with the defaults (one node, monitoring, Headlamp)", "shoal create"),
+        ("What a real run would do, without doing it", "shoal create --real-deployment --dry-run"),
         (
             "Production needs three nodes; each simulated step lasts a second",
             "shoal create -n 3 -e production --sim-delay 1s"
@@ -76,7 +77,19 @@ enum HelpExamples {
 
     static let destroy = [
         ("Tear down a workflow's cluster", "shoal destroy k3s-dev-3f9a1c"),
+        ("A real deployment, from a script (no question asked)", "shoal destroy k3s-real-3f9a1c --yes"),
         ("After a crash, when the journal still says running", "shoal destroy k3s-dev-3f9a1c --force"),
+    ]
+
+    static let kubeconfig = [
+        ("Point kubectl at a run's cluster", "export KUBECONFIG=$(shoal kubeconfig k3s-dev-3f9a1c)"),
+        ("Add it to ~/.kube/config as the context lab", "shoal kubeconfig k3s-dev-3f9a1c --merge --context lab"),
+        ("A run on a coordinator, into a file", "shoal kubeconfig k3s-dev-3f9a1c --coordinator tcp://10.0.0.5:7401 -p > kc"),
+    ]
+
+    static let credentials = [
+        ("Who logs in where, and the files with the secrets", "shoal credentials k3s-dev-3f9a1c"),
+        ("The Grafana admin password itself", "shoal credentials k3s-dev-3f9a1c grafana --show"),
     ]
 
     static let wait = section([

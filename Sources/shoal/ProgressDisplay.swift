@@ -64,9 +64,9 @@ final class ProgressDisplay: @unchecked Sendable {  // `printed` is guarded by `
             print("Health: \(error)")
         }
         if workflow.state == .succeeded || workflow.step(.provision)?.state == .succeeded {
-            printAccess(workflow)
+            printAccess(workflow, output: output.map(absolutePath))
         }
-        if let output { printFiles(workflow, output: output) }
+        if let output { printFiles(workflow, output: absolutePath(output)) }
         fflush(nil)
     }
 
@@ -81,20 +81,25 @@ final class ProgressDisplay: @unchecked Sendable {  // `printed` is guarded by `
         }
     }
 
-    private func printAccess(_ workflow: WorkflowSnapshot) {
+    private func printAccess(_ workflow: WorkflowSnapshot, output: String?) {
+        // Where each secret is: its absolute path on this host, or the command that fetches it.
+        func secret(_ file: String) -> String {
+            output.map { "\($0)/kubeconfigs/\(workflow.id)/\(file)" }
+                ?? "`shoal credentials \(workflow.id) --coordinator ...`"
+        }
         let host = (try? workflow.output(ProvisionOutput.self))??.nodeAddress ?? "127.0.0.1"
         let simulated = !workflow.request.realDeployment
         print("")
         print("Access" + (simulated ? " (demo mode: where a real cluster serves them)" : ""))
         var rows: [(String, Int, String)] = []
         if workflow.request.argocd {
-            rows.append(("Argo CD", 30080, "user admin; password in kubeconfigs/\(workflow.id)/argocd-admin-password"))
+            rows.append(("Argo CD", 30080, "user admin; password in \(secret("argocd-admin-password"))"))
         }
         if workflow.request.monitoring {
             rows.append(("Prometheus", 30090, ""))
-            rows.append(("Grafana", 30300, "user admin; password in kubeconfigs/\(workflow.id)/grafana-admin-password"))
+            rows.append(("Grafana", 30300, "user admin; password in \(secret("grafana-admin-password"))"))
             if workflow.request.headlamp {
-                rows.append(("Headlamp", 30466, "token: see the runbook"))
+                rows.append(("Headlamp", 30466, "token: `shoal credentials \(workflow.id) headlamp`"))
             }
         }
         for (name, port, note) in rows {

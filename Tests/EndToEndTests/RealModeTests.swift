@@ -98,6 +98,7 @@ extension EndToEndCommands {
                   user: {token: not-a-real-token}
 
                 """, to: kubeconfig, mode: 0o600)
+            let userOriginal = try #require(FileManager.default.contents(atPath: kubeconfig))
             let environment = ["PATH": standIns.searchPath, "KUBECONFIG": kubeconfig, "HOME": directory + "/home"]
             // The in-cluster git server's NodePort is stood in for by `shoal gitops serve` with the same password.
             let gitServer = try await GitServerStandIn(standIns: standIns, directory: directory)
@@ -132,13 +133,47 @@ extension EndToEndCommands {
             #expect(merged.contains("name: shoal-\(workflow)") && merged.contains("name: prod"))
             #expect(merged.contains("current-context: prod"))
 
+            try await checkClusterAccess(
+                workflow: workflow, output: output, kubeconfig: kubeconfig, environment: environment)
+            let withLab = try String(contentsOfFile: kubeconfig, encoding: .utf8)
+
             let validated = try await Shoal.run(["validate", workflow, "-d", output], environment: environment)
             #expect(validated.status == 0, "\(validated.standardOutput)\(validated.standardError)")
             #expect(validated.standardOutput.contains("(real cluster)"))
             #expect(validated.standardOutput.contains("Health: score 100/100 (healthy)"))
 
+            // Without a terminal to ask on and without --yes, a real cluster stays.
+            let refused = try await Shoal.run(["destroy", workflow, "-d", output], environment: environment)
+            #expect(refused.status == 1, "\(refused.standardOutput)\(refused.standardError)")
+            #expect(
+                refused.standardError.hasPrefix("error: workflow \(workflow) is a real deployment (")
+                    && refused.standardError.contains("no terminal to confirm on: pass --yes"),
+                "\(refused.standardError)")
+            #expect(refused.standardError.split(separator: "\n").count == 1)
+            #expect(!standIns.lines("terraform-calls.log").contains { $0.hasPrefix("destroy") })
+            #expect(FileManager.default.fileExists(atPath: "\(output)/kubeconfigs/\(workflow)/kubeconfig"))
+            #expect(try String(contentsOfFile: kubeconfig, encoding: .utf8) == withLab, "the kubeconfig is untouched")
+            // On a terminal (script(1) gives it one) the question is asked; "n" leaves the cluster.
+            if let script = ProcessRunner.locate("script") {
+                let command = [Shoal.executable, "destroy", workflow, "-d", output].map { "'\($0)'" }
+                    .joined(separator: " ")
+                let asked = try await ProcessRunner().run(
+                    script, ["-qec", command, "/dev/null"], environment: environment, input: Data("n\n".utf8),
+                    timeout: .seconds(30))
+                let text = asked.standardOutput + asked.standardError
+                #expect(asked.status == 1, "\(text)")
+                #expect(text.contains("destroy cluster \(workflow) on ") && text.contains("? [y/N]"), "\(text)")
+                #expect(text.contains("destroy of \(workflow) cancelled; nothing was changed"), "\(text)")
+                #expect(!standIns.lines("terraform-calls.log").contains { $0.hasPrefix("destroy") })
+            } else if ProcessInfo.processInfo.environment["CI"] != nil {
+                Issue.record("script (util-linux) is not installed but CI is set")
+            } else {
+                print("SKIPPED the terminal question: script (util-linux) is not installed")
+            }
+
             for round in 1...2 {
-                let destroyed = try await Shoal.run(["destroy", workflow, "-d", output], environment: environment)
+                let destroyed = try await Shoal.run(
+                    ["destroy", workflow, "-d", output, "--yes"], environment: environment)
                 #expect(destroyed.status == 0, "round \(round): \(destroyed.standardOutput)\(destroyed.standardError)")
             }
             let destroys = standIns.lines("terraform-calls.log").filter { $0.hasPrefix("destroy") }
@@ -146,13 +181,76 @@ extension EndToEndCommands {
             #expect(destroys.first?.hasSuffix("token=set") == true, "with the join token kept in the journal")
             #expect(!FileManager.default.fileExists(atPath: "\(output)/kubeconfigs/\(workflow)/kubeconfig"))
             let after = try String(contentsOfFile: kubeconfig, encoding: .utf8)
-            #expect(!after.contains("shoal-\(workflow)"))
+            #expect(!after.contains("shoal-\(workflow)") && !after.contains("name: lab"), "\(after)")
+            #expect(
+                FileManager.default.contents(atPath: kubeconfig) == userOriginal,
+                "destroy took out exactly shoal's entries: the user's file is byte for byte as it was: \(after)")
             #expect(
                 after.contains("name: prod") && after.contains("not-a-real-token")
                     && after.contains("current-context: prod"))
             let listed = try await Shoal.run(["list", "-d", output])
             #expect(listed.standardOutput.contains("destroyed"))
         }
+    }
+}
+
+extension EndToEndCommands.RealModeTests {
+    /// `shoal kubeconfig` and `shoal credentials` on a real run: absolute paths, secrets in 0600 files and on
+    /// standard output only when asked, a merge under another name that keeps the user's entries, a foreign name
+    /// refused.
+    func checkClusterAccess(
+        workflow: String, output: String, kubeconfig: String, environment: [String: String]
+    ) async throws {
+        let path = try await Shoal.run(["kubeconfig", workflow, "-d", output], environment: environment)
+        #expect(path.status == 0, "\(path.standardError)")
+        #expect(path.standardOutput == "\(output)/kubeconfigs/\(workflow)/kubeconfig\n")
+        let printed = try await Shoal.run(["kubeconfig", workflow, "-d", output, "-p"], environment: environment)
+        #expect(printed.status == 0)
+        #expect(
+            Data(printed.standardOutput.utf8)
+                == FileManager.default.contents(atPath: "\(output)/kubeconfigs/\(workflow)/kubeconfig"))
+
+        let before = try #require(FileManager.default.contents(atPath: kubeconfig))
+        let foreign = try await Shoal.run(
+            ["kubeconfig", workflow, "-d", output, "--merge", "--context", "prod"], environment: environment)
+        #expect(foreign.status == 1)
+        #expect(
+            foreign.standardError.contains("a cluster named 'prod' that shoal did not write"),
+            "\(foreign.standardError)")
+        #expect(foreign.standardError.split(separator: "\n").count == 1)
+        #expect(FileManager.default.contents(atPath: kubeconfig) == before, "a refused merge changes nothing")
+
+        let lab = try await Shoal.run(
+            ["kubeconfig", workflow, "-d", output, "--merge", "--context", "lab"], environment: environment)
+        #expect(lab.status == 0, "\(lab.standardError)")
+        #expect(lab.standardOutput.contains("kubeconfig: context lab merged into \(kubeconfig)"))
+        let backupLine = try #require(lab.standardOutput.split(separator: "\n").first { $0.hasPrefix("backup: ") })
+        let backup = String(backupLine.dropFirst("backup: ".count))
+        #expect(backup.hasPrefix(kubeconfig + ".shoal-backup-"))
+        #expect(SecureFile.mode(of: backup) == 0o600)
+        #expect(FileManager.default.contents(atPath: backup) == before)
+        let merged = try String(contentsOfFile: kubeconfig, encoding: .utf8)
+        #expect(merged.contains("current-context: prod") && merged.contains("name: lab"))
+
+        let credentials = try await Shoal.run(["credentials", workflow, "-d", output], environment: environment)
+        #expect(credentials.status == 0, "\(credentials.standardError)")
+        let rows = credentials.standardOutput.split(separator: "\n").dropFirst()
+        #expect(rows.map { String($0.prefix { $0 != " " }) } == ["argocd", "grafana", "headlamp"], "\(rows)")
+        for row in rows {
+            let file = try #require(row.split(separator: " ").last.map(String.init))
+            #expect(file.hasPrefix(output + "/kubeconfigs/\(workflow)/"), "\(row)")
+            #expect(SecureFile.mode(of: file) == 0o600, "\(file)")
+        }
+        #expect(!credentials.standardOutput.contains("stand-in-admin-password"), "no secret without --show")
+        #expect(!credentials.standardOutput.contains("stand-in-token-for"), "no token without --show")
+        let token = try String(
+            contentsOfFile: "\(output)/kubeconfigs/\(workflow)/headlamp-token", encoding: .utf8)
+        #expect(token == "stand-in-token-for-headlamp-admin\n")
+        let shown = try await Shoal.run(
+            ["credentials", workflow, "argocd", "--show", "-d", output], environment: environment)
+        #expect(shown.status == 0)
+        #expect(shown.standardOutput.contains("stand-in-admin-password"), "\(shown.standardOutput)")
+        #expect(!shown.standardError.contains("stand-in-admin-password"))
     }
 }
 

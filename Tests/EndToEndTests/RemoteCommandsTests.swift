@@ -186,11 +186,29 @@ extension EndToEndCommands {
             #expect(secret.status == 0, "\(describe(secret))")
             #expect(SecureFile.mode(of: "\(tree)/kubeconfigs/\(workflow)/kubeconfig") == 0o600)
 
+            // kubeconfig and credentials from the client's host: fetched from the coordinator into -o DIR.
+            let access = lab.directory + "/client/access"
+            let merged = try await lab.run(["kubeconfig", workflow, "-d", access, "--merge"])
+            #expect(merged.status == 0, "\(describe(merged))")
+            #expect(
+                merged.standardOutput.contains(
+                    "kubeconfig: context shoal-\(workflow) merged into \(lab.directory)/client/kubeconfig"),
+                "\(describe(merged))")
+            #expect(SecureFile.mode(of: "\(access)/kubeconfigs/\(workflow)/kubeconfig") == 0o600)
+            let credentials = try await lab.run(["credentials", workflow, "argocd", "-d", access])
+            #expect(credentials.status == 0, "\(describe(credentials))")
+            let passwordFile = "\(access)/kubeconfigs/\(workflow)/argocd-admin-password"
+            #expect(credentials.standardOutput.contains(passwordFile), "\(describe(credentials))")
+            #expect(SecureFile.mode(of: passwordFile) == 0o600)
+            #expect(!credentials.standardOutput.contains("stand-in-admin-password"))
+
             // destroy: on the infra agent, in its work directory, where the state was.
-            let destroyed = try await lab.run(["destroy", workflow])
+            let destroyed = try await lab.run(["destroy", workflow, "--yes"])
             #expect(destroyed.status == 0, "\(describe(destroyed))")
             #expect(destroyed.standardOutput.contains("workflow \(workflow) destroyed"))
             #expect(destroyed.standardOutput.contains("(agent infra-1)"))
+            let clientKubeconfig = try String(contentsOfFile: lab.directory + "/client/kubeconfig", encoding: .utf8)
+            #expect(!clientKubeconfig.contains("shoal-\(workflow)"), "destroy took the merged context out")
             let destroys = lab.standIns.lines("terraform-dirs.log").filter { $0.hasPrefix("destroy ") }
             #expect(destroys == ["destroy \(infraDirectory)"], "\(destroys)")
             let after = try String(contentsOfFile: infraDirectory + "/terraform.tfstate", encoding: .utf8)
@@ -205,7 +223,7 @@ extension EndToEndCommands {
             #expect(listed.standardOutput.contains("validate of \(workflow)"))
 
             // Again: nothing runs a second time; a destroyed cluster is not validated.
-            let again = try await lab.run(["destroy", workflow])
+            let again = try await lab.run(["destroy", workflow, "--yes"])
             #expect(again.status == 0 && again.standardOutput.contains("already destroyed"), "\(describe(again))")
             #expect(lab.standIns.lines("terraform-dirs.log").filter { $0.hasPrefix("destroy ") }.count == 1)
             let gone = try await lab.run(["validate", workflow])
@@ -224,7 +242,7 @@ extension EndToEndCommands {
             // Another infra agent is there, but the state is not: destroy must not run on it.
             try lab.startAgent("infra", id: "infra-2")
             lab.stop("infra-1")
-            let destroyed = try await lab.run(["destroy", workflow], timeout: .seconds(30))
+            let destroyed = try await lab.run(["destroy", workflow, "--yes"], timeout: .seconds(30))
             #expect(destroyed.status != 0)
             #expect(
                 destroyed.standardError.contains("infra agent 'infra-1' is not connected (waited 2s)"),
@@ -236,7 +254,7 @@ extension EndToEndCommands {
 
             // Back with the same id and work directory: destroy runs there.
             try lab.startAgent("infra", id: "infra-1")
-            let retried = try await lab.run(["destroy", workflow])
+            let retried = try await lab.run(["destroy", workflow, "--yes"])
             #expect(retried.status == 0, "\(describe(retried))")
             let destroys = lab.standIns.lines("terraform-dirs.log").filter { $0.hasPrefix("destroy ") }
             #expect(destroys == ["destroy \(lab.workDirectory("infra-1"))/terraform/\(workflow)"], "\(destroys)")

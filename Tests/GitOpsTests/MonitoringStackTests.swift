@@ -252,6 +252,50 @@ import Yams
         #expect(keeps.contains("kubernetes;https"))
     }
 
+    @Test func theShoalDashboardShipsInTheDashboardsConfigMapOnTheProvisionedDatasource() throws {
+        let documents = try allDocuments(MonitoringStack.render(spec)).map(\.doc)
+        let dashboards = try #require(
+            documents.first { name($0) == "grafana-dashboards" }?["data"] as? [String: String])
+        let json = try #require(dashboards[MonitoringStack.shoalDashboardFile], "\(dashboards.keys)")
+        let dashboard = try #require(try JSONSerialization.jsonObject(with: Data(json.utf8)) as? [String: Any])
+        #expect(dashboard["uid"] as? String == "shoal")
+        #expect(!json.contains("${datasource}"), "bound to the provisioned datasource")
+        let variables = (value(dashboard, "templating", "list") as? [[String: Any]]) ?? []
+        #expect(variables.map { $0["name"] as? String } == ["job"])
+        let panels = try #require(dashboard["panels"] as? [[String: Any]])
+        let expressions = panels.flatMap {
+            ($0["targets"] as? [[String: Any]] ?? []).compactMap { $0["expr"] as? String }
+        }
+        for family in ["shoal_workflows", "shoal_step_duration_seconds_bucket", "shoal_agents", "shoal_ready_steps"] {
+            #expect(expressions.contains { $0.contains(family) }, "\(family)")
+        }
+
+        // The copy in contrib/ (to import into a Grafana of one's own) is the same dashboard.
+        let contrib = try Data(contentsOf: URL(fileURLWithPath: packageRoot + "/contrib/grafana/shoal-dashboard.json"))
+        let shipped = try #require(try JSONSerialization.jsonObject(with: contrib) as? NSDictionary)
+        let embedded = try #require(
+            try JSONSerialization.jsonObject(with: Data(MonitoringStack.shoalDashboardSource.utf8)) as? NSDictionary)
+        #expect(shipped == embedded, "contrib/grafana/shoal-dashboard.json and MonitoringStack.shoalDashboardSource")
+
+        // A change of the dashboard rolls Grafana: the ConfigMap's digest is in the pod template.
+        let grafana = try #require(documents.first { kind($0) == "Deployment" && name($0) == "grafana" })
+        #expect(value(grafana, "spec", "template", "metadata", "annotations", "checksum/config") is String)
+    }
+
+    @Test func theCoordinatorIsScrapedOnlyWhenItsMetricsEndpointIsGiven() throws {
+        func jobs(_ spec: MonitoringStackSpec) throws -> [[String: Any]] {
+            let config = try #require(try Yams.load(yaml: MonitoringStack.prometheusConfig(spec)) as? [String: Any])
+            return config["scrape_configs"] as? [[String: Any]] ?? []
+        }
+        #expect(!(try jobs(spec)).contains { $0["job_name"] as? String == MonitoringStack.coordinatorJob })
+        var scraped = spec
+        scraped.coordinatorMetrics = "coordinator.lab:9464"
+        let job = try #require(try jobs(scraped).first { $0["job_name"] as? String == "shoal-coordinator" })
+        let targets = (job["static_configs"] as? [[String: Any]])?.first?["targets"] as? [String]
+        #expect(targets == ["coordinator.lab:9464"])
+        #expect(job["scrape_interval"] as? String == "15s")
+    }
+
     @Test func kubeStateMetricsRBACCoversEveryResourceItWatches() throws {
         let documents = try allDocuments(MonitoringStack.render(spec)).map(\.doc)
         let role = try #require(documents.first { kind($0) == "ClusterRole" && name($0) == "kube-state-metrics" })

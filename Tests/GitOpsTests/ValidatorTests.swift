@@ -14,6 +14,7 @@ import Yams
     func renderedVariants() -> [[ManifestFile]] {
         var custom = MonitoringStackSpec(instance: "prod-eu-1")
         custom.namespace = "observability"
+        custom.coordinatorMetrics = "coordinator.lab:9464"
         return [
             MonitoringStack.render(MonitoringStackSpec(instance: "lab")),
             MonitoringStack.render(MonitoringStackSpec(instance: "lab", headlamp: false)),
@@ -91,6 +92,7 @@ import Yams
         }
         var custom = MonitoringStackSpec(instance: "prod-eu-1")
         custom.namespace = "observability"
+        custom.coordinatorMetrics = "[2001:db8::5]:9464"
         for (index, spec) in [MonitoringStackSpec(instance: "lab"), custom].enumerated() {
             let path = "\(directory)/prometheus-\(index).yml"
             let config = MonitoringStack.prometheusConfig(spec)
@@ -145,8 +147,18 @@ import Yams
         guard Tools.available("promtool", install: "apt-get install -y prometheus") else { return }
         let directory = try makeTemporaryDirectory()
         defer { removeDirectory(directory) }
-        let expressions = [Dashboard.clusterOverview("lab"), Dashboard.nodes("lab")].flatMap(\.expressions)
-        #expect(expressions.count >= 10)
+        // The shoal dashboard's Grafana variables as Grafana fills them in.
+        let shoal = try #require(
+            try JSONSerialization.jsonObject(with: Data(MonitoringStack.shoalDashboard().utf8)) as? [String: Any])
+        let shoalExpressions = (shoal["panels"] as? [[String: Any]] ?? []).flatMap { panel in
+            (panel["targets"] as? [[String: Any]] ?? []).compactMap { $0["expr"] as? String }
+        }.map {
+            $0.replacingOccurrences(of: "$__rate_interval", with: "1m").replacingOccurrences(of: "$job", with: ".+")
+        }
+        #expect(shoalExpressions.count >= 10)
+        let expressions =
+            [Dashboard.clusterOverview("lab"), Dashboard.nodes("lab")].flatMap(\.expressions) + shoalExpressions
+        #expect(expressions.count >= 20)
         // Each query as a recording rule, so that promtool parses it.
         let rules: YAML = [
             "groups": [

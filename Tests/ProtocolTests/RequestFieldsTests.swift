@@ -74,4 +74,21 @@ import Testing
         #expect(misplaced.contains { $0.hasPrefix("--node-ip is only used with --target ssh") })
         #expect(!misplaced.contains { $0.contains("--advertise-address") })
     }
+
+    @Test func theCoordinatorMetricsEndpointIsAHostAndAPort() throws {
+        var request = WorkflowRequest()
+        for good in ["coordinator.lab:9464", "10.0.0.5:9464", "[2001:db8::5]:9464"] {
+            request.coordinatorMetrics = good
+            #expect(request.problems().isEmpty, "\(good): \(request.problems())")
+            let decoded = try JSONDecoder().decode(WorkflowRequest.self, from: JSONEncoder().encode(request))
+            #expect(decoded.coordinatorMetrics == good)
+        }
+        for bad in ["coordinator.lab", "coordinator.lab:0", "coordinator.lab:70000", "0.0.0.0:9464", "a b:1",
+            "host:9464\n- job_name: x", "2001:db8::5:9464", "-x:1", ":9464"]
+        {
+            request.coordinatorMetrics = bad
+            #expect(
+                request.problems().contains { $0.hasPrefix("invalid --coordinator-metrics") }, "\(bad) is refused")
+        }
+    }
 }
