@@ -123,6 +123,7 @@ let package = Package(
             name: "AgentsTests",
             dependencies: ["Agents", "AgentRuntime", "Cluster", "Protocol", "ShoalSupport", "Terraform"]
         ),
+        .testTarget(name: "ShoalTests", dependencies: ["shoal", "Protocol"]),
         .testTarget(name: "EndToEndTests", dependencies: ["ShoalSupport", "Coordinator", "Protocol"]),
         .testTarget(name: "FaultTests", dependencies: ["Coordinator", "Protocol", "ZeroMQ", "ShoalSupport"]),
         .testTarget(name: "ContainerTests", dependencies: ["ShoalSupport"]),
