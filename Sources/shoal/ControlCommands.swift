@@ -183,6 +183,7 @@ struct ResumeCommand: AsyncParsableCommand {
                 }
             }
         } catch let error as ShoalError {
+            display.finish()
             fail(error.description)
         }
         display.summary(outcome, output: output)

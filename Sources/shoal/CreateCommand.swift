@@ -119,6 +119,7 @@ struct CreateCommand: AsyncParsableCommand {
             do {
                 outcome = try await runRemote(request, coordinator: coordinator, curve: curve, display: display)
             } catch let error as ShoalError {
+                display.finish()
                 fail(error.description)
             }
         } else {
@@ -143,6 +144,7 @@ struct CreateCommand: AsyncParsableCommand {
                     try await runRemote(request, coordinator: endpoints.control, curve: curve, display: display)
                 }
             } catch let error as ShoalError {
+                display.finish()
                 fail(error.description)
             }
         }
