@@ -182,6 +182,36 @@ private let productionSteps = 15
         try await checkLiveTable(columns: 160)
     }
 
+    @Test func aNarrowedTerminalGetsItsRowsFittedToTheNewWidthAtTheNextTick() async throws {
+        let directory = Shoal.temporaryDirectory()
+        guard let tmux = TmuxServer(directory: directory) else { return }
+        try await tmux.start(
+            "run", columns: 140,
+            command: "env LANG=C.UTF-8 TERM=screen \(Shoal.executable) create -n 3 -e production --sim-delay 1s "
+                + "-o \(directory)/out")
+        let deadline = ContinuousClock.now + .seconds(120)
+        var wide = Frame("")
+        while ContinuousClock.now < deadline {
+            wide = Frame(try await tmux.capture("run"))
+            if wide.rows.contains(where: { $0.step == "provision" && $0.state == "succeeded" }) { break }
+            try await Task.sleep(for: .milliseconds(100))
+        }
+        #expect(wide.tableLines.contains { $0.count > 100 }, "the summaries use a wide terminal: \(wide.lines)")
+        try await tmux.run(["resize-window", "-t", "run", "-x", "70"])
+        var narrow = Frame("")
+        var fitted = false
+        while !fitted, ContinuousClock.now < deadline {
+            try await Task.sleep(for: .milliseconds(100))
+            narrow = Frame(try await tmux.capture("run"))
+            fitted = !narrow.tableLines.isEmpty && narrow.tableLines.allSatisfy { $0.count <= 70 }
+        }
+        #expect(fitted, "\(narrow.lines.joined(separator: "\n"))")
+        #expect(narrow.rows.count == productionSteps, "one row per step: \(narrow.lines.joined(separator: "\n"))")
+        #expect(Set(narrow.rows.map(\.step)).count == productionSteps)
+        let status = try await tmux.waitForExit("run")
+        #expect(status == 0)
+    }
+
     @Test func withNoColorTheLiveTableHasNoEscapeCodes() async throws {
         guard let run = try await runOnTerminal(columns: 80, delay: "300ms", environment: "NO_COLOR=1") else {
             return
