@@ -54,7 +54,8 @@ final class LiveView: @unchecked Sendable {  // every mutable field is touched o
     /// Prints `text` (whole lines) where the table is, and the table again below it.
     func printAbove(_ text: String) {
         queue.sync {
-            var out = drawn.isEmpty ? "" : "\r" + Self.up(Self.physicalRows(drawn, columns: size().columns)) + "\u{1B}[J"
+            let height = Self.physicalRows(drawn, columns: size().columns)
+            var out = drawn.isEmpty ? "" : "\r" + Self.up(height) + "\u{1B}[J"
             out += text
             drawn = []
             output(out)

@@ -113,8 +113,9 @@ struct WorkflowWatch: Sendable {
                 if ContinuousClock.now - since >= Self.unownedGrace {
                     throw ShoalError(
                         .notFound,
-                        "workflow \(workflow) is still running in the journal of \(source.output), but no shoal runs "
-                            + "it (its create was stopped); resume it with: shoal resume \(workflow) -o \(source.output)")
+                        "workflow \(workflow) is still running in the journal of \(source.output), but no shoal "
+                            + "runs it (its create was stopped); resume it with: shoal resume \(workflow) -o "
+                            + source.output)
                 }
             } else {
                 probed = ContinuousClock.now

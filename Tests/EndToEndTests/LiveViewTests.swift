@@ -232,7 +232,8 @@ private let productionSteps = 15
 
     @Test func progressOptionsAreCheckedInOneLine() async throws {
         for arguments in [
-            ["create", "--progress", "fancy"], ["create", "--progress", "\u{1B}[2J"], ["watch", "k3s-dev-000001", "-v", "-q"],
+            ["create", "--progress", "fancy"], ["create", "--progress", "\u{1B}[2J"],
+            ["watch", "k3s-dev-000001", "-v", "-q"],
             ["resume", "k3s-dev-000001", "--progress", "x"],
         ] {
             let result = try await Shoal.run(arguments, timeout: .seconds(20))

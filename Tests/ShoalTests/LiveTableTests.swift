@@ -62,7 +62,8 @@ private let now: Int64 = 1_800_000_000_000 + 12_345
         #expect(
             lines == [
                 "workflow k3s-prod-1a2b3c  running  3/5 done  12.3s",
-                " ✓ plan           succeeded    0.2s  planner-1 on lab-1                14 steps; 3 servers with embedded etcd",
+                " ✓ plan           succeeded    0.2s  planner-1 on lab-1                "
+                    + "14 steps; 3 servers with embedded etcd",
                 " ⠋ provision      running     11.9s  infra-1 on lab-2",
                 " ✗ monitoring     failed       3.0s  monitoring-1 on lab-3, attempt 2  "
                     + "git push failed: the remote rejected the update of a protected branch",
