@@ -125,6 +125,7 @@ let package = Package(
             name: "AgentsTests",
             dependencies: ["Agents", "AgentRuntime", "Cluster", "Protocol", "ShoalSupport", "Terraform"]
         ),
+        .testTarget(name: "ShoalTests", dependencies: ["shoal", "Protocol"]),
         .testTarget(
             name: "EndToEndTests",
             dependencies: ["ShoalSupport", "Coordinator", "Protocol", .product(name: "Yams", package: "Yams")]

@@ -25,6 +25,8 @@ if [ "${1:-}" = "--test" ]; then
     # The run report is rendered in headless Chromium; the metrics endpoint is fetched with curl.
     command -v chromium >/dev/null 2>&1 || need_apt+=(chromium)
     command -v curl >/dev/null 2>&1 || need_apt+=(curl)
+    # The live view's test runs `shoal create` on a terminal.
+    command -v tmux >/dev/null 2>&1 || need_apt+=(tmux)
 fi
 
 if [ ${#need_apt[@]} -gt 0 ]; then

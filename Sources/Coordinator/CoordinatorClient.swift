@@ -140,7 +140,11 @@ public final class CoordinatorClient {
 
     /// The current state of a workflow.
     public func status(_ workflow: String) throws -> WorkflowSnapshot {
-        try decode(StatusReply.self, call(Header(type: .status, workflow: workflow), Empty())).workflow
+        try statusReply(workflow).workflow
+    }
+
+    private func statusReply(_ workflow: String) throws -> StatusReply {
+        try decode(StatusReply.self, call(Header(type: .status, workflow: workflow), Empty()))
     }
 
     public func list() throws -> [WorkflowSnapshot] {
@@ -170,13 +174,21 @@ public final class CoordinatorClient {
     /// are published, a status request when an event shows a gap, and one
     /// whenever none came for a while (events are lossy).
     /// - Parameters:
-    ///   - eventsPort: the coordinator's PUB port (from `submit`), on the same host.
+    ///   - eventsPort: the coordinator's PUB port (from `submit`), on the same host; nil takes the one the
+    ///     coordinator's status reply names (polling `status` alone when it names none).
     ///   - timeout: give up after this long; nil waits forever.
     ///   - update: called with each newer snapshot.
     /// - Returns: the final snapshot.
     public func follow(
         _ workflow: String, eventsPort: Int?, timeout: Duration? = nil, update: (WorkflowSnapshot) -> Void
     ) throws -> WorkflowSnapshot {
+        var first: WorkflowSnapshot?
+        var eventsPort = eventsPort
+        if subscriber == nil, eventsPort == nil {
+            let reply = try statusReply(workflow)
+            first = reply.workflow
+            eventsPort = reply.eventsPort
+        }
         if subscriber == nil, let eventsPort, let colon = endpoint.lastIndex(of: ":") {
             let socket = try Socket(context: context, type: .sub)
             try socket.set(.maxMessageSize, Int64(WireFormat.maxMessageBytes))
@@ -187,7 +199,8 @@ public final class CoordinatorClient {
         try subscriber?.subscribe(WireFormat.workflowTopic(workflow))
         defer { try? subscriber?.unsubscribe(WireFormat.workflowTopic(workflow)) }
         let deadline = timeout.map { ContinuousClock.now + $0 }
-        var latest = try status(workflow)
+        // An event published between that first status and the subscription shows as a gap, and is asked for.
+        var latest = try first ?? status(workflow)
         update(latest)
         var lastStatus = ContinuousClock.now
         while !latest.state.isFinished {

@@ -301,7 +301,9 @@ final class CoordinatorCore {
             try submit(envelope.decode(Submit.self), identity: identity, header: header)
         case .status:
             let workflow = try snapshot(header.workflow)
-            reply(identity, Header(type: .statusReply, workflow: workflow.id, re: header.id), StatusReply(workflow: workflow))
+            reply(
+                identity, Header(type: .statusReply, workflow: workflow.id, re: header.id),
+                StatusReply(workflow: workflow, eventsPort: eventsPort))
         case .list:
             reply(identity, Header(type: .listReply, re: header.id), ListReply(workflows: try journal.summaries()))
         case .agents:

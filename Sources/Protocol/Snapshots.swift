@@ -163,7 +163,13 @@ public struct AgentInfo: Codable, Sendable, Equatable {
 
 public struct StatusReply: Codable, Sendable, Equatable {
     public var workflow: WorkflowSnapshot
-    public init(workflow: WorkflowSnapshot) { self.workflow = workflow }
+    /// The coordinator's PUB port, so that a client that did not submit the workflow (`watch`, `wait`) can
+    /// follow its events; absent from older coordinators.
+    public var eventsPort: Int?
+    public init(workflow: WorkflowSnapshot, eventsPort: Int? = nil) {
+        self.workflow = workflow
+        self.eventsPort = eventsPort
+    }
 }
 
 /// Every workflow the coordinator's journal holds, oldest first, without

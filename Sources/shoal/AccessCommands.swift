@@ -157,7 +157,7 @@ struct KubeconfigCommand: AsyncParsableCommand {
             refused unless --force. `shoal destroy` takes out exactly the entries it added.
 
             With --coordinator the kubeconfig is fetched from the coordinator first (as `shoal get --sensitive` \
-            does) into -o DIR.
+            does) into -d DIR.
             """, HelpExamples.kubeconfig))
 
     @Argument(help: "The workflow id.", completion: .workflowIDs) var workflow: String
@@ -225,7 +225,7 @@ struct CredentialsCommand: AsyncParsableCommand {
             Headlamp token is minted when asked for: `kubectl create token headlamp-admin` (valid 24 hours) with \
             the run's kubeconfig, written to OUTPUT/kubeconfigs/WORKFLOW/headlamp-token; a demo run's simulated \
             cluster mints none. With --coordinator the files are fetched from the coordinator first (as \
-            `shoal get --sensitive` does) into -o DIR.
+            `shoal get --sensitive` does) into -d DIR.
             """, HelpExamples.credentials))
 
     enum Service: String, CaseIterable, ExpressibleByArgument {

@@ -130,6 +130,7 @@ struct ResumeCommand: AsyncParsableCommand {
     @Option(help: "Validation agents to start (embedded mode).") var validationWorkers = 2
     @OptionGroup var security: ClientSecurityOptions
     @OptionGroup var logging: LoggingOptions
+    @OptionGroup var view: ProgressOptions
 
     func validate() throws {
         try checkWorkflowID(workflow)
@@ -179,13 +180,14 @@ struct ResumeCommand: AsyncParsableCommand {
         }
         let owner = EmbeddedRun.takeOutputDirectory(output)
         defer { withExtendedLifetime(owner) {} }
-        EmbeddedRun.reportLeftovers(output: output, except: workflow)
+        EmbeddedRun.reportLeftovers(output: output, except: workflow, quiet: view.quiet)
         let logger = logging.bootstrap(label: "shoal.resume")
-        let display = ProgressDisplay()
+        let display = ProgressDisplay(style: view.style())
         let cluster = EmbeddedCluster(
             executable: selfExecutable(), output: outputPath, validationWorkers: validationWorkers,
             logLevel: logging.logLevel, insecure: security.insecure, logger: logger)
         cluster.onInterrupt = EmbeddedRun.interruptedHook(output: output)
+        cluster.onSignal = { display.finish() }
         let outcome: WorkflowSnapshot
         do {
             outcome = try await cluster.run { endpoints, curve in
@@ -193,13 +195,15 @@ struct ResumeCommand: AsyncParsableCommand {
                     let client = try CoordinatorClient(endpoint: endpoints.control, curve: curve)
                     let resumed = try client.resume(workflow)
                     guard resumed.state == .running else { return resumed }
-                    print("workflow \(workflow) resumed")
+                    print(display.style.quiet ? workflow : "workflow \(workflow) resumed")
                     fflush(nil)
+                    display.following()
                     let eventsPort = endpoints.events.split(separator: ":").last.flatMap { Int($0) }
-                    return try client.follow(workflow, eventsPort: eventsPort) { display.update($0) }
+                    return try display.follow(client, workflow: workflow, eventsPort: eventsPort)
                 }
             }
         } catch let error as ShoalError {
+            display.finish()
             fail(error.description)
         }
         display.summary(outcome, output: output)

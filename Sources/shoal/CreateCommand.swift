@@ -61,6 +61,7 @@ struct CreateCommand: AsyncParsableCommand {
     @OptionGroup var deployment: DeploymentOptions
     @OptionGroup var security: ClientSecurityOptions
     @OptionGroup var logging: LoggingOptions
+    @OptionGroup var view: ProgressOptions
 
     /// The coordinator to submit to, resolved: --coordinator, $SHOAL_COORDINATOR, the context's; nil to run embedded.
     var endpoint: String? { ShoalConfig.coordinator(flag: coordinator).value }
@@ -137,7 +138,7 @@ struct CreateCommand: AsyncParsableCommand {
     func run() async throws {
         let logger = logging.bootstrap(label: "shoal.create")
         let request = try makeRequest()
-        let display = ProgressDisplay()
+        let display = ProgressDisplay(style: view.style())
         let outcome: WorkflowSnapshot
         if dryRun {
             do {
@@ -170,35 +171,38 @@ struct CreateCommand: AsyncParsableCommand {
             do {
                 outcome = try await runRemote(request, coordinator: coordinator, curve: curve, display: display)
             } catch let error as ShoalError {
+                display.finish()
                 fail(error.description)
             }
         } else {
             let outputPath = absolutePath(output)
-            if !request.realDeployment && ProcessRunner.locate("terraform") == nil {
+            if !request.realDeployment && !view.quiet && ProcessRunner.locate("terraform") == nil {
                 print("note: terraform is not installed; Terraform files are written, init/validate/plan are skipped")
             }
             // One `create` per output directory: a second would replace this run's keys and compete for its journal.
             let owner = EmbeddedRun.takeOutputDirectory(output)
             defer { withExtendedLifetime(owner) {} }
             // Workflows an interrupted run left here are marked interrupted and named, never run on silently.
-            EmbeddedRun.reportLeftovers(output: output)
+            EmbeddedRun.reportLeftovers(output: output, quiet: view.quiet)
             let cluster = EmbeddedCluster(
                 executable: selfExecutable(), output: outputPath, validationWorkers: validationWorkers,
                 logLevel: logging.logLevel, insecure: security.insecure, logger: logger)
             cluster.agentArguments[.monitoring] = deployment.monitoringAgentArguments(
                 realDeployment: request.realDeployment)
             cluster.onInterrupt = EmbeddedRun.interruptedHook(output: output)
+            cluster.onSignal = { display.finish() }
             do {
                 outcome = try await cluster.run { endpoints, curve in
                     try await runRemote(request, coordinator: endpoints.control, curve: curve, display: display)
                 }
             } catch let error as ShoalError {
+                display.finish()
                 fail(error.description)
             }
         }
         display.summary(outcome, output: coordinator == nil ? output : nil)
         RunReport.writeAfterCreate(outcome, output: output)
-        if deployment.mergeKubeconfig && outcome.step("provision")?.state == .succeeded {
+        if deployment.mergeKubeconfig && outcome.step(.provision)?.state == .succeeded {
             do {
                 let context = KubeconfigMerges.defaultContext(outcome.id)
                 let (file, backup) = try KubeconfigMerges.merge(
@@ -219,7 +223,7 @@ struct CreateCommand: AsyncParsableCommand {
             let client = try CoordinatorClient(endpoint: coordinator, curve: curve)
             let accepted = try client.submit(request)
             display.submitted(accepted.workflow)
-            return try client.follow(accepted.workflow, eventsPort: accepted.eventsPort) { display.update($0) }
+            return try display.follow(client, workflow: accepted.workflow, eventsPort: accepted.eventsPort)
         }
     }
 }

@@ -124,7 +124,7 @@ struct DestroyCommand: AsyncParsableCommand {
     static func hosts(of workflow: WorkflowSnapshot) -> String {
         let request = workflow.request
         if !request.hosts.isEmpty { return request.hosts.map(Names.printable).joined(separator: ", ") }
-        let host = workflow.step("provision")?.host.map(Names.printable) ?? "this machine"
+        let host = workflow.step(.provision)?.host.map(Names.printable) ?? "this machine"
         return request.target == .docker ? "docker containers on \(host)" : host
     }
 

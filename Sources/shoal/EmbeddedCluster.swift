@@ -26,6 +26,8 @@ final class EmbeddedCluster: @unchecked Sendable {  // `children` is guarded by 
     var agentArguments: [Role: [String]] = [:]
     /// Run on Ctrl-C or SIGTERM once every child has stopped, before the exit (marks the workflow interrupted).
     var onInterrupt: @Sendable () -> Void = {}
+    /// Run first on Ctrl-C or SIGTERM, before anything is printed (ends the live view).
+    var onSignal: @Sendable () -> Void = {}
 
     init(executable: String, output: String, validationWorkers: Int, logLevel: String, insecure: Bool, logger: Logger) {
         self.executable = executable
@@ -178,6 +180,7 @@ final class EmbeddedCluster: @unchecked Sendable {  // `children` is guarded by 
             signal(signalNumber, SIG_IGN)
             let source = DispatchSource.makeSignalSource(signal: signalNumber, queue: .global())
             source.setEventHandler { [self] in
+                onSignal()
                 FileDescriptorIO.printError("\ninterrupted: stopping agents and coordinator\n")
                 lock.withLock { interrupted = true }
                 stopAll()

@@ -46,9 +46,10 @@ enum EmbeddedRun {
     }
 
     /// At the start of an embedded run: one line naming the interrupted workflows of the directory (but
-    /// `except`, the one being resumed) and how to resume them.
-    static func reportLeftovers(output: String, except: String? = nil) {
-        guard let ids = interruptUnfinished(output: output)?.interrupted.filter({ $0 != except }), let first = ids.first
+    /// `except`, the one being resumed) and how to resume them; `quiet` (`-q`) marks them without a word.
+    static func reportLeftovers(output: String, except: String? = nil, quiet: Bool = false) {
+        guard let ids = interruptUnfinished(output: output)?.interrupted.filter({ $0 != except }), let first = ids.first,
+            !quiet
         else { return }
         let names = ids.count == 1 ? "workflow \(first) was" : "workflows \(ids.joined(separator: ", ")) were"
         print(

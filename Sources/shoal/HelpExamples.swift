@@ -53,6 +53,8 @@ enum HelpExamples {
             "Production needs three nodes; each simulated step lasts a second",
             "shoal create -n 3 -e production --sim-delay 1s"
         ),
+        ("Plain lines even on a terminal, with each step's log", "shoal create --progress plain -v"),
+        ("Only the workflow id and the result, for a script", "shoal create -q"),
         ("A real cluster on this machine", "shoal create --real-deployment --target local"),
         ("Submit to a coordinator on another host and return at once",
          "shoal create -n 3 --coordinator tcp://10.0.0.5:7401 --key ~/.shoal/keys/alice.key --detach"),
@@ -60,6 +62,7 @@ enum HelpExamples {
 
     static let status = section([
         ("A workflow of an embedded run, from its journal", "shoal status k3s-dev-3f9a1c"),
+        ("Follow it until it ends (the live table on a terminal)", "shoal status k3s-dev-3f9a1c -w"),
         ("A workflow on a running coordinator", "shoal status k3s-dev-3f9a1c --coordinator tcp://10.0.0.5:7401"),
         ("As JSON, for a script (docs/cli.md)", "shoal status k3s-dev-3f9a1c -o json"),
     ])
@@ -99,6 +102,15 @@ enum HelpExamples {
         ),
         ("Give up after half an hour", "shoal wait k3s-dev-3f9a1c --coordinator tcp://10.0.0.5:7401 --timeout 30m"),
     ])
+
+    static let watch = [
+        ("A workflow of the embedded run in ./output, until it ends", "shoal watch k3s-dev-3f9a1c"),
+        (
+            "A workflow on a coordinator, from any host",
+            "shoal watch k3s-dev-3f9a1c --coordinator tcp://10.0.0.5:7401 --key ~/.shoal/keys/alice.key"
+        ),
+        ("The same with status", "shoal status k3s-dev-3f9a1c -w --coordinator tcp://10.0.0.5:7401"),
+    ]
 
     static let cancel = section([
         ("Stop a running workflow", "shoal cancel k3s-dev-3f9a1c --coordinator tcp://10.0.0.5:7401"),

@@ -91,10 +91,16 @@ struct LogsCommand: AsyncParsableCommand {
     }
 
     static func print(_ log: StepLog) {
+        Swift.print(format(log), terminator: "")
+    }
+
+    /// A step's log under its header line, each line ending with a newline.
+    static func format(_ log: StepLog) -> String {
         var header = "==> \(log.step) (attempt \(log.attempt), \(log.agent) on \(log.host), \(log.outcome.rawValue))"
         if log.dropped > 0 { header += " [\(log.dropped) earlier line(s) dropped]" }
-        Swift.print(header)
-        for line in log.lines { Swift.print(line) }
-        if let error = log.error { Swift.print("error: \(error)") }
+        var text = header + "\n"
+        for line in log.lines { text += line + "\n" }
+        if let error = log.error { text += "error: \(error)\n" }
+        return text
     }
 }

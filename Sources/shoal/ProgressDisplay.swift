@@ -1,18 +1,91 @@
+import Coordinator
 import Foundation
 import Protocol
 import ShoalSupport
 
-/// Prints a line per step as it starts and ends, then a summary.
-final class ProgressDisplay: @unchecked Sendable {  // `printed` is guarded by `lock`
+/// Shows a workflow as it runs, then a summary: the live table on a terminal, else a line per step as it starts
+/// and ends (what scripts read), or nothing; with `-v` each step's log as it ends, with `-q` only the workflow id
+/// and the result.
+final class ProgressDisplay: @unchecked Sendable {  // `printed` and `logged` are guarded by `lock`
+    let style: ProgressStyle
+    private let live: LiveView?
     private let lock = NSLock()
     private var printed: [String: StepSnapshot.State] = [:]
+    /// The last attempt of each step whose log `-v` printed.
+    private var logged: [String: Int] = [:]
 
+    init(style: ProgressStyle = .plain) {
+        self.style = style
+        live = style.display == .live ? LiveView(style: .init(color: style.color, unicode: style.unicode)) : nil
+    }
+
+    /// The workflow id: `workflow ID submitted`, or the bare id with `-q`; the live table starts below it.
     func submitted(_ workflow: String) {
-        print("workflow \(workflow) submitted")
+        print(style.quiet ? workflow : "workflow \(workflow) submitted")
         fflush(nil)
+        live?.start()
+    }
+
+    /// Starts showing a workflow that was submitted elsewhere (`watch`).
+    func following() {
+        live?.start()
     }
 
     func update(_ workflow: WorkflowSnapshot) {
+        switch style.display {
+        case .live: live?.update(workflow)
+        case .plain: printLines(workflow)
+        case .none: break
+        }
+    }
+
+    /// Ends the live table (its last frame stays on screen); the summary follows it.
+    func finish() {
+        live?.stop()
+    }
+
+    /// With `-v`: the steps that ended since the last call, whose logs are to be printed.
+    func stepsToLog(_ workflow: WorkflowSnapshot) -> [String] {
+        guard style.verbose else { return [] }
+        return lock.withLock {
+            var names: [String] = []
+            for step in workflow.steps where [.succeeded, .failed].contains(step.state) {
+                if (logged[step.name] ?? 0) < step.attempt {
+                    logged[step.name] = step.attempt
+                    names.append(step.name)
+                }
+            }
+            return names
+        }
+    }
+
+    /// Prints step logs (`-v`), above the live table when there is one.
+    func printLogs(_ logs: [StepLog]) {
+        guard !logs.isEmpty else { return }
+        let text = logs.map(LogsCommand.format).joined()
+        if let live {
+            live.printAbove(text)
+        } else {
+            lock.withLock {
+                print(text, terminator: "")
+                fflush(nil)
+            }
+        }
+    }
+
+    /// Follows a workflow through a coordinator until it ends, with `-v` fetching each step's log as it ends.
+    func follow(
+        _ client: CoordinatorClient, workflow: String, eventsPort: Int?, timeout: Duration? = nil
+    ) throws -> WorkflowSnapshot {
+        try client.follow(workflow, eventsPort: eventsPort, timeout: timeout) { snapshot in
+            update(snapshot)
+            for step in stepsToLog(snapshot) {
+                if let reply = try? client.logs(workflow, step: step) { printLogs(reply.steps) }
+            }
+        }
+    }
+
+    private func printLines(_ workflow: WorkflowSnapshot) {
         lock.lock()
         defer { lock.unlock() }
         for step in workflow.steps {
@@ -48,15 +121,21 @@ final class ProgressDisplay: @unchecked Sendable {  // `printed` is guarded by `
     }
 
     func summary(_ workflow: WorkflowSnapshot, output: String?) {
+        live?.update(workflow)
+        finish()
         let total = workflow.steps.count
         let succeeded = workflow.steps.filter { $0.state == .succeeded }.count
         var elapsed = ""
         if let finished = workflow.finishedAt {
             elapsed = " in " + Duration.milliseconds(max(0, finished - workflow.createdAt)).shortDescription
         }
-        print("")
+        if !style.quiet { print("") }
         print("Workflow \(workflow.id) \(workflow.state.rawValue)\(elapsed): \(total) steps, \(succeeded) succeeded")
         if let error = workflow.error { print("  reason: \(error)") }
+        if style.quiet {
+            fflush(nil)
+            return
+        }
         do {
             if let report = try workflow.output(HealthReportOutput.self) { printHealth(report) }
         } catch {

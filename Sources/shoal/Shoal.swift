@@ -22,7 +22,7 @@ struct Shoal: AsyncParsableCommand {
         version: WireFormat.softwareVersion,
         subcommands: [
             CreateCommand.self, StatusCommand.self, ListCommand.self, ValidateCommand.self, DestroyCommand.self,
-            LogsCommand.self, GetCommand.self, KubeconfigCommand.self, CredentialsCommand.self,
+            LogsCommand.self, GetCommand.self, KubeconfigCommand.self, CredentialsCommand.self, WatchCommand.self,
             WaitCommand.self, CancelCommand.self, ResumeCommand.self, AgentsCommand.self, StatsCommand.self,
             CoordinatorCommand.self, AgentCommand.self, KeysCommand.self, GitOpsCommand.self, AppCommand.self,
             HealthCommand.self, ContextCommand.self, VersionCommand.self, ReportCommand.self, CompletionCommand.self,

@@ -77,10 +77,19 @@ struct StatusCommand: AsyncParsableCommand {
     @Argument(help: "The workflow id.", completion: .workflowIDs) var workflow: String
     @OptionGroup var source: SourceOptions
     @OptionGroup var format: OutputFormatOption
+    @Flag(name: [.short, .long], help: "Follow the workflow until it ends, as `shoal watch` does.") var watch = false
+    @OptionGroup var view: ProgressOptions
 
-    func validate() throws { try checkWorkflowID(workflow) }
+    func validate() throws {
+        try checkWorkflowID(workflow)
+        if view.isSet && !watch { throw ValidationError("--progress, --no-color, -v and -q go with -w/--watch") }
+    }
 
     func run() async throws {
+        if watch {
+            try await WorkflowWatch(workflow: workflow, source: source, view: view, timeout: nil).run()
+            return
+        }
         let snapshot: WorkflowSnapshot
         do {
             snapshot = try await source.workflow(workflow)

@@ -13,6 +13,20 @@ import Testing
         try JSONDecoder().decode(JSONValue.self, from: JSONEncoder().encode(Plan(steps: steps)))
     }
 
+    @Test func aStatusReplyNamesTheEventsPortSoAFollowerThatDidNotSubmitGetsTheEvents() async throws {
+        let coordinator = try await TestCoordinator.start()
+        defer { Task { await coordinator.stop() } }
+        try await onOwnThread {
+            let accepted = try coordinator.client(context).submit(WorkflowRequest())
+            let other = try coordinator.client(context)
+            let reply = try other.call(Header(type: .status, workflow: accepted.workflow), Empty())
+                .decode(StatusReply.self)
+            #expect(reply.eventsPort != nil)
+            #expect(reply.eventsPort == accepted.eventsPort)
+            #expect(reply.eventsPort == BoundEndpoints.port(of: coordinator.endpoints.events))
+        }
+    }
+
     @Test func aFailedValidationCheckResumedRunsWithItsParams() async throws {
         let coordinator = try await TestCoordinator.start { $0.ackTimeout = .seconds(10) }
         defer { Task { await coordinator.stop() } }

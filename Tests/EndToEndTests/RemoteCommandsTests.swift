@@ -186,7 +186,7 @@ extension EndToEndCommands {
             #expect(secret.status == 0, "\(describe(secret))")
             #expect(SecureFile.mode(of: "\(tree)/kubeconfigs/\(workflow)/kubeconfig") == 0o600)
 
-            // kubeconfig and credentials from the client's host: fetched from the coordinator into -o DIR.
+            // kubeconfig and credentials from the client's host: fetched from the coordinator into -d DIR.
             let access = lab.directory + "/client/access"
             let merged = try await lab.run(["kubeconfig", workflow, "-d", access, "--merge"])
             #expect(merged.status == 0, "\(describe(merged))")
