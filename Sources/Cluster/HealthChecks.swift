@@ -110,6 +110,8 @@ public struct HealthReport: Codable, Sendable, Equatable {
     public var score: Int
     /// `healthy` (every check passed), `unhealthy` (score below 50, or the nodes check failed) or `degraded`.
     public var status: String
+    /// Every cluster of the fleet this cluster's Argo CD deploys to, and the fleet's score; nil without a fleet.
+    public var fleet: FleetReport?
 
     /// Scores a set of results (see docs/validation.md).
     public static func make(_ checks: [CheckResult]) -> HealthReport {
@@ -310,7 +312,9 @@ public enum HealthChecks {
     private static func applications(_ client: any ClusterClient, _ expectation: HealthExpectation) async throws
         -> Verdict
     {
+        // Applications that deploy to another cluster of a fleet are scored with that cluster (`FleetHealth`).
         let apps = try await client.applications(namespace: expectation.argocdNamespace)
+            .filter { $0.destinationServer == nil }
         if apps.isEmpty {
             return Verdict(
                 passed: !expectation.monitoring,

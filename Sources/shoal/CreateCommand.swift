@@ -41,6 +41,12 @@ struct CreateCommand: AsyncParsableCommand {
     @Option(help: "Install K3s from this directory (k3s binary, install.sh, image tarball) instead of downloading.")
     var airgapDir: String?
     @Flag(help: "With --coordinator: print the workflow id and return without waiting.") var detach = false
+    @Option(
+        help: ArgumentHelp(
+            "Register the new cluster in the Argo CD of the cluster of workflow FLEET (same output directory), "
+                + "whose ApplicationSets then deploy the monitoring stack and its applications here.",
+            valueName: "fleet"))
+    var joinFleet: String?
     @OptionGroup var deployment: DeploymentOptions
     @OptionGroup var security: ClientSecurityOptions
     @OptionGroup var logging: LoggingOptions
@@ -53,6 +59,7 @@ struct CreateCommand: AsyncParsableCommand {
             throw ValidationError(
                 "--key and --coordinator-key go with --coordinator; the embedded mode makes its own keys")
         }
+        try checkJoinFleet()
         var request = try makeRequest()
         request.realDeployment = false
         if let problem = request.problems().first { throw ValidationError(problem) }
@@ -94,6 +101,11 @@ struct CreateCommand: AsyncParsableCommand {
         try simDelay.validate(in: .zero ... .seconds(600), option: "--sim-delay")
         request.simDelayMilliseconds = Int(simDelay.duration.milliseconds)
         deployment.apply(to: &request)
+        if joinFleet != nil {
+            // A member's monitoring stack comes from the fleet's ApplicationSet.
+            request.monitoring = false
+            request.headlamp = false
+        }
         return request
     }
 
@@ -122,6 +134,13 @@ struct CreateCommand: AsyncParsableCommand {
             }
         } else {
             let outputPath = absolutePath(output)
+            if let joinFleet {
+                do {
+                    _ = try FleetJoin.checkFleet(joinFleet, output: output, realDeployment: request.realDeployment)
+                } catch let error as ShoalError {
+                    fail(error.message)
+                }
+            }
             if !request.realDeployment && ProcessRunner.locate("terraform") == nil {
                 print("note: terraform is not installed; Terraform files are written, init/validate/plan are skipped")
             }
@@ -146,6 +165,16 @@ struct CreateCommand: AsyncParsableCommand {
         }
         display.summary(outcome, output: coordinator == nil ? output : nil)
         RunReport.writeAfterCreate(outcome, output: output)
+        if let joinFleet {
+            guard outcome.state == .succeeded else {
+                fail("\(outcome.id) did not join fleet \(joinFleet): its workflow \(outcome.state.rawValue)")
+            }
+            do {
+                for line in try await FleetJoin.join(member: outcome.id, fleet: joinFleet, output: output) { print(line) }
+            } catch let error as ShoalError {
+                fail("\(outcome.id) did not join fleet \(joinFleet): \(error.description)")
+            }
+        }
         if deployment.mergeKubeconfig && outcome.step("provision")?.state == .succeeded {
             do {
                 let file = try DeploymentOptions.mergeKubeconfig(workflow: outcome.id, output: absolutePath(output))

@@ -152,7 +152,8 @@ struct ValidateCommand: AsyncParsableCommand {
         }
         let cluster = try simulatedCluster(recorded)
         let client = cluster.client(gitSource: gitSource(recorded))
-        return await HealthChecks.report(client: client, expectation: expectation)
+        let report = await HealthChecks.report(client: client, expectation: expectation)
+        return await FleetJoin.withFleet(report, workflow: recorded.snapshot, client: client)
     }
 
     /// The kubeconfig the run wrote, or the journal's copy in a private temporary file.
@@ -204,6 +205,7 @@ struct ValidateCommand: AsyncParsableCommand {
             if let remedy = check.remedy { Swift.print("      remedy: \(remedy)") }
         }
         Swift.print("")
+        if let fleet = report.fleet { FleetJoin.printFleet(fleet) }
         Swift.print("Health: score \(report.score)/100 (\(report.status))")
     }
 }
