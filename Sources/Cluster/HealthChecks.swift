@@ -312,9 +312,7 @@ public enum HealthChecks {
     private static func applications(_ client: any ClusterClient, _ expectation: HealthExpectation) async throws
         -> Verdict
     {
-        // Applications that deploy to another cluster of a fleet are scored with that cluster (`FleetHealth`).
         let apps = try await client.applications(namespace: expectation.argocdNamespace)
-            .filter { $0.destinationServer == nil }
         if apps.isEmpty {
             return Verdict(
                 passed: !expectation.monitoring,
