@@ -21,6 +21,30 @@ public struct RegisteredCluster: Sendable, Equatable, Codable {
     /// The Secret's name in the Argo CD namespace.
     public var secret: String
 
+    public init(name: String, server: String, labels: [String: String], annotations: [String: String], secret: String) {
+        self.name = name
+        self.server = server
+        self.labels = labels
+        self.annotations = annotations
+        self.secret = secret
+    }
+
+    /// What a cluster Secret (as stored or as kubectl prints it) says; nil for any other Secret.
+    init?(secret: ManifestValue) {
+        let labels = secret["metadata", "labels"]?.stringMap ?? [:]
+        guard labels["argocd.argoproj.io/secret-type"] == "cluster" else { return nil }
+        var data: [String: String] = [:]
+        for (key, value) in secret["data"]?.stringMap ?? [:] {
+            data[key] = Data(base64Encoded: value).map { String(decoding: $0, as: UTF8.self) }
+        }
+        for (key, value) in secret["stringData"]?.stringMap ?? [:] { data[key] = value }
+        let secretName = secret["metadata", "name"]?.string ?? ""
+        guard let server = data["server"] else { return nil }
+        self.init(
+            name: data["name"] ?? secretName, server: server, labels: labels,
+            annotations: secret["metadata", "annotations"]?.stringMap ?? [:], secret: secretName)
+    }
+
     /// The cluster generator's parameters, flat (`metadata.labels.KEY`), as Argo CD documents them.
     var parameters: [String: String] {
         var result = [
@@ -44,19 +68,8 @@ public struct RegisteredCluster: Sendable, Equatable, Codable {
 extension SimulatedCluster {
     /// The clusters registered in this model's Argo CD (its cluster Secrets in `argocd`), sorted by name.
     public func registeredClusters(namespace: String = "argocd") -> [RegisteredCluster] {
-        objects(kind: "Secret", namespace: namespace).compactMap { secret -> RegisteredCluster? in
-            let labels = secret.body["metadata", "labels"]?.stringMap ?? [:]
-            guard labels["argocd.argoproj.io/secret-type"] == "cluster" else { return nil }
-            var data: [String: String] = [:]
-            for (key, value) in secret.body["data"]?.stringMap ?? [:] {
-                data[key] = Data(base64Encoded: value).map { String(decoding: $0, as: UTF8.self) }
-            }
-            for (key, value) in secret.body["stringData"]?.stringMap ?? [:] { data[key] = value }
-            guard let server = data["server"] else { return nil }
-            return RegisteredCluster(
-                name: data["name"] ?? secret.name, server: server, labels: labels,
-                annotations: secret.body["metadata", "annotations"]?.stringMap ?? [:], secret: secret.name)
-        }.sorted { $0.name < $1.name }
+        objects(kind: "Secret", namespace: namespace).compactMap { RegisteredCluster(secret: $0.body) }
+            .sorted { $0.name < $1.name }
     }
 
     /// Records what this model's Argo CD reaches at `server`: the member's own model (its nodes, kube-system, what

@@ -74,11 +74,6 @@ enum FleetJoin {
         let grafanaPassword = Secrets.password()
         let spec = MonitoringStackSpec(instance: fleetID, headlamp: fleetRequest.headlamp)
         try await withClient(member) { client in
-            let existing = (try? await client.applications(namespace: "argocd").map(\.name)) ?? []
-            if real, existing.contains("monitoring") {
-                throw ShoalError(
-                    .invalidInput, "\(memberID) runs a monitoring stack of its own; the fleet would deploy a second")
-            }
             _ = try await client.createNamespace(spec.namespace)
             try await client.apply(
                 manifests: MonitoringStack.grafanaAdminSecret(spec, password: grafanaPassword), serverSide: true)
@@ -274,5 +269,34 @@ extension FleetJoin {
         }
         for problem in fleet.problems { Swift.print("  ApplicationSet: \(problem)") }
         Swift.print("Fleet: score \(fleet.score)/100 (\(fleet.status)), the lowest of its clusters")
+    }
+}
+
+extension FleetJoin {
+    /// Real mode: the members are the fleet's cluster Secrets; each is checked with its own kubeconfig from the
+    /// output directory (only its Applications in the fleet's Argo CD without one).
+    static func withFleet(_ report: HealthReport, recorded: RecordedWorkflow, client: KubectlClient, timeout: Duration)
+        async -> HealthReport
+    {
+        let registered: [RegisteredCluster]
+        do {
+            registered = try await client.registeredClusters(
+                selector: "\(FleetApplicationSets.fleetLabel)=\(recorded.id),\(FleetApplicationSets.roleLabel)=member")
+        } catch {
+            return report
+        }
+        guard !registered.isEmpty else { return report }
+        let members = registered.map { cluster -> FleetHealth.Member in
+            let kubeconfig = "\(recorded.output)/kubeconfigs/\(cluster.name)/kubeconfig"
+            let readable = Names.isDNSLabel(cluster.name) && FileManager.default.isReadableFile(atPath: kubeconfig)
+            let nodes = (try? RecordedWorkflow(cluster.name, output: recorded.output))?.snapshot.request.nodes ?? 1
+            return FleetHealth.Member(
+                name: cluster.name, server: cluster.server,
+                client: readable ? KubectlClient(kubeconfig: kubeconfig, timeout: timeout) : nil, nodes: nodes)
+        }
+        let fleet = await FleetHealth.report(
+            fleet: recorded.id, own: report, fleetClient: client, members: members,
+            headlamp: recorded.snapshot.request.headlamp, problems: [])
+        return report.including(fleet)
     }
 }

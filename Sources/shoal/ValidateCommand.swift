@@ -147,7 +147,8 @@ struct ValidateCommand: AsyncParsableCommand {
         if recorded.snapshot.request.realDeployment {
             return try await withKubeconfig(recorded) { path in
                 let client = KubectlClient(kubeconfig: path, timeout: kubectlTimeout)
-                return await HealthChecks.report(client: client, expectation: expectation)
+                let report = await HealthChecks.report(client: client, expectation: expectation)
+                return await FleetJoin.withFleet(report, recorded: recorded, client: client, timeout: kubectlTimeout)
             }
         }
         let cluster = try simulatedCluster(recorded)

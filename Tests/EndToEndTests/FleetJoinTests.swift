@@ -78,3 +78,95 @@ extension EndToEndCommands {
         }
     }
 }
+
+extension EndToEndCommands.FleetJoinTests {
+    @Test func aRealClusterJoinsThroughTheFleetsKubeconfigAndItsCredentialsStayOutOfGit() async throws {
+        let standIns = try StandInDirectory()
+        let directory = Shoal.temporaryDirectory()
+        let output = directory + "/out"
+        let environment = ["PATH": standIns.searchPath, "HOME": directory + "/home"]
+        let gitServer = try await GitServerStandIn(standIns: standIns, directory: directory)
+        defer { gitServer.stop() }
+        let common = ["--real-deployment", "--target", "local", "-o", output, "--wait-timeout", "5s"]
+        let first = try await Shoal.run(
+            ["create"] + common + ["--gitops-push-url", gitServer.url], timeout: .seconds(60), environment: environment)
+        #expect(first.status == 0, "\(first.standardOutput)\(first.standardError)")
+        let fleet = try #require(Shoal.workflowID(in: first.standardOutput))
+
+        let unreachable = try await Shoal.run(["create", "--join-fleet", fleet] + common, environment: environment)
+        #expect(unreachable.status == 64, "\(unreachable.standardError)")
+        #expect(unreachable.standardError.contains("--advertise-address"), "\(unreachable.standardError)")
+
+        // The stand-in's kubeconfig names 127.0.0.1, which the fleet's Argo CD could not reach: refused after the run.
+        let loopback = try await Shoal.run(
+            ["create", "--join-fleet", fleet, "--advertise-address", "10.0.0.5"] + common, timeout: .seconds(60),
+            environment: environment)
+        #expect(loopback.status == 1)
+        #expect(loopback.standardError.contains("names its own host only"), "\(loopback.standardError)")
+
+        let kubeconfig = standIns.path + "/kubeconfig.yaml"
+        let text = try String(contentsOfFile: kubeconfig, encoding: .utf8)
+        try SecureFile.write(text.replacingOccurrences(of: "127.0.0.1", with: "10.0.0.5"), to: kubeconfig)
+        let joined = try await Shoal.run(
+            ["create", "--join-fleet", fleet, "--advertise-address", "10.0.0.5"] + common, timeout: .seconds(60),
+            environment: environment)
+        #expect(joined.status == 0, "\(joined.standardOutput)\(joined.standardError)")
+        #expect(joined.standardOutput.contains("registered"), "\(joined.standardOutput)")
+        let member = try #require(Shoal.workflowID(in: joined.standardOutput))
+
+        // The cluster Secret went to kubectl on standard input, with the client certificate; git never saw it.
+        let applied = try String(contentsOfFile: standIns.path + "/applied.yaml", encoding: .utf8)
+        let certificate = "c2hvYWwgc3RhbmQtaW4gY2xpZW50IGNlcnRpZmljYXRl"
+        #expect(applied.contains("name: cluster-\(member)") && applied.contains(certificate))
+        #expect(applied.contains("server: \"https://10.0.0.5:6443\"") || applied.contains("server: https://10.0.0.5:6443"))
+        let repository = "\(output)/gitops/\(fleet)"
+        let history = try await ProcessRunner().run("git", ["-C", repository, "log", "-p", "--all"])
+        #expect(history.standardOutput.contains("fleet-applications"), "\(history.standardOutput.prefix(400))")
+        #expect(!history.standardOutput.contains(certificate) && !history.standardOutput.contains("c2hvYWwgc3RhbmQtaW4gY2xpZW50IGtleQ"))
+        let served = try await ProcessRunner().run(
+            "git", ["ls-remote", "\(gitServer.url)/shoal/\(fleet).git", "HEAD"])
+        let head = try await ProcessRunner().run("git", ["-C", repository, "rev-parse", "HEAD"])
+        #expect(served.standardOutput.hasPrefix(head.standardOutput.trimmingCharacters(in: .whitespacesAndNewlines)),
+            "the join's commit was pushed: \(served.standardOutput) \(served.standardError)")
+
+        // validate reads the fleet's cluster Secrets and checks the member with its own kubeconfig; the stand-in
+        // cluster answers as the fleet's Argo CD would once the ApplicationSet generated the member's Application.
+        func secret(_ name: String, _ server: String, _ role: String) -> String {
+            let data = ["name": name, "server": server, "config": "{}"].mapValues { Data($0.utf8).base64EncodedString() }
+            let labels = [
+                "argocd.argoproj.io/secret-type": "cluster", "shoal.dev/fleet": fleet, "shoal.dev/fleet-role": role,
+            ]
+            let object: [String: Any] = [
+                "apiVersion": "v1", "kind": "Secret", "data": data,
+                "metadata": ["name": "cluster-\(name)", "namespace": "argocd", "labels": labels],
+            ]
+            return String(decoding: try! JSONSerialization.data(withJSONObject: object), as: UTF8.self)
+        }
+        try SecureFile.write(
+            "{\"apiVersion\": \"v1\", \"kind\": \"List\", \"items\": [\(secret(member, "https://10.0.0.5:6443", "member"))]}",
+            to: standIns.path + "/secrets-argocd.json")
+        let noApplication = try await Shoal.run(["validate", fleet, "-o", output], environment: environment)
+        #expect(noApplication.status == 1, "\(noApplication.standardOutput)")
+        #expect(noApplication.standardOutput.contains("Fleet \(fleet): 2 clusters"), "\(noApplication.standardOutput)")
+        #expect(noApplication.standardOutput.contains("no Application of the fleet deploys to https://10.0.0.5:6443"))
+        let applications = standIns.path + "/applications.json"
+        var list = try #require(
+            try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: applications))) as? [String: Any])
+        var items = try #require(list["items"] as? [[String: Any]])
+        var generated = try #require(items.first { ($0["metadata"] as? [String: Any])?["name"] as? String == "monitoring" })
+        var metadata = try #require(generated["metadata"] as? [String: Any])
+        metadata["name"] = "monitoring-\(member)"
+        generated["metadata"] = metadata
+        var spec = try #require(generated["spec"] as? [String: Any])
+        spec["destination"] = ["namespace": "monitoring", "server": "https://10.0.0.5:6443"]
+        generated["spec"] = spec
+        items.append(generated)
+        list["items"] = items
+        try JSONSerialization.data(withJSONObject: list).write(to: URL(fileURLWithPath: applications))
+        let validated = try await Shoal.run(["validate", fleet, "-o", output], environment: environment)
+        #expect(validated.status == 0, "\(validated.standardOutput)\(validated.standardError)")
+        #expect(validated.standardOutput.contains("Fleet: score 100/100 (healthy)"), "\(validated.standardOutput)")
+        let calls = standIns.lines("calls.log")
+        #expect(calls.contains { $0.contains("kubeconfigs/\(member)/kubeconfig") && $0.contains("get nodes") })
+    }
+}
