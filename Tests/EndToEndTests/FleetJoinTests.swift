@@ -64,6 +64,24 @@ extension EndToEndCommands {
             let grep = try await ProcessRunner().run("grep", ["-r", "-l", token, repository])
             #expect(grep.status == 1, "\(grep.standardOutput)")
 
+            // A new application of the fleet reaches the member too: the matrix's list follows apps/.
+            let added = try await Shoal.run(["app", "add", fleet, "shop", "examples/web", "-o", output])
+            #expect(added.status == 0, "\(added.standardOutput)\(added.standardError)")
+            let set = try String(contentsOfFile: "\(repository)/apps/fleet-applications.yaml", encoding: .utf8)
+            #expect(set.contains("app: shop"), "\(set)")
+            let afterAdd = try await Shoal.run(["validate", fleet, "-o", output, "--json"])
+            let afterReport = try #require(
+                try JSONSerialization.jsonObject(with: Data(afterAdd.standardOutput.utf8)) as? [String: Any])
+            let memberChecks = try #require(
+                ((afterReport["fleet"] as? [String: Any])?["clusters"] as? [[String: Any]])?.last?["checks"]
+                    as? [[String: Any]])
+            let details = memberChecks.first { $0["name"] as? String == "fleet-applications" }?["details"] as? [String]
+            #expect(details?.contains { $0.hasPrefix("shop-\(member): Synced/Healthy") } == true, "\(details ?? [])")
+            let gone = try await Shoal.run(["app", "remove", fleet, "shop", "-o", output])
+            #expect(gone.status == 0, "\(gone.standardError)")
+            #expect(!(try String(contentsOfFile: "\(repository)/apps/fleet-applications.yaml", encoding: .utf8))
+                .contains("app: shop"))
+
             // A broken manifest lowers the member's score and names the file.
             let web = "\(repository)/examples/web/web.yaml"
             try SecureFile.write("kind: [unclosed\n", to: web)
