@@ -29,12 +29,16 @@ public struct KubeconfigAccess: Sendable, Equatable {
         }
         let currentName = root["current-context"]?.string
         let contexts = root["contexts"]?.sequence.map(Array.init) ?? []
-        guard let context = contexts.first(where: { currentName == nil || $0["name"]?.string == currentName })?["context"],
+        guard
+            let context = contexts.first(where: { currentName == nil || $0["name"]?.string == currentName })?[
+                "context"],
             let clusterName = context["cluster"]?.string, let userName = context["user"]?.string,
             let cluster = root["clusters"]?.sequence?.first(where: { $0["name"]?.string == clusterName })?["cluster"],
             let user = root["users"]?.sequence?.first(where: { $0["name"]?.string == userName })?["user"]
         else { throw invalid("no current context with a cluster and a user") }
-        guard let server = cluster["server"]?.string, !server.isEmpty else { throw invalid("the cluster has no server") }
+        guard let server = cluster["server"]?.string, !server.isEmpty else {
+            throw invalid("the cluster has no server")
+        }
         let access = KubeconfigAccess(
             server: server, bearerToken: user["token"]?.string, certData: user["client-certificate-data"]?.string,
             keyData: user["client-key-data"]?.string, caData: cluster["certificate-authority-data"]?.string,

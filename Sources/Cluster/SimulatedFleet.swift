@@ -163,7 +163,8 @@ extension SimulatedCluster {
                     if let existing = objects[key], existing.owner != application.owner {
                         throw ShoalError(
                             .invalidInput,
-                            "the Application \(application.name) exists already and is not owned by this ApplicationSet")
+                            "the Application \(application.name) exists already and is not owned by this ApplicationSet"
+                        )
                     }
                 }
                 for application in applications {
@@ -186,9 +187,10 @@ extension SimulatedCluster {
     }
 
     private func isSubdomain(_ name: String) -> Bool {
-        name.utf8.count <= 253 && name.split(separator: ".", omittingEmptySubsequences: false).allSatisfy {
-            Names.isDNSLabel(String($0))
-        }
+        name.utf8.count <= 253
+            && name.split(separator: ".", omittingEmptySubsequences: false).allSatisfy {
+                Names.isDNSLabel(String($0))
+            }
     }
 
     /// The parameter sets of a list of generators (each generator's sets, one after the other).
@@ -247,7 +249,8 @@ extension SimulatedCluster {
             sets = left.flatMap { first in right.map { first.merging($0) { _, second in second } } }
         default:
             throw ShoalError(
-                .invalidInput, "the \(kind) generator is not modelled by the simulated Argo CD (clusters, list, matrix)")
+                .invalidInput, "the \(kind) generator is not modelled by the simulated Argo CD (clusters, list, matrix)"
+            )
         }
         if let selector = generator["selector"] {
             sets = try sets.filter { try Self.matches(selector, labels: $0) }
@@ -258,7 +261,9 @@ extension SimulatedCluster {
     static func flatten(_ value: ManifestValue, prefix: String, into result: inout [String: String]) {
         switch value {
         case .object(let members):
-            for (key, member) in members { flatten(member, prefix: prefix.isEmpty ? key : "\(prefix).\(key)", into: &result) }
+            for (key, member) in members {
+                flatten(member, prefix: prefix.isEmpty ? key : "\(prefix).\(key)", into: &result)
+            }
         case .array(let items):
             result[prefix] = items.map(\.canonicalText).joined(separator: ",")
         case .null:
@@ -357,7 +362,9 @@ struct TemplateRenderer {
         if missingKeyError {
             throw ShoalError(
                 .invalidInput,
-                "template: executing \"\" at <.\(key)>: map has no entry for key \"\(key.split(separator: ".").last ?? "")\"")
+                "template: executing \"\" at <.\(key)>: map has no entry for key "
+                    + "\"\(key.split(separator: ".").last ?? "")\""
+            )
         }
         return "<no value>"
     }

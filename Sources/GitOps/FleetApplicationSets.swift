@@ -99,7 +99,8 @@ public enum FleetApplicationSets {
         guard server.hasPrefix("https://"), server.count > 8, server.utf8.count <= 512,
             !server.unicodeScalars.contains(where: { $0.value <= 32 || $0.value == 127 })
         else {
-            throw ShoalError(.invalidInput, "the API server '\(Names.printable(server))' of \(cluster) is not an https URL")
+            throw ShoalError(
+                .invalidInput, "the API server '\(Names.printable(server))' of \(cluster) is not an https URL")
         }
         let role = credentials == nil ? "fleet" : "member"
         let secret: YAML = [
@@ -135,7 +136,8 @@ public enum FleetApplicationSets {
         spec.destinationServer = "{{.server}}"
         let generators: YAML = [["clusters": ["selector": ["matchLabels": .strings([fleetLabel: fleet])]]]]
         return ManifestFile(
-            path: monitoringPath, contents: applicationSet(name: monitoringName, generators: generators, spec).document())
+            path: monitoringPath,
+            contents: applicationSet(name: monitoringName, generators: generators, spec).document())
     }
 
     /// `apps/fleet-applications.yaml`: each user application on each member.
@@ -158,7 +160,11 @@ public enum FleetApplicationSets {
             [
                 "matrix": [
                     "generators": [
-                        ["clusters": ["selector": ["matchLabels": .strings([fleetLabel: fleet, roleLabel: "member"])]]],
+                        [
+                            "clusters": [
+                                "selector": ["matchLabels": .strings([fleetLabel: fleet, roleLabel: "member"])]
+                            ]
+                        ],
                         ["list": ["elements": list]],
                     ]
                 ]

@@ -1,5 +1,5 @@
-import ArgumentParser
 import Agents
+import ArgumentParser
 import Cluster
 import Foundation
 import GitOps
@@ -32,7 +32,8 @@ enum FleetJoin {
         }
         guard snapshot.request.argocd, snapshot.step("monitoring")?.state == .succeeded else {
             throw ShoalError(
-                .invalidInput, "--join-fleet \(fleet): that cluster has no Argo CD with a GitOps repository to deploy from")
+                .invalidInput,
+                "--join-fleet \(fleet): that cluster has no Argo CD with a GitOps repository to deploy from")
         }
         guard snapshot.request.realDeployment == realDeployment else {
             throw ShoalError(
@@ -80,8 +81,10 @@ enum FleetJoin {
             if fleetRequest.examples {
                 let password = Secrets.password()
                 _ = try await client.createNamespace("postgres")
-                try await client.apply(manifests: ExampleApplications.postgresSecret(password: password), serverSide: true)
-                try SecureFile.write(password + "\n", to: "\(member.kubeconfigDirectory)/postgres-password", mode: 0o600)
+                try await client.apply(
+                    manifests: ExampleApplications.postgresSecret(password: password), serverSide: true)
+                try SecureFile.write(
+                    password + "\n", to: "\(member.kubeconfigDirectory)/postgres-password", mode: 0o600)
             }
         }
         try SecureFile.write(
@@ -126,7 +129,8 @@ enum FleetJoin {
         if !real {
             let state = try ValidateCommand.simulatedCluster(fleet)
             let client = state.client(gitSource: ValidateCommand.gitSource(fleet))
-            for app in try await client.applications(namespace: "argocd") where app.destinationServer == access.server
+            for app in try await client.applications(namespace: "argocd")
+            where app.destinationServer == access.server
                 || app.name.hasPrefix("monitoring-")
             {
                 lines.append("application \(app.name): \(app.syncStatus)/\(app.healthStatus)")
@@ -148,7 +152,9 @@ enum FleetJoin {
             let app = try ManifestParser.parse(text, source: "apps/monitoring.yaml").first
         {
             path = app.body["spec", "source", "path"]?.string ?? "monitoring"
-        } else if let text = FileManager.default.contents(atPath: existingSet).map({ String(decoding: $0, as: UTF8.self) }),
+        } else if let text = FileManager.default.contents(atPath: existingSet).map({
+            String(decoding: $0, as: UTF8.self)
+        }),
             let set = try ManifestParser.parse(text, source: FleetApplicationSets.monitoringPath).first
         {
             path = set.body["spec", "template", "spec", "source", "path"]?.string ?? "monitoring"
@@ -159,7 +165,9 @@ enum FleetJoin {
             FleetApplicationSets.monitoring(fleet: fleet.id, repoURL: repoURL, path: path, namespace: "monitoring"),
             FleetApplicationSets.applications(fleet: fleet.id, elements: try elements(repository: repository.path)),
         ])
-        if FileManager.default.fileExists(atPath: monitoringFile) { try FileManager.default.removeItem(atPath: monitoringFile) }
+        if FileManager.default.fileExists(atPath: monitoringFile) {
+            try FileManager.default.removeItem(atPath: monitoringFile)
+        }
     }
 
     /// Rewrites `apps/fleet-applications.yaml` after `shoal app add|remove`, when the repository is a fleet's.
@@ -207,10 +215,12 @@ enum FleetJoin {
         _ recorded: RecordedWorkflow, _ body: (any ClusterClient) async throws -> Void
     ) async throws {
         if recorded.snapshot.request.realDeployment {
-            try await ValidateCommand.withKubeconfig(recorded) { path in try await body(KubectlClient(kubeconfig: path)) }
+            try await ValidateCommand.withKubeconfig(recorded) { path in try await body(KubectlClient(kubeconfig: path))
+            }
             return
         }
-        let client = try ValidateCommand.simulatedCluster(recorded).client(gitSource: ValidateCommand.gitSource(recorded))
+        let client = try ValidateCommand.simulatedCluster(recorded).client(
+            gitSource: ValidateCommand.gitSource(recorded))
         try await body(client)
         try SecureFile.write(
             await client.cluster.encoded(), to: "\(recorded.kubeconfigDirectory)/simulated-cluster.json", mode: 0o600)
@@ -237,7 +247,9 @@ extension CreateCommand {
         }
         if realDeployment && deployment.advertiseAddress == nil && (target ?? "") != "ssh" && hosts == nil {
             throw ValidationError(
-                "--join-fleet needs an API server the fleet's Argo CD reaches: give --advertise-address (or --target ssh)")
+                "--join-fleet needs an API server the fleet's Argo CD reaches: give --advertise-address "
+                    + "(or --target ssh)"
+            )
         }
     }
 }
@@ -260,7 +272,8 @@ extension FleetJoin {
     static func printFleet(_ fleet: FleetReport) {
         Swift.print("Fleet \(fleet.fleet): \(fleet.clusters.count) clusters")
         for cluster in fleet.clusters {
-            Swift.print("  \(pad(cluster.name, 24)) \(pad(cluster.role, 6)) score \(cluster.score)/100 (\(cluster.status))")
+            Swift.print(
+                "  \(pad(cluster.name, 24)) \(pad(cluster.role, 6)) score \(cluster.score)/100 (\(cluster.status))")
             for check in cluster.checks where !check.passed && cluster.role == "member" {
                 Swift.print("      FAIL \(check.name): \(check.message)")
                 for detail in check.details.prefix(6) { Swift.print("        \(detail)") }

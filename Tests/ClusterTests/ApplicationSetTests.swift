@@ -124,7 +124,8 @@ import Testing
         #expect(apps.map(\.name).sorted() == ["api-east", "api-west", "web-east", "web-west"])
         #expect(apps.allSatisfy { $0.healthy }, "\(apps)")
         let state = await client.cluster
-        #expect(state.objects["Application/argocd/api-west"]?.body["metadata", "annotations", "role"]?.string == "member")
+        #expect(
+            state.objects["Application/argocd/api-west"]?.body["metadata", "annotations", "role"]?.string == "member")
         #expect(state.fleetMembers?["https://10.2.0.1:6443"]?.objects["Deployment/api/web"] != nil)
 
         // One element fewer: its Applications go, and what they deployed with them.
@@ -147,7 +148,8 @@ import Testing
         let (second, _) = try Self.fleet(Self.clusters, files: ["web/deployment.yaml": "kind: [unclosed"])
         let failed = try await second.applications(namespace: "argocd").filter { $0.name.hasPrefix("web-") }
         #expect(failed.count == 3)
-        #expect(failed.allSatisfy { !$0.healthy && $0.conditions.contains { $0.message.contains("web/deployment.yaml") } })
+        #expect(
+            failed.allSatisfy { !$0.healthy && $0.conditions.contains { $0.message.contains("web/deployment.yaml") } })
         let state = await second.cluster
         let report = await FleetHealth.report(
             fleet: "hub", own: HealthReport.make([]), fleetClient: second,
@@ -160,12 +162,15 @@ import Testing
     }
 
     @Test func anApplicationToAnUnregisteredServerFailsAsArgoCDSays() async throws {
-        let set = Self.clusters.replacingOccurrences(of: "server: '{{.server}}'", with: "server: 'https://10.9.9.9:6443'")
-            .replacingOccurrences(of: "'web-{{.name}}'", with: "'web-{{.nameNormalized}}'")
+        let set = Self.clusters.replacingOccurrences(
+            of: "server: '{{.server}}'", with: "server: 'https://10.9.9.9:6443'"
+        )
+        .replacingOccurrences(of: "'web-{{.name}}'", with: "'web-{{.nameNormalized}}'")
         let (client, _) = try Self.fleet(set, files: ["web/deployment.yaml": Self.web])
         let apps = try await client.applications(namespace: "argocd").filter { $0.name.hasPrefix("web-") }
         #expect(apps.count == 3)
-        #expect(apps.allSatisfy { $0.conditions.first?.message.contains("there are no clusters with this URL") == true })
+        #expect(
+            apps.allSatisfy { $0.conditions.first?.message.contains("there are no clusters with this URL") == true })
     }
 
     @Test func goTemplatesAndFasttemplateRenderAsArgoCDDocuments() throws {

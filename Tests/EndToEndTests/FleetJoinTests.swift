@@ -15,7 +15,9 @@ extension EndToEndCommands {
             for (value, status) in [("Bad_ID", 64), ("-x", 64), ("k3s-dev-000000", 1)] {
                 let refused = try await Shoal.run(["create", "-o", output, "--join-fleet=\(value)"])
                 #expect(refused.status == Int32(status), "\(value): \(refused.standardError)")
-                let lines = refused.standardError.split(separator: "\n").filter { !$0.hasPrefix("Usage") && !$0.hasPrefix("  See") }
+                let lines = refused.standardError.split(separator: "\n").filter {
+                    !$0.hasPrefix("Usage") && !$0.hasPrefix("  See")
+                }
                 #expect(lines.count == 1, "\(value): \(refused.standardError)")
             }
             let withApps = try await Shoal.run(["create", "-o", output, "--join-fleet", fleet, "--examples"])
@@ -26,8 +28,13 @@ extension EndToEndCommands {
             let member = try #require(Shoal.workflowID(in: second.standardOutput))
             #expect(member != fleet)
             #expect(second.standardOutput.contains("registered \(member)"), "\(second.standardOutput)")
-            for app in ["monitoring-\(fleet)", "monitoring-\(member)", "web-\(member)", "postgres-\(member)", "valkey-\(member)"] {
-                #expect(second.standardOutput.contains("application \(app): Synced/Healthy"), "\(app): \(second.standardOutput)")
+            for app in [
+                "monitoring-\(fleet)", "monitoring-\(member)", "web-\(member)", "postgres-\(member)",
+                "valkey-\(member)",
+            ] {
+                #expect(
+                    second.standardOutput.contains("application \(app): Synced/Healthy"),
+                    "\(app): \(second.standardOutput)")
             }
 
             // The fleet's Argo CD: one monitoring Application per cluster, and members x applications.
@@ -36,7 +43,8 @@ extension EndToEndCommands {
                 try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: path))) as? [String: Any])
             let objects = try #require(state["objects"] as? [String: Any])
             let applications = objects.keys.filter { $0.hasPrefix("Application/argocd/") }
-            #expect(applications.filter { $0.hasPrefix("Application/argocd/monitoring-") }.count == 2, "\(applications)")
+            #expect(
+                applications.filter { $0.hasPrefix("Application/argocd/monitoring-") }.count == 2, "\(applications)")
             #expect(applications.filter { $0.hasSuffix("-\(member)") && !$0.contains("monitoring") }.count == 3)
             #expect(objects["Secret/argocd/cluster-\(member)"] != nil)
             #expect(SecureFile.mode(of: path) == 0o600)
@@ -55,7 +63,8 @@ extension EndToEndCommands {
             // The credentials never reach git: not in the repository, not in its history.
             let kubeconfig = try String(contentsOfFile: "\(output)/kubeconfigs/\(member)/kubeconfig", encoding: .utf8)
             let token = try #require(
-                kubeconfig.split(separator: "\n").first { $0.contains("token:") }?.split(separator: " ").last.map(String.init))
+                kubeconfig.split(separator: "\n").first { $0.contains("token:") }?.split(separator: " ").last.map(
+                    String.init))
             #expect(token.count >= 20)
             let repository = "\(output)/gitops/\(fleet)"
             let history = try await ProcessRunner().run("git", ["-C", repository, "log", "-p", "--all"])
@@ -79,14 +88,16 @@ extension EndToEndCommands {
             #expect(details?.contains { $0.hasPrefix("shop-\(member): Synced/Healthy") } == true, "\(details ?? [])")
             let gone = try await Shoal.run(["app", "remove", fleet, "shop", "-o", output])
             #expect(gone.status == 0, "\(gone.standardError)")
-            #expect(!(try String(contentsOfFile: "\(repository)/apps/fleet-applications.yaml", encoding: .utf8))
-                .contains("app: shop"))
+            #expect(
+                !(try String(contentsOfFile: "\(repository)/apps/fleet-applications.yaml", encoding: .utf8))
+                    .contains("app: shop"))
 
             // A broken manifest lowers the member's score and names the file.
             let web = "\(repository)/examples/web/web.yaml"
             try SecureFile.write("kind: [unclosed\n", to: web)
             let commit = try await ProcessRunner().run(
-                "git", ["-c", "user.name=t", "-c", "user.email=t@shoal.invalid", "-C", repository, "commit", "-qam", "break"])
+                "git",
+                ["-c", "user.name=t", "-c", "user.email=t@shoal.invalid", "-C", repository, "commit", "-qam", "break"])
             #expect(commit.succeeded)
             _ = try await Shoal.run(["gitops", "push", fleet, "-o", output])
             let broken = try await Shoal.run(["validate", fleet, "-o", output])
@@ -136,21 +147,27 @@ extension EndToEndCommands.FleetJoinTests {
         let applied = try String(contentsOfFile: standIns.path + "/applied.yaml", encoding: .utf8)
         let certificate = "c2hvYWwgc3RhbmQtaW4gY2xpZW50IGNlcnRpZmljYXRl"
         #expect(applied.contains("name: cluster-\(member)") && applied.contains(certificate))
-        #expect(applied.contains("server: \"https://10.0.0.5:6443\"") || applied.contains("server: https://10.0.0.5:6443"))
+        #expect(
+            applied.contains("server: \"https://10.0.0.5:6443\"") || applied.contains("server: https://10.0.0.5:6443"))
         let repository = "\(output)/gitops/\(fleet)"
         let history = try await ProcessRunner().run("git", ["-C", repository, "log", "-p", "--all"])
         #expect(history.standardOutput.contains("fleet-applications"), "\(history.standardOutput.prefix(400))")
-        #expect(!history.standardOutput.contains(certificate) && !history.standardOutput.contains("c2hvYWwgc3RhbmQtaW4gY2xpZW50IGtleQ"))
+        #expect(
+            !history.standardOutput.contains(certificate)
+                && !history.standardOutput.contains("c2hvYWwgc3RhbmQtaW4gY2xpZW50IGtleQ"))
         let served = try await ProcessRunner().run(
             "git", ["ls-remote", "\(gitServer.url)/shoal/\(fleet).git", "HEAD"])
         let head = try await ProcessRunner().run("git", ["-C", repository, "rev-parse", "HEAD"])
-        #expect(served.standardOutput.hasPrefix(head.standardOutput.trimmingCharacters(in: .whitespacesAndNewlines)),
+        #expect(
+            served.standardOutput.hasPrefix(head.standardOutput.trimmingCharacters(in: .whitespacesAndNewlines)),
             "the join's commit was pushed: \(served.standardOutput) \(served.standardError)")
 
         // validate reads the fleet's cluster Secrets and checks the member with its own kubeconfig; the stand-in
         // cluster answers as the fleet's Argo CD would once the ApplicationSet generated the member's Application.
         func secret(_ name: String, _ server: String, _ role: String) -> String {
-            let data = ["name": name, "server": server, "config": "{}"].mapValues { Data($0.utf8).base64EncodedString() }
+            let data = ["name": name, "server": server, "config": "{}"].mapValues {
+                Data($0.utf8).base64EncodedString()
+            }
             let labels = [
                 "argocd.argoproj.io/secret-type": "cluster", "shoal.dev/fleet": fleet, "shoal.dev/fleet-role": role,
             ]
@@ -161,7 +178,8 @@ extension EndToEndCommands.FleetJoinTests {
             return String(decoding: try! JSONSerialization.data(withJSONObject: object), as: UTF8.self)
         }
         try SecureFile.write(
-            "{\"apiVersion\": \"v1\", \"kind\": \"List\", \"items\": [\(secret(member, "https://10.0.0.5:6443", "member"))]}",
+            #"{"apiVersion": "v1", "kind": "List", "items": ["#
+                + secret(member, "https://10.0.0.5:6443", "member") + "]}",
             to: standIns.path + "/secrets-argocd.json")
         let noApplication = try await Shoal.run(["validate", fleet, "-o", output], environment: environment)
         #expect(noApplication.status == 1, "\(noApplication.standardOutput)")
@@ -169,9 +187,11 @@ extension EndToEndCommands.FleetJoinTests {
         #expect(noApplication.standardOutput.contains("no Application of the fleet deploys to https://10.0.0.5:6443"))
         let applications = standIns.path + "/applications.json"
         var list = try #require(
-            try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: applications))) as? [String: Any])
+            try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: applications)))
+                as? [String: Any])
         var items = try #require(list["items"] as? [[String: Any]])
-        var generated = try #require(items.first { ($0["metadata"] as? [String: Any])?["name"] as? String == "monitoring" })
+        var generated = try #require(
+            items.first { ($0["metadata"] as? [String: Any])?["name"] as? String == "monitoring" })
         var metadata = try #require(generated["metadata"] as? [String: Any])
         metadata["name"] = "monitoring-\(member)"
         generated["metadata"] = metadata

@@ -11,7 +11,8 @@ import Yams
 
     static func sets() -> [ManifestFile] {
         [
-            FleetApplicationSets.monitoring(fleet: "hub", repoURL: repoURL, path: "monitoring", namespace: "monitoring"),
+            FleetApplicationSets.monitoring(
+                fleet: "hub", repoURL: repoURL, path: "monitoring", namespace: "monitoring"),
             FleetApplicationSets.applications(
                 fleet: "hub",
                 elements: [
@@ -56,13 +57,19 @@ import Yams
 
     @Test func theApplicationSetsSelectTheFleetByLabelAndTemplateWithGoTemplates() throws {
         let sets = Self.sets()
-        #expect(sets.map(\.path) == [FleetApplicationSets.monitoringPath, FleetApplicationSets.applicationsPath,
-            FleetApplicationSets.applicationsPath])
+        #expect(
+            sets.map(\.path) == [
+                FleetApplicationSets.monitoringPath, FleetApplicationSets.applicationsPath,
+                FleetApplicationSets.applicationsPath,
+            ])
         let monitoring = try #require(try Yams.load(yaml: sets[0].contents) as? [String: Any])
         let spec = try #require(monitoring["spec"] as? [String: Any])
         #expect(spec["goTemplate"] as? Bool == true)
         let generator = try #require((spec["generators"] as? [[String: Any]])?.first?["clusters"] as? [String: Any])
-        #expect(((generator["selector"] as? [String: Any])?["matchLabels"] as? [String: String]) == ["shoal.dev/fleet": "hub"])
+        #expect(
+            ((generator["selector"] as? [String: Any])?["matchLabels"] as? [String: String]) == [
+                "shoal.dev/fleet": "hub"
+            ])
         #expect(sets[0].contents.contains("name: \"monitoring-{{.name}}\""))
         #expect(sets[0].contents.contains("server: \"{{.server}}\""))
         let matrix = try #require(try Yams.load(yaml: sets[1].contents) as? [String: Any])
