@@ -5,6 +5,13 @@ import Testing
 extension EndToEndCommands {
     /// Two demo clusters in one fleet, through the commands a user types.
     @Suite struct FleetJoinTests {
+        @Test func createsHelpDescribesJoinFleet() async throws {
+            let help = try await Shoal.run(["create", "--help"])
+            #expect(help.status == 0)
+            #expect(help.standardOutput.contains("--join-fleet <fleet>"), "\(help.standardOutput)")
+            #expect(help.standardOutput.contains("Argo CD of the"), "\(help.standardOutput)")
+        }
+
         @Test func aSecondClusterJoinsTheFleetAndTheApplicationSetsDeployToBoth() async throws {
             let output = Shoal.temporaryDirectory() + "/out"
             let first = try await Shoal.run(["create", "-o", output, "--examples"], timeout: .seconds(120))
