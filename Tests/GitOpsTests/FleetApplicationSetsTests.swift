@@ -55,6 +55,38 @@ import Yams
         #expect(!rejected.succeeded)
     }
 
+    @Test func theTemplatesRenderApplicationsThatMatchTheApplicationCRDSchema() async throws {
+        guard await Tools.pythonModules(["jsonschema", "yaml"], install: ValidatorTests.pipInstall) else { return }
+        let schema = "\(packageRoot)/../shared/fixtures/argocd/application-crd-v3.5.1-openAPIV3Schema.min.json"
+        guard FileManager.default.fileExists(atPath: schema) else {
+            Tools.missing("the Application CRD schema fixture is missing at \(schema)")
+            return
+        }
+        let directory = try makeTemporaryDirectory()
+        defer { removeDirectory(directory) }
+        // Each template as the controller renders it for one parameter set, an Application of its own.
+        let parameters = [
+            "{{.name}}": "east", "{{.server}}": "https://10.1.0.1:6443", "{{.app}}": "web",
+            "{{.repoURL}}": Self.repoURL, "{{.path}}": "examples/web", "{{.targetRevision}}": "HEAD",
+        ]
+        var paths: [String] = []
+        for (index, file) in Self.sets().prefix(2).enumerated() {
+            let set = try #require(try Yams.load(yaml: file.contents) as? [String: Any])
+            var template = try #require((set["spec"] as? [String: Any])?["template"] as? [String: Any])
+            template["apiVersion"] = "argoproj.io/v1alpha1"
+            template["kind"] = "Application"
+            var text = try Yams.dump(object: template)
+            for (key, value) in parameters { text = text.replacingOccurrences(of: key, with: value) }
+            #expect(!text.contains("{{"), "\(text)")
+            paths.append("\(directory)/app-\(index).yaml")
+            try SecureFile.write(text, to: paths[index])
+        }
+        try SecureFile.write(ValidatorTests.schemaScript, to: "\(directory)/check.py")
+        let result = try await runner.run("python3", ["\(directory)/check.py", schema] + paths)
+        #expect(result.succeeded, "schema:\n\(result.standardOutput)\n\(result.standardError)")
+        #expect(result.standardOutput.contains("checked 2 documents"), "\(result.standardOutput)")
+    }
+
     @Test func theApplicationSetsSelectTheFleetByLabelAndTemplateWithGoTemplates() throws {
         let sets = Self.sets()
         #expect(
