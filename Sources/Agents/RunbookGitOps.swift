@@ -74,6 +74,7 @@ extension Runbook {
         lines.append("  http://NODE:\(InClusterGitServer.nodePort)/api/v1/repos/shoal/\(workflow)/hooks \\")
         lines.append("  -d '{\"type\":\"gitea\",\"active\":true,\"events\":[\"push\"],\"config\":{\"url\":\"\(ArgoCDWebhook.url)\",\"content_type\":\"json\"}}'")
         lines.append("```")
+        lines += fleetSection(workflow: workflow, request: request)
         return lines
     }
 }

@@ -198,11 +198,13 @@ public struct ApplicationStatus: Codable, Sendable, Equatable {
     public var targetRevision: String
     /// The revision last synced or compared, when known.
     public var revision: String?
+    /// `spec.destination.server`: another cluster of a fleet, or nil for the cluster Argo CD runs in.
+    public var destinationServer: String?
 
     public init(
         name: String, namespace: String, syncStatus: String, healthStatus: String, message: String? = nil,
         conditions: [ApplicationCondition] = [], repoURL: String, path: String, targetRevision: String = "HEAD",
-        revision: String? = nil
+        revision: String? = nil, destinationServer: String? = nil
     ) {
         self.name = name
         self.namespace = namespace
@@ -214,6 +216,7 @@ public struct ApplicationStatus: Codable, Sendable, Equatable {
         self.path = path
         self.targetRevision = targetRevision
         self.revision = revision
+        self.destinationServer = destinationServer
     }
 
     /// Synced and Healthy.

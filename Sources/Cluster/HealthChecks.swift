@@ -34,6 +34,8 @@ public struct HealthReport: Codable, Sendable, Equatable {
     public var score: Int
     /// `healthy` (every check passed), `unhealthy` (score below 50, or the nodes check failed) or `degraded`.
     public var status: String
+    /// Every cluster of the fleet this cluster's Argo CD deploys to, and the fleet's score; nil without a fleet.
+    public var fleet: FleetReport?
 
     /// Scores a set of results (see docs/validation.md).
     public static func make(_ checks: [CheckResult]) -> HealthReport {

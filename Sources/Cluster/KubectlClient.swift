@@ -250,7 +250,8 @@ public struct KubectlClient: ClusterClient {
             repoURL: source["repoURL"]?.string ?? "",
             path: source["path"]?.string ?? "",
             targetRevision: source["targetRevision"]?.string ?? "HEAD",
-            revision: item["status", "sync", "revision"]?.string)
+            revision: item["status", "sync", "revision"]?.string,
+            destinationServer: ApplicationStatus.remoteServer(item["spec", "destination", "server"]?.string))
     }
 
     static func addresses(_ endpoints: ManifestValue) -> [String] {

@@ -59,6 +59,11 @@ public struct SimulatedCluster: Codable, Sendable, Equatable {
     var nextNodePort: Int
     /// The in-cluster git server's repositories, once something was pushed to it.
     public var gitServer: SimulatedGitServer?
+    /// The other clusters of a fleet this model's Argo CD deploys to, by API server URL: what its Applications
+    /// applied there (see `registerFleetMember`).
+    public var fleetMembers: [String: SimulatedCluster]?
+    /// Why an ApplicationSet generated nothing, by `namespace/name`, naming its file.
+    public var applicationSetErrors: [String: String]?
 
     // MARK: Creation
 

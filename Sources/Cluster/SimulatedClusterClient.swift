@@ -79,7 +79,8 @@ public actor SimulatedClusterClient: ClusterClient {
                 healthStatus: status?.healthStatus ?? "Unknown", message: status?.message,
                 conditions: status?.conditions ?? [], repoURL: source["repoURL"]?.string ?? "",
                 path: source["path"]?.string ?? "", targetRevision: source["targetRevision"]?.string ?? "HEAD",
-                revision: status?.syncedRevision)
+                revision: status?.syncedRevision,
+                destinationServer: ApplicationStatus.remoteServer(object.body["spec", "destination", "server"]?.string))
         }
     }
 

@@ -264,6 +264,7 @@ extension SimulatedCluster {
         _ = consumeRefreshRequests()
         var done: Set<String> = []
         for _ in 0..<8 {
+            expandApplicationSets()
             let pending = objects(kind: "Application").map { Self.applicationKey($0) }.filter { !done.contains($0) }
             if pending.isEmpty { break }
             for key in pending {
@@ -271,7 +272,9 @@ extension SimulatedCluster {
                 await syncApplication(key, gitSource: gitSource)
             }
         }
+        expandApplicationSets()
         let existing = Set(objects(kind: "Application").map { Self.applicationKey($0) })
+        pruneFleetMembers(removedApplications: Set(applicationStates.keys).subtracting(existing))
         for key in applicationStates.keys where !existing.contains(key) { applicationStates[key] = nil }
         for key in existing.sorted() { assessHealth(key) }
     }
@@ -308,6 +311,15 @@ extension SimulatedCluster {
         let revision = source["targetRevision"]?.string ?? "HEAD"
         let recurse = source["directory", "recurse"]?.bool ?? false
         let destination = app.body["spec", "destination", "namespace"]?.string ?? "default"
+        // Another cluster of a fleet: its cluster Secret must exist, and the objects go to its model.
+        let remote = remoteModel(forApplication: key)
+        if let remote, remote.model == nil || !registeredClusters().contains(where: { $0.server == remote.server }) {
+            fail(
+                "Unknown", "InvalidSpecError",
+                "application destination spec for \(parts[1]) is invalid: unable to find destination server: there "
+                    + "are no clusters with this URL: \(remote.server) (\(app.source))")
+            return
+        }
 
         // Like Argo CD: resolve the target revision first; a commit already synced from the same source is not
         // fetched or applied again.
@@ -320,7 +332,8 @@ extension SimulatedCluster {
                 "Failed to load target state: failed to generate manifest for source 1 of 1: \(error)")
             return
         }
-        let sourceKey = [repoURL, path, revision, String(recurse), destination].joined(separator: "|")
+        let sourceKey = ([repoURL, path, revision, String(recurse), destination] + (remote.map { [$0.server] } ?? []))
+            .joined(separator: "|")
         if let resolved, let previous = applicationStates[key], !previous.syncFailed,
             previous.syncedRevision == resolved, previous.syncedSource == sourceKey
         {
@@ -367,12 +380,20 @@ extension SimulatedCluster {
             }
         }
         let syncOptions = (app.body["spec", "syncPolicy", "syncOptions"]?.array ?? []).compactMap(\.string)
-        if syncOptions.contains("CreateNamespace=true"), objects["Namespace//\(destination)"] == nil {
-            createNamespaceForSync(destination)
-        }
         do {
-            _ = try apply(manifests: manifests, owner: key, defaultNamespace: destination)
-            followArgoCDServerImage()
+            if let remote, var member = remote.model {
+                if syncOptions.contains("CreateNamespace=true"), member.objects["Namespace//\(destination)"] == nil {
+                    member.createNamespaceForSync(destination)
+                }
+                _ = try member.apply(manifests: manifests, owner: key, defaultNamespace: destination)
+                fleetMembers?[remote.server] = member
+            } else {
+                if syncOptions.contains("CreateNamespace=true"), objects["Namespace//\(destination)"] == nil {
+                    createNamespaceForSync(destination)
+                }
+                _ = try apply(manifests: manifests, owner: key, defaultNamespace: destination)
+                followArgoCDServerImage()
+            }
         } catch {
             fail("OutOfSync", "SyncError", "one or more objects failed to apply, reason: \(error)")
             return
@@ -389,18 +410,20 @@ extension SimulatedCluster {
             applicationStates[key]
             ?? ApplicationState(
                 syncStatus: "Unknown", healthStatus: "Unknown", message: nil, conditions: [], syncFailed: false)
-        let owned = objects.keys.sorted().compactMap { objects[$0] }.filter { $0.owner == key }
+        // An Application of another cluster of the fleet is assessed on that cluster's model.
+        let model = remoteModel(forApplication: key)?.model ?? self
+        let owned = model.objects.keys.sorted().compactMap { model.objects[$0] }.filter { $0.owner == key }
         if owned.isEmpty && state.syncFailed {
             state.healthStatus = "Missing"
             applicationStates[key] = state
             return
         }
-        let pods = derivedPods()
+        let pods = model.derivedPods()
         var problems: [String] = []
         for object in owned where Self.workloadKinds.contains(object.kind) {
             guard let namespace = object.namespace else { continue }
             let template = Self.podTemplate(of: object)
-            let missing = missingReferences(
+            let missing = model.missingReferences(
                 podSpec: template.spec, namespace: namespace, claimTemplates: template.claims)
             let label = "\(object.source): \(object.kind) \(namespace)/\(object.name)"
             if !missing.isEmpty {

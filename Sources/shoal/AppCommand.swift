@@ -80,6 +80,7 @@ struct AppAddCommand: AsyncParsableCommand {
             // A chart's values file is made once; one the user prepared is kept.
             let values = app.valueFiles().filter { !FileManager.default.fileExists(atPath: "\(repository.path)/\($0.path)") }
             try repository.write([app.application(gitopsRepoURL: repoURL)] + values)
+            try FleetJoin.refreshApplicationsSet(repository: repository, workflow: recorded.id)
             let commit = try await repository.commitAll(message: "Application \(app.name) from \(source)")
             print("committed \(commit.sha.prefix(12)): \(repository.path)/\(app.applicationPath)")
             try await AppChanges.publish(recorded, pushURL: target.pushURL, show: app.name)
@@ -113,6 +114,7 @@ struct AppRemoveCommand: AsyncParsableCommand {
                 throw ShoalError(.notFound, "workflow \(recorded.id) has no application \(app.name) (\(file))")
             }
             try FileManager.default.removeItem(atPath: file)
+            try FleetJoin.refreshApplicationsSet(repository: repository, workflow: recorded.id)
             let commit = try await repository.commitAll(message: "Remove application \(app.name)")
             print("committed \(commit.sha.prefix(12)): removed \(repository.path)/\(app.applicationPath)")
             try await AppChanges.publish(recorded, pushURL: target.pushURL, show: nil)

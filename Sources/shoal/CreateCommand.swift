@@ -58,6 +58,12 @@ struct CreateCommand: AsyncParsableCommand {
             "Write the plan, the Terraform files with `terraform plan`, and the manifests into OUTPUT/dry-run/WF; "
                 + "apply nothing, start nothing."))
     var dryRun = false
+    @Option(
+        help: ArgumentHelp(
+            "Register the new cluster in the Argo CD of the cluster of workflow FLEET (same output directory), "
+                + "whose ApplicationSets then deploy the monitoring stack and its applications here.",
+            valueName: "fleet"))
+    var joinFleet: String?
     @OptionGroup var deployment: DeploymentOptions
     @OptionGroup var security: ClientSecurityOptions
     @OptionGroup var logging: LoggingOptions
@@ -76,6 +82,9 @@ struct CreateCommand: AsyncParsableCommand {
         if dryRun && self.coordinator != nil {
             throw ValidationError("--dry-run renders on this host and submits nothing: drop --coordinator")
         }
+        if dryRun && joinFleet != nil {
+            throw ValidationError("--dry-run makes no cluster, so none can join a fleet")
+        }
         if dryRun && deployment.mergeKubeconfig {
             throw ValidationError("--dry-run makes no cluster, so there is no kubeconfig to merge")
         }
@@ -88,6 +97,7 @@ struct CreateCommand: AsyncParsableCommand {
             throw ValidationError(
                 "--key and --coordinator-key go with --coordinator; the embedded mode makes its own keys")
         }
+        try checkJoinFleet()
         var request = try makeRequest()
         request.realDeployment = false
         if let problem = request.problems().first { throw ValidationError(problem) }
@@ -132,6 +142,11 @@ struct CreateCommand: AsyncParsableCommand {
         try simDelay.validate(in: .zero ... .seconds(600), option: "--sim-delay")
         request.simDelayMilliseconds = Int(simDelay.duration.milliseconds)
         deployment.apply(to: &request)
+        if joinFleet != nil {
+            // A member's monitoring stack comes from the fleet's ApplicationSet.
+            request.monitoring = false
+            request.headlamp = false
+        }
         return request
     }
 
@@ -176,6 +191,13 @@ struct CreateCommand: AsyncParsableCommand {
             }
         } else {
             let outputPath = absolutePath(output)
+            if let joinFleet {
+                do {
+                    _ = try FleetJoin.checkFleet(joinFleet, output: output, realDeployment: request.realDeployment)
+                } catch let error as ShoalError {
+                    fail(error.message)
+                }
+            }
             if !request.realDeployment && !view.quiet && ProcessRunner.locate("terraform") == nil {
                 print("note: terraform is not installed; Terraform files are written, init/validate/plan are skipped")
             }
@@ -202,6 +224,16 @@ struct CreateCommand: AsyncParsableCommand {
         }
         display.summary(outcome, output: coordinator == nil ? output : nil)
         RunReport.writeAfterCreate(outcome, output: output)
+        if let joinFleet {
+            guard outcome.state == .succeeded else {
+                fail("\(outcome.id) did not join fleet \(joinFleet): its workflow \(outcome.state.rawValue)")
+            }
+            do {
+                for line in try await FleetJoin.join(member: outcome.id, fleet: joinFleet, output: output) { print(line) }
+            } catch let error as ShoalError {
+                fail("\(outcome.id) did not join fleet \(joinFleet): \(error.description)")
+            }
+        }
         if deployment.mergeKubeconfig && outcome.step(.provision)?.state == .succeeded {
             do {
                 let context = KubeconfigMerges.defaultContext(outcome.id)

@@ -169,12 +169,14 @@ struct ValidateCommand: AsyncParsableCommand {
         if recorded.snapshot.request.realDeployment {
             return try await withKubeconfig(recorded) { path in
                 let client = KubectlClient(kubeconfig: path, timeout: kubectlTimeout)
-                return await HealthChecks.report(client: client, expectation: expectation)
+                let report = await HealthChecks.report(client: client, expectation: expectation)
+                return await FleetJoin.withFleet(report, recorded: recorded, client: client, timeout: kubectlTimeout)
             }
         }
         let cluster = try simulatedCluster(recorded)
         let client = cluster.client(gitSource: gitSource(recorded))
-        return await HealthChecks.report(client: client, expectation: expectation)
+        let report = await HealthChecks.report(client: client, expectation: expectation)
+        return await FleetJoin.withFleet(report, workflow: recorded.snapshot, client: client)
     }
 
     /// The kubeconfig the run wrote, or the journal's copy in a private temporary file.
@@ -228,6 +230,7 @@ struct ValidateCommand: AsyncParsableCommand {
             if let remedy = check.remedy { Swift.print("      remedy: \(remedy)") }
         }
         Swift.print("")
+        if let fleet = report.fleet { FleetJoin.printFleet(fleet) }
         Swift.print("Health: score \(report.score)/100 (\(report.status))")
     }
 }

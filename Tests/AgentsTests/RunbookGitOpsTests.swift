@@ -15,12 +15,15 @@ import Testing
             "shoal app add lab", "shoal app remove lab", "postgres/postgres-auth",
             "kubectl kustomize output/gitops/lab/monitoring/overlays/staging", "argocd.argoproj.io/refresh=normal",
             "http://argocd-server.argocd.svc/api/webhook",
+            "### Many clusters (a fleet)", "shoal create -d output --join-fleet lab", "apps/fleet-monitoring.yaml",
+            "kubectl -n argocd get secrets -l shoal.dev/fleet=lab", "shoal validate lab -d output",
         ] {
             #expect(text.contains(expected), "\(expected)")
         }
         request.argocd = false
         let off = Runbook.render(workflow: "lab", request: request, inputs: Runbook.Inputs())
         #expect(!off.contains("shoal app add"))
+        #expect(!off.contains("--join-fleet"))
         request.argocd = true
         request.argocdManifest = "/srv/install.yaml"
         let airgapped = Runbook.render(workflow: "lab", request: request, inputs: Runbook.Inputs())
