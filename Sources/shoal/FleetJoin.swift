@@ -30,7 +30,7 @@ enum FleetJoin {
                 "--join-fleet \(fleet): the workflow is \(snapshot.state.rawValue); only a cluster whose workflow "
                     + "succeeded can hold a fleet")
         }
-        guard snapshot.request.argocd, snapshot.step("monitoring")?.state == .succeeded else {
+        guard snapshot.request.argocd, snapshot.step(.monitoring)?.state == .succeeded else {
             throw ShoalError(
                 .invalidInput,
                 "--join-fleet \(fleet): that cluster has no Argo CD with a GitOps repository to deploy from")
@@ -142,7 +142,7 @@ enum FleetJoin {
     /// Writes the fleet's ApplicationSets into its working copy; the monitoring stack moves from
     /// `apps/monitoring.yaml` to the ApplicationSet, which deploys it to the fleet's own cluster too.
     static func writeApplicationSets(repository: GitRepository, fleet: RecordedWorkflow) throws {
-        guard let repoURL = fleet.snapshot.step("monitoring")?.values["repoURL"]?.stringValue else {
+        guard let repoURL = try fleet.snapshot.output(MonitoringOutput.self)?.repoURL else {
             throw ShoalError(.notFound, "workflow \(fleet.id) has no GitOps repository (no monitoring step)")
         }
         let monitoringFile = "\(repository.path)/apps/monitoring.yaml"
