@@ -282,12 +282,15 @@ enum OutputDocuments {
         var score: Int
         var status: String
         var checks: [CheckResult]
+        /// Every cluster of the fleet and the fleet's score; absent for a cluster without a fleet.
+        var fleet: FleetReport?
 
         init(_ report: HealthReport, workflow: String) {
             self.workflow = workflow
             score = report.score
             status = report.status
             checks = report.checks
+            fleet = report.fleet
         }
     }
 

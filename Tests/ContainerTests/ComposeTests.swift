@@ -202,7 +202,7 @@ import Testing
         let create = try await run(
             "podman-compose",
             compose + [
-                "--profile", "cli", "run", "--rm", "cli", "create", "-n", "1", "--coordinator",
+                "--profile", "cli", "run", "-T", "--rm", "cli", "create", "-n", "1", "--coordinator",
                 "tcp://coordinator:7401",
             ],
             environment: environment, timeout: .seconds(300))
