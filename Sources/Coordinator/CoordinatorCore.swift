@@ -418,6 +418,24 @@ final class CoordinatorCore {
             registry[agent]?.inFlight.insert(key)
             live.deliveries[position]?.orphanDeadline = nil
         }
+        dropped(by: agent, listing: heartbeat.inFlight)
+    }
+
+    /// A step the agent acknowledged and no longer lists in its heartbeat, without a result, was dropped: the
+    /// agent lost its lease (it heard nothing from this coordinator for its liveness while this coordinator
+    /// still heard it) or stalled. The agent's DEALER keeps order: its ack came before this heartbeat, and a
+    /// result would have come before it too. The step goes to another attempt, not charged.
+    private func dropped(by agent: String, listing inFlight: [StepKey]) {
+        // A heartbeat lists every step its agent runs only below the 64 that are looked at.
+        guard inFlight.count < 64, let entry = registry[agent], !entry.inFlight.isEmpty else { return }
+        let listed = Set(inFlight)
+        for key in entry.inFlight.sorted(by: { $0.description < $1.description }) where !listed.contains(key) {
+            guard let live = workflows[key.workflow], let position = live.index[key.step] else { continue }
+            let step = live.snapshot.steps[position]
+            guard step.attempt == key.attempt, step.agent == agent, step.state == .running else { continue }
+            registry[agent]?.inFlight.remove(key)
+            requeue(key, avoiding: agent, reason: "agent \(agent) no longer runs it", charged: false)
+        }
     }
 
     private func bye(identity: [UInt8], header: Header) {

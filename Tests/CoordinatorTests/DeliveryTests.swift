@@ -59,6 +59,37 @@ import Testing
         }
     }
 
+    @Test func aStepTheAgentStopsListingWithoutAResultGoesToAnotherAgentUncharged() async throws {
+        let coordinator = try await TestCoordinator.start {
+            $0.ackTimeout = .seconds(30)
+            $0.liveness = 50
+            $0.maxAttempts = 1
+        }
+        defer { Task { await coordinator.stop() } }
+        try await onOwnThread {
+            let dropper = try RawAgent(id: "planner-drop", role: .planner, coordinator: coordinator, context: context)
+            try dropper.join()
+            let workflow = try submit(coordinator)
+            let first = try #require(try dropper.waitStep())
+            try dropper.ack(first.key)
+            // Acknowledged and listed: it stays with this agent while its heartbeats list it.
+            #expect(try dropper.waitStep(timeout: .milliseconds(500)) == nil)
+            #expect(try coordinator.client(context).status(workflow).steps[0].state == .running)
+            let helper = try RawAgent(id: "planner-help", role: .planner, coordinator: coordinator, context: context)
+            try helper.join()
+            // The agent lost its lease: its heartbeats no longer list the step, and no result came.
+            dropper.running.removeAll()
+            _ = try dropper.pump(timeout: .milliseconds(300)) { _, _ in nil as Bool? }
+            let moved = try #require(try helper.waitStep())
+            #expect(moved.key == StepKey(workflow: workflow, step: "plan", attempt: 2))
+            try helper.ack(moved.key)
+            try helper.result(moved.key, values: ["plan": emptyPlan])
+            _ = try #require(try helper.waitControl(.confirm))
+            let status = try coordinator.client(context).status(workflow)
+            #expect(status.state == .succeeded, "the dropped attempt was not charged (max attempts 1)")
+        }
+    }
+
     @Test func anAgentThatStopsHeartbeatingLosesItsStepToALiveOne() async throws {
         let coordinator = try await TestCoordinator.start { $0.heartbeatInterval = .milliseconds(200); $0.liveness = 3 }
         defer { Task { await coordinator.stop() } }
