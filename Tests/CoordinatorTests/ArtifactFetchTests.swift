@@ -136,4 +136,47 @@ import Testing
         #expect(try journal.artifactData(digest: Journal.digest(data)) == data)
         #expect(try journal.artifactRefs(workflow: "w-1", steps: ["provision"]).first?.ref.size == data.count)
     }
+
+    @Test func rowsWrittenBeforeDigestsGetThemWhenTheJournalOpens() throws {
+        guard let sqlite = ["/usr/bin/sqlite3", "/usr/local/bin/sqlite3"].first(where: {
+            FileManager.default.isExecutableFile(atPath: $0)
+        }) else {
+            if ProcessInfo.processInfo.environment["CI"] != nil { Issue.record("sqlite3 is needed in CI") }
+            print("skipped: sqlite3 not installed (apt-get install sqlite3)")
+            return
+        }
+        let directory = NSTemporaryDirectory() + "shoal-digest-\(UUID().uuidString)"
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let path = directory + "/journal.sqlite"
+        let plain = Data("state".utf8)
+        let secret = Data("token\n".utf8)
+        do {
+            let journal = try Journal(path: path)
+            var batch = JournalBatch()
+            batch.result(
+                StepKey(workflow: "w-1", step: "provision", attempt: 1),
+                StepResult(
+                    outcome: .succeeded,
+                    output: StepOutput(
+                        summary: "s",
+                        artifacts: [
+                            Artifact(name: "cluster-state", path: nil, data: plain),
+                            Artifact(name: "k3s-token", path: nil, sensitive: true, data: secret),
+                        ]),
+                    error: nil, agent: "a", host: "h", pid: 1, startedAt: 0, finishedAt: 0), at: 0)
+            try journal.commit(batch)
+        }
+        // As a journal written before digests were kept has them.
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: sqlite)
+        process.arguments = [path, "UPDATE artifacts SET digest = NULL, size = NULL"]
+        try process.run()
+        process.waitUntilExit()
+        #expect(process.terminationStatus == 0)
+        let reopened = try Journal(path: path)
+        #expect(try reopened.artifactData(digest: Journal.digest(plain)) == plain)
+        #expect(try reopened.artifactData(digest: Journal.digest(secret)) == secret, "the sealed row is opened first")
+        let refs = try reopened.artifactRefs(workflow: "w-1", steps: ["provision"]).map(\.ref)
+        #expect(refs.map(\.size) == [plain.count, secret.count])
+    }
 }
