@@ -534,7 +534,9 @@ struct AgentSession {
         for ref in assignment.artifacts {
             guard ArtifactRef.isDigest(ref.digest), (0...WireFormat.maxArtifactBytes).contains(ref.size) else {
                 reject(DecodeError(.invalidField, "artifact '\(ref.name.prefix(64))' has no valid digest or size"))
-                fail(key, "the step names artifact '\(ref.name.prefix(64))' without a valid digest or size", dealer: dealer)
+                fail(
+                    key, "the step names artifact '\(ref.name.prefix(64))' without a valid digest or size",
+                    dealer: dealer)
                 return
             }
             if step.found[ref.digest] != nil || step.missing.contains(ref.digest) { continue }
@@ -563,7 +565,9 @@ struct AgentSession {
     }
 
     private mutating func start(_ key: StepKey, _ step: WaitingStep) {
-        let artifacts = step.assignment.artifacts.compactMap { ref in step.found[ref.digest].map { ref.artifact(data: $0) } }
+        let artifacts = step.assignment.artifacts.compactMap { ref in
+            step.found[ref.digest].map { ref.artifact(data: $0) }
+        }
         logger.debug(
             "step artifacts at hand",
             metadata: [
@@ -599,7 +603,9 @@ struct AgentSession {
             reply.data.count <= WireFormat.fetchChunkBytes, reply.offset + reply.data.count <= reply.total,
             !reply.data.isEmpty || reply.total == 0
         else {
-            reject(DecodeError(.invalidOffset, "a fetch-reply that does not continue the fetch of \(reply.digest.prefix(12))"))
+            reject(
+                DecodeError(
+                    .invalidOffset, "a fetch-reply that does not continue the fetch of \(reply.digest.prefix(12))"))
             restartFetch(reply.digest, reason: "the coordinator sent a chunk that does not fit", dealer: dealer)
             return
         }

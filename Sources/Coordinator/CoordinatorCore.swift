@@ -1041,7 +1041,8 @@ final class CoordinatorCore {
             if !dependency.values.isEmpty { inputs[dependency.name] = dependency.values }
             guard live.withArtifacts.contains(producer) else { continue }
             if live.artifacts[producer] == nil {
-                live.artifacts[producer] = try journal.artifactRefs(workflow: live.id, steps: [dependency.name]).map(\.ref)
+                live.artifacts[producer] = try journal.artifactRefs(workflow: live.id, steps: [dependency.name])
+                    .map(\.ref)
             }
             for artifact in live.artifacts[producer] ?? [] { artifacts[artifact.name] = artifact }
         }

@@ -228,7 +228,8 @@ struct BenchRunCommand: AsyncParsableCommand {
         let start = ContinuousClock.now
         for _ in 0..<count {
             _ = try client.submit(
-                Submit(request: WorkflowRequest(), planner: .bench, planParams: BenchPlanParams(shape: .chain, steps: 1)))
+                Submit(
+                    request: WorkflowRequest(), planner: .bench, planParams: BenchPlanParams(shape: .chain, steps: 1)))
         }
         while try client.stats().running > 0 { Thread.sleep(forTimeInterval: 0.1) }
         let elapsed = (ContinuousClock.now - start).seconds
@@ -246,7 +247,9 @@ struct BenchRunCommand: AsyncParsableCommand {
             throw ShoalError(.invalidInput, "--shape: chain or independent")
         }
         let accepted = try client.submit(
-            Submit(request: WorkflowRequest(), planner: .bench, planParams: BenchPlanParams(shape: planShape, steps: steps)))
+            Submit(
+                request: WorkflowRequest(), planner: .bench,
+                planParams: BenchPlanParams(shape: planShape, steps: steps)))
         let workflow = accepted.workflow
         let context = Context()
         let subscriber = try Socket(context: context, type: .sub)

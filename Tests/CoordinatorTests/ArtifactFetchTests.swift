@@ -13,9 +13,9 @@ import Testing
         try JSONDecoder().decode(JSONValue.self, from: JSONEncoder().encode(Plan(steps: steps)))
     }
 
-    private func finish(_ agent: RawAgent, _ key: StepKey, values: [String: JSONValue] = [:], artifacts: [Artifact] = [])
-        throws
-    {
+    private func finish(
+        _ agent: RawAgent, _ key: StepKey, values: [String: JSONValue] = [:], artifacts: [Artifact] = []
+    ) throws {
         try agent.ack(key)
         let result = StepResult(
             outcome: .succeeded, output: StepOutput(summary: "done", values: values, artifacts: artifacts),
