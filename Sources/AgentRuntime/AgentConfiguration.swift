@@ -20,6 +20,11 @@ public struct AgentConfiguration: Sendable {
     public var liveness = 3
     /// How often an unconfirmed result is sent again (default 2 s).
     public var resendInterval: Duration = .seconds(2)
+    /// Bytes of artifacts kept in memory between steps, so a step whose artifacts an earlier step on this
+    /// agent already fetched does not fetch them again (default 64 MiB; least recently used go first).
+    public var artifactCacheBytes = 64 << 20
+    /// Artifacts kept in that cache at most (default 256).
+    public var artifactCacheEntries = 256
     /// How long a graceful shutdown waits for running steps (default 8 s).
     public var drainTimeout: Duration = .seconds(8)
     /// Where the idempotency record is kept, so a restarted agent with the

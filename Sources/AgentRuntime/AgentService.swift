@@ -27,7 +27,7 @@ public final class AgentService: Service {
     /// drain timeout; those still running then are handed back: they end without a result (never as failed),
     /// and the coordinator gives them to another agent.
     public func run() async throws {
-        let (steps, stepSink) = AsyncStream.makeStream(of: (StepKey, StepAssignment, StepLease).self)
+        let (steps, stepSink) = AsyncStream.makeStream(of: ReadyStep.self)
         let results = Mailbox<(StepKey, StepResult)>()
         let abandoned = AbandonedSteps()
         let leases = LeaseBook()
@@ -53,7 +53,7 @@ public final class AgentService: Service {
                     }
                     group.addTask {
                         await withTaskGroup(of: Void.self) { running in
-                            for await (key, assignment, lease) in steps {
+                            for await (key, assignment, artifacts, lease) in steps {
                                 running.addTask {
                                     // The step runs until it ends, loses its lease (the agent stalled or lost
                                     // the coordinator, and the step goes to another agent) or is handed back
@@ -62,7 +62,7 @@ public final class AgentService: Service {
                                     let result = await withTaskGroup(of: StepResult?.self) { race in
                                         race.addTask {
                                             await AgentService.execute(
-                                                key, assignment, lease: lease, handler: handler,
+                                                key, assignment, artifacts: artifacts, lease: lease, handler: handler,
                                                 configuration: configuration, logger: logger)
                                         }
                                         race.addTask {
@@ -101,15 +101,16 @@ public final class AgentService: Service {
 
     /// Runs one attempt; nil when it must not report (its lease was lost or it was handed back).
     private static func execute(
-        _ key: StepKey, _ assignment: StepAssignment, lease: StepLease, handler: any StepHandler,
-        configuration: AgentConfiguration, logger: Logger
+        _ key: StepKey, _ assignment: StepAssignment, artifacts: [Artifact], lease: StepLease,
+        handler: any StepHandler, configuration: AgentConfiguration, logger: Logger
     ) async -> StepResult? {
         var logger = logger
         logger[metadataKey: "workflow.id"] = "\(key.workflow)"
         logger[metadataKey: "step"] = "\(key.step)"
         logger[metadataKey: "attempt"] = "\(key.attempt)"
         let context = StepContext(
-            key: key, assignment: assignment, agentID: configuration.id, logger: logger, lease: lease)
+            key: key, assignment: assignment, artifacts: artifacts, agentID: configuration.id, logger: logger,
+            lease: lease)
         guard lease.isHeld else {
             logger.warning("step lease lost before it started, abandoning it")
             return nil
@@ -145,6 +146,29 @@ public final class AgentService: Service {
 
 func now() -> Int64 { Int64(Date().timeIntervalSince1970 * 1000) }
 
+/// A step whose artifacts are all at hand, on its way from the socket thread to the task that runs it.
+typealias ReadyStep = (StepKey, StepAssignment, [Artifact], StepLease)
+
+/// A step acknowledged and waiting for the artifacts it names.
+struct WaitingStep {
+    var assignment: StepAssignment
+    /// Bytes found so far, by digest (kept here, so the cache may evict them meanwhile).
+    var found: [String: Data]
+    var missing: Set<String>
+}
+
+/// An artifact being fetched from the coordinator, chunk by chunk.
+struct ArtifactFetch {
+    var ref: ArtifactRef
+    var received: Data
+    /// The id of the last `fetch` sent, which an `error` reply names in `re`.
+    var requestID = ""
+    var lastSent: Int64 = 0
+    /// Fetches from offset 0 started so far; a second bad copy fails the steps that wait.
+    var rounds = 1
+    var waiters: Set<StepKey>
+}
+
 /// Placeholder posted for an abandoned step so the session can forget it; never sent.
 private func abandonedResult(_ key: StepKey) -> StepResult {
     StepResult(outcome: .failed, output: StepOutput(summary: "abandoned"), error: "abandoned", agent: "", host: "", pid: 0, startedAt: 0, finishedAt: 0)
@@ -167,7 +191,7 @@ struct AgentSession {
     let context: Context
     let logger: Logger
     let results: Mailbox<(StepKey, StepResult)>
-    let stepSink: AsyncStream<(StepKey, StepAssignment, StepLease)>.Continuation
+    let stepSink: AsyncStream<ReadyStep>.Continuation
     let abandoned: AbandonedSteps
     let leases: LeaseBook
 
@@ -191,10 +215,15 @@ struct AgentSession {
     private var drainDeadline: Int64 = 0
     /// Rejected frames by reason.
     private(set) var rejections = RejectionCounter()
+    /// Artifact bytes kept between steps.
+    private var cache: ArtifactCache
+    /// Steps acknowledged and waiting for artifacts, and the fetches they wait for, by digest.
+    private var waiting: [StepKey: WaitingStep] = [:]
+    private var fetches: [String: ArtifactFetch] = [:]
 
     init(
         configuration: AgentConfiguration, context: Context, logger: Logger, results: Mailbox<(StepKey, StepResult)>,
-        stepSink: AsyncStream<(StepKey, StepAssignment, StepLease)>.Continuation, record: IdempotencyRecord,
+        stepSink: AsyncStream<ReadyStep>.Continuation, record: IdempotencyRecord,
         abandoned: AbandonedSteps, leases: LeaseBook
     ) {
         self.record = record
@@ -207,6 +236,8 @@ struct AgentSession {
         self.stepSink = stepSink
         self.heartbeatInterval = configuration.heartbeatInterval.milliseconds
         self.liveness = configuration.liveness
+        self.cache = ArtifactCache(
+            maxBytes: configuration.artifactCacheBytes, maxEntries: configuration.artifactCacheEntries)
     }
 
     private struct Sockets {
@@ -265,7 +296,8 @@ struct AgentSession {
                 // liveness: the coordinator has given its steps to others, so
                 // finishing them now would do their work twice.
                 logger.warning("agent stalled, abandoning its running steps", metadata: ["running": "\(running.count)"])
-                for key in running { abandoned.insert(key) }
+                for key in running where waiting[key] == nil { abandoned.insert(key) }
+                dropWaitingSteps()
                 leases.revokeAll()
                 running.removeAll()
                 lastHeard = 0
@@ -274,6 +306,8 @@ struct AgentSession {
             if stop.isStopped && !draining {
                 draining = true
                 drainDeadline = now() + configuration.drainTimeout.milliseconds
+                // Steps still waiting for artifacts have not started: they are handed back at once.
+                dropWaitingSteps()
                 logger.info("agent draining", metadata: ["running": "\(running.count)"])
             }
             if draining && ((running.isEmpty && record.unconfirmed.isEmpty) || now() >= drainDeadline) {
@@ -344,6 +378,7 @@ struct AgentSession {
                     sockets.dealer, Header(type: .heartbeat, sender: configuration.id),
                     Heartbeat(inFlight: running.sorted { $0.description < $1.description }, rejected: rejected.isEmpty ? nil : rejected))
             }
+            resendFetches(dealer: sockets.dealer, at: time)
             for key in record.unconfirmed where welcomed && time - (lastSent[key] ?? 0) >= configuration.resendInterval.milliseconds {
                 if let result = record.results[key] {
                     lastSent[key] = time
@@ -409,8 +444,9 @@ struct AgentSession {
                 heartbeatInterval = Int64(max(50, min(60_000, welcome.heartbeatIntervalMilliseconds)))
                 liveness = max(2, min(100, welcome.liveness))
                 logger.info("agent registered")
-                // Whatever the coordinator has not confirmed goes again now.
+                // Whatever the coordinator has not confirmed goes again now, and so do fetches.
                 lastSent = [:]
+                for digest in fetches.keys { fetches[digest]?.lastSent = 0 }
                 guard let endpoint = configuration.eventsEndpoint(announcedPort: welcome.eventsPort, announced: welcome.eventsEndpoint)
                 else {
                     logger.error("coordinator announced no events endpoint; pass --events")
@@ -431,9 +467,18 @@ struct AgentSession {
             sendHello(dealer)
         case .heartbeat:
             break
+        case .fetchReply:
+            do {
+                fetched(try envelope.decode(FetchReply.self), dealer: dealer)
+            } catch {
+                reject(error)
+            }
         case .error:
             if let reply = try? envelope.decode(ErrorReply.self) {
                 logger.warning("coordinator refused a message", metadata: ["reason": "\(reply.reason)", "detail": "\(reply.message)"])
+                if let re = envelope.header.re, let digest = fetches.first(where: { $0.value.requestID == re })?.key {
+                    fetchRefused(digest, reply, dealer: dealer)
+                }
             }
         default:
             reject(DecodeError(.unexpectedType, "'\(envelope.header.type.rawValue)' is not expected from the coordinator"))
@@ -478,6 +523,174 @@ struct AgentSession {
             return
         }
         running.insert(key)
-        stepSink.yield((key, assignment, leases.grant(key, window: leaseWindow)))
+        resolve(key, assignment, dealer: dealer)
+    }
+
+    // MARK: Artifacts by digest
+
+    /// Finds the artifacts a step names in the cache and fetches the others; the step starts once it has them.
+    private mutating func resolve(_ key: StepKey, _ assignment: StepAssignment, dealer: Socket) {
+        var step = WaitingStep(assignment: assignment, found: [:], missing: [])
+        for ref in assignment.artifacts {
+            guard ArtifactRef.isDigest(ref.digest), (0...WireFormat.maxArtifactBytes).contains(ref.size) else {
+                reject(DecodeError(.invalidField, "artifact '\(ref.name.prefix(64))' has no valid digest or size"))
+                fail(
+                    key, "the step names artifact '\(ref.name.prefix(64))' without a valid digest or size",
+                    dealer: dealer)
+                return
+            }
+            if step.found[ref.digest] != nil || step.missing.contains(ref.digest) { continue }
+            if let data = cache.get(ref.digest) {
+                step.found[ref.digest] = data
+            } else {
+                step.missing.insert(ref.digest)
+            }
+        }
+        if step.missing.isEmpty {
+            start(key, step)
+            return
+        }
+        waiting[key] = step
+        for digest in step.missing {
+            if fetches[digest] != nil {
+                fetches[digest]?.waiters.insert(key)
+                continue
+            }
+            guard let ref = assignment.artifacts.first(where: { $0.digest == digest }) else { continue }
+            var fetch = ArtifactFetch(ref: ref, received: Data(), waiters: [key])
+            fetch.received.reserveCapacity(ref.size)
+            fetches[digest] = fetch
+            requestChunk(digest, dealer: dealer)
+        }
+    }
+
+    private mutating func start(_ key: StepKey, _ step: WaitingStep) {
+        let artifacts = step.assignment.artifacts.compactMap { ref in
+            step.found[ref.digest].map { ref.artifact(data: $0) }
+        }
+        logger.debug(
+            "step artifacts at hand",
+            metadata: [
+                "workflow.id": "\(key.workflow)", "step": "\(key.step)", "artifacts": "\(artifacts.count)",
+                "artifact.cache.hits": "\(cache.hits)", "artifact.cache.entries": "\(cache.count)",
+            ])
+        stepSink.yield((key, step.assignment, artifacts, leases.grant(key, window: leaseWindow)))
+    }
+
+    private mutating func requestChunk(_ digest: String, dealer: Socket) {
+        guard var fetch = fetches[digest] else { return }
+        let header = Header(type: .fetch, sender: configuration.id)
+        fetch.requestID = header.id
+        fetch.lastSent = now()
+        fetches[digest] = fetch
+        send(dealer, header, FetchRequest(digest: digest, offset: fetch.received.count))
+    }
+
+    /// Fetches without an answer go again (the coordinator may have restarted, or the connection with it).
+    private mutating func resendFetches(dealer: Socket, at time: Int64) {
+        guard welcomed else { return }
+        for (digest, fetch) in fetches where time - fetch.lastSent >= configuration.resendInterval.milliseconds {
+            requestChunk(digest, dealer: dealer)
+        }
+    }
+
+    /// A chunk from the coordinator: kept when it continues the fetch; the whole artifact is checked
+    /// against its digest before any step sees it.
+    private mutating func fetched(_ reply: FetchReply, dealer: Socket) {
+        guard var fetch = fetches[reply.digest] else { return }  // a late duplicate of a finished fetch
+        if reply.offset < fetch.received.count { return }  // a duplicate of a chunk already kept (a resend)
+        guard reply.offset == fetch.received.count, reply.total == fetch.ref.size,
+            reply.data.count <= WireFormat.fetchChunkBytes, reply.offset + reply.data.count <= reply.total,
+            !reply.data.isEmpty || reply.total == 0
+        else {
+            reject(
+                DecodeError(
+                    .invalidOffset, "a fetch-reply that does not continue the fetch of \(reply.digest.prefix(12))"))
+            restartFetch(reply.digest, reason: "the coordinator sent a chunk that does not fit", dealer: dealer)
+            return
+        }
+        fetch.received.append(reply.data)
+        fetches[reply.digest] = fetch
+        guard fetch.received.count == fetch.ref.size else {
+            requestChunk(reply.digest, dealer: dealer)
+            return
+        }
+        guard ArtifactCache.digest(fetch.received) == reply.digest else {
+            reject(DecodeError(.digestMismatch, "artifact \(reply.digest.prefix(12)) does not match its digest"))
+            restartFetch(reply.digest, reason: "its bytes do not match its digest", dealer: dealer)
+            return
+        }
+        fetches[reply.digest] = nil
+        cache.insert(reply.digest, fetch.received)
+        logger.debug(
+            "artifact fetched",
+            metadata: [
+                "artifact": "\(fetch.ref.name)", "artifact.digest": "\(reply.digest.prefix(12))",
+                "artifact.size": "\(fetch.ref.size)", "artifact.cache.evictions": "\(cache.evictions)",
+            ])
+        for key in fetch.waiters {
+            guard var step = waiting[key] else { continue }
+            step.found[reply.digest] = fetch.received
+            step.missing.remove(reply.digest)
+            if step.missing.isEmpty {
+                waiting[key] = nil
+                start(key, step)
+            } else {
+                waiting[key] = step
+            }
+        }
+    }
+
+    /// Starts a fetch over from offset 0 once; a second failure fails the steps that wait for it.
+    private mutating func restartFetch(_ digest: String, reason: String, dealer: Socket) {
+        guard var fetch = fetches[digest] else { return }
+        guard fetch.rounds < 2 else {
+            failFetch(digest, "artifact '\(fetch.ref.name)' could not be fetched: \(reason)", dealer: dealer)
+            return
+        }
+        fetch.rounds += 1
+        fetch.received = Data()
+        fetches[digest] = fetch
+        requestChunk(digest, dealer: dealer)
+    }
+
+    private mutating func fetchRefused(_ digest: String, _ reply: ErrorReply, dealer: Socket) {
+        guard let fetch = fetches[digest] else { return }
+        if reply.reason == RejectReason.invalidOffset.rawValue {
+            restartFetch(digest, reason: "the coordinator refused an offset", dealer: dealer)
+        } else {
+            failFetch(
+                digest, "artifact '\(fetch.ref.name)' is not available from the coordinator (\(reply.reason))",
+                dealer: dealer)
+        }
+    }
+
+    private mutating func failFetch(_ digest: String, _ reason: String, dealer: Socket) {
+        guard let fetch = fetches.removeValue(forKey: digest) else { return }
+        logger.warning("artifact fetch failed", metadata: ["artifact": "\(fetch.ref.name)", "reason": "\(reason)"])
+        for key in fetch.waiters where waiting[key] != nil {
+            waiting[key] = nil
+            fail(key, reason, dealer: dealer)
+        }
+    }
+
+    /// Ends a step that could not start with a failed result, recorded and sent like any other.
+    private mutating func fail(_ key: StepKey, _ reason: String, dealer: Socket) {
+        running.remove(key)
+        let time = now()
+        let result = StepResult(
+            outcome: .failed, output: StepOutput(summary: "failed: \(reason)"), error: reason,
+            agent: configuration.id, host: configuration.host, pid: configuration.pid, startedAt: time,
+            finishedAt: time)
+        record.record(key, result)
+        lastSent[key] = time
+        sendResult(key, result, dealer: dealer)
+    }
+
+    /// Forgets the steps waiting for artifacts (they never started) and their fetches.
+    private mutating func dropWaitingSteps() {
+        for key in waiting.keys { running.remove(key) }
+        waiting = [:]
+        fetches = [:]
     }
 }

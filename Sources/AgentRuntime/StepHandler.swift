@@ -5,16 +5,21 @@ import Protocol
 public struct StepContext: Sendable {
     public var key: StepKey
     public var assignment: StepAssignment
+    /// The bytes of the artifacts the assignment names, fetched (or found in the agent's cache) and checked
+    /// against their digests before the step runs.
+    public var artifacts: [Artifact]
     public var agentID: String
     public var logger: Logger
     /// This attempt's lease; see `checkLease()`.
     public var lease: StepLease
 
     public init(
-        key: StepKey, assignment: StepAssignment, agentID: String, logger: Logger, lease: StepLease = .unbounded()
+        key: StepKey, assignment: StepAssignment, artifacts: [Artifact] = [], agentID: String, logger: Logger,
+        lease: StepLease = .unbounded()
     ) {
         self.key = key
         self.assignment = assignment
+        self.artifacts = artifacts
         self.agentID = agentID
         self.logger = logger
         self.lease = lease
@@ -35,7 +40,7 @@ public struct StepContext: Sendable {
 
     /// The latest artifact of that name among the steps this one depends on.
     public func artifact(_ name: String) -> Artifact? {
-        assignment.artifacts.first { $0.name == name }
+        artifacts.first { $0.name == name }
     }
 
     /// The kind of step this is.

@@ -138,6 +138,12 @@ public final class CoordinatorClient {
         try decode(Accepted.self, call(Header(type: .submit), Submit(request: request, planner: planner, params: params)))
     }
 
+    /// Submits a workflow as `submit` describes it (a planner role and typed params for its `plan` step:
+    /// `Submit(request:planner:planParams:)`).
+    public func submit(_ submit: Submit) throws -> Accepted {
+        try decode(Accepted.self, call(Header(type: .submit), submit))
+    }
+
     /// The current state of a workflow.
     public func status(_ workflow: String) throws -> WorkflowSnapshot {
         try statusReply(workflow).workflow

@@ -80,7 +80,7 @@ extension CoordinatorCore {
     /// Adds the target's values and artifacts under those of the workflow's own steps: the steps of the target
     /// that built the cluster (its own checks and report are left out, so the new checks stand alone).
     func inherit(
-        _ live: Live, inputs: inout [String: [String: JSONValue]], artifacts: inout [String: Artifact]
+        _ live: Live, inputs: inout [String: [String: JSONValue]], artifacts: inout [String: ArtifactRef]
     ) throws {
         guard let target = live.snapshot.operation?.target, let stored = try journal.workflow(target) else { return }
         let handedOn = stored.steps.filter {
@@ -89,9 +89,9 @@ extension CoordinatorCore {
         for step in handedOn where inputs[step.name] == nil && !step.values.isEmpty {
             inputs[step.name] = step.values
         }
-        var inherited: [String: Artifact] = [:]
-        for (_, artifact) in try journal.artifacts(workflow: target, steps: handedOn.map(\.name)) {
-            inherited[artifact.name] = artifact
+        var inherited: [String: ArtifactRef] = [:]
+        for (_, ref) in try journal.artifactRefs(workflow: target, steps: handedOn.map(\.name)) {
+            inherited[ref.name] = ref
         }
         artifacts.merge(inherited) { own, _ in own }
     }
@@ -198,6 +198,37 @@ extension CoordinatorCore {
             logger.notice("sensitive artifacts sent to a client", metadata: ["workflow.id": "\(workflow.id)"])
         }
         self.reply(identity, Header(type: .artifactsReply, workflow: workflow.id, re: header.id), reply)
+    }
+
+    // MARK: Artifacts by digest
+
+    /// A chunk of an artifact, by digest, for an agent that does not hold it. The bytes come from the journal
+    /// (through its digest index); the last artifact read is kept, so the chunks of one artifact read it once.
+    /// - Throws: `DecodeError(.invalidField)` for a digest that is not one, `.unknownArtifact` when the journal
+    ///   holds no artifact with it, `.invalidOffset` for an offset outside it.
+    func fetch(_ request: FetchRequest, identity: [UInt8], header: Header) throws {
+        guard ArtifactRef.isDigest(request.digest) else {
+            throw DecodeError(.invalidField, "a fetch needs a SHA-256 digest of 64 lowercase hex digits")
+        }
+        let data: Data
+        if let last = lastFetched, last.digest == request.digest {
+            data = last.data
+        } else {
+            guard let found = try journal.artifactData(digest: request.digest) else {
+                throw DecodeError(.unknownArtifact, "no artifact with digest \(request.digest.prefix(12))")
+            }
+            data = found
+            lastFetched = (request.digest, found)
+        }
+        guard request.offset >= 0, request.offset < data.count || (request.offset == 0 && data.isEmpty) else {
+            throw DecodeError(.invalidOffset, "offset \(request.offset) is outside an artifact of \(data.count) bytes")
+        }
+        let end = min(data.count, request.offset + WireFormat.fetchChunkBytes)
+        let chunk = data.subdata(in: data.startIndex + request.offset..<data.startIndex + end)
+        fetchedChunks += 1
+        reply(
+            identity, Header(type: .fetchReply, re: header.id),
+            FetchReply(digest: request.digest, offset: request.offset, total: data.count, data: chunk))
     }
 }
 

@@ -54,9 +54,9 @@ final class CoordinatorCore {
         /// Steps changed since the last event (and journal commit).
         var changed: Set<Int> = []
         var publishedRevision: Int
-        /// Steps that returned artifacts, and those artifacts once read.
+        /// Steps that returned artifacts, and references to those artifacts once read.
         var withArtifacts: Set<Int> = []
-        var artifacts: [Int: [Artifact]] = [:]
+        var artifacts: [Int: [ArtifactRef]] = [:]
         /// For each step whose assignment was built: the ancestors that
         /// produced values or artifacts (what its assignment carries).
         var producers: [Int: [Int]] = [:]
@@ -140,6 +140,9 @@ final class CoordinatorCore {
     private(set) var hasMoreWork = false
     /// Rejected frames by reason.
     private(set) var rejections = RejectionCounter()
+    /// The artifact last read for a `fetch`, and the chunks served so far (`stats`).
+    var lastFetched: (digest: String, data: Data)?
+    var fetchedChunks = 0
 
     /// Steps given out per loop turn at most, so heartbeats and confirms
     /// are never held behind a burst.
@@ -273,7 +276,7 @@ final class CoordinatorCore {
         let header = envelope.header
         // An agent id belongs to the key it registered with: another allowed
         // peer may not speak for it (nor take its steps).
-        if [.hello, .heartbeat, .ack, .result, .bye].contains(header.type), let sender = header.sender,
+        if [.hello, .heartbeat, .ack, .result, .bye, .fetch].contains(header.type), let sender = header.sender,
             let owner = registry[sender]?.key, owner != key
         {
             throw DecodeError(.keyMismatch, "agent '\(sender.prefix(64))' is registered with another key")
@@ -297,6 +300,8 @@ final class CoordinatorCore {
             try result(cleaned, identity: identity, header: header)
         case .bye:
             bye(identity: identity, header: header)
+        case .fetch:
+            try fetch(envelope.decode(FetchRequest.self), identity: identity, header: header)
         case .submit:
             try submit(envelope.decode(Submit.self), identity: identity, header: header)
         case .status:
@@ -325,7 +330,7 @@ final class CoordinatorCore {
         case .stats:
             let stats = Stats(
                 rejected: rejections.byName, workflows: journalWorkflows, running: workflows.count,
-                agents: registry.count, residentBytes: residentMemoryBytes())
+                agents: registry.count, residentBytes: residentMemoryBytes(), fetchedChunks: fetchedChunks)
             reply(identity, Header(type: .statsReply, re: header.id), stats)
         default:
             throw DecodeError(.unexpectedType, "'\(header.type.rawValue)' is not accepted on the control socket")
@@ -414,6 +419,24 @@ final class CoordinatorCore {
             else { continue }
             registry[agent]?.inFlight.insert(key)
             live.deliveries[position]?.orphanDeadline = nil
+        }
+        dropped(by: agent, listing: heartbeat.inFlight)
+    }
+
+    /// A step the agent acknowledged and no longer lists in its heartbeat, without a result, was dropped: the
+    /// agent lost its lease (it heard nothing from this coordinator for its liveness while this coordinator
+    /// still heard it) or stalled. The agent's DEALER keeps order: its ack came before this heartbeat, and a
+    /// result would have come before it too. The step goes to another attempt, not charged.
+    private func dropped(by agent: String, listing inFlight: [StepKey]) {
+        // A heartbeat lists every step its agent runs only below the 64 that are looked at.
+        guard inFlight.count < 64, let entry = registry[agent], !entry.inFlight.isEmpty else { return }
+        let listed = Set(inFlight)
+        for key in entry.inFlight.sorted(by: { $0.description < $1.description }) where !listed.contains(key) {
+            guard let live = workflows[key.workflow], let position = live.index[key.step] else { continue }
+            let step = live.snapshot.steps[position]
+            guard step.attempt == key.attempt, step.agent == agent, step.state == .running else { continue }
+            registry[agent]?.inFlight.remove(key)
+            requeue(key, avoiding: agent, reason: "agent \(agent) no longer runs it", charged: false)
         }
     }
 
@@ -554,7 +577,7 @@ final class CoordinatorCore {
         live.deliveries[position] = nil
         if succeeded && !result.output.artifacts.isEmpty {
             live.withArtifacts.insert(position)
-            live.artifacts[position] = result.output.artifacts
+            live.artifacts[position] = result.output.artifacts.map(Journal.reference)
         }
         batch.result(key, result, at: now)
         metrics?.stepFinished(step)
@@ -1014,13 +1037,14 @@ final class CoordinatorCore {
             return (a.finishedAt ?? 0, a.name) < (b.finishedAt ?? 0, b.name)
         }
         var inputs: [String: [String: JSONValue]] = [:]
-        var artifacts: [String: Artifact] = [:]
+        var artifacts: [String: ArtifactRef] = [:]
         for producer in ordered {
             let dependency = live.snapshot.steps[producer]
             if !dependency.values.isEmpty { inputs[dependency.name] = dependency.values }
             guard live.withArtifacts.contains(producer) else { continue }
             if live.artifacts[producer] == nil {
-                live.artifacts[producer] = try journal.artifacts(workflow: live.id, steps: [dependency.name]).map(\.artifact)
+                live.artifacts[producer] = try journal.artifactRefs(workflow: live.id, steps: [dependency.name])
+                    .map(\.ref)
             }
             for artifact in live.artifacts[producer] ?? [] { artifacts[artifact.name] = artifact }
         }
@@ -1230,7 +1254,7 @@ struct AssignmentWithoutRequest: Encodable {
     var role: Role
     var params: [String: JSONValue]
     var inputs: [String: [String: JSONValue]]
-    var artifacts: [Artifact]
+    var artifacts: [ArtifactRef]
 }
 
 /// A workflow's journal row before its request is spliced in (the keys of

@@ -1,3 +1,4 @@
+import Crypto
 import Foundation
 import GRDB
 import Protocol
@@ -60,6 +61,7 @@ public struct Journal: Sendable {
         do {
             queue = try DatabaseQueue(path: path, configuration: configuration)
             try Journal.migrator.migrate(queue)
+            try Journal.addDigests(queue, cipher: cipher)
         } catch {
             throw ShoalError(.io, "cannot use journal \(path)", cause: "\(error)")
         }
@@ -134,7 +136,45 @@ public struct Journal: Sendable {
                     CREATE INDEX workflows_order ON workflows (createdAt, id);
                     """)
         }
+        // Artifacts are named by digest in step assignments and fetched by it (`fetch`).
+        migrator.registerMigration("v3") { db in
+            try db.execute(
+                sql: """
+                    ALTER TABLE artifacts ADD COLUMN digest TEXT;
+                    ALTER TABLE artifacts ADD COLUMN size INTEGER;
+                    CREATE INDEX artifacts_digest ON artifacts (digest);
+                    """)
+        }
         return migrator
+    }
+
+    /// Fills in the digest and size of rows written before v3 (the digest is of the plain bytes).
+    private static func addDigests(_ queue: DatabaseQueue, cipher: JournalCipher) throws {
+        try queue.write { db in
+            let rows = try Row.fetchAll(
+                db, sql: "SELECT workflow, step, name, sensitive, data FROM artifacts WHERE digest IS NULL")
+            for row in rows {
+                let key: [String] = [row["workflow"], row["step"], row["name"]]
+                let stored: Data = row["data"]
+                let sensitive: Bool = row["sensitive"]
+                let data = sensitive ? try cipher.open(stored, row: key) : stored
+                try db.execute(
+                    sql: "UPDATE artifacts SET digest = ?, size = ? WHERE workflow = ? AND step = ? AND name = ?",
+                    arguments: [digest(data), data.count, key[0], key[1], key[2]])
+            }
+        }
+    }
+
+    /// The SHA-256 of an artifact's bytes, 64 lowercase hex digits, as `ArtifactRef.digest` carries it.
+    public static func digest(_ data: Data) -> String {
+        SHA256.hash(data: data).map { String(format: "%02x", $0) }.joined()
+    }
+
+    /// What a step assignment carries for an artifact: everything but its bytes.
+    public static func reference(_ artifact: Artifact) -> ArtifactRef {
+        ArtifactRef(
+            name: artifact.name, path: artifact.path, mode: artifact.mode, sensitive: artifact.sensitive,
+            size: artifact.data.count, digest: digest(artifact.data))
     }
 
     static let encoder: JSONEncoder = {
@@ -225,8 +265,8 @@ public struct Journal: Sendable {
             ).execute(arguments: [key.workflow, key.step, key.attempt, try Journal.encoder.encode(stored)])
             let statement = try db.cachedStatement(
                 sql: """
-                    INSERT OR REPLACE INTO artifacts (workflow, step, name, path, mode, sensitive, data)
-                    VALUES (?, ?, ?, ?, ?, ?, ?)
+                    INSERT OR REPLACE INTO artifacts (workflow, step, name, path, mode, sensitive, data, digest, size)
+                    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
                     """)
             for artifact in result.output.artifacts {
                 let data =
@@ -234,6 +274,7 @@ public struct Journal: Sendable {
                     ? try cipher.seal(artifact.data, row: [key.workflow, key.step, artifact.name]) : artifact.data
                 try statement.execute(arguments: [
                     key.workflow, key.step, artifact.name, artifact.path, artifact.mode, artifact.sensitive, data,
+                    Journal.digest(artifact.data), artifact.data.count,
                 ])
             }
         case .delete(let id):
@@ -403,6 +444,43 @@ public struct Journal: Sendable {
                 db, sql: "SELECT result FROM results WHERE workflow = ? AND step = ? AND attempt = ?",
                 arguments: [key.workflow, key.step, key.attempt]
             ).map { try JSONDecoder().decode(StepResult.self, from: $0) }
+        }
+    }
+
+    /// References to the artifacts of the given steps (no bytes read), in the order of `steps`.
+    public func artifactRefs(workflow: String, steps: [String]) throws -> [(step: String, ref: ArtifactRef)] {
+        try read { db in
+            var found: [(String, ArtifactRef)] = []
+            let statement = try db.cachedStatement(
+                sql: """
+                    SELECT name, path, mode, sensitive, size, digest FROM artifacts
+                    WHERE workflow = ? AND step = ? ORDER BY name
+                    """)
+            for step in steps {
+                for row in try Row.fetchAll(statement, arguments: [workflow, step]) {
+                    let ref = ArtifactRef(
+                        name: row["name"], path: row["path"], mode: row["mode"], sensitive: row["sensitive"],
+                        size: row["size"], digest: row["digest"])
+                    found.append((step, ref))
+                }
+            }
+            return found
+        }
+    }
+
+    /// The bytes of an artifact by digest (through the `artifacts_digest` index), nil when no artifact of
+    /// the journal has it.
+    public func artifactData(digest: String) throws -> Data? {
+        try read { db in
+            guard
+                let row = try Row.fetchOne(
+                    db.cachedStatement(
+                        sql: "SELECT workflow, step, name, sensitive, data FROM artifacts WHERE digest = ? LIMIT 1"),
+                    arguments: [digest])
+            else { return nil }
+            let stored: Data = row["data"]
+            let sensitive: Bool = row["sensitive"]
+            return sensitive ? try cipher.open(stored, row: [row["workflow"], row["step"], row["name"]]) : stored
         }
     }
 

@@ -2,10 +2,16 @@ import Foundation
 import Logging
 import ShoalSupport
 
-/// Wire constants of protocol v2 (v2: events carry what changed, `list`
-/// replies leave steps out, steps carry `params` and `failures`).
+/// Wire constants of protocol v3 (v2: events carry what changed, `list`
+/// replies leave steps out, steps carry `params` and `failures`; v3: step
+/// assignments name artifacts by digest and agents `fetch` their bytes).
 public enum WireFormat {
-    public static let version = 2
+    public static let version = 3
+    /// Bytes of an artifact one `fetch-reply` carries at most (256 KiB).
+    public static let fetchChunkBytes = 256 << 10
+    /// Largest artifact an assignment may name: what a result can carry inline (base64 makes 4 bytes of 3,
+    /// under `maxMessageBytes` with room for the rest of the result).
+    public static let maxArtifactBytes = 40 << 20
     /// Largest header frame accepted.
     public static let maxHeaderBytes = 4096
     /// Largest whole message accepted (ZMQ_MAXMSGSIZE is set to this per frame).
@@ -36,6 +42,12 @@ public enum RejectReason: String, Sendable, CaseIterable, Codable {
     case keyNotAllowed = "key-not-allowed"
     /// The agent id belongs to a peer with another CURVE key.
     case keyMismatch = "key-mismatch"
+    /// A `fetch` names a digest the journal holds no artifact for (never produced, or its workflow was pruned).
+    case unknownArtifact = "unknown-artifact"
+    /// A `fetch` offset outside the artifact, or a `fetch-reply` that does not continue the fetch in progress.
+    case invalidOffset = "invalid-offset"
+    /// An artifact fetched whole does not match the digest its assignment gave (counted by agents).
+    case digestMismatch = "digest-mismatch"
 }
 
 /// A frame that failed strict decoding.

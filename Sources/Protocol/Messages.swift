@@ -1,11 +1,11 @@
 import Foundation
 
-/// Every message type of protocol v2. Unknown types are rejected when decoded.
+/// Every message type of protocol v3. Unknown types are rejected when decoded.
 public enum MessageType: String, Codable, Sendable, CaseIterable {
     // agent -> coordinator (DEALER -> ROUTER)
-    case hello, heartbeat, ack, result, bye
+    case hello, heartbeat, ack, result, bye, fetch
     // coordinator -> agent (ROUTER -> DEALER)
-    case welcome, confirm, rehello
+    case welcome, confirm, rehello, fetchReply = "fetch-reply"
     // coordinator -> agent (PUB, topic agent/<id>/)
     case step
     // client -> coordinator (DEALER -> ROUTER) and the replies
@@ -131,7 +131,13 @@ public struct Stats: Codable, Sendable, Equatable {
     public var agents: Int
     /// Resident memory of the coordinator process, in bytes (0 when unknown).
     public var residentBytes: Int
-    public init(rejected: [String: Int], workflows: Int, running: Int = 0, agents: Int, residentBytes: Int) {
+    /// Artifact chunks served to agents (`fetch`) since the coordinator started.
+    public var fetchedChunks: Int?
+    public init(
+        rejected: [String: Int], workflows: Int, running: Int = 0, agents: Int, residentBytes: Int,
+        fetchedChunks: Int? = nil
+    ) {
+        self.fetchedChunks = fetchedChunks
         self.rejected = rejected
         self.workflows = workflows
         self.running = running
@@ -181,6 +187,66 @@ public struct Artifact: Codable, Sendable, Equatable {
     }
 }
 
+/// An artifact as a step assignment names it: everything but the bytes, which the agent fetches by digest
+/// (`fetch`) unless it holds them already.
+public struct ArtifactRef: Codable, Sendable, Equatable, Hashable {
+    public var name: String
+    public var path: String?
+    public var mode: Int
+    public var sensitive: Bool
+    /// Length of the bytes.
+    public var size: Int
+    /// SHA-256 of the bytes, 64 lowercase hex digits.
+    public var digest: String
+
+    public init(name: String, path: String?, mode: Int, sensitive: Bool, size: Int, digest: String) {
+        self.name = name
+        self.path = path
+        self.mode = mode
+        self.sensitive = sensitive
+        self.size = size
+        self.digest = digest
+    }
+
+    /// Whether `digest` is 64 lowercase hex digits, as a SHA-256 digest is written on the wire.
+    public static func isDigest(_ digest: String) -> Bool {
+        digest.utf8.count == 64 && digest.utf8.allSatisfy { (48...57).contains($0) || (97...102).contains($0) }
+    }
+
+    /// The artifact these bytes make, under this reference's name, path and mode.
+    public func artifact(data: Data) -> Artifact {
+        Artifact(name: name, path: path, mode: mode, sensitive: sensitive, data: data)
+    }
+}
+
+/// Asks the coordinator for a chunk of an artifact's bytes (agent -> coordinator).
+public struct FetchRequest: Codable, Sendable, Equatable {
+    /// The artifact's SHA-256, as its `ArtifactRef` gives it.
+    public var digest: String
+    /// Where the chunk starts; less than the artifact's size (0 for an empty artifact).
+    public var offset: Int
+    public init(digest: String, offset: Int) {
+        self.digest = digest
+        self.offset = offset
+    }
+}
+
+/// A chunk of an artifact (coordinator -> agent), in reply to `fetch`.
+public struct FetchReply: Codable, Sendable, Equatable {
+    public var digest: String
+    public var offset: Int
+    /// The artifact's whole size.
+    public var total: Int
+    /// At most `WireFormat.fetchChunkBytes` bytes from `offset`.
+    public var data: Data
+    public init(digest: String, offset: Int, total: Int, data: Data) {
+        self.digest = digest
+        self.offset = offset
+        self.total = total
+        self.data = data
+    }
+}
+
 /// What a step hands to the steps after it.
 public struct StepOutput: Codable, Sendable, Equatable {
     /// One line for the progress display.
@@ -205,12 +271,13 @@ public struct StepAssignment: Codable, Sendable, Equatable {
     public var params: [String: JSONValue]
     /// Values of the steps it depends on (transitively), by step name.
     public var inputs: [String: [String: JSONValue]]
-    /// Artifacts of those steps, the latest of each name.
-    public var artifacts: [Artifact]
+    /// Artifacts of those steps, the latest of each name, by reference: the agent fetches the bytes it does
+    /// not hold before the step runs.
+    public var artifacts: [ArtifactRef]
 
     public init(
         role: Role, request: WorkflowRequest, params: [String: JSONValue], inputs: [String: [String: JSONValue]],
-        artifacts: [Artifact]
+        artifacts: [ArtifactRef]
     ) {
         self.role = role
         self.request = request

@@ -227,7 +227,9 @@ struct BenchRunCommand: AsyncParsableCommand {
     private static func many(_ client: CoordinatorClient, _ count: Int) throws -> [String] {
         let start = ContinuousClock.now
         for _ in 0..<count {
-            _ = try client.submit(WorkflowRequest(), planner: .bench, params: ["shape": "chain", "steps": 1])
+            _ = try client.submit(
+                Submit(
+                    request: WorkflowRequest(), planner: .bench, planParams: BenchPlanParams(shape: .chain, steps: 1)))
         }
         while try client.stats().running > 0 { Thread.sleep(forTimeInterval: 0.1) }
         let elapsed = (ContinuousClock.now - start).seconds
@@ -241,8 +243,13 @@ struct BenchRunCommand: AsyncParsableCommand {
     private static func one(
         _ client: CoordinatorClient, coordinator: String, curve: CurveClientKeys?, shape: String, steps: Int
     ) throws -> [String] {
+        guard let planShape = BenchPlanParams.Shape(rawValue: shape) else {
+            throw ShoalError(.invalidInput, "--shape: chain or independent")
+        }
         let accepted = try client.submit(
-            WorkflowRequest(), planner: .bench, params: ["shape": .string(shape), "steps": .number(Double(steps))])
+            Submit(
+                request: WorkflowRequest(), planner: .bench,
+                planParams: BenchPlanParams(shape: planShape, steps: steps)))
         let workflow = accepted.workflow
         let context = Context()
         let subscriber = try Socket(context: context, type: .sub)
@@ -271,7 +278,7 @@ struct BenchRunCommand: AsyncParsableCommand {
                     else { continue }
                     let now = (ContinuousClock.now - origin).seconds
                     for step in event.steps where step.state.isFinished {
-                        if step.name == "plan" {
+                        if step.kind == .plan {
                             planDone = planDone ?? now
                         } else if let index = Int(step.name.dropFirst()), index < steps, finished[index] < 0 {
                             finished[index] = now

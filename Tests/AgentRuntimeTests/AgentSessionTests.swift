@@ -125,8 +125,9 @@ final class FakeCoordinator {
         throw TestFailure("no subscription to \(topic)")
     }
 
-    func publishStep(_ key: StepKey, to agent: String, role: Role = .docs) throws {
-        let assignment = StepAssignment(role: role, request: WorkflowRequest(), params: [:], inputs: [:], artifacts: [])
+    func publishStep(_ key: StepKey, to agent: String, role: Role = .docs, artifacts: [ArtifactRef] = []) throws {
+        let assignment = StepAssignment(
+            role: role, request: WorkflowRequest(), params: [:], inputs: [:], artifacts: artifacts)
         let header = Header(type: .step, workflow: key.workflow, step: key.step, attempt: key.attempt)
         try publisher.send(Codec.encode(header, assignment, topic: WireFormat.agentTopic(agent)))
     }

@@ -97,8 +97,8 @@ func stepContext(
 ) -> StepContext {
     StepContext(
         key: StepKey(workflow: workflow, step: step, attempt: 1),
-        assignment: StepAssignment(role: role, request: request, params: params, inputs: inputs, artifacts: artifacts),
-        agentID: "\(role.rawValue)-test", logger: Logger(label: "test"))
+        assignment: StepAssignment(role: role, request: request, params: params, inputs: inputs, artifacts: []),
+        artifacts: artifacts, agentID: "\(role.rawValue)-test", logger: Logger(label: "test"))
 }
 
 /// The JSON object of typed params or an output, as a step's assignment carries it.

@@ -59,6 +59,37 @@ import Testing
         }
     }
 
+    @Test func aStepTheAgentStopsListingWithoutAResultGoesToAnotherAgentUncharged() async throws {
+        let coordinator = try await TestCoordinator.start {
+            $0.ackTimeout = .seconds(30)
+            $0.liveness = 50
+            $0.maxAttempts = 1
+        }
+        defer { Task { await coordinator.stop() } }
+        try await onOwnThread {
+            let dropper = try RawAgent(id: "planner-drop", role: .planner, coordinator: coordinator, context: context)
+            try dropper.join()
+            let workflow = try submit(coordinator)
+            let first = try #require(try dropper.waitStep())
+            try dropper.ack(first.key)
+            // Acknowledged and listed: it stays with this agent while its heartbeats list it.
+            #expect(try dropper.waitStep(timeout: .milliseconds(500)) == nil)
+            #expect(try coordinator.client(context).status(workflow).steps[0].state == .running)
+            let helper = try RawAgent(id: "planner-help", role: .planner, coordinator: coordinator, context: context)
+            try helper.join()
+            // The agent lost its lease: its heartbeats no longer list the step, and no result came.
+            dropper.running.removeAll()
+            _ = try dropper.pump(timeout: .milliseconds(300)) { _, _ in nil as Bool? }
+            let moved = try #require(try helper.waitStep())
+            #expect(moved.key == StepKey(workflow: workflow, step: "plan", attempt: 2))
+            try helper.ack(moved.key)
+            try helper.result(moved.key, values: ["plan": emptyPlan])
+            _ = try #require(try helper.waitControl(.confirm))
+            let status = try coordinator.client(context).status(workflow)
+            #expect(status.state == .succeeded, "the dropped attempt was not charged (max attempts 1)")
+        }
+    }
+
     @Test func anAgentThatStopsHeartbeatingLosesItsStepToALiveOne() async throws {
         let coordinator = try await TestCoordinator.start { $0.heartbeatInterval = .milliseconds(200); $0.liveness = 3 }
         defer { Task { await coordinator.stop() } }
@@ -137,10 +168,10 @@ import Testing
                 ([Array("garbage".utf8)], .frameCount),
                 ([Array("garbage".utf8), []], .malformedHeader),
                 ([Array(#"{"v":9,"type":"hello","id":"x","sentAt":1}"#.utf8), Array("{}".utf8)], .unsupportedVersion),
-                ([Array(#"{"v":2,"type":"nope","id":"x","sentAt":1}"#.utf8), Array("{}".utf8)], .unknownType),
-                ([Array(#"{"v":2,"type":"step","id":"x","sentAt":1}"#.utf8), Array("{}".utf8)], .unexpectedType),
-                ([Array(#"{"v":2,"type":"submit","id":"x","sentAt":1}"#.utf8), Array(#"{"request":{"nodes":0}}"#.utf8)], .invalidRequest),
-                ([Array(#"{"v":2,"type":"hello","id":"x","sentAt":1,"sender":"a"}"#.utf8), Array("[]".utf8)], .malformedBody),
+                ([Array(#"{"v":3,"type":"nope","id":"x","sentAt":1}"#.utf8), Array("{}".utf8)], .unknownType),
+                ([Array(#"{"v":3,"type":"step","id":"x","sentAt":1}"#.utf8), Array("{}".utf8)], .unexpectedType),
+                ([Array(#"{"v":3,"type":"submit","id":"x","sentAt":1}"#.utf8), Array(#"{"request":{"nodes":0}}"#.utf8)], .invalidRequest),
+                ([Array(#"{"v":3,"type":"hello","id":"x","sentAt":1,"sender":"a"}"#.utf8), Array("[]".utf8)], .malformedBody),
             ]
             for (frames, reason) in cases {
                 try dealer.send(frames)

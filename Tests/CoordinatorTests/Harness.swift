@@ -142,8 +142,15 @@ final class RawAgent {
         try subscriber.subscribe(WireFormat.agentTopic(id))
     }
 
+    /// Steps acknowledged and not answered yet, which its heartbeats list as a real agent's do.
+    var running: Set<StepKey> = []
+
     /// Never blocks: a refused peer has no connection to queue on.
     func send<Body: Encodable>(_ header: Header, _ body: Body) throws {
+        if let key = header.stepKey {
+            if header.type == .ack { running.insert(key) }
+            if header.type == .result { running.remove(key) }
+        }
         _ = try dealer.send(Codec.encode(header, body), wait: false)
     }
 
@@ -165,7 +172,9 @@ final class RawAgent {
         while ContinuousClock.now < deadline {
             if heartbeats && ContinuousClock.now - lastHeartbeat > .milliseconds(50) {
                 lastHeartbeat = ContinuousClock.now
-                try send(Header(type: .heartbeat, sender: id), Heartbeat())
+                try send(
+                    Header(type: .heartbeat, sender: id),
+                    Heartbeat(inFlight: running.sorted { $0.description < $1.description }))
             }
             var poller = Poller()
             poller.add(dealer)
