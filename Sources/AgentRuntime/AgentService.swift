@@ -374,9 +374,12 @@ struct AgentSession {
             if time - lastHeartbeat >= heartbeatInterval {
                 lastHeartbeat = time
                 let rejected = rejections.byName
+                // A step whose result is not confirmed yet is still this agent's: listing it keeps the coordinator
+                // from taking it for dropped when the result was lost with a reconnect and is on its way again.
+                let held = running.union(record.unconfirmed).sorted { $0.description < $1.description }
                 send(
                     sockets.dealer, Header(type: .heartbeat, sender: configuration.id),
-                    Heartbeat(inFlight: running.sorted { $0.description < $1.description }, rejected: rejected.isEmpty ? nil : rejected))
+                    Heartbeat(inFlight: held, rejected: rejected.isEmpty ? nil : rejected))
             }
             resendFetches(dealer: sockets.dealer, at: time)
             for key in record.unconfirmed where welcomed && time - (lastSent[key] ?? 0) >= configuration.resendInterval.milliseconds {

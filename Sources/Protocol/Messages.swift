@@ -109,7 +109,7 @@ public struct Welcome: Codable, Sendable, Equatable {
 }
 
 public struct Heartbeat: Codable, Sendable, Equatable {
-    /// Steps the agent is running now (agent -> coordinator only).
+    /// Steps the agent holds: running now, or finished with a result not confirmed yet (agent -> coordinator only).
     public var inFlight: [StepKey]
     /// Frames the agent rejected so far, by reason (agent -> coordinator only).
     public var rejected: [String: Int]?

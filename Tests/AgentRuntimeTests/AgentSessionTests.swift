@@ -170,8 +170,13 @@ struct TestFailure: Error, CustomStringConvertible {
         let result = try #require(try await coordinator.expect(.result))
         #expect(result.header.stepKey == key)
         #expect(try result.decode(StepResult.self).output.values["echo"] == "docs")
-        // Not confirmed: it comes again.
+        // Not confirmed: it comes again, and the heartbeats still list the step as the agent's.
         #expect(try await coordinator.expect(.result)?.header.stepKey == key)
+        var listed = false
+        while !listed, let beat = try await coordinator.expect(.heartbeat, timeout: .seconds(10)) {
+            if beat.header.sentAt > result.header.sentAt { listed = try beat.decode(Heartbeat.self).inFlight.contains(key) ; break }
+        }
+        #expect(listed, "a heartbeat after the result lists the unconfirmed step")
         let confirmedAt = Int64(Date().timeIntervalSince1970 * 1000)
         try coordinator.reply(Header(type: .confirm, workflow: key.workflow, step: key.step, attempt: key.attempt), Empty())
         // Confirmed: no more resends. One already on its way may still come;
