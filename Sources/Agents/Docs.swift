@@ -75,11 +75,15 @@ public enum Runbook {
         lines.append("")
         lines.append("Every credential file is readable by its owner only (mode 0600). Do not paste them into tickets.")
         lines.append("")
+        lines.append("The paths below are in the output directory of the run (`output` by default: pass `-d DIR` for")
+        lines.append("another; from another host, add `--coordinator URL` and the keys and the files are fetched first).")
+        lines.append("")
         lines.append("```sh")
-        lines.append("export KUBECONFIG=\(kubeconfig)")
+        lines.append("export KUBECONFIG=$(shoal kubeconfig \(workflow) -d output)   # \(kubeconfig)")
+        lines.append("shoal credentials \(workflow) -d output                      # every login and the file of its secret")
         if request.argocd {
             lines.append("# Argo CD admin password")
-            lines.append("cat output/kubeconfigs/\(workflow)/argocd-admin-password")
+            lines.append("shoal credentials \(workflow) argocd --show -d output")
             lines.append("kubectl -n argocd get secret argocd-initial-admin-secret -o jsonpath='{.data.password}' | base64 -d")
         }
         if request.monitoring {
@@ -87,7 +91,7 @@ public enum Runbook {
             lines.append("kubectl -n monitoring get secret grafana-admin -o jsonpath='{.data.admin-password}' | base64 -d")
             if request.headlamp {
                 lines.append("# Headlamp login token (valid for 24 hours)")
-                lines.append("kubectl -n monitoring create token headlamp --duration=24h")
+                lines.append("kubectl -n monitoring create token headlamp-admin --duration=24h")
             }
         }
         lines.append("```")
