@@ -43,9 +43,11 @@ let package = Package(
             name: "Cluster",
             dependencies: ["ShoalSupport", "Protocol", .product(name: "Yams", package: "Yams")]
         ),
-        // The .tf files of terraform/ are compiled into the module by the EmbedTerraform plugin.
-        .executableTarget(name: "TerraformEmbedder"),
-        .plugin(name: "EmbedTerraform", capability: .buildTool(), dependencies: ["TerraformEmbedder"]),
+        // The .tf files of terraform/ and the dashboards of contrib/grafana/ are compiled into their modules by
+        // the EmbedTerraform and EmbedDashboards plugins.
+        .executableTarget(name: "FileEmbedder"),
+        .plugin(name: "EmbedTerraform", capability: .buildTool(), dependencies: ["FileEmbedder"]),
+        .plugin(name: "EmbedDashboards", capability: .buildTool(), dependencies: ["FileEmbedder"]),
         .target(name: "Terraform", dependencies: ["ShoalSupport"], plugins: ["EmbedTerraform"]),
         .target(
             name: "GitOps",
@@ -55,7 +57,8 @@ let package = Package(
                 .product(name: "FlyingSocks", package: "FlyingFox"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
-            ]
+            ],
+            plugins: ["EmbedDashboards"]
         ),
         .target(
             name: "Coordinator",

@@ -17,8 +17,8 @@ struct EmbedTerraform: BuildToolPlugin {
         return [
             .buildCommand(
                 displayName: "Embedding \(names.count) Terraform files",
-                executable: try context.tool(named: "TerraformEmbedder").url,
-                arguments: [output.path] + inputs.map(\.path),
+                executable: try context.tool(named: "FileEmbedder").url,
+                arguments: ["EmbeddedTerraform", output.path] + inputs.map(\.path),
                 inputFiles: inputs,
                 outputFiles: [output])
         ]

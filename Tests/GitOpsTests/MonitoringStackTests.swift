@@ -270,12 +270,13 @@ import Yams
             #expect(expressions.contains { $0.contains(family) }, "\(family)")
         }
 
-        // The copy in contrib/ (to import into a Grafana of one's own) is the same dashboard.
+        // The file in contrib/ (to import into a Grafana of one's own) is what the executable carries, byte for byte.
         let contrib = try Data(contentsOf: URL(fileURLWithPath: packageRoot + "/contrib/grafana/shoal-dashboard.json"))
         let shipped = try #require(try JSONSerialization.jsonObject(with: contrib) as? NSDictionary)
         let embedded = try #require(
             try JSONSerialization.jsonObject(with: Data(MonitoringStack.shoalDashboardSource.utf8)) as? NSDictionary)
         #expect(shipped == embedded, "contrib/grafana/shoal-dashboard.json and MonitoringStack.shoalDashboardSource")
+        #expect(Data(MonitoringStack.shoalDashboardSource.utf8) == contrib)
 
         // A change of the dashboard rolls Grafana: the ConfigMap's digest is in the pod template.
         let grafana = try #require(documents.first { kind($0) == "Deployment" && name($0) == "grafana" })
