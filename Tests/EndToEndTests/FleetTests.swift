@@ -108,6 +108,38 @@ extension EndToEndCommands {
             #expect(value(headlamp, "body", "spec", "replicas") as? Int == 2)
         }
 
+        @Test func theMonitoringStackFromPinnedHelmChartsAndAnUnknownVersionNamesItsFile() async throws {
+            let output = Shoal.temporaryDirectory() + "/out"
+            let created = try await Shoal.run(
+                ["create", "-n", "1", "-d", output, "--monitoring-source", "helm"], timeout: .seconds(120))
+            #expect(created.status == 0, "\(created.standardOutput)\(created.standardError)")
+            let workflow = try #require(Shoal.workflowID(in: created.standardOutput))
+            #expect(created.standardOutput.contains("Health: score 100/100 (healthy)"), "\(created.standardOutput)")
+            let repository = "\(output)/gitops/\(workflow)"
+            #expect(!FileManager.default.fileExists(atPath: "\(repository)/apps/monitoring.yaml"))
+            for values in ["prometheus", "grafana", "headlamp"] {
+                #expect(FileManager.default.fileExists(atPath: "\(repository)/monitoring/helm/\(values)-values.yaml"))
+            }
+            let objects = try #require(try state(output, workflow)["objects"] as? [String: Any])
+            for key in ["Service/monitoring/prometheus", "Service/monitoring/grafana", "DaemonSet/monitoring/node-exporter"] {
+                #expect(objects.keys.contains(key), "\(key)")
+            }
+
+            // A chart version shoal does not know, committed and pushed: a failed sync that names the file.
+            let file = "\(repository)/apps/monitoring-grafana.yaml"
+            let text = try String(contentsOfFile: file, encoding: .utf8)
+            #expect(text.contains("targetRevision: \"11.1.4\""), "\(text)")
+            try SecureFile.write(text.replacingOccurrences(of: "\"11.1.4\"", with: "\"99.0.0\""), to: file)
+            try await git(repository, ["commit", "-q", "-am", "grafana chart 99.0.0"])
+            let pushed = try await Shoal.run(["gitops", "push", workflow, "-d", output])
+            #expect(pushed.status == 0, "\(pushed.standardError)")
+            let failed = try await Shoal.run(["validate", workflow, "-d", output])
+            #expect(failed.status == 1, "\(failed.standardOutput)")
+            #expect(failed.standardOutput.contains("apps/monitoring-grafana.yaml"), "\(failed.standardOutput)")
+            #expect(failed.standardOutput.contains("version 99.0.0 not found"), "\(failed.standardOutput)")
+            #expect(!failed.standardOutput.contains("Health: score 100/100"), "\(failed.standardOutput)")
+        }
+
         func value(_ object: Any?, _ path: String...) -> Any? {
             path.reduce(object) { ($0 as? [String: Any])?[$1] }
         }
@@ -117,7 +149,7 @@ extension EndToEndCommands {
             for arguments in [
                 ["--app", "web"], ["--app", "web=../etc"], ["--app", "monitoring=https://h/r.git//p"],
                 ["--app", "mine=mydir"], ["--examples", "--app", "web=https://h/r.git//p"],
-                ["--examples", "--no-argocd"], ["--monitoring-source", "helm"], ["--monitoring-source", "x;id"],
+                ["--examples", "--no-argocd"], ["--monitoring-source", "helm", "--no-argocd"], ["--monitoring-source", "x;id"],
                 ["--app", "c=helm:https://charts.jetstack.io//cert-manager@^1.0"],
                 ["--monitoring-source", "kustomize", "--no-argocd"],
             ] {
