@@ -125,6 +125,9 @@ extension EndToEndCommands {
                 #expect(objects.keys.contains(key), "\(key)")
             }
 
+            let join = try await Shoal.run(["create", "-d", output, "--join-fleet", workflow])
+            #expect(join.status != 0 && join.standardError.contains("not available yet"), "\(join.standardError)")
+
             // A chart version shoal does not know, committed and pushed: a failed sync that names the file.
             let file = "\(repository)/apps/monitoring-grafana.yaml"
             let text = try String(contentsOfFile: file, encoding: .utf8)
