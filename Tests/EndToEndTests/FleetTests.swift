@@ -121,9 +121,17 @@ extension EndToEndCommands {
                 #expect(FileManager.default.fileExists(atPath: "\(repository)/monitoring/helm/\(values)-values.yaml"))
             }
             let objects = try #require(try state(output, workflow)["objects"] as? [String: Any])
-            for key in ["Service/monitoring/prometheus", "Service/monitoring/grafana", "DaemonSet/monitoring/node-exporter"] {
+            for key in [
+                "Service/monitoring/prometheus", "Service/monitoring/grafana", "Deployment/monitoring/headlamp",
+                "DaemonSet/monitoring/node-exporter", "Deployment/monitoring/kube-state-metrics",
+            ] {
                 #expect(objects.keys.contains(key), "\(key)")
             }
+            // The model follows the values: the development environment's retention.
+            let prometheus = try #require(objects["Deployment/monitoring/prometheus"] as? [String: Any])
+            let containers = try #require(value(prometheus, "body", "spec", "template", "spec", "containers") as? [Any])
+            let arguments = try #require(value(containers.first, "args") as? [String])
+            #expect(arguments.contains("--storage.tsdb.retention.time=3d"), "\(arguments)")
 
             let join = try await Shoal.run(["create", "-d", output, "--join-fleet", workflow])
             #expect(join.status != 0 && join.standardError.contains("not available yet"), "\(join.standardError)")
