@@ -64,9 +64,9 @@ extension Runbook {
             }
             lines.append("")
             lines.append("An upgrade is a commit of a new exact version in the Application's `targetRevision`, then")
-            lines.append("`shoal gitops push \(workflow) -d output`. A demo cluster does not fetch charts: it knows these versions")
-            lines.append("only, and an unknown one is a failed sync naming the file. `--join-fleet` of this cluster is not")
-            lines.append("available yet (its fleet ApplicationSet deploys a directory).")
+            lines.append("`shoal gitops push \(workflow) -d output`. A demo cluster does not fetch charts: it knows")
+            lines.append("these versions only, and an unknown one is a failed sync naming the file. `--join-fleet` of")
+            lines.append("this cluster is not available yet (its fleet ApplicationSet deploys a directory).")
         } else if request.monitoringSource == "kustomize" {
             let overlay = MonitoringKustomize.overlayPath(request.environment.rawValue)
             lines.append("`apps/monitoring.yaml` syncs `\(overlay)`: `monitoring/base/` with the")

@@ -95,7 +95,9 @@ extension SimulatedCluster {
         {
             let ref = String(file[file.index(after: file.startIndex)..<slash])
             let path = String(file[file.index(after: slash)...])
-            if let source = sources.first(where: { $0["ref"]?.string == ref }), let repoURL = source["repoURL"]?.string {
+            if let source = sources.first(where: { $0["ref"]?.string == ref }),
+                let repoURL = source["repoURL"]?.string
+            {
                 let files = try await gitSource.files(
                     repoURL: repoURL, revision: source["targetRevision"]?.string ?? "HEAD",
                     path: (path as NSString).deletingLastPathComponent)

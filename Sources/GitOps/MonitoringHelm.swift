@@ -91,7 +91,9 @@ public enum MonitoringHelm {
                 "repoURL": .string(chart.repository),
                 "chart": .string(chart.chart),
                 "targetRevision": .string(chart.version),
-                "helm": ["releaseName": .string(chart.component), "valueFiles": [.string("$values/\(chart.valuesPath)")]],
+                "helm": [
+                    "releaseName": .string(chart.component), "valueFiles": [.string("$values/\(chart.valuesPath)")],
+                ],
             ],
             ["repoURL": .string(repoURL), "targetRevision": .string(targetRevision), "ref": "values"],
         ]
@@ -183,7 +185,8 @@ public enum MonitoringHelm {
         return [
             "fullnameOverride": "grafana",
             "image": [
-                "registry": .string(registry(of: spec.grafanaImage)), "repository": .string(path(of: spec.grafanaImage)),
+                "registry": .string(registry(of: spec.grafanaImage)),
+                "repository": .string(path(of: spec.grafanaImage)),
                 "tag": .string(spec.grafanaVersion),
             ],
             "admin": [
@@ -207,7 +210,8 @@ public enum MonitoringHelm {
             "fullnameOverride": "headlamp",
             "replicaCount": .int(settings.headlampReplicas),
             "image": [
-                "registry": .string(registry(of: spec.headlampImage)), "repository": .string(path(of: spec.headlampImage)),
+                "registry": .string(registry(of: spec.headlampImage)),
+                "repository": .string(path(of: spec.headlampImage)),
                 "tag": .string(spec.headlampVersion),
             ],
             "service": ["type": "NodePort", "port": 80, "nodePort": .int(MonitoringStack.headlampNodePort)],

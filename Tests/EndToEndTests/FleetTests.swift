@@ -160,7 +160,8 @@ extension EndToEndCommands {
             for arguments in [
                 ["--app", "web"], ["--app", "web=../etc"], ["--app", "monitoring=https://h/r.git//p"],
                 ["--app", "mine=mydir"], ["--examples", "--app", "web=https://h/r.git//p"],
-                ["--examples", "--no-argocd"], ["--monitoring-source", "helm", "--no-argocd"], ["--monitoring-source", "x;id"],
+                ["--examples", "--no-argocd"], ["--monitoring-source", "helm", "--no-argocd"],
+                ["--monitoring-source", "x;id"],
                 ["--app", "c=helm:https://charts.jetstack.io//cert-manager@^1.0"],
                 ["--monitoring-source", "kustomize", "--no-argocd"],
             ] {

@@ -20,7 +20,10 @@ import Yams
 
     @Test func eachChartIsAnApplicationWithAnExactVersionAndItsValuesFromTheRepository() throws {
         let layout = try layout()
-        #expect(layout.applicationNames == ["root", "monitoring-prometheus", "monitoring-grafana", "monitoring-headlamp", "argocd"])
+        #expect(
+            layout.applicationNames == [
+                "root", "monitoring-prometheus", "monitoring-grafana", "monitoring-headlamp", "argocd",
+            ])
         for chart in MonitoringHelm.charts {
             let file = try #require(layout.children.first { $0.path == chart.applicationPath })
             let app = try #require(try Yams.load(yaml: file.contents) as? [String: Any])
@@ -66,7 +69,8 @@ import Yams
         #expect(value(grafana, "service", "nodePort") as? Int == 30300)
         #expect(value(grafana, "fullnameOverride") as? String == "grafana")
         #expect(value(grafana, "admin", "existingSecret") as? String == "grafana-admin")
-        let datasources = try #require(value(grafana, "datasources", "datasources.yaml", "datasources") as? [[String: Any]])
+        let datasources = try #require(
+            value(grafana, "datasources", "datasources.yaml", "datasources") as? [[String: Any]])
         #expect(datasources.first?["url"] as? String == "http://prometheus.monitoring.svc:9090")
         let dashboards = try #require(value(grafana, "dashboards", "shoal") as? [String: Any])
         #expect(Set(dashboards.keys) == ["cluster-overview", "nodes", "shoal"])
