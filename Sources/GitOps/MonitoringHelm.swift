@@ -36,10 +36,10 @@ public enum MonitoringHelm {
         chart: "prometheus", version: "28.10.0", appVersion: "v3.10.0")
     public static let grafana = Chart(
         component: "grafana", repository: "https://grafana-community.github.io/helm-charts", chart: "grafana",
-        version: "11.1.4", appVersion: "12.3.3")
+        version: "11.1.7", appVersion: "12.3.3")
     public static let headlamp = Chart(
         component: "headlamp", repository: "https://kubernetes-sigs.github.io/headlamp", chart: "headlamp",
-        version: "0.33.1", appVersion: "0.33.0")
+        version: "0.40.1", appVersion: "0.40.0")
 
     /// Every chart the stack may use.
     public static let charts = [prometheus, grafana, headlamp]

@@ -139,8 +139,8 @@ extension EndToEndCommands {
             // A chart version shoal does not know, committed and pushed: a failed sync that names the file.
             let file = "\(repository)/apps/monitoring-grafana.yaml"
             let text = try String(contentsOfFile: file, encoding: .utf8)
-            #expect(text.contains("targetRevision: \"11.1.4\""), "\(text)")
-            try SecureFile.write(text.replacingOccurrences(of: "\"11.1.4\"", with: "\"99.0.0\""), to: file)
+            #expect(text.contains("targetRevision: \"11.1.7\""), "\(text)")
+            try SecureFile.write(text.replacingOccurrences(of: "\"11.1.7\"", with: "\"99.0.0\""), to: file)
             try await git(repository, ["commit", "-q", "-am", "grafana chart 99.0.0"])
             let pushed = try await Shoal.run(["gitops", "push", workflow, "-d", output])
             #expect(pushed.status == 0, "\(pushed.standardError)")
