@@ -128,6 +128,37 @@ extension SimulatedCluster {
             spec.headlampVersion = tag(values["image"], spec.headlampVersion)
         }
         guard let text = MonitoringHelm.model(component: chart.component, spec: spec) else { return nil }
-        return try ManifestParser.parse(text, source: chart.valuesPath)
+        var manifests = try ManifestParser.parse(text, source: chart.valuesPath)
+        // The values' replicas and resources of the chart's main workload, as the chart's templates would set them.
+        let (workload, settings): (String, ManifestValue) =
+            switch chart.component {
+            case "prometheus": ("prometheus", values["server"] ?? .null)
+            default: (chart.component, values)
+            }
+        for index in manifests.indices
+        where manifests[index].kind == "Deployment" && manifests[index].name == workload {
+            manifests[index].body = Self.overriding(
+                manifests[index].body, replicas: (settings["replicaCount"] ?? settings["replicas"])?.int,
+                resources: settings["resources"])
+        }
+        return manifests
+    }
+
+    /// A Deployment with `spec.replicas` and its first container's `resources` replaced (when given).
+    static func overriding(_ body: ManifestValue, replicas: Int?, resources: ManifestValue?) -> ManifestValue {
+        guard case .object(var root) = body, case .object(var spec) = root["spec"] ?? .null else { return body }
+        if let replicas { spec["replicas"] = .int(replicas) }
+        if let resources, case .object = resources, case .object(var template) = spec["template"] ?? .null,
+            case .object(var podSpec) = template["spec"] ?? .null,
+            case .array(var containers) = podSpec["containers"] ?? .null, case .object(var first) = containers.first
+        {
+            first["resources"] = resources
+            containers[0] = .object(first)
+            podSpec["containers"] = .array(containers)
+            template["spec"] = .object(podSpec)
+            spec["template"] = .object(template)
+        }
+        root["spec"] = .object(spec)
+        return .object(root)
     }
 }

@@ -111,7 +111,8 @@ extension EndToEndCommands {
         @Test func theMonitoringStackFromPinnedHelmChartsAndAnUnknownVersionNamesItsFile() async throws {
             let output = Shoal.temporaryDirectory() + "/out"
             let created = try await Shoal.run(
-                ["create", "-n", "1", "-d", output, "--monitoring-source", "helm"], timeout: .seconds(120))
+                ["create", "-e", "production", "-n", "3", "-d", output, "--monitoring-source", "helm"],
+                timeout: .seconds(120))
             #expect(created.status == 0, "\(created.standardOutput)\(created.standardError)")
             let workflow = try #require(Shoal.workflowID(in: created.standardOutput))
             #expect(created.standardOutput.contains("Health: score 100/100 (healthy)"), "\(created.standardOutput)")
@@ -127,11 +128,14 @@ extension EndToEndCommands {
             ] {
                 #expect(objects.keys.contains(key), "\(key)")
             }
-            // The model follows the values: the development environment's retention.
+            // The model follows the values: the production environment's retention, resources and replicas.
             let prometheus = try #require(objects["Deployment/monitoring/prometheus"] as? [String: Any])
             let containers = try #require(value(prometheus, "body", "spec", "template", "spec", "containers") as? [Any])
             let arguments = try #require(value(containers.first, "args") as? [String])
-            #expect(arguments.contains("--storage.tsdb.retention.time=3d"), "\(arguments)")
+            #expect(arguments.contains("--storage.tsdb.retention.time=30d"), "\(arguments)")
+            #expect(value(containers.first, "resources", "requests", "cpu") as? String == "500m")
+            let headlamp = try #require(objects["Deployment/monitoring/headlamp"] as? [String: Any])
+            #expect(value(headlamp, "body", "spec", "replicas") as? Int == 2)
 
             let join = try await Shoal.run(["create", "-d", output, "--join-fleet", workflow])
             #expect(join.status != 0 && join.standardError.contains("not available yet"), "\(join.standardError)")
