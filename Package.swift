@@ -41,7 +41,7 @@ let package = Package(
         .target(name: "Protocol", dependencies: ["ShoalSupport", .product(name: "Logging", package: "swift-log")]),
         .target(
             name: "Cluster",
-            dependencies: ["ShoalSupport", "Protocol", .product(name: "Yams", package: "Yams")]
+            dependencies: ["ShoalSupport", "Protocol", "GitOps", .product(name: "Yams", package: "Yams")]
         ),
         // The .tf files of terraform/ and the dashboards of contrib/grafana/ are compiled into their modules by
         // the EmbedTerraform and EmbedDashboards plugins.

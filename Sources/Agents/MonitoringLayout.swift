@@ -26,6 +26,17 @@ extension MonitoringHandler {
                 "kubectl not found: the simulated Argo CD renders kustomizations with shoal's built-in subset "
                     + "(resources, patches, namespace, replicas); install kubectl for `kubectl kustomize`")
         }
+        if request.monitoringSource == "helm" {
+            log.append(
+                "monitoring from Helm charts: "
+                    + MonitoringHelm.charts(spec).map { "\($0.chart) \($0.version)" }.joined(separator: ", ")
+                    + (request.realDeployment ? "" : " (the simulated Argo CD checks them against shoal's list)"))
+            let helm = MonitoringHelm.render(spec, environment: request.environment.rawValue, repoURL: repoURL)
+            return try RepositoryLayout.render(
+                repoURL: repoURL, monitoring: helm.values, monitoringNamespace: spec.namespace,
+                argoCDVersion: version, applications: applications, examples: request.examples,
+                monitoringApplications: helm.applications)
+        }
         let kustomize = request.monitoringSource == "kustomize"
         return try RepositoryLayout.render(
             repoURL: repoURL, monitoring: kustomize ? MonitoringKustomize.render(spec) : manifests,

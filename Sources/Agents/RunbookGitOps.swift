@@ -50,7 +50,24 @@ extension Runbook {
         lines.append("")
         lines.append("### The monitoring stack's source")
         lines.append("")
-        if request.monitoringSource == "kustomize" {
+        if request.monitoringSource == "helm" {
+            let charts = MonitoringHelm.charts(MonitoringStackSpec(instance: workflow, headlamp: request.headlamp))
+            lines.append("The monitoring stack is Helm charts from their registries, one Application each (no")
+            lines.append("`apps/monitoring.yaml`); their values are in `\(MonitoringHelm.directory)/`:")
+            lines.append("")
+            lines.append("| Application | Chart | Version | Repository | Values |")
+            lines.append("|---|---|---|---|---|")
+            for chart in charts {
+                lines.append(
+                    "| `\(chart.applicationPath)` | \(chart.chart) | \(chart.version) | \(chart.repository) | "
+                        + "`\(chart.valuesPath)` |")
+            }
+            lines.append("")
+            lines.append("An upgrade is a commit of a new exact version in the Application's `targetRevision`, then")
+            lines.append("`shoal gitops push \(workflow) -d output`. A demo cluster does not fetch charts: it knows")
+            lines.append("these versions only, and an unknown one is a failed sync naming the file. `--join-fleet` of")
+            lines.append("this cluster is not available yet (its fleet ApplicationSet deploys a directory).")
+        } else if request.monitoringSource == "kustomize" {
             let overlay = MonitoringKustomize.overlayPath(request.environment.rawValue)
             lines.append("`apps/monitoring.yaml` syncs `\(overlay)`: `monitoring/base/` with the")
             lines.append("\(request.environment.rawValue) overlay (Prometheus retention and resources, Headlamp replicas). Check an")

@@ -146,7 +146,8 @@ public enum FleetHealth {
         var failing: [String] = []
         var files: [String] = []
         for app in mine {
-            var line = "\(app.name): \(app.syncStatus)/\(app.healthStatus) (\(app.repoURL) path \(app.path))"
+            let path = app.path.isEmpty ? "" : " path \(app.path)"
+            var line = "\(app.name): \(app.syncStatus)/\(app.healthStatus) (\(app.repoURL)\(path))"
             if !app.healthy {
                 let texts = app.conditions.map { "\($0.type): \($0.message)" } + (app.message.map { [$0] } ?? [])
                 failing.append("\(app.name) \(app.syncStatus)/\(app.healthStatus)")

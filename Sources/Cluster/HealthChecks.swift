@@ -249,7 +249,8 @@ public enum HealthChecks {
         var failing: [String] = []
         var files: [String] = []
         for app in apps {
-            var line = "\(app.name): \(app.syncStatus)/\(app.healthStatus) (\(app.repoURL) path \(app.path))"
+            let path = app.path.isEmpty ? "" : " path \(app.path)"
+            var line = "\(app.name): \(app.syncStatus)/\(app.healthStatus) (\(app.repoURL)\(path))"
             let texts = app.conditions.map { "\($0.type): \($0.message)" } + (app.message.map { [$0] } ?? [])
             if !app.healthy {
                 failing.append("\(app.name) \(app.syncStatus)/\(app.healthStatus)")

@@ -1,4 +1,5 @@
 import Foundation
+import GitOps
 import ShoalSupport
 
 /// A pod the model derives from a workload, with what the service proxy and Prometheus discovery need.
@@ -300,6 +301,17 @@ extension SimulatedCluster {
             if let problem = await helmProblem(app, gitSource: gitSource) {
                 fail("Unknown", "ComparisonError", "Failed to load target state: failed to generate manifest: \(problem)")
             } else {
+                // shoal's monitoring charts are modelled: the workloads its own manifests define.
+                do {
+                    if let manifests = try await helmModel(app, gitSource: gitSource) {
+                        let destination = app.body["spec", "destination", "namespace"]?.string ?? "default"
+                        if objects["Namespace//\(destination)"] == nil { createNamespaceForSync(destination) }
+                        _ = try apply(manifests: manifests, owner: key, defaultNamespace: destination)
+                    }
+                } catch {
+                    fail("OutOfSync", "SyncError", "one or more objects failed to apply, reason: \(error)")
+                    return
+                }
                 applicationStates[key] = ApplicationState(
                     syncStatus: "Synced", healthStatus: "Unknown", message: nil, conditions: [], syncFailed: false,
                     syncedRevision: source["targetRevision"]?.string, syncedSource: nil)

@@ -16,6 +16,10 @@ public struct ApplicationSpec: Sendable {
     /// Whether deleting the Application deletes its resources (the resources finalizer); off for Argo CD's own
     /// Application, whose deletion must not uninstall Argo CD.
     public var deletesResources = true
+    /// Labels beside shoal's own on the Application.
+    public var labels: [String: String] = [:]
+    /// Labels Argo CD puts on the destination namespace it creates (`managedNamespaceMetadata`); none when empty.
+    public var namespaceLabels: [String: String] = [:]
 
     public init(name: String, repoURL: String, path: String, destinationNamespace: String) {
         self.name = name
@@ -84,7 +88,9 @@ public enum ArgoApplications {
             "metadata": [
                 "name": .string(spec.name),
                 "namespace": .string(spec.namespace),
-                "labels": .strings(["app.kubernetes.io/managed-by": "shoal", "app.kubernetes.io/part-of": "shoal"]),
+                "labels": .strings(
+                    spec.labels.merging(
+                        ["app.kubernetes.io/managed-by": "shoal", "app.kubernetes.io/part-of": "shoal"]) { $1 }),
                 "finalizers": spec.deletesResources ? [.string(resourcesFinalizer)] : [],
             ],
             "spec": .pairs([
@@ -97,19 +103,23 @@ public enum ArgoApplications {
                         "namespace": .string(spec.destinationNamespace),
                     ]
                 ),
-                (
-                    "syncPolicy",
-                    [
-                        "automated": ["prune": true, "selfHeal": true],
-                        "syncOptions": ["CreateNamespace=true", "ServerSideApply=true"],
-                        "retry": [
-                            "limit": 5,
-                            "backoff": ["duration": "10s", "factor": 2, "maxDuration": "3m"],
-                        ],
-                    ]
-                ),
+                ("syncPolicy", syncPolicy(spec)),
             ]),
         ]
+    }
+}
+
+extension ArgoApplications {
+    static func syncPolicy(_ spec: ApplicationSpec) -> YAML {
+        var pairs: [(String, YAML)] = [
+            ("automated", ["prune": true, "selfHeal": true]),
+            ("syncOptions", ["CreateNamespace=true", "ServerSideApply=true"]),
+            ("retry", ["limit": 5, "backoff": ["duration": "10s", "factor": 2, "maxDuration": "3m"]]),
+        ]
+        if !spec.namespaceLabels.isEmpty {
+            pairs.append(("managedNamespaceMetadata", ["labels": .strings(spec.namespaceLabels)]))
+        }
+        return .pairs(pairs)
     }
 }
 

@@ -20,10 +20,13 @@ public struct RepositoryLayout: Sendable {
     ///   - applications: the user applications.
     ///   - examples: whether the example applications and `examples/` are included.
     ///   - monitoringPath: the monitoring Application's path (`monitoring`, or an overlay of `MonitoringKustomize`).
+    ///   - monitoringApplications: the monitoring stack's own Applications (`MonitoringHelm`), which replace
+    ///     `apps/monitoring.yaml`; nil for a stack of manifests.
     /// - Throws: `ShoalError(.invalidInput)` for a bad version or two applications of one name.
     public static func render(
         repoURL: String, monitoring: [ManifestFile], monitoringNamespace: String, argoCDVersion: String?,
-        applications: [UserApplication] = [], examples: Bool = false, monitoringPath: String = "monitoring"
+        applications: [UserApplication] = [], examples: Bool = false, monitoringPath: String = "monitoring",
+        monitoringApplications: [ManifestFile]? = nil
     ) throws -> RepositoryLayout {
         let all = (examples ? ExampleApplications.applications : []) + applications
         var seen: Set<String> = []
@@ -32,7 +35,7 @@ public struct RepositoryLayout: Sendable {
         }
         let (root, monitoringApps) = ArgoApplications.appOfApps(
             repoURL: repoURL, components: [(name: "monitoring", path: monitoringPath, namespace: monitoringNamespace)])
-        var children = monitoringApps
+        var children = monitoringApplications ?? monitoringApps
         var files = monitoring
         if let argoCDVersion {
             files += try ArgoCDSelfManagement.files(version: argoCDVersion)

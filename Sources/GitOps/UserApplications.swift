@@ -141,7 +141,8 @@ public struct UserApplication: Sendable, Equatable {
     }
 
     /// Names shoal's own Applications use.
-    public static let reservedNames: Set<String> = ["root", "monitoring", ArgoCDSelfManagement.applicationName]
+    public static let reservedNames: Set<String> = Set(
+        ["root", "monitoring", ArgoCDSelfManagement.applicationName] + MonitoringHelm.charts.map(\.applicationName))
 
     /// Parses `NAME=SOURCE` (`--app`).
     /// - Throws: `ShoalError(.invalidInput)` with a one-line reason.

@@ -79,7 +79,7 @@ public struct WorkflowRequest: Codable, Sendable, Equatable {
     public init() {}
 
     /// The values of `monitoringSource`.
-    public static let monitoringSources = ["manifests", "kustomize"]
+    public static let monitoringSources = ["manifests", "kustomize", "helm"]
 
     /// Limits shared by the CLI and the coordinator, which re-checks every
     /// request that arrives from the network.
@@ -141,7 +141,7 @@ public struct WorkflowRequest: Codable, Sendable, Equatable {
             problems.append("invalid --app '\(app.prefix(80).filter { $0.isASCII && !$0.isWhitespace })': use NAME=SOURCE")
         }
         if !WorkflowRequest.monitoringSources.contains(monitoringSource) {
-            problems.append("--monitoring-source must be manifests or kustomize")
+            problems.append("--monitoring-source must be manifests, kustomize or helm")
         } else if monitoringSource != "manifests" && !argocd {
             problems.append("--monitoring-source \(monitoringSource) needs Argo CD; drop --no-argocd")
         }

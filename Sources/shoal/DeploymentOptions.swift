@@ -53,7 +53,11 @@ struct DeploymentOptions: ParsableArguments {
     var apps: [String] = []
     @Flag(help: "Also deploy the example applications: a web server, PostgreSQL and Valkey (examples/ in git).")
     var examples = false
-    @Option(help: "How the monitoring stack is laid out in git: manifests (a directory) or kustomize (a base and overlays/ENVIRONMENT).")
+    @Option(
+        help: """
+            How the monitoring stack is laid out in git: manifests (a directory), kustomize (a base and \
+            overlays/ENVIRONMENT) or helm (Applications of pinned charts, values in monitoring/helm/).
+            """)
     var monitoringSource = "manifests"
     @Option(
         help: ArgumentHelp(
@@ -80,12 +84,8 @@ struct DeploymentOptions: ParsableArguments {
         if argocdManifest != nil && !argocd {
             throw ValidationError("--argocd-manifest needs Argo CD; drop --no-argocd or the manifest")
         }
-        if monitoringSource == "helm" {
-            throw ValidationError(
-                "--monitoring-source helm is not available yet: use manifests or kustomize")
-        }
         guard WorkflowRequest.monitoringSources.contains(monitoringSource) else {
-            throw ValidationError("--monitoring-source must be manifests or kustomize")
+            throw ValidationError("--monitoring-source must be manifests, kustomize or helm")
         }
         if monitoringSource != "manifests" && !argocd {
             throw ValidationError("--monitoring-source \(monitoringSource) needs Argo CD; drop --no-argocd")

@@ -35,6 +35,12 @@ enum FleetJoin {
                 .invalidInput,
                 "--join-fleet \(fleet): that cluster has no Argo CD with a GitOps repository to deploy from")
         }
+        guard snapshot.request.monitoringSource != "helm" else {
+            throw ShoalError(
+                .invalidInput,
+                "--join-fleet \(fleet): a fleet whose monitoring stack is Helm charts (--monitoring-source helm) "
+                    + "is not available yet: create the fleet with manifests or kustomize")
+        }
         guard snapshot.request.realDeployment == realDeployment else {
             throw ShoalError(
                 .invalidInput,

@@ -20,6 +20,15 @@ import Testing
         ] {
             #expect(text.contains(expected), "\(expected)")
         }
+        request.monitoringSource = "helm"
+        let helm = Runbook.render(workflow: "lab", request: request, inputs: Runbook.Inputs())
+        for expected in [
+            "apps/monitoring-prometheus.yaml", "monitoring/helm/grafana-values.yaml", "prometheus | 28.10.0",
+            "https://kubernetes-sigs.github.io/headlamp", "shoal gitops push lab -d output",
+        ] {
+            #expect(helm.contains(expected), "\(expected)")
+        }
+        #expect(!helm.contains("syncs the plain directory"))
         request.argocd = false
         let off = Runbook.render(workflow: "lab", request: request, inputs: Runbook.Inputs())
         #expect(!off.contains("shoal app add"))

@@ -108,6 +108,53 @@ extension EndToEndCommands {
             #expect(value(headlamp, "body", "spec", "replicas") as? Int == 2)
         }
 
+        @Test func theMonitoringStackFromPinnedHelmChartsAndAnUnknownVersionNamesItsFile() async throws {
+            let output = Shoal.temporaryDirectory() + "/out"
+            let created = try await Shoal.run(
+                ["create", "-e", "production", "-n", "3", "-d", output, "--monitoring-source", "helm"],
+                timeout: .seconds(120))
+            #expect(created.status == 0, "\(created.standardOutput)\(created.standardError)")
+            let workflow = try #require(Shoal.workflowID(in: created.standardOutput))
+            #expect(created.standardOutput.contains("Health: score 100/100 (healthy)"), "\(created.standardOutput)")
+            let repository = "\(output)/gitops/\(workflow)"
+            #expect(!FileManager.default.fileExists(atPath: "\(repository)/apps/monitoring.yaml"))
+            for values in ["prometheus", "grafana", "headlamp"] {
+                #expect(FileManager.default.fileExists(atPath: "\(repository)/monitoring/helm/\(values)-values.yaml"))
+            }
+            let objects = try #require(try state(output, workflow)["objects"] as? [String: Any])
+            for key in [
+                "Service/monitoring/prometheus", "Service/monitoring/grafana", "Deployment/monitoring/headlamp",
+                "DaemonSet/monitoring/node-exporter", "Deployment/monitoring/kube-state-metrics",
+            ] {
+                #expect(objects.keys.contains(key), "\(key)")
+            }
+            // The model follows the values: the production environment's retention, resources and replicas.
+            let prometheus = try #require(objects["Deployment/monitoring/prometheus"] as? [String: Any])
+            let containers = try #require(value(prometheus, "body", "spec", "template", "spec", "containers") as? [Any])
+            let arguments = try #require(value(containers.first, "args") as? [String])
+            #expect(arguments.contains("--storage.tsdb.retention.time=30d"), "\(arguments)")
+            #expect(value(containers.first, "resources", "requests", "cpu") as? String == "500m")
+            let headlamp = try #require(objects["Deployment/monitoring/headlamp"] as? [String: Any])
+            #expect(value(headlamp, "body", "spec", "replicas") as? Int == 2)
+
+            let join = try await Shoal.run(["create", "-d", output, "--join-fleet", workflow])
+            #expect(join.status != 0 && join.standardError.contains("not available yet"), "\(join.standardError)")
+
+            // A chart version shoal does not know, committed and pushed: a failed sync that names the file.
+            let file = "\(repository)/apps/monitoring-grafana.yaml"
+            let text = try String(contentsOfFile: file, encoding: .utf8)
+            #expect(text.contains("targetRevision: \"11.1.7\""), "\(text)")
+            try SecureFile.write(text.replacingOccurrences(of: "\"11.1.7\"", with: "\"99.0.0\""), to: file)
+            try await git(repository, ["commit", "-q", "-am", "grafana chart 99.0.0"])
+            let pushed = try await Shoal.run(["gitops", "push", workflow, "-d", output])
+            #expect(pushed.status == 0, "\(pushed.standardError)")
+            let failed = try await Shoal.run(["validate", workflow, "-d", output])
+            #expect(failed.status == 1, "\(failed.standardOutput)")
+            #expect(failed.standardOutput.contains("apps/monitoring-grafana.yaml"), "\(failed.standardOutput)")
+            #expect(failed.standardOutput.contains("version 99.0.0 not found"), "\(failed.standardOutput)")
+            #expect(!failed.standardOutput.contains("Health: score 100/100"), "\(failed.standardOutput)")
+        }
+
         func value(_ object: Any?, _ path: String...) -> Any? {
             path.reduce(object) { ($0 as? [String: Any])?[$1] }
         }
@@ -117,7 +164,8 @@ extension EndToEndCommands {
             for arguments in [
                 ["--app", "web"], ["--app", "web=../etc"], ["--app", "monitoring=https://h/r.git//p"],
                 ["--app", "mine=mydir"], ["--examples", "--app", "web=https://h/r.git//p"],
-                ["--examples", "--no-argocd"], ["--monitoring-source", "helm"], ["--monitoring-source", "x;id"],
+                ["--examples", "--no-argocd"], ["--monitoring-source", "helm", "--no-argocd"],
+                ["--monitoring-source", "x;id"],
                 ["--app", "c=helm:https://charts.jetstack.io//cert-manager@^1.0"],
                 ["--monitoring-source", "kustomize", "--no-argocd"],
             ] {
