@@ -52,3 +52,22 @@ extension MonitoringHandler {
         log.append("Secret postgres/\(ExampleApplications.postgresSecretName) created in the cluster (not in git)")
     }
 }
+
+/// The GitOps repository a run would commit, rendered without a cluster, a git server or an agent: what
+/// `shoal create --dry-run` writes. The Applications point at where the repository would go by default (the
+/// in-cluster git server, or `--gitops-remote`); an agent started with `--gitops-advertise` would point them at itself.
+public enum GitOpsPreview {
+    /// - Returns: the repository's address and every file, the Applications included.
+    /// - Throws: `ShoalError(.invalidInput)` for an application source or a version the real run refuses too.
+    public static func repository(for request: WorkflowRequest, workflow: String) throws -> (
+        repoURL: String, files: [ManifestFile]
+    ) {
+        var spec = MonitoringStackSpec(instance: workflow, headlamp: request.headlamp)
+        spec.coordinatorMetrics = request.coordinatorMetrics
+        let repoURL = request.gitopsRemote ?? InClusterGitServer.repoURL(workflow: workflow)
+        var log: [String] = []
+        let layout = try MonitoringHandler.layout(
+            request: request, repoURL: repoURL, manifests: MonitoringStack.render(spec), spec: spec, log: &log)
+        return (repoURL, layout.files)
+    }
+}

@@ -65,7 +65,18 @@ struct DryRun {
             print("  the hosts' SSH keys are not checked in a dry run (the real run pins them before anything else)")
         }
 
-        if request.monitoring {
+        var repository: String?
+        if request.monitoring && request.argocd {
+            let preview = try GitOpsPreview.repository(for: request, workflow: workflow)
+            for file in preview.files {
+                try SecureFile.write(file.contents, to: "\(directory)/gitops/\(file.path)")
+            }
+            let applications = preview.files.filter { $0.path.hasPrefix("apps/") || $0.path == "root-app.yaml" }
+            print(
+                "gitops: \(preview.files.count) files, \(applications.count) Argo CD Applications (App of Apps), "
+                    + "which Argo CD would sync from \(preview.repoURL)")
+            repository = "\(directory)/gitops/"
+        } else if request.monitoring {
             var stack = MonitoringStackSpec(instance: workflow, headlamp: request.headlamp)
             stack.coordinatorMetrics = request.coordinatorMetrics
             let manifests = MonitoringStack.render(stack)
@@ -73,10 +84,7 @@ struct DryRun {
                 let name = (file.path as NSString).lastPathComponent
                 try SecureFile.write(file.contents, to: "\(directory)/manifests/monitoring/\(name)")
             }
-            print(
-                "manifests: \(manifests.count) files of the monitoring stack"
-                    + (request.argocd
-                        ? ", which Argo CD would sync from the GitOps repository" : ", applied with kubectl"))
+            print("manifests: \(manifests.count) files of the monitoring stack, applied with kubectl (Argo CD is off)")
         }
 
         print("")
@@ -86,7 +94,11 @@ struct DryRun {
         if FileManager.default.fileExists(atPath: "\(directory)/terraform-plan.txt") {
             print("  \(pad("tf plan", 12)) \(directory)/terraform-plan.txt")
         }
-        if request.monitoring { print("  \(pad("manifests", 12)) \(directory)/manifests/monitoring/") }
+        if let repository {
+            print("  \(pad("gitops", 12)) \(repository)")
+        } else if request.monitoring {
+            print("  \(pad("manifests", 12)) \(directory)/manifests/monitoring/")
+        }
         print("")
         print("Run it: the same command without --dry-run")
     }

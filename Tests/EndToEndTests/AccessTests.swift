@@ -127,11 +127,17 @@ extension EndToEndCommands {
             #expect(steps.contains("provision") && steps.contains("monitoring") && steps.contains("docs"))
             #expect(FileManager.default.fileExists(atPath: tree + "/terraform/main.tf"))
             #expect(FileManager.default.fileExists(atPath: tree + "/terraform-plan.txt"))
-            let prometheus = try String(
-                contentsOfFile: tree + "/manifests/monitoring/10-prometheus.yaml", encoding: .utf8)
+            // The repository the run would commit: the monitoring stack and the Applications that sync it.
+            let prometheus = try String(contentsOfFile: tree + "/gitops/monitoring/10-prometheus.yaml", encoding: .utf8)
             #expect(prometheus.contains("job_name: shoal-coordinator") && prometheus.contains("coordinator.lab:9464"))
-            let grafana = try String(contentsOfFile: tree + "/manifests/monitoring/20-grafana.yaml", encoding: .utf8)
+            let grafana = try String(contentsOfFile: tree + "/gitops/monitoring/20-grafana.yaml", encoding: .utf8)
             #expect(grafana.contains("shoal.json:"))
+            let root = try String(contentsOfFile: tree + "/gitops/root-app.yaml", encoding: .utf8)
+            #expect(root.contains("kind: Application") && root.contains("path: apps"), "\(root)")
+            let monitoringApp = try String(contentsOfFile: tree + "/gitops/apps/monitoring.yaml", encoding: .utf8)
+            #expect(monitoringApp.contains("shoal-git.shoal-gitops.svc.cluster.local/shoal/\(workflow).git"))
+            #expect(FileManager.default.fileExists(atPath: tree + "/gitops/apps/argocd.yaml"))
+            #expect(result.standardOutput.contains("  gitops       \(tree)/gitops/"), "\(result.standardOutput)")
             #expect(
                 standIns.lines("terraform-calls.log").map { String($0.prefix { $0 != " " }) }
                     == ["init", "validate", "plan"])
@@ -149,6 +155,16 @@ extension EndToEndCommands {
                 ["create", "--dry-run", "-d", output], environment: ["PATH": directory + "/bare"])
             #expect(bare.status == 0, "\(bare.standardError)")
             #expect(bare.standardOutput.contains("terraform: not installed, so no plan"), "\(bare.standardOutput)")
+
+            // Without Argo CD the stack would be applied directly: its manifests, no repository.
+            let direct = try await Shoal.run(
+                ["create", "--dry-run", "--no-argocd", "-d", output], environment: ["PATH": standIns.searchPath])
+            #expect(direct.status == 0, "\(direct.standardError)")
+            let id = try #require(
+                direct.standardOutput.split(separator: "\n").first { $0.hasPrefix("dry run of workflow ") }
+                    .map { String($0.split(separator: " ")[4]) })
+            #expect(FileManager.default.fileExists(atPath: "\(output)/dry-run/\(id)/manifests/monitoring/10-prometheus.yaml"))
+            #expect(!FileManager.default.fileExists(atPath: "\(output)/dry-run/\(id)/gitops"))
         }
 
         @Test func aRealDryRunPlansWithTerraformAndAppliesNothing() async throws {
