@@ -52,23 +52,26 @@ final class ArtifactRecordingHandler: StepHandler, @unchecked Sendable {  // `se
             digest: ArtifactCache.digest(data))
     }
 
-    /// Answers the agent's fetches of `data` until it has all of it, with `corrupt` applied to each chunk;
-    /// returns how many chunks were asked for.
+    /// Answers the agent's fetches of `data` until every chunk of it has been asked for, with `corrupt` applied
+    /// to each chunk; returns how many different offsets were asked for. (An agent kept waiting on a loaded
+    /// machine asks again for a chunk: a repeated request is answered, and counted once.)
     private func serve(
         _ coordinator: FakeCoordinator, _ data: Data, corrupt: (Int, Data) -> Data = { $1 }
     ) async throws -> Int {
-        var served = 0
-        while true {
+        let chunks = Set(stride(from: 0, to: data.count, by: WireFormat.fetchChunkBytes))
+        var asked: Set<Int> = []
+        while !chunks.isSubset(of: asked) {
             let envelope = try #require(try await coordinator.expect(.fetch), "the agent fetches the artifact")
             let request = try envelope.decode(FetchRequest.self)
+            asked.insert(request.offset)
+            guard (0..<data.count).contains(request.offset) else { continue }
             let end = min(data.count, request.offset + WireFormat.fetchChunkBytes)
             let chunk = corrupt(request.offset, data.subdata(in: request.offset..<end))
             try coordinator.reply(
                 Header(type: .fetchReply, re: envelope.header.id),
                 FetchReply(digest: request.digest, offset: request.offset, total: data.count, data: chunk))
-            served += 1
-            if end == data.count { return served }
         }
+        return asked.count
     }
 
     private static let big = Data((0..<(3 << 20)).map { UInt8(truncatingIfNeeded: $0 &* 2_654_435_761 >> 9) })
