@@ -32,6 +32,8 @@ calc() { awk "BEGIN {printf \"%.3f\", $1}"; }
 # CPU seconds of every thread of a process, in nanoseconds from the scheduler.
 cpu() { cat /proc/"$1"/task/*/schedstat 2>/dev/null | awk '{s += $1} END {printf "%.6f", s / 1e9}'; }
 rss_mib() { awk '/^VmRSS:/ {printf "%.1f", $2 / 1024}' "/proc/$1/status"; }
+# The private part of the RSS: what mapped files (the binary, shared libraries) do not account for.
+anon_mib() { awk '/^RssAnon:/ {printf "%.1f", $2 / 1024}' "/proc/$1/status"; }
 
 keys="$work/keys"
 for name in coordinator agent client; do "$BIN" keys generate "$name" --dir "$keys" >/dev/null; done
@@ -142,8 +144,9 @@ idle_agent=$!
 pids+=("$idle_agent")
 sleep 3
 agent_rss=$(rss_mib "$idle_agent")
+agent_anon=$(anon_mib "$idle_agent")
 start_coordinator memory
 start_agents 2
 many=$(run --workflows "$MEMORY_WORKFLOWS")
-echo "bench memory idle_agent_rss_mib=$agent_rss coordinator_rss_mib_after_${MEMORY_WORKFLOWS}_workflows=$(field coordinator_rss_mib "$many")" \
+echo "bench memory idle_agent_rss_mib=$agent_rss idle_agent_anon_mib=$agent_anon coordinator_rss_mib_after_${MEMORY_WORKFLOWS}_workflows=$(field coordinator_rss_mib "$many")" \
     "workflows_per_s=$(field workflows_per_s "$many") coordinator_rss_mib_after_the_runs_above=$main_rss"

@@ -29,10 +29,29 @@ struct AgentRegistry {
     subscript(id: String) -> AgentEntry? {
         get { agents[id] }
         set {
-            if let old = agents[id], old.hello.role != newValue?.hello.role { byRole[old.hello.role]?.remove(id) }
+            let oldRole = agents[id]?.hello.role
+            if let oldRole, oldRole != newValue?.hello.role { byRole[oldRole]?.remove(id) }
             agents[id] = newValue
-            if let newValue { byRole[newValue.hello.role, default: []].insert(id) }
+            if let newValue, newValue.hello.role != oldRole { byRole[newValue.hello.role, default: []].insert(id) }
         }
+    }
+
+    /// Marks a known agent as just heard from on `identity`; false when the agent is unknown. Updates in place:
+    /// the role (and so the index by role) does not change.
+    mutating func touch(_ id: String, identity: [UInt8], now: Int64) -> Bool {
+        guard agents[id] != nil else { return false }
+        agents[id]!.lastSeen = now
+        if agents[id]!.identity != identity { agents[id]!.identity = identity }
+        return true
+    }
+
+    /// The CURVE key an agent registered with.
+    func key(of id: String) -> String? { agents[id]?.key }
+
+    /// What the agent last reported rejecting, set in place.
+    mutating func setRejected(_ id: String, _ rejected: [String: Int]?) {
+        guard agents[id] != nil, agents[id]!.rejected != rejected else { return }
+        agents[id]!.rejected = rejected
     }
 
     mutating func subscriptionChanged(_ topic: String, subscribed: Bool) {

@@ -277,7 +277,7 @@ final class CoordinatorCore {
         // An agent id belongs to the key it registered with: another allowed
         // peer may not speak for it (nor take its steps).
         if [.hello, .heartbeat, .ack, .result, .bye, .fetch].contains(header.type), let sender = header.sender,
-            let owner = registry[sender]?.key, owner != key
+            let owner = registry.key(of: sender), owner != key
         {
             throw DecodeError(.keyMismatch, "agent '\(sender.prefix(64))' is registered with another key")
         }
@@ -285,7 +285,7 @@ final class CoordinatorCore {
         case .hello:
             try hello(envelope.decode(Hello.self), identity: identity, header: header, key: key)
         case .heartbeat:
-            try heartbeat(envelope.decode(Heartbeat.self), identity: identity, header: header)
+            try heartbeat(Heartbeat.decode(envelope.body), identity: identity, header: header)
         case .ack:
             try ack(identity: identity, header: header)
         case .result:
@@ -396,20 +396,17 @@ final class CoordinatorCore {
 
     /// Refreshes a known agent; unknown agents are asked to introduce themselves again.
     private func touch(_ agent: String, identity: [UInt8]) -> Bool {
-        guard var entry = registry[agent] else {
+        guard registry.touch(agent, identity: identity, now: clock()) else {
             reply(identity, Header(type: .rehello), Empty())
             return false
         }
-        entry.lastSeen = clock()
-        entry.identity = identity
-        registry[agent] = entry
         return true
     }
 
     private func heartbeat(_ heartbeat: Heartbeat, identity: [UInt8], header: Header) throws {
         let agent = try sender(of: header)
         guard touch(agent, identity: identity) else { return }
-        registry[agent]?.rejected = heartbeat.rejected
+        registry.setRejected(agent, heartbeat.rejected)
         // After a restart the journal knows which steps were given out; an
         // agent that still runs one claims it here.
         for key in heartbeat.inFlight.prefix(64) {

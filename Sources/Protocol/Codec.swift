@@ -125,6 +125,16 @@ public enum Codec {
     private struct TypeProbe: Decodable { var type: String }
 
     static func decodeHeader(_ bytes: [UInt8]) throws(DecodeError) -> Header {
+        // shoal's own compact headers without a JSONDecoder; whatever that reader is unsure of goes the long way.
+        if let header = FastHeader.parse(bytes) {
+            guard header.v == WireFormat.version else {
+                throw DecodeError(
+                    .unsupportedVersion,
+                    "protocol version \(header.v) is not supported; this peer speaks v\(WireFormat.version)")
+            }
+            try validate(header)
+            return header
+        }
         let data = Data(bytes)
         let decoder = JSONDecoder()
         // One parse for a well-formed header; the probes below only name
