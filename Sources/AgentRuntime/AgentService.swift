@@ -602,7 +602,16 @@ struct AgentSession {
     private mutating func fetched(_ reply: FetchReply, dealer: Socket) {
         guard var fetch = fetches[reply.digest] else { return }  // a late duplicate of a finished fetch
         if reply.offset < fetch.received.count { return }  // a duplicate of a chunk already kept (a resend)
-        guard reply.offset == fetch.received.count, reply.total == fetch.ref.size,
+        if reply.offset > fetch.received.count {
+            // Chunks are asked for in order: one past what is held answers a request of an earlier round (a
+            // resend answered after the fetch started over), or nothing asked. Counted and dropped; the chunk
+            // asked for comes, or is asked for again.
+            reject(
+                DecodeError(
+                    .invalidOffset, "a fetch-reply ahead of the fetch of \(reply.digest.prefix(12)) (a stale answer)"))
+            return
+        }
+        guard reply.total == fetch.ref.size,
             reply.data.count <= WireFormat.fetchChunkBytes, reply.offset + reply.data.count <= reply.total,
             !reply.data.isEmpty || reply.total == 0
         else {
