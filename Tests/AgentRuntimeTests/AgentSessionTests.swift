@@ -99,7 +99,7 @@ final class FakeCoordinator {
     }
 
     func welcome() throws {
-        try reply(Header(type: .welcome), Welcome(heartbeatIntervalMilliseconds: 100, liveness: 50, eventsPort: eventsPort, eventsEndpoint: nil))
+        try reply(Header(type: .welcome), Welcome(heartbeatIntervalMilliseconds: 100, liveness: 300, eventsPort: eventsPort, eventsEndpoint: nil))
     }
 
     /// Like a real coordinator, speaks up now and then, so the agent does

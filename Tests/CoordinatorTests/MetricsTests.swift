@@ -92,7 +92,7 @@ private func waitFor(_ address: String, _ series: String, _ expected: Double) th
     @Test func aPruneCountsTheJournalsWorkflowsAgain() async throws {
         let coordinator = try await TestCoordinator.start {
             // Long enough to see the finished workflow counted before the prune, even on a loaded machine.
-            $0.retain = .seconds(3)
+            $0.retain = .seconds(10)
             $0.metricsListen = try? MetricsServer.Listen(parsing: "127.0.0.1:0")
         }
         defer { Task { await coordinator.stop() } }
