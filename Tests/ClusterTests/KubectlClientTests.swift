@@ -303,11 +303,12 @@ enum WrittenFixtures {
     @Test func aKubectlThatHangsIsStoppedAtItsTimeout() async throws {
         let kubectl = try KubectlReplay()
         defer { kubectl.delete() }
-        try SecureFile.write("#!/bin/sh\nexec sleep 30\n", to: kubectl.directory + "/kubectl", mode: 0o755)
+        try SecureFile.write("#!/bin/sh\nexec sleep 120\n", to: kubectl.directory + "/kubectl", mode: 0o755)
         let client = KubectlClient(
             kubeconfig: "/dev/null", executable: kubectl.directory + "/kubectl", timeout: .milliseconds(300))
         let started = ContinuousClock.now
         await #expect { try await client.nodes() } throws: { ($0 as? ShoalError)?.code == .timeout }
-        #expect(ContinuousClock.now - started < .seconds(15))
+        // Stopped long before the command would end by itself (a loaded machine may be seconds late, not minutes).
+        #expect(ContinuousClock.now - started < .seconds(60))
     }
 }
