@@ -145,6 +145,27 @@ extension SimulatedCluster {
         guard let artifact = context.artifact(ArtifactName.clusterState) else {
             throw ShoalError(.invalidInput, "no cluster state from the provision step")
         }
-        return try SimulatedCluster.decode(artifact.data)
+        return try DecodedStates.shared.state(of: artifact.data)
+    }
+}
+
+/// The models this agent decoded lately, by their bytes: the validation steps of a workflow all receive the same
+/// state, and decoding it is most of what a simulated check costs otherwise. A model is a value: each step gets its
+/// own copy to change.
+final class DecodedStates: @unchecked Sendable {  // `entries` is guarded by `lock`
+    static let shared = DecodedStates()
+    private let lock = NSLock()
+    private var entries: [(data: Data, state: SimulatedCluster)] = []
+    private let capacity = 2
+
+    func state(of data: Data) throws -> SimulatedCluster {
+        if let hit = lock.withLock({ entries.first { $0.data == data }?.state }) { return hit }
+        let decoded = try SimulatedCluster.decode(data)
+        lock.withLock {
+            entries.removeAll { $0.data == data }
+            entries.append((data, decoded))
+            if entries.count > capacity { entries.removeFirst() }
+        }
+        return decoded
     }
 }

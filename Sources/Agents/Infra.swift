@@ -58,14 +58,23 @@ struct InfraHandler: StepHandler {
         var terraformNote: String
         if TerraformRunner.isInstalled() {
             let runner = TerraformRunner()
-            for (name, call) in [("init", 0), ("validate", 1)] {
-                let result = call == 0 ? try await runner.initialize(directory: directory) : try await runner.validate(directory: directory)
-                log.append("terraform \(name): exit \(result.status)")
-                guard result.succeeded else {
-                    throw ShoalError(.commandFailed, "terraform \(name) failed in \(directory)", cause: result.standardErrorTail())
-                }
+            let initialized = try await runner.initialize(directory: directory)
+            log.append("terraform init: exit \(initialized.status)")
+            guard initialized.succeeded else {
+                throw ShoalError(
+                    .commandFailed, "terraform init failed in \(directory)", cause: initialized.standardErrorTail())
             }
-            let (result, plan) = try await runner.plan(directory: directory, token: token)
+            // validate only reads the initialized directory, and plan writes nothing validate reads (its plan file,
+            // its state lock): both run at once, and a validation error is still the one reported.
+            async let validation = runner.validate(directory: directory)
+            async let planning = runner.plan(directory: directory, token: token)
+            let validated = try await validation
+            log.append("terraform validate: exit \(validated.status)")
+            guard validated.succeeded else {
+                throw ShoalError(
+                    .commandFailed, "terraform validate failed in \(directory)", cause: validated.standardErrorTail())
+            }
+            let (result, plan) = try await planning
             log.append("terraform plan: exit \(result.status)")
             guard result.succeeded, let plan else {
                 throw ShoalError(.commandFailed, "terraform plan failed in \(directory)", cause: result.standardErrorTail())

@@ -154,7 +154,7 @@ final class MonitoringHandler: StepHandler {
             var pushURL: String?
             if source == .inCluster && request.argocd {
                 let pushed = try await Self.pushToInClusterServer(
-                    repository, session: session, context: context, options: options,
+                    repository, head: commit.sha, session: session, context: context, options: options,
                     timeout: context.waitTimeout(options))
                 pushPassword = pushed.password
                 pushURL = pushed.url
@@ -351,8 +351,8 @@ extension MonitoringHandler {
     /// HTTP through the NodePort (or `--gitops-push-url`) in real mode, into the model of the server in demo mode.
     /// The password of an existing server is kept (the server's user was created with it).
     static func pushToInClusterServer(
-        _ repository: GitRepository, session: ClusterSession, context: StepContext, options: AgentOptions,
-        timeout: Duration
+        _ repository: GitRepository, head: String? = nil, session: ClusterSession, context: StepContext,
+        options: AgentOptions, timeout: Duration
     ) async throws -> InClusterPush {
         let client = session.client
         var log: [String] = []
@@ -379,7 +379,12 @@ extension MonitoringHandler {
             kind: "deployment", name: InClusterGitServer.deployment, namespace: namespace, timeout: timeout)
         let workflow = context.workflow
         if let simulated = session.simulated {
-            let bundle = try await repository.bundle()
+            let bundle = try await repository.bundle(head: head)
+            // The model's Argo CD reads this commit next: its files come from this repository, not a clone of the
+            // bundle (readers elsewhere clone it).
+            if let files = try? await repository.files(at: bundle.head) {
+                SimulatedGitServer.knownTree(commit: bundle.head, files: files)
+            }
             try await simulated.receiveGitPush(
                 server: SimulatedGitServer(
                     host: InClusterGitServer.host, namespace: namespace, service: InClusterGitServer.service,

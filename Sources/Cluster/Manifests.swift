@@ -89,20 +89,23 @@ public enum ManifestValue: Codable, Sendable, Equatable, Hashable {
 
     public init(from decoder: Decoder) throws {
         let container = try decoder.singleValueContainer()
+        // The common shapes first: every failed attempt builds a DecodingError, which is what decoding a model
+        // spends its time on otherwise. A JSON string decodes as nothing but a String, a mapping as nothing but a
+        // dictionary, so the order changes no result.
         if container.decodeNil() {
             self = .null
+        } else if let text = try? container.decode(String.self) {
+            self = .string(text)
+        } else if let members = try? container.decode([String: ManifestValue].self) {
+            self = .object(members)
+        } else if let items = try? container.decode([ManifestValue].self) {
+            self = .array(items)
         } else if let flag = try? container.decode(Bool.self) {
             self = .bool(flag)
         } else if let number = try? container.decode(Int.self) {
             self = .int(number)
-        } else if let number = try? container.decode(Double.self) {
-            self = .double(number)
-        } else if let text = try? container.decode(String.self) {
-            self = .string(text)
-        } else if let items = try? container.decode([ManifestValue].self) {
-            self = .array(items)
         } else {
-            self = .object(try container.decode([String: ManifestValue].self))
+            self = .double(try container.decode(Double.self))
         }
     }
 

@@ -75,10 +75,10 @@ extension SimulatedClusterClient {
     /// The model does not change by itself: a workload whose pods are not ready now never will be, so the wait
     /// ends at once with the reason a real one would end with at its deadline.
     public func rolloutStatus(kind: String, name: String, namespace: String, timeout: Duration) async throws {
-        let state = try await reconciled()
+        _ = try await reconciled()
         let object = try storedObject(kind: kind, name: name, namespace: namespace)
         let key = SimulatedCluster.key(kind: object.kind, namespace: object.namespace, name: object.name)
-        let pods = state.derivedPods().filter { $0.workload == key }.map(\.pod)
+        let pods = derivedPods().filter { $0.workload == key }.map(\.pod)
         let ready = pods.filter(\.healthy).count
         guard pods.isEmpty || ready < pods.count else { return }
         let reasons = Set(pods.compactMap(\.reason)).sorted()

@@ -9,8 +9,20 @@ import ShoalSupport
 /// read costs no clone otherwise.
 public actor SimulatedClusterClient: ClusterClient {
     /// The model, including what syncs and `apply` changed; encode it to hand the state on.
-    public internal(set) var cluster: SimulatedCluster
+    public internal(set) var cluster: SimulatedCluster {
+        didSet {
+            settled = false
+            pods = nil
+        }
+    }
     private let gitSource: any GitSource
+    /// Whether `cluster` is what the last reconcile left, unchanged since: a read then reconciles only when a
+    /// target revision resolves to a new commit (or a refresh is asked for).
+    private var settled = false
+    /// What this client's Argo CD rendered, by commit and source.
+    private let renders = RenderedManifests()
+    /// The pods of `cluster` as derived last, until it changes.
+    private var pods: [SimulatedPod]?
 
     /// - Parameters:
     ///   - cluster: the model to serve.
@@ -31,10 +43,20 @@ public actor SimulatedClusterClient: ClusterClient {
 
     func reconciled() async throws -> SimulatedCluster {
         try checkReachable()
+        if settled, await cluster.isSettled(gitSource: gitSource, pods: derivedPods()) { return cluster }
         var copy = cluster
-        await copy.reconcile(gitSource: gitSource)
+        await copy.reconcile(gitSource: gitSource, renders: renders)
         cluster = copy
+        settled = true
         return copy
+    }
+
+    /// The pods of the model as it is now (derived once per state).
+    func derivedPods() -> [SimulatedPod] {
+        if let pods { return pods }
+        let derived = cluster.derivedPods()
+        pods = derived
+        return derived
     }
 
     public func nodes() async throws -> [Node] {
@@ -48,8 +70,8 @@ public actor SimulatedClusterClient: ClusterClient {
     }
 
     public func pods(namespace: String?) async throws -> [Pod] {
-        let state = try await reconciled()
-        return state.derivedPods().map(\.pod).filter { namespace == nil || $0.namespace == namespace }
+        _ = try await reconciled()
+        return derivedPods().map(\.pod).filter { namespace == nil || $0.namespace == namespace }
     }
 
     public func services(namespace: String?) async throws -> [Service] {
@@ -88,7 +110,7 @@ public actor SimulatedClusterClient: ClusterClient {
         let state = try await reconciled()
         guard let object = state.objects[SimulatedCluster.key(kind: "Service", namespace: namespace, name: service)]
         else { throw ShoalError(.notFound, "endpoints \"\(service)\" not found in namespace \(namespace)") }
-        return state.endpoints(of: object, pods: state.derivedPods()).map(\.ip)
+        return state.endpoints(of: object, pods: derivedPods()).map(\.ip)
     }
 
     public func serviceProxyGet(namespace: String, service: String, port: Int, path: String) async throws
@@ -99,7 +121,7 @@ public actor SimulatedClusterClient: ClusterClient {
         else { throw ShoalError(.notFound, "services \"\(service)\" not found in namespace \(namespace)") }
         let unavailable = (503, "no endpoints available for service \"\(service):\(port)\"")
         guard Self.service(object).ports.contains(where: { $0.port == port }) else { return unavailable }
-        let pods = state.derivedPods()
+        let pods = derivedPods()
         guard let backend = state.endpoints(of: object, pods: pods).first else { return unavailable }
         let route =
             "/"

@@ -63,12 +63,13 @@ extension SimulatedCluster {
     }
 
     /// Why the modelled server cannot answer now (its Service or ready pods are missing), or nil when it serves.
-    func gitServerProblem(_ server: SimulatedGitServer) -> String? {
+    /// - Parameter pods: the pods of this model, when derived already.
+    func gitServerProblem(_ server: SimulatedGitServer, pods: [SimulatedPod]? = nil) -> String? {
         guard objects[Self.key(kind: "Service", namespace: server.namespace, name: server.service)] != nil else {
             return "dial tcp: lookup \(server.host): no such host (no Service \(server.namespace)/\(server.service))"
         }
         let workload = Self.key(kind: "Deployment", namespace: server.namespace, name: server.deployment)
-        let pods = derivedPods().filter { $0.workload == workload }
+        let pods = (pods ?? derivedPods()).filter { $0.workload == workload }
         guard pods.contains(where: { $0.pod.healthy }) else {
             return "dial tcp \(server.host):80: connect: connection refused (the git server "
                 + "\(server.namespace)/\(server.deployment) has no ready pod)"
@@ -170,8 +171,53 @@ final class BundleTrees: @unchecked Sendable {  // `trees` is guarded by `lock`
         lock.lock()
         defer { lock.unlock() }
         clones += 1
-        trees[key] = tree
-        order.append(key)
+        remember(key, tree)
+    }
+
+    /// Keeps `tree` as the files of `commit`. The caller holds `lock`.
+    private func remember(_ commit: String, _ tree: [(path: String, contents: String)]) {
+        if trees.updateValue(tree, forKey: commit) == nil { order.append(commit) }
         while order.count > capacity { trees[order.removeFirst()] = nil }
+    }
+
+    /// Files of a commit read where it was made (the repository its bundle came from), for the reads that follow.
+    func prime(_ commit: String, _ tree: [(path: String, contents: String)]) {
+        lock.withLock { remember(commit, tree) }
+    }
+}
+
+extension SimulatedGitServer {
+    /// Hands the modelled server's readers (the simulated Argo CD of this process) the files of `commit`, read by
+    /// git from the repository whose bundle was pushed: a commit names its tree, so the model then reads that
+    /// commit without cloning the bundle it was just given. Readers in other processes still clone the bundle.
+    /// - Parameters:
+    ///   - commit: the full SHA the bundle's HEAD points at.
+    ///   - files: every file of that commit, paths relative to the repository root.
+    public static func knownTree(commit: String, files: [(path: String, contents: String)]) {
+        guard commit.count == 40, GitCLISource.looksLikeCommit(commit) else { return }
+        BundleTrees.shared.prime(commit, files.sorted { $0.path < $1.path })
+    }
+}
+
+/// The manifests the simulated Argo CD generated for an Application's source at a commit, kept like the
+/// repo-server's manifest cache: a refresh at a commit already rendered applies them again without another clone or
+/// `kubectl kustomize`. One per client (the model of one cluster as one step sees it).
+final class RenderedManifests: @unchecked Sendable {  // `entries` and `order` are guarded by `lock`
+    private let lock = NSLock()
+    private var entries: [String: [Manifest]] = [:]
+    private var order: [String] = []
+    /// How many renders stay cached; older ones are rendered again when asked for.
+    private let capacity = 32
+
+    /// - Parameter key: the full commit SHA and the source it was rendered from.
+    func value(_ key: String) -> [Manifest]? {
+        lock.withLock { entries[key] }
+    }
+
+    func store(_ key: String, _ manifests: [Manifest]) {
+        lock.withLock {
+            if entries.updateValue(manifests, forKey: key) == nil { order.append(key) }
+            while order.count > capacity { entries[order.removeFirst()] = nil }
+        }
     }
 }

@@ -260,6 +260,12 @@ extension SimulatedCluster {
     /// Applications that a sync creates (App of Apps) are synced in the same pass.
     /// - Parameter gitSource: reads the repositories.
     public mutating func reconcile(gitSource base: any GitSource) async {
+        await reconcile(gitSource: base, renders: nil)
+    }
+
+    /// `reconcile(gitSource:)`, reusing what `renders` holds for a commit and source rendered before (a
+    /// client's own cache: a fake `GitSource` may name different files with one commit in other clients).
+    mutating func reconcile(gitSource base: any GitSource, renders: RenderedManifests?) async {
         let gitSource = ModelledGitSource(
             server: gitServer, problem: gitServer.flatMap { gitServerProblem($0) }, fallback: base)
         _ = consumeRefreshRequests()
@@ -270,19 +276,65 @@ extension SimulatedCluster {
             if pending.isEmpty { break }
             for key in pending {
                 done.insert(key)
-                await syncApplication(key, gitSource: gitSource)
+                await syncApplication(key, gitSource: gitSource, renders: renders)
             }
         }
         expandApplicationSets()
         let existing = Set(objects(kind: "Application").map { Self.applicationKey($0) })
         pruneFleetMembers(removedApplications: Set(applicationStates.keys).subtracting(existing))
         for key in applicationStates.keys where !existing.contains(key) { applicationStates[key] = nil }
-        for key in existing.sorted() { assessHealth(key) }
+        // Health changes no object: the pods of this model are derived once for every Application.
+        let pods = derivedPods()
+        for key in existing.sorted() { assessHealth(key, localPods: pods) }
+    }
+
+    /// Whether a `reconcile` now would change nothing, as far as Argo CD is concerned: every Application was synced
+    /// successfully from its current source at the commit its target revision resolves to now, and none asks for a
+    /// refresh. Only the revisions are resolved (no fetch); ApplicationSets, fleets and Helm charts always answer
+    /// false (a reconcile decides for them).
+    /// - Parameters:
+    ///   - gitSource: resolves the target revisions, as `reconcile` does.
+    ///   - pods: the pods of this model, when derived already.
+    func isSettled(gitSource base: any GitSource, pods: [SimulatedPod]? = nil) async -> Bool {
+        guard fleetMembers == nil, objects(kind: "ApplicationSet").isEmpty else { return false }
+        let gitSource = ModelledGitSource(
+            server: gitServer, problem: gitServer.flatMap { gitServerProblem($0, pods: pods) }, fallback: base)
+        let applications = objects(kind: "Application")
+        guard Set(applications.map { Self.applicationKey($0) }) == Set(applicationStates.keys) else { return false }
+        for app in applications {
+            let key = Self.applicationKey(app)
+            guard app.body["metadata", "annotations", ApplicationRefresh.annotation] == nil,
+                let state = applicationStates[key], !state.syncFailed, let synced = state.syncedRevision
+            else { return false }
+            let source = app.body["spec", "source"] ?? app.body["spec", "sources"]?.array?.first ?? .null
+            guard source["chart"] == nil, state.syncedSource == syncSourceKey(key, app: app) else { return false }
+            let repoURL = source["repoURL"]?.string ?? ""
+            let revision = source["targetRevision"]?.string ?? "HEAD"
+            guard let resolved = try? await gitSource.revision(repoURL: repoURL, revision: revision), resolved == synced
+            else { return false }
+        }
+        return true
+    }
+
+    /// What an Application syncs from besides the commit: a sync at the same commit from the same source applies
+    /// nothing new.
+    func syncSourceKey(_ key: String, app: StoredObject) -> String {
+        let source = app.body["spec", "source"] ?? app.body["spec", "sources"]?.array?.first ?? .null
+        let repoURL = source["repoURL"]?.string ?? ""
+        let path = source["path"]?.string ?? "."
+        let revision = source["targetRevision"]?.string ?? "HEAD"
+        let recurse = source["directory", "recurse"]?.bool ?? false
+        let destination = app.body["spec", "destination", "namespace"]?.string ?? "default"
+        let remote = remoteModel(forApplication: key)
+        return ([repoURL, path, revision, String(recurse), destination] + (remote.map { [$0.server] } ?? []))
+            .joined(separator: "|")
     }
 
     static func applicationKey(_ object: StoredObject) -> String { "\(object.namespace ?? "")/\(object.name)" }
 
-    private mutating func syncApplication(_ key: String, gitSource: ModelledGitSource) async {
+    private mutating func syncApplication(_ key: String, gitSource: ModelledGitSource, renders: RenderedManifests?)
+        async
+    {
         let parts = key.split(separator: "/", maxSplits: 1).map(String.init)
         guard parts.count == 2, let app = objects[Self.key(kind: "Application", namespace: parts[0], name: parts[1])]
         else { return }
@@ -344,52 +396,64 @@ extension SimulatedCluster {
                 "Failed to load target state: failed to generate manifest for source 1 of 1: \(error)")
             return
         }
-        let sourceKey = ([repoURL, path, revision, String(recurse), destination] + (remote.map { [$0.server] } ?? []))
-            .joined(separator: "|")
+        let sourceKey = syncSourceKey(key, app: app)
         if let resolved, let previous = applicationStates[key], !previous.syncFailed,
             previous.syncedRevision == resolved, previous.syncedSource == sourceKey
         {
             return
         }
-        let files: [(path: String, contents: String)]
-        do {
-            files = try await gitSource.files(repoURL: repoURL, revision: resolved ?? revision, path: path)
-        } catch {
-            fail(
-                "Unknown", "ComparisonError",
-                "Failed to load target state: failed to generate manifest for source 1 of 1: \(error)")
-            return
-        }
-        let base = path.trimmingCharacters(in: CharacterSet(charactersIn: "/"))
-        let manifestFiles = files.filter { file in
-            let lower = file.path.lowercased()
-            guard lower.hasSuffix(".yaml") || lower.hasSuffix(".yml") || lower.hasSuffix(".json") else { return false }
-            let inside = base.isEmpty || base == "." ? file.path : String(file.path.dropFirst(base.count + 1))
-            return recurse || !inside.contains("/")
+        // Argo CD's repo-server keeps what it generated for a commit: a refresh at a synced commit applies the
+        // same manifests again without reading or rendering the repository once more.
+        let renderKey = resolved.flatMap { commit in
+            GitCLISource.looksLikeCommit(commit) && commit.count == 40 ? "\(commit)|\(sourceKey)" : nil
         }
         var manifests: [Manifest] = []
-        let kustomized = SimulatedKustomize.kustomizationFile(in: files, directory: path) != nil
-        if kustomized {
-            // Like Argo CD: a directory with a kustomization is built with kustomize (overlays reach their bases).
+        if let renderKey, let cached = renders?.value(renderKey) {
+            manifests = cached
+        } else {
+            let files: [(path: String, contents: String)]
             do {
-                let tree = try await gitSource.files(repoURL: repoURL, revision: resolved ?? revision, path: "")
-                manifests = try await SimulatedKustomize.render(tree: tree, directory: path)
+                files = try await gitSource.files(repoURL: repoURL, revision: resolved ?? revision, path: path)
             } catch {
                 fail(
                     "Unknown", "ComparisonError",
                     "Failed to load target state: failed to generate manifest for source 1 of 1: \(error)")
                 return
             }
-        }
-        for file in manifestFiles where !kustomized {
-            do {
-                manifests += try ManifestParser.parse(file.contents, source: file.path)
-            } catch {
-                fail(
-                    "OutOfSync", "ComparisonError",
-                    "Failed to load target state: failed to unmarshal \"\(file.path)\": \(error)")
-                return
+            let base = path.trimmingCharacters(in: CharacterSet(charactersIn: "/"))
+            let manifestFiles = files.filter { file in
+                let lower = file.path.lowercased()
+                guard lower.hasSuffix(".yaml") || lower.hasSuffix(".yml") || lower.hasSuffix(".json") else {
+                    return false
+                }
+                let inside = base.isEmpty || base == "." ? file.path : String(file.path.dropFirst(base.count + 1))
+                return recurse || !inside.contains("/")
             }
+            let kustomized = SimulatedKustomize.kustomizationFile(in: files, directory: path) != nil
+            if kustomized {
+                // Like Argo CD: a directory with a kustomization is built with kustomize (overlays reach their
+                // bases).
+                do {
+                    let tree = try await gitSource.files(repoURL: repoURL, revision: resolved ?? revision, path: "")
+                    manifests = try await SimulatedKustomize.render(tree: tree, directory: path)
+                } catch {
+                    fail(
+                        "Unknown", "ComparisonError",
+                        "Failed to load target state: failed to generate manifest for source 1 of 1: \(error)")
+                    return
+                }
+            }
+            for file in manifestFiles where !kustomized {
+                do {
+                    manifests += try ManifestParser.parse(file.contents, source: file.path)
+                } catch {
+                    fail(
+                        "OutOfSync", "ComparisonError",
+                        "Failed to load target state: failed to unmarshal \"\(file.path)\": \(error)")
+                    return
+                }
+            }
+            if let renderKey { renders?.store(renderKey, manifests) }
         }
         let syncOptions = (app.body["spec", "syncPolicy", "syncOptions"]?.array ?? []).compactMap(\.string)
         do {
@@ -417,20 +481,21 @@ extension SimulatedCluster {
 
     /// Health from the Application's own resources; child Applications do not count (Argo CD does not
     /// aggregate them into the parent's health).
-    private mutating func assessHealth(_ key: String) {
+    private mutating func assessHealth(_ key: String, localPods: [SimulatedPod]) {
         var state =
             applicationStates[key]
             ?? ApplicationState(
                 syncStatus: "Unknown", healthStatus: "Unknown", message: nil, conditions: [], syncFailed: false)
         // An Application of another cluster of the fleet is assessed on that cluster's model.
-        let model = remoteModel(forApplication: key)?.model ?? self
+        let remote = remoteModel(forApplication: key)?.model
+        let model = remote ?? self
         let owned = model.objects.keys.sorted().compactMap { model.objects[$0] }.filter { $0.owner == key }
         if owned.isEmpty && state.syncFailed {
             state.healthStatus = "Missing"
             applicationStates[key] = state
             return
         }
-        let pods = model.derivedPods()
+        let pods = remote?.derivedPods() ?? localPods
         var problems: [String] = []
         for object in owned where Self.workloadKinds.contains(object.kind) {
             guard let namespace = object.namespace else { continue }

@@ -92,19 +92,17 @@ public struct GitRepository: Sendable {
     ///   commit has nothing to commit.
     public func commitAll(message: String) async throws -> CommitOutcome {
         try await git(["add", "-A"])
-        let changes = try await git(["status", "--porcelain", "--untracked-files=all"])
-        let current = try await head()
-        if changes.standardOutput.isEmpty {
-            guard let current else {
-                throw ShoalError(.invalidInput, "nothing to commit in the empty repository \(path)")
-            }
-            return CommitOutcome(sha: current, created: false)
-        }
-        try await git(["commit", "-q", "--no-verify", "-m", message])
+        // `git commit` itself says whether anything changed (exit 1, "nothing to commit"): no `status` first.
+        let commit = try await git(["commit", "-q", "--no-verify", "-m", message], allowFailure: true)
+        let nothingToCommit =
+            !commit.succeeded && commit.status == 1 && !commit.timedOut && !commit.terminatedBySignal
+            && (commit.standardOutput + commit.standardError).contains("nothing to commit")
+        guard commit.succeeded || nothingToCommit else { throw failure(["commit"], commit) }
         guard let sha = try await head() else {
+            if nothingToCommit { throw ShoalError(.invalidInput, "nothing to commit in the empty repository \(path)") }
             throw ShoalError(.commandFailed, "git commit left no HEAD in \(path)")
         }
-        return CommitOutcome(sha: sha, created: true)
+        return CommitOutcome(sha: sha, created: commit.succeeded)
     }
 
     /// The commit HEAD points at, or nil before the first commit (or before `initialize()`).
@@ -153,8 +151,11 @@ public struct GitRepository: Sendable {
     /// Every branch and HEAD as a git bundle (what the simulated cluster's git server holds).
     /// - Returns: the bundle's bytes and the commit HEAD points at.
     /// - Throws: `ShoalError(.commandFailed)` when git fails, `.invalidInput` before the first commit.
-    public func bundle() async throws -> (data: Data, head: String) {
-        guard let head = try await head() else {
+    /// - Parameter known: HEAD when the caller knows it already (`commitAll` returned it): one `git` less.
+    public func bundle(head known: String? = nil) async throws -> (data: Data, head: String) {
+        let current: String?
+        if let known { current = known } else { current = try await head() }
+        guard let head = current else {
             throw ShoalError(.invalidInput, "the repository \(path) has no commit to hand to the git server")
         }
         let scratch = FileManager.default.temporaryDirectory
@@ -167,6 +168,67 @@ public struct GitRepository: Sendable {
         return (data, head)
     }
 
+    /// Every file of `commit` as git stores it (`git ls-tree` and `git cat-file --batch`, nothing checked out).
+    /// - Returns: paths relative to the repository root with their text, sorted.
+    /// - Throws: `ShoalError(.commandFailed)` when git fails or its answer cannot be read.
+    public func files(at commit: String) async throws -> [(path: String, contents: String)] {
+        guard (7...64).contains(commit.count), commit.allSatisfy(\.isHexDigit) else {
+            throw ShoalError(.invalidInput, "'\(commit.prefix(80))' is not a commit id")
+        }
+        let listing = try await git(["ls-tree", "-r", "-z", "--full-tree", commit])
+        var entries: [(path: String, object: String)] = []
+        for record in listing.standardOutput.split(separator: "\0") {
+            // <mode> SP <type> SP <object> TAB <path>
+            guard let tab = record.firstIndex(of: "\t") else { continue }
+            let fields = record[..<tab].split(separator: " ")
+            guard fields.count == 3, fields[1] == "blob" else { continue }
+            entries.append((String(record[record.index(after: tab)...]), String(fields[2])))
+        }
+        let output = try await runner.runBytes(
+            "git", settings + ["cat-file", "--batch"], workingDirectory: path, environment: environment,
+            input: Array(entries.map { $0.object + "\n" }.joined().utf8), timeout: .seconds(60))
+        guard output.succeeded, !output.truncated else {
+            throw ShoalError(
+                .commandFailed, "git cat-file failed in \(path)",
+                cause: String(decoding: output.standardError.suffix(2000), as: UTF8.self))
+        }
+        // Each answer: <object> SP blob SP <size> LF <contents> LF
+        let bytes = output.standardOutput
+        var offset = 0
+        var result: [(path: String, contents: String)] = []
+        for entry in entries {
+            guard let newline = bytes[offset...].firstIndex(of: UInt8(ascii: "\n")) else { break }
+            let header = String(decoding: bytes[offset..<newline], as: UTF8.self).split(separator: " ")
+            guard header.count == 3, header[0] == entry.object, let size = Int(header[2]), size >= 0,
+                newline + 1 + size < bytes.count
+            else {
+                throw ShoalError(.commandFailed, "git cat-file answered unexpectedly for \(entry.path) in \(path)")
+            }
+            let start = newline + 1
+            result.append((entry.path, String(decoding: bytes[start..<start + size], as: UTF8.self)))
+            offset = start + size + 1
+        }
+        guard result.count == entries.count else {
+            throw ShoalError(.commandFailed, "git cat-file answered for fewer files than listed in \(path)")
+        }
+        return result.sorted { $0.path < $1.path }
+    }
+
+    private var settings: [String] {
+        [
+            "-c", "user.name=\(authorName)", "-c", "user.email=\(authorEmail)", "-c", "commit.gpgsign=false",
+            "-c", "core.hooksPath=/dev/null", "-c", "init.defaultBranch=\(GitRepository.branch)",
+        ]
+    }
+
+    private var environment: [String: String] {
+        [
+            "GIT_AUTHOR_NAME": authorName, "GIT_AUTHOR_EMAIL": authorEmail,
+            "GIT_COMMITTER_NAME": authorName, "GIT_COMMITTER_EMAIL": authorEmail,
+            "GIT_TERMINAL_PROMPT": "0", "LC_ALL": "C",
+        ]
+    }
+
     @discardableResult
     func git(
         _ arguments: [String], allowFailure: Bool = false, timeout: Duration = .seconds(60),
@@ -174,15 +236,7 @@ public struct GitRepository: Sendable {
     ) async throws
         -> ProcessResult
     {
-        let settings = [
-            "-c", "user.name=\(authorName)", "-c", "user.email=\(authorEmail)", "-c", "commit.gpgsign=false",
-            "-c", "core.hooksPath=/dev/null", "-c", "init.defaultBranch=\(GitRepository.branch)",
-        ]
-        let environment = [
-            "GIT_AUTHOR_NAME": authorName, "GIT_AUTHOR_EMAIL": authorEmail,
-            "GIT_COMMITTER_NAME": authorName, "GIT_COMMITTER_EMAIL": authorEmail,
-            "GIT_TERMINAL_PROMPT": "0", "LC_ALL": "C",
-        ].merging(extra) { $1 }
+        let environment = environment.merging(extra) { $1 }
         let result = try await runner.run(
             "git", settings + arguments, workingDirectory: path, environment: environment, timeout: timeout)
         if !allowFailure && !result.succeeded { throw failure(arguments, result) }

@@ -23,14 +23,20 @@ private func waitForOwner(_ path: String, timeout: Duration = .seconds(30)) asyn
         let output = Shoal.temporaryDirectory() + "/out"
         let first = Task { try await Shoal.run(["create", "-d", output, "--sim-delay", "1s"], timeout: .seconds(120)) }
         try await waitForOwner(output + "/.shoal/create.lock")
-        let keysBefore = FileManager.default.contents(atPath: output + "/.shoal/keys/coordinator.key")
+        // The owner writes its keys just after it takes the lock: read them once they are there.
+        let keyFile = output + "/.shoal/keys/coordinator.key"
+        let deadline = ContinuousClock.now + .seconds(30)
+        while (FileManager.default.contents(atPath: keyFile)?.count ?? 0) == 0 && ContinuousClock.now < deadline {
+            try await Task.sleep(for: .milliseconds(20))
+        }
+        let keysBefore = try #require(FileManager.default.contents(atPath: keyFile))
         let second = try await Shoal.run(["create", "-d", output, "--sim-delay", "1s"], timeout: .seconds(60))
         #expect(second.status != 0)
         let line = try #require(errorLine(second), "\(second.standardError)")
         #expect(line.contains("the output directory \(output) is in use by another shoal (pid "), "\(line)")
         #expect(line.contains(" on host ") && line.contains(" since "), "\(line)")
         // The running run's throwaway keys were left alone.
-        #expect(FileManager.default.contents(atPath: output + "/.shoal/keys/coordinator.key") == keysBefore)
+        #expect(FileManager.default.contents(atPath: keyFile) == keysBefore)
         let result = try await first.value
         #expect(result.status == 0, "\(result.standardOutput)\n\(result.standardError)")
     }

@@ -51,6 +51,23 @@ import Testing
         }
     }
 
+    @Test func filesAtACommitAreWhatWasCommittedThenNotWhatIsOnDiskNow() async throws {
+        try await withRepository { repository, _ in
+            try await repository.initialize()
+            let files = MonitoringStack.render(MonitoringStackSpec(instance: "lab"))
+            try repository.write(files + [ManifestFile(path: "apps/nested/a b.yaml", contents: "é: 1\n")])
+            let first = try await repository.commitAll(message: "first")
+            try repository.write([ManifestFile(path: "apps/nested/a b.yaml", contents: "changed\n")])
+            _ = try await repository.commitAll(message: "second")
+            let read = try await repository.files(at: first.sha)
+            #expect(read.map(\.path) == (files.map(\.path) + ["apps/nested/a b.yaml"]).sorted())
+            #expect(read.first { $0.path == "apps/nested/a b.yaml" }?.contents == "é: 1\n")
+            for file in files { #expect(read.first { $0.path == file.path }?.contents == file.contents) }
+            await #expect(throws: ShoalError.self) { try await repository.files(at: "--output=x") }
+            await #expect(throws: ShoalError.self) { try await repository.files(at: String(repeating: "0", count: 40)) }
+        }
+    }
+
     @Test func anEmptyRepositoryWithNothingToCommitIsAnError() async throws {
         try await withRepository { repository, _ in
             try await repository.initialize()
