@@ -123,6 +123,13 @@ final class MonitoringHandler: StepHandler {
         try context.checkLease()
         let commit = try await repository.commitAll(message: "Monitoring stack for \(workflow)")
         log.append("commit \(commit.sha)" + (commit.created ? "" : " (unchanged)"))
+        // Demo mode: the model's Argo CD syncs this commit from its in-cluster git server once it is pushed; its
+        // repo-server starts the kustomize builds of the Applications' directories now, beside the push.
+        var tree: [(path: String, contents: String)]?
+        if !request.realDeployment && source == .inCluster && request.argocd {
+            tree = try? await repository.files(at: commit.sha)
+            if let tree { SimulatedRepoServer.prebuild(files: tree, paths: Self.sourcePaths(layout, repoURL: repoURL)) }
+        }
         if externallyServed, let servedURL {
             do {
                 let served = try await GitCLISource().revision(repoURL: servedURL, revision: "HEAD")
@@ -154,7 +161,7 @@ final class MonitoringHandler: StepHandler {
             var pushURL: String?
             if source == .inCluster && request.argocd {
                 let pushed = try await Self.pushToInClusterServer(
-                    repository, head: commit.sha, session: session, context: context, options: options,
+                    repository, head: commit.sha, tree: tree, session: session, context: context, options: options,
                     timeout: context.waitTimeout(options))
                 pushPassword = pushed.password
                 pushURL = pushed.url
@@ -259,6 +266,21 @@ final class MonitoringHandler: StepHandler {
             typed: output, artifacts: artifacts, log: log)
     }
 
+    /// The directories of `repoURL` that the layout's Applications sync from.
+    static func sourcePaths(_ layout: RepositoryLayout, repoURL: String) -> [String] {
+        var paths: [String] = []
+        for file in layout.children + [layout.root] {
+            for document in (try? ManifestParser.compose(file.contents, source: file.path)) ?? [] {
+                let spec = document["spec"]
+                for source in [spec?["source"]].compactMap({ $0 }) + (spec?["sources"]?.array ?? [])
+                where source["repoURL"]?.string == repoURL {
+                    if let path = source["path"]?.string { paths.append(path) }
+                }
+            }
+        }
+        return paths
+    }
+
     /// The result of waiting for the Applications.
     struct ApplicationsWait: Sendable {
         var healthy: Bool
@@ -351,8 +373,8 @@ extension MonitoringHandler {
     /// HTTP through the NodePort (or `--gitops-push-url`) in real mode, into the model of the server in demo mode.
     /// The password of an existing server is kept (the server's user was created with it).
     static func pushToInClusterServer(
-        _ repository: GitRepository, head: String? = nil, session: ClusterSession, context: StepContext,
-        options: AgentOptions, timeout: Duration
+        _ repository: GitRepository, head: String? = nil, tree: [(path: String, contents: String)]? = nil,
+        session: ClusterSession, context: StepContext, options: AgentOptions, timeout: Duration
     ) async throws -> InClusterPush {
         let client = session.client
         var log: [String] = []
@@ -382,7 +404,9 @@ extension MonitoringHandler {
             let bundle = try await repository.bundle(head: head)
             // The model's Argo CD reads this commit next: its files come from this repository, not a clone of the
             // bundle (readers elsewhere clone it).
-            if let files = try? await repository.files(at: bundle.head) {
+            if bundle.head == head, let tree {
+                SimulatedGitServer.knownTree(commit: bundle.head, files: tree)
+            } else if let files = try? await repository.files(at: bundle.head) {
                 SimulatedGitServer.knownTree(commit: bundle.head, files: files)
             }
             try await simulated.receiveGitPush(

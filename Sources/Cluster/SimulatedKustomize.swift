@@ -35,13 +35,17 @@ enum SimulatedKustomize {
             throw ShoalError(.notFound, "no kustomization.yaml in \(base)")
         }
         let prepared = try substituteArgoCDReleases(tree)
-        if useKubectl {
-            return try await renderWithKubectl(tree: prepared, directory: base, file: file)
+        let key = KustomizeRenders.Key(
+            directory: base, useKubectl: useKubectl, files: prepared.flatMap { [$0.path, $0.contents] })
+        return try await KustomizeRenders.shared.render(key) {
+            if useKubectl {
+                return try await renderWithKubectl(tree: prepared, directory: base, file: file)
+            }
+            var files: [String: String] = [:]
+            for entry in prepared { files[entry.path] = entry.contents }
+            var visiting: Set<String> = []
+            return try subset(files: files, directory: base, visiting: &visiting)
         }
-        var files: [String: String] = [:]
-        for entry in prepared { files[entry.path] = entry.contents }
-        var visiting: Set<String> = []
-        return try subset(files: files, directory: base, visiting: &visiting)
     }
 
     // MARK: Argo CD releases
@@ -244,5 +248,58 @@ extension SimulatedCluster {
                 "apiVersion": .string("v1"), "kind": .string("Namespace"),
                 "metadata": .object(["name": .string(name)]),
             ]))
+    }
+}
+
+/// Kustomize builds of this process by their input (every file of the tree and the directory), finished or under
+/// way: a build asked for while the same one runs waits for it. Failed builds are not kept.
+final class KustomizeRenders: @unchecked Sendable {  // `builds` and `order` are guarded by `lock`
+    struct Key: Hashable, Sendable {
+        var directory: String
+        var useKubectl: Bool
+        /// Path, contents, path, contents, ...
+        var files: [String]
+    }
+
+    static let shared = KustomizeRenders()
+    private let lock = NSLock()
+    private var builds: [Key: Task<[Manifest], any Error>] = [:]
+    private var order: [Key] = []
+    /// How many builds stay; older ones are built again when asked for.
+    private let capacity = 8
+
+    func render(_ key: Key, _ build: @escaping @Sendable () async throws -> [Manifest]) async throws -> [Manifest] {
+        let task = lock.withLock { () -> Task<[Manifest], any Error> in
+            if let running = builds[key] { return running }
+            let started = Task { try await build() }
+            builds[key] = started
+            order.append(key)
+            while order.count > capacity { builds[order.removeFirst()] = nil }
+            return started
+        }
+        do {
+            return try await task.value
+        } catch {
+            lock.withLock {
+                if builds[key] == task {
+                    builds[key] = nil
+                    order.removeAll { $0 == key }
+                }
+            }
+            throw error
+        }
+    }
+}
+
+/// What the model's Argo CD repo-server can start on before any Application asks.
+public enum SimulatedRepoServer {
+    /// Starts building, in the background, each directory of `paths` that holds a kustomization in `files` (a
+    /// commit's whole tree, as `SimulatedGitServer.knownTree` is given it): the sync of an Application of that
+    /// commit and path then waits for that build instead of starting its own. Errors are left to that sync.
+    public static func prebuild(files: [(path: String, contents: String)], paths: [String]) {
+        let tree = files.sorted { $0.path < $1.path }
+        for path in Set(paths) where SimulatedKustomize.kustomizationFile(in: tree, directory: path) != nil {
+            Task { _ = try? await SimulatedKustomize.render(tree: tree, directory: path) }
+        }
     }
 }

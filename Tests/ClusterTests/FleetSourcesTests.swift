@@ -8,6 +8,10 @@ import Testing
 final class MemoryGitSource: GitSource, @unchecked Sendable {  // every field is guarded by `lock`
     private let lock = NSLock()
     private var state: (head: String, files: [String: String])
+    private var fileReads = 0
+
+    /// How many times files were read.
+    var reads: Int { lock.withLock { fileReads } }
 
     init(_ files: [String: String]) { state = ("1" + String(repeating: "0", count: 39), files) }
 
@@ -22,7 +26,10 @@ final class MemoryGitSource: GitSource, @unchecked Sendable {  // every field is
     func revision(repoURL: String, revision: String) async throws -> String? { lock.withLock { state.head } }
 
     func files(repoURL: String, revision: String, path: String) async throws -> [(path: String, contents: String)] {
-        let files = lock.withLock { state.files }
+        let files = lock.withLock {
+            fileReads += 1
+            return state.files
+        }
         let prefix = path.isEmpty || path == "." ? "" : path + "/"
         return files.filter { $0.key.hasPrefix(prefix) }.map { ($0.key, $0.value) }.sorted { $0.0 < $1.0 }
     }
@@ -186,6 +193,50 @@ final class MemoryGitSource: GitSource, @unchecked Sendable {  // every field is
         let pruned = await client.cluster
         #expect(pruned.objects["Application/argocd/web"] == nil)
         #expect(pruned.objects["Deployment/web/web"] == nil, "the resources finalizer deletes its resources")
+    }
+
+    @Test func aRefreshAtASyncedCommitReappliesWhatWasRenderedAndOnlyANewCommitIsReadAgain() async throws {
+        let files = [
+            "apps/web.yaml": """
+            apiVersion: argoproj.io/v1alpha1
+            kind: Application
+            metadata: {name: web, namespace: argocd}
+            spec:
+              project: default
+              source: {repoURL: "mem://repo", path: web/overlays/production, targetRevision: HEAD}
+              destination: {server: "https://kubernetes.default.svc", namespace: web}
+              syncPolicy: {syncOptions: [CreateNamespace=true]}
+            """
+        ].merging(Self.overlays) { first, _ in first }
+        let source = MemoryGitSource(files)
+        var cluster = SimulatedCluster.provision(name: "lab", nodes: 1, k3sVersion: "v1.33.1+k3s1")
+        cluster.installArgoCD(version: "v3.5.1", adminPassword: "test-password-123")
+        cluster.registerApplication(name: "root", repoURL: "mem://repo", path: "apps", destinationNamespace: "argocd")
+        let client = cluster.client(gitSource: source)
+        #expect(try await client.applications(namespace: "argocd").allSatisfy(\.healthy))
+        let reads = source.reads
+        #expect(reads > 0)
+        func replicas() async -> Int? { await client.cluster.objects["Deployment/web/web"]?.body["spec", "replicas"]?.int }
+        #expect(await replicas() == 3)
+
+        // Drift, then a refresh at the same commit: the rendered manifests are applied again, nothing is read.
+        try await client.patch(
+            kind: "deployment", name: "web", namespace: "web", type: .merge, patch: #"{"spec":{"replicas":1}}"#)
+        #expect(await replicas() == 1)
+        _ = await ApplicationRefresh.request(client)
+        #expect(try await client.applications(namespace: "argocd").allSatisfy(\.healthy))
+        #expect(await replicas() == 3)
+        #expect(source.reads == reads)
+
+        // A settled model is read without a sync; a new commit is synced at the next read.
+        for _ in 0..<3 { _ = try await client.pods(namespace: "web") }
+        #expect(source.reads == reads)
+        source.commit([
+            "web/overlays/production/kustomization.yaml": "resources: [../../base]\nnamespace: web\nreplicas: [{name: web, count: 2}]\n"
+        ])
+        #expect(try await client.pods(namespace: "web").count == 2)
+        #expect(source.reads > reads)
+        #expect(await replicas() == 2)
     }
 
     @Test func aChartApplicationIsCheckedAgainstTheCatalogAndItsValuesFile() async throws {
