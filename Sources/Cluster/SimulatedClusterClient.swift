@@ -45,9 +45,11 @@ public actor SimulatedClusterClient: ClusterClient {
         try checkReachable()
         if settled, await cluster.isSettled(gitSource: gitSource, pods: derivedPods()) { return cluster }
         var copy = cluster
-        await copy.reconcile(gitSource: gitSource, renders: renders)
+        let derived = await copy.reconcile(gitSource: gitSource, renders: renders, pods: pods)
         cluster = copy
         settled = true
+        // Health changes no object: the pods the reconcile derived last are the reconciled model's.
+        pods = derived
         return copy
     }
 

@@ -265,9 +265,14 @@ extension SimulatedCluster {
 
     /// `reconcile(gitSource:)`, reusing what `renders` holds for a commit and source rendered before (a
     /// client's own cache: a fake `GitSource` may name different files with one commit in other clients).
-    mutating func reconcile(gitSource base: any GitSource, renders: RenderedManifests?) async {
+    /// - Parameter pods: the pods of this model as it is now, when derived already.
+    /// - Returns: the pods of the reconciled model.
+    @discardableResult
+    mutating func reconcile(
+        gitSource base: any GitSource, renders: RenderedManifests?, pods current: [SimulatedPod]? = nil
+    ) async -> [SimulatedPod] {
         let gitSource = ModelledGitSource(
-            server: gitServer, problem: gitServer.flatMap { gitServerProblem($0) }, fallback: base)
+            server: gitServer, problem: gitServer.flatMap { gitServerProblem($0, pods: current) }, fallback: base)
         _ = consumeRefreshRequests()
         var done: Set<String> = []
         for _ in 0..<8 {
@@ -286,6 +291,7 @@ extension SimulatedCluster {
         // Health changes no object: the pods of this model are derived once for every Application.
         let pods = derivedPods()
         for key in existing.sorted() { assessHealth(key, localPods: pods) }
+        return pods
     }
 
     /// Whether a `reconcile` now would change nothing, as far as Argo CD is concerned: every Application was synced
