@@ -201,6 +201,9 @@ struct AgentSession {
     private var record: IdempotencyRecord
     /// When each unconfirmed result was last sent.
     private var lastSent: [StepKey: Int64] = [:]
+    /// Steps received in this loop pass, acknowledged together at its end unless their result goes first
+    /// (a result implies the ack).
+    private var pendingAcks: [StepKey] = []
     private var lastLoop: Int64 = 0
     private var welcomed = false
     private var heartbeatInterval: Int64
@@ -356,6 +359,7 @@ struct AgentSession {
                 }
             }
             if ready[resultsIndex] { results.wakeup.drain() }
+            var sentResults = false
             for (key, result) in results.takeAll() {
                 leases.remove(key)
                 if abandoned.take(key) {
@@ -366,7 +370,10 @@ struct AgentSession {
                 record.record(key, result)
                 lastSent[key] = now()
                 sendResult(key, result, dealer: sockets.dealer)
+                sentResults = true
             }
+            if sentResults && !pendingAcks.isEmpty { pendingAcks.removeAll { record.unconfirmed.contains($0) } }
+            sendAcks(sockets.dealer)
             let time = now()
             if !welcomed && time - lastHello >= heartbeatInterval {
                 sendHello(sockets.dealer)
@@ -421,7 +428,35 @@ struct AgentSession {
 
     private func sendResult(_ key: StepKey, _ result: StepResult, dealer: Socket) {
         let header = Header(type: .result, workflow: key.workflow, step: key.step, attempt: key.attempt, sender: configuration.id)
-        send(dealer, header, result)
+        do {
+            try dealer.send(Codec.frames(header, body: result.compactJSON), wait: false)
+        } catch {
+            logger.debug("send failed", metadata: ["error": "\(error)"])
+        }
+    }
+
+    /// Acknowledges the steps received in this loop pass: one `ack` naming its step in the header, or one
+    /// listing them all (v4).
+    private mutating func sendAcks(_ dealer: Socket) {
+        guard !pendingAcks.isEmpty else { return }
+        defer { pendingAcks.removeAll(keepingCapacity: true) }
+        if pendingAcks.count == 1, let key = pendingAcks.first {
+            send(
+                dealer,
+                Header(type: .ack, workflow: key.workflow, step: key.step, attempt: key.attempt, sender: configuration.id),
+                Empty())
+            return
+        }
+        for start in stride(from: 0, to: pendingAcks.count, by: KeyList.maxKeys) {
+            let keys = Array(pendingAcks[start..<min(start + KeyList.maxKeys, pendingAcks.count)])
+            do {
+                try dealer.send(
+                    Codec.frames(Header(type: .ack, sender: configuration.id), body: KeyList(keys: keys).compactJSON),
+                    wait: false)
+            } catch {
+                logger.debug("send failed", metadata: ["error": "\(error)"])
+            }
+        }
     }
 
     private mutating func reject(_ error: DecodeError) {
@@ -463,6 +498,15 @@ struct AgentSession {
             if let key = envelope.header.stepKey {
                 record.confirm(key)
                 lastSent[key] = nil
+            } else {
+                do {
+                    for key in try KeyList.decode(envelope.body).keys {
+                        record.confirm(key)
+                        lastSent[key] = nil
+                    }
+                } catch {
+                    reject(error)
+                }
             }
         case .rehello:
             if welcomed { unansweredSince = now() }
@@ -517,14 +561,16 @@ struct AgentSession {
         }
         // A draining agent does not acknowledge: the coordinator gives the step to another.
         if draining { return }
-        let ack = Header(type: .ack, workflow: key.workflow, step: key.step, attempt: key.attempt, sender: configuration.id)
-        send(dealer, ack, Empty())
-        if running.contains(key) { return }
+        if running.contains(key) {
+            pendingAcks.append(key)
+            return
+        }
         if let result = record.results[key] {
-            // Seen before: the stored result answers, the step does not run again.
+            // Seen before: the stored result answers (and acknowledges), the step does not run again.
             sendResult(key, result, dealer: dealer)
             return
         }
+        pendingAcks.append(key)
         running.insert(key)
         resolve(key, assignment, dealer: dealer)
     }

@@ -131,6 +131,8 @@ final class CoordinatorCore {
     /// Steps published this turn, whose ack deadline starts once they are sent.
     private var published: [(workflow: String, step: Int, attempt: Int)] = []
     private var pendingOutputs: [(workflow: String, artifacts: [Artifact])] = []
+    /// Results confirmed this turn, by agent connection: one `confirm` per connection per turn (v4).
+    private var confirms: [[UInt8]: (re: String, keys: [StepKey])] = [:]
     private var lastHeartbeatSent: Int64 = 0
     private var lastPrune: Int64 = 0
     var journalWorkflows = 0
@@ -224,6 +226,20 @@ final class CoordinatorCore {
             deadlines.push(at: deadline, .ack, workflow: step.workflow, step: step.step, attempt: step.attempt)
         }
         published = []
+        for (identity, confirmed) in confirms {
+            if confirmed.keys.count == 1, let key = confirmed.keys.first {
+                let header = Header(
+                    type: .confirm, workflow: key.workflow, step: key.step, attempt: key.attempt, re: confirmed.re)
+                outbox.append(.send(identity: identity, frames: [identity] + Codec.encode(header, Empty())))
+            } else {
+                for start in stride(from: 0, to: confirmed.keys.count, by: KeyList.maxKeys) {
+                    let keys = Array(confirmed.keys[start..<min(start + KeyList.maxKeys, confirmed.keys.count)])
+                    let frames = Codec.frames(Header(type: .confirm), body: KeyList(keys: keys).compactJSON)
+                    outbox.append(.send(identity: identity, frames: [identity] + frames))
+                }
+            }
+        }
+        confirms = [:]
         for output in pendingOutputs { writeOutputs(output.artifacts, workflow: output.workflow) }
         pendingOutputs = []
         defer { outbox = [] }
@@ -287,7 +303,7 @@ final class CoordinatorCore {
         case .heartbeat:
             try heartbeat(Heartbeat.decode(envelope.body), identity: identity, header: header)
         case .ack:
-            try ack(identity: identity, header: header)
+            try ack(identity: identity, header: header, body: envelope.body)
         case .result:
             let (cleaned, redacted) = Redaction.redact(StepLogBound.bound(try envelope.decode(StepResult.self)))
             if redacted > 0 {
@@ -487,10 +503,28 @@ final class CoordinatorCore {
         return step
     }
 
-    private func ack(identity: [UInt8], header: Header) throws {
+    /// An `ack` names its step in its header, or (v4) several in its body.
+    private func ack(identity: [UInt8], header: Header, body: [UInt8]) throws {
         let agent = try sender(of: header)
         _ = touch(agent, identity: identity)
-        guard let key = header.stepKey else { throw DecodeError(.invalidField, "ack needs workflow, step and attempt") }
+        if let key = header.stepKey {
+            try ack(key, agent: agent)
+            return
+        }
+        guard header.workflow == nil, header.step == nil, header.attempt == nil else {
+            throw DecodeError(.invalidField, "ack needs workflow, step and attempt")
+        }
+        for key in try KeyList.decode(body).keys {
+            do {
+                try ack(key, agent: agent)
+            } catch let error as DecodeError {
+                // One stale key does not hide the others of the list.
+                rejections.count(error, logger: logger)
+            }
+        }
+    }
+
+    private func ack(_ key: StepKey, agent: String) throws {
         guard let live = workflows[key.workflow] else {
             _ = try storedStep(key)  // a late ack of a finished workflow: nothing to do
             return
@@ -500,6 +534,8 @@ final class CoordinatorCore {
         guard step.attempt == key.attempt, step.agent == agent else { return }  // a late ack of an old attempt
         live.deliveries[position]?.ackDeadline = nil
         live.deliveries[position]?.orphanDeadline = nil
+        // A late ack of a step that already returned its result (which implies the ack) changes nothing.
+        guard !step.state.isFinished else { return }
         registry[agent]?.inFlight.insert(key)
         guard step.state == .assigned else { return }
         let now = clock()
@@ -516,7 +552,6 @@ final class CoordinatorCore {
         let agent = try sender(of: header)
         _ = touch(agent, identity: identity)
         guard let key = header.stepKey else { throw DecodeError(.invalidField, "result needs workflow, step and attempt") }
-        let confirm = Header(type: .confirm, workflow: key.workflow, step: key.step, attempt: key.attempt, re: header.id)
         guard let live = workflows[key.workflow] else {
             // A finished workflow: a resend whose confirm was lost, or a late attempt.
             let stored = try storedStep(key)
@@ -524,7 +559,7 @@ final class CoordinatorCore {
                 throw DecodeError(.notAssigned, "result for \(key), which was never assigned")
             }
             registry[agent]?.inFlight.remove(key)
-            reply(identity, confirm, Empty())
+            confirm(key, to: identity, re: header.id)
             return
         }
         guard let position = live.index[key.step] else { throw DecodeError(.unknownStep, "result for \(key)") }
@@ -537,7 +572,7 @@ final class CoordinatorCore {
         // A step finishes once: a duplicate (a resend, or a late attempt)
         // is confirmed so its agent stops resending, and otherwise ignored.
         guard !live.snapshot.steps[position].state.isFinished else {
-            reply(identity, confirm, Empty())
+            confirm(key, to: identity, re: header.id)
             return
         }
         let now = clock()
@@ -580,7 +615,7 @@ final class CoordinatorCore {
         metrics?.stepFinished(step)
         changed(live, position)
         finished(live, position, now: now)
-        reply(identity, confirm, Empty())
+        confirm(key, to: identity, re: header.id)
         logger.info(
             "step finished",
             metadata: [
@@ -590,6 +625,11 @@ final class CoordinatorCore {
         if !result.output.artifacts.isEmpty {
             pendingOutputs.append((key.workflow, result.output.artifacts))
         }
+    }
+
+    /// Confirms a result once the turn is journaled: with the others of this turn to the same connection.
+    private func confirm(_ key: StepKey, to identity: [UInt8], re: String) {
+        confirms[identity, default: (re, [])].keys.append(key)
     }
 
     /// A step reached a final state: its dependents move on (or are skipped),
@@ -1145,7 +1185,7 @@ final class CoordinatorCore {
             encodedSteps.reserveCapacity(changed.count)
             for position in changed {
                 let step = live.snapshot.steps[position]
-                let encoded = WireJSON.encode(step)
+                let encoded = step.compactJSON
                 encodedSteps.append(encoded)
                 batch.save(encoded: Data(encoded), state: step.state, name: step.name, workflow: id, position: position)
             }

@@ -262,7 +262,7 @@ public struct Journal: Sendable {
             stored.output.artifacts = []
             try db.cachedStatement(
                 sql: "INSERT OR REPLACE INTO results (workflow, step, attempt, result) VALUES (?, ?, ?, ?)"
-            ).execute(arguments: [key.workflow, key.step, key.attempt, try Journal.encoder.encode(stored)])
+            ).execute(arguments: [key.workflow, key.step, key.attempt, Data(stored.compactJSON)])
             let statement = try db.cachedStatement(
                 sql: """
                     INSERT OR REPLACE INTO artifacts (workflow, step, name, path, mode, sensitive, data, digest, size)

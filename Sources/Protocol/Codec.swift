@@ -89,9 +89,20 @@ public enum Codec {
     /// Encodes a message as frames `[topic?] [header] [body]`.
     public static func encode<Body: Encodable>(_ header: Header, _ body: Body, topic: String? = nil) -> [[UInt8]] {
         var frames: [[UInt8]] = []
+        frames.reserveCapacity(3)
         if let topic { frames.append(Array(topic.utf8)) }
-        frames.append(encodeJSON(header))
-        frames.append(encodeJSON(body))
+        frames.append(header.compactJSON)
+        frames.append(body is Empty ? Empty.encoded : encodeJSON(body))
+        return frames
+    }
+
+    /// Frames `[topic?] [header] [body]` around a body already encoded.
+    public static func frames(_ header: Header, body: [UInt8], topic: String? = nil) -> [[UInt8]] {
+        var frames: [[UInt8]] = []
+        frames.reserveCapacity(3)
+        if let topic { frames.append(Array(topic.utf8)) }
+        frames.append(header.compactJSON)
+        frames.append(body)
         return frames
     }
 

@@ -1,4 +1,5 @@
 import Foundation
+import ShoalSupport
 
 /// Every message type of protocol v3. Unknown types are rejected when decoded.
 public enum MessageType: String, Codable, Sendable, CaseIterable {
@@ -38,7 +39,7 @@ public struct Header: Codable, Sendable, Equatable {
 
     public init(
         type: MessageType, workflow: String? = nil, step: String? = nil, attempt: Int? = nil,
-        sender: String? = nil, re: String? = nil, id: String = UUID().uuidString.lowercased()
+        sender: String? = nil, re: String? = nil, id: String = MessageID.next()
     ) {
         self.v = WireFormat.version
         self.type = type
@@ -319,6 +320,43 @@ public struct StepResult: Codable, Sendable, Equatable {
     }
 }
 
+/// Several steps' keys in one `ack` or `confirm` (v4): the body of one whose header names no step. One whose
+/// header names its step has an empty body, as before.
+public struct KeyList: Codable, Sendable, Equatable {
+    public var keys: [StepKey]
+    /// The most keys one message carries.
+    public static let maxKeys = 4096
+    public init(keys: [StepKey]) { self.keys = keys }
+
+    /// Decodes a key list strictly: 1 to `maxKeys` keys, each with a 1-100 byte step, a DNS-label workflow and
+    /// an attempt of 1-10000.
+    /// - Throws: `DecodeError(.malformedBody)` or `DecodeError(.invalidField)`.
+    public static func decode(_ body: [UInt8]) throws(DecodeError) -> KeyList {
+        let list = try Codec.decodeBody(KeyList.self, body)
+        guard (1...maxKeys).contains(list.keys.count) else {
+            throw DecodeError(.invalidField, "a key list has 1-\(maxKeys) keys, not \(list.keys.count)")
+        }
+        for key in list.keys {
+            guard Names.isDNSLabel(key.workflow), (1...100).contains(key.step.utf8.count),
+                (1...10_000).contains(key.attempt)
+            else { throw DecodeError(.invalidField, "a key list names an invalid key") }
+        }
+        return list
+    }
+
+    /// The body as JSON, written directly.
+    public var compactJSON: [UInt8] {
+        var json = CompactJSON(capacity: 16 + 80 * keys.count)
+        json.beginObject()
+        json.key("keys")
+        json.beginArray()
+        for key in keys { json.stepKey(key) }
+        json.endArray()
+        json.endObject()
+        return json.bytes
+    }
+}
+
 /// A reply to a frame that could not be accepted.
 public struct ErrorReply: Codable, Sendable, Equatable {
     public var reason: String
@@ -363,6 +401,8 @@ public struct Accepted: Codable, Sendable, Equatable {
 /// An empty body, for messages whose header says it all.
 public struct Empty: Codable, Sendable, Equatable {
     public init() {}
+    /// `{}`, as every encoder writes it.
+    static let encoded: [UInt8] = [UInt8(ascii: "{"), UInt8(ascii: "}")]
 }
 
 /// A workflow that acts on an earlier one (its target): run the health checks

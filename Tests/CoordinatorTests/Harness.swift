@@ -112,6 +112,8 @@ final class RawAgent {
     let dealer: Socket
     let subscriber: Socket
     var heartbeats = true
+    /// Steps it says it runs at once (hello).
+    var capacity = 1
     private var lastHeartbeat = ContinuousClock.now
     /// Control messages received while waiting for something else.
     var controlInbox: [Envelope] = []
@@ -132,7 +134,7 @@ final class RawAgent {
 
     /// Hello, welcome, then the subscription to its own topic.
     func sendHello() throws {
-        try send(Header(type: .hello, sender: id), Hello(agent: id, role: role, host: "test", pid: 1, capacity: 1, version: "test"))
+        try send(Header(type: .hello, sender: id), Hello(agent: id, role: role, host: "test", pid: 1, capacity: capacity, version: "test"))
     }
 
     func join() throws {
@@ -156,6 +158,18 @@ final class RawAgent {
 
     func ack(_ key: StepKey) throws {
         try send(Header(type: .ack, workflow: key.workflow, step: key.step, attempt: key.attempt, sender: id), Empty())
+    }
+
+    /// One `ack` listing several steps (v4).
+    func ack(_ keys: [StepKey]) throws {
+        running.formUnion(keys)
+        _ = try dealer.send(Codec.frames(Header(type: .ack, sender: id), body: KeyList(keys: keys).compactJSON), wait: false)
+    }
+
+    /// The keys a `confirm` confirms: the one its header names, or those its body lists.
+    func confirmed(_ confirm: Envelope) throws -> [StepKey] {
+        if let key = confirm.header.stepKey { return [key] }
+        return try KeyList.decode(confirm.body).keys
     }
 
     func result(_ key: StepKey, values: [String: JSONValue] = [:], outcome: StepOutcome = .succeeded) throws {
