@@ -66,9 +66,9 @@ public final class AgentService: Service {
                                                 configuration: configuration, logger: logger)
                                         }
                                         race.addTask {
-                                            while !abandoned.contains(key) && lease.isHeld && !Task.isCancelled {
-                                                try? await Task.sleep(for: .milliseconds(50))
-                                            }
+                                            // Woken when the lease is lost (revoked, or run out: the session
+                                            // checks) or the race is over; no timer per step.
+                                            await lease.waitUntilLost()
                                             return nil
                                         }
                                         let first = await race.next() ?? nil
@@ -372,6 +372,8 @@ struct AgentSession {
                 }
             }
             if ready[resultsIndex] { results.wakeup.drain() }
+            // Leases that ran out without news from the coordinator end their steps' races.
+            leases.endLapsed()
             var sentResults = false
             for (key, result) in results.takeAll() {
                 leases.remove(key)
