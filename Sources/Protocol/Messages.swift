@@ -1,7 +1,7 @@
 import Foundation
 import ShoalSupport
 
-/// Every message type of protocol v3. Unknown types are rejected when decoded.
+/// Every message type of protocol v4. Unknown types are rejected when decoded.
 public enum MessageType: String, Codable, Sendable, CaseIterable {
     // agent -> coordinator (DEALER -> ROUTER)
     case hello, heartbeat, ack, result, bye, fetch
