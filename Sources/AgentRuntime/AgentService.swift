@@ -554,28 +554,34 @@ struct AgentSession {
         return nil
     }
 
-    /// A step published to this agent: acknowledge it, then run it once.
+    /// A step published to this agent (or, v4, several of one workflow): acknowledge each, then run it once.
     private mutating func handleStep(_ frames: [[UInt8]], dealer: Socket) {
         guard frames.count == 3 else {
             reject(DecodeError(.frameCount, "a step has 3 frames (topic, header, body), got \(frames.count)"))
             return
         }
-        let envelope: Envelope
-        let assignment: StepAssignment
+        let steps: [(StepKey, StepAssignment)]
         do throws(DecodeError) {
-            envelope = try Codec.decode(frames.dropFirst())
-            guard envelope.header.type == .step else {
-                throw DecodeError(.unexpectedType, "'\(envelope.header.type.rawValue)' on the step topic")
+            let envelope = try Codec.decode(frames.dropFirst())
+            let header = envelope.header
+            guard header.type == .step else {
+                throw DecodeError(.unexpectedType, "'\(header.type.rawValue)' on the step topic")
             }
-            assignment = try envelope.decode(StepAssignment.self)
+            if let key = header.stepKey {
+                steps = [(key, try envelope.decode(StepAssignment.self))]
+            } else if let workflow = header.workflow, header.step == nil, header.attempt == nil {
+                steps = try StepBatch.decode(envelope.body, workflow: workflow)
+            } else {
+                throw DecodeError(.invalidField, "a step needs workflow, step and attempt")
+            }
         } catch {
             reject(error)
             return
         }
-        guard let key = envelope.header.stepKey else {
-            reject(DecodeError(.invalidField, "a step needs workflow, step and attempt"))
-            return
-        }
+        for (key, assignment) in steps { accept(key, assignment, dealer: dealer) }
+    }
+
+    private mutating func accept(_ key: StepKey, _ assignment: StepAssignment, dealer: Socket) {
         guard assignment.role == configuration.role else {
             reject(DecodeError(.invalidField, "step for role \(assignment.role.rawValue) sent to a \(configuration.role.rawValue) agent"))
             return

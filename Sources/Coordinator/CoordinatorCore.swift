@@ -131,6 +131,14 @@ final class CoordinatorCore {
     /// Steps published this turn, whose ack deadline starts once they are sent.
     private var published: [(workflow: String, step: Int, attempt: Int)] = []
     private var pendingOutputs: [(workflow: String, artifacts: [Artifact])] = []
+    struct OutgoingStepsKey: Hashable {
+        var agent: String
+        var workflow: String
+    }
+    /// Steps published this turn, by agent and workflow: one `step` message for each (v4).
+    private var outgoingSteps:
+        [OutgoingStepsKey: (request: [UInt8], steps: [(name: String, attempt: Int, assignment: AssignmentWithoutRequest)])] =
+            [:]
     /// Results confirmed this turn, by agent connection: one `confirm` per connection per turn (v4).
     private var confirms: [[UInt8]: (re: String, keys: [StepKey])] = [:]
     private var lastHeartbeatSent: Int64 = 0
@@ -207,6 +215,7 @@ final class CoordinatorCore {
     ///   coordinator must stop, as it cannot record what it would do.
     func drainOutbox() throws -> [Outgoing] {
         schedule()
+        flushSteps()
         publishChanges()
         let commitStarted = ContinuousClock.now
         try journal.commit(batch)
@@ -1029,15 +1038,42 @@ final class CoordinatorCore {
             logger.error("journal read failed", metadata: ["error": "\(error)"])
             return
         }
-        let header = Header(type: .step, workflow: live.id, step: step.name, attempt: step.attempt)
-        var frames = Codec.encode(header, Empty(), topic: WireFormat.agentTopic(agent))
-        frames[frames.count - 1] = WireJSON.splice(
-            WireJSON.encode(assignment), key: "request", raw: live.requestJSON)
-        outbox.append(.publish(frames))
+        outgoingSteps[OutgoingStepsKey(agent: agent, workflow: live.id), default: (live.requestJSON, [])].steps.append(
+            (step.name, step.attempt, assignment))
         live.deliveries[position, default: Delivery()].publishes += 1
         published.append((live.id, position, step.attempt))
         logger.debug(
             "step published", metadata: ["workflow.id": "\(live.id)", "step": "\(step.name)", "agent.id": "\(agent)"])
+    }
+
+    /// The steps published this turn: one to an agent alone as `step` naming it in its header, several of one
+    /// workflow as one `step` listing them (the workflow's request once).
+    private func flushSteps() {
+        for (key, outgoing) in outgoingSteps {
+            let topic = WireFormat.agentTopic(key.agent)
+            if outgoing.steps.count == 1, let step = outgoing.steps.first {
+                let header = Header(type: .step, workflow: key.workflow, step: step.name, attempt: step.attempt)
+                outbox.append(
+                    .publish(
+                        Codec.frames(header, body: step.assignment.compactJSON(request: outgoing.request), topic: topic)))
+                continue
+            }
+            for start in stride(from: 0, to: outgoing.steps.count, by: StepBatch.maxSteps) {
+                var json = CompactJSON(capacity: 256 + outgoing.request.count)
+                json.beginObject()
+                json.key("request")
+                json.raw(outgoing.request)
+                json.key("steps")
+                json.beginArray()
+                for step in outgoing.steps[start..<min(start + StepBatch.maxSteps, outgoing.steps.count)] {
+                    step.assignment.write(to: &json, request: nil, step: (step.name, step.attempt))
+                }
+                json.endArray()
+                json.endObject()
+                outbox.append(.publish(Codec.frames(Header(type: .step, workflow: key.workflow), body: json.bytes, topic: topic)))
+            }
+        }
+        outgoingSteps = [:]
     }
 
     /// The ancestors of a step that produced values or artifacts, computed
@@ -1292,6 +1328,64 @@ struct AssignmentWithoutRequest: Encodable {
     var params: [String: JSONValue]
     var inputs: [String: [String: JSONValue]]
     var artifacts: [ArtifactRef]
+
+    /// The `StepAssignment` with `request` (encoded once per workflow) added, written directly.
+    func compactJSON(request: [UInt8]) -> [UInt8] {
+        var json = CompactJSON(capacity: 128 + request.count)
+        write(to: &json, request: request, step: nil)
+        return json.bytes
+    }
+
+    /// The object, with the request (a `StepAssignment`) or with the step's name and attempt (a
+    /// `StepBatch.Entry`).
+    func write(to json: inout CompactJSON, request: [UInt8]?, step: (name: String, attempt: Int)?) {
+        json.beginObject()
+        json.key("artifacts")
+        json.beginArray()
+        for artifact in artifacts {
+            json.beginObject()
+            json.key("digest")
+            json.string(artifact.digest)
+            json.key("mode")
+            json.integer(artifact.mode)
+            json.key("name")
+            json.string(artifact.name)
+            if let path = artifact.path {
+                json.key("path")
+                json.string(path)
+            }
+            json.key("sensitive")
+            json.bool(artifact.sensitive)
+            json.key("size")
+            json.integer(artifact.size)
+            json.endObject()
+        }
+        json.endArray()
+        if let step {
+            json.key("attempt")
+            json.integer(step.attempt)
+        }
+        json.key("inputs")
+        json.beginObject()
+        for name in inputs.keys.sorted() {
+            json.key(name)
+            json.object(inputs[name]!)
+        }
+        json.endObject()
+        json.key("params")
+        json.object(params)
+        if let request {
+            json.key("request")
+            json.raw(request)
+        }
+        json.key("role")
+        json.string(role.rawValue)
+        if let step {
+            json.key("step")
+            json.string(step.name)
+        }
+        json.endObject()
+    }
 }
 
 /// A workflow's journal row before its request is spliced in (the keys of

@@ -1,7 +1,7 @@
 import Foundation
 import ShoalSupport
 
-/// Every message type of protocol v3. Unknown types are rejected when decoded.
+/// Every message type of protocol v4. Unknown types are rejected when decoded.
 public enum MessageType: String, Codable, Sendable, CaseIterable {
     // agent -> coordinator (DEALER -> ROUTER)
     case hello, heartbeat, ack, result, bye, fetch
@@ -285,6 +285,62 @@ public struct StepAssignment: Codable, Sendable, Equatable {
         self.params = params
         self.inputs = inputs
         self.artifacts = artifacts
+    }
+}
+
+/// Several steps of one workflow for one agent in one `step` message (v4): its header names the workflow but
+/// no step, and the workflow's request comes once for them all.
+public struct StepBatch: Codable, Sendable, Equatable {
+    /// One step of the batch: a `StepAssignment` without the request, with its step name and attempt.
+    public struct Entry: Codable, Sendable, Equatable {
+        public var step: String
+        public var attempt: Int
+        public var role: Role
+        public var params: [String: JSONValue]
+        public var inputs: [String: [String: JSONValue]]
+        public var artifacts: [ArtifactRef]
+        public init(
+            step: String, attempt: Int, role: Role, params: [String: JSONValue],
+            inputs: [String: [String: JSONValue]], artifacts: [ArtifactRef]
+        ) {
+            self.step = step
+            self.attempt = attempt
+            self.role = role
+            self.params = params
+            self.inputs = inputs
+            self.artifacts = artifacts
+        }
+    }
+
+    public var request: WorkflowRequest
+    public var steps: [Entry]
+    /// The most steps one batch carries.
+    public static let maxSteps = 1024
+
+    public init(request: WorkflowRequest, steps: [Entry]) {
+        self.request = request
+        self.steps = steps
+    }
+
+    /// Decodes a batch strictly and names its steps: 1 to `maxSteps` of them, each with a 1-100 byte step
+    /// name and an attempt of 1-10000.
+    /// - Throws: `DecodeError(.malformedBody)` or `DecodeError(.invalidField)`.
+    public static func decode(_ body: [UInt8], workflow: String) throws(DecodeError) -> [(StepKey, StepAssignment)] {
+        let batch = try Codec.decodeBody(StepBatch.self, body)
+        guard (1...maxSteps).contains(batch.steps.count) else {
+            throw DecodeError(.invalidField, "a step batch has 1-\(maxSteps) steps, not \(batch.steps.count)")
+        }
+        return try batch.steps.map { entry throws(DecodeError) in
+            guard (1...100).contains(entry.step.utf8.count), (1...10_000).contains(entry.attempt) else {
+                throw DecodeError(.invalidField, "a step of a batch has an invalid name or attempt")
+            }
+            return (
+                StepKey(workflow: workflow, step: entry.step, attempt: entry.attempt),
+                StepAssignment(
+                    role: entry.role, request: batch.request, params: entry.params, inputs: entry.inputs,
+                    artifacts: entry.artifacts)
+            )
+        }
     }
 }
 

@@ -117,6 +117,8 @@ final class RawAgent {
     private var lastHeartbeat = ContinuousClock.now
     /// Control messages received while waiting for something else.
     var controlInbox: [Envelope] = []
+    /// Steps of a batch not looked at yet.
+    private var stepInbox: [(Header, StepAssignment)] = []
 
     /// - Parameter keys: its own key pair; the coordinator's shared test key when nil.
     init(id: String, role: Role, coordinator: TestCoordinator, context: Context, keys: CurveKeyPair? = nil) throws {
@@ -202,9 +204,21 @@ final class RawAgent {
             }
             if ready[1], let frames = try subscriber.receive(wait: false) {
                 let envelope = try Codec.decode(frames.dropFirst())
-                if envelope.header.type == .step, let value = try until((envelope.header, try envelope.decode(StepAssignment.self)), nil) {
-                    return value
+                if envelope.header.type == .step {
+                    if envelope.header.stepKey != nil {
+                        stepInbox.append((envelope.header, try envelope.decode(StepAssignment.self)))
+                    } else {
+                        // Several steps of one workflow in one message (v4).
+                        for (key, assignment) in try StepBatch.decode(envelope.body, workflow: envelope.header.workflow ?? "") {
+                            stepInbox.append(
+                                (Header(type: .step, workflow: key.workflow, step: key.step, attempt: key.attempt), assignment))
+                        }
+                    }
                 }
+            }
+            while !stepInbox.isEmpty {
+                let step = stepInbox.removeFirst()
+                if let value = try until(step, nil) { return value }
             }
         }
         return nil

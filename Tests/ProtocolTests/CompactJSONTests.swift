@@ -131,6 +131,22 @@ import Testing
         #expect(throws: DecodeError.self) { try KeyList.decode(KeyList(keys: keys).compactJSON) }
     }
 
+    @Test func stepBatchesNameTheirStepsAndRefuseBadOnes() throws {
+        let entry = StepBatch.Entry(step: "bench/1", attempt: 1, role: .bench, params: [:], inputs: [:], artifacts: [])
+        let batch = StepBatch(request: WorkflowRequest(), steps: [entry, entry])
+        let steps = try StepBatch.decode(Array(try JSONEncoder().encode(batch)), workflow: "w")
+        #expect(steps.map(\.0) == [StepKey(workflow: "w", step: "bench/1", attempt: 1), StepKey(workflow: "w", step: "bench/1", attempt: 1)])
+        #expect(steps[0].1.role == .bench && steps[0].1.request == WorkflowRequest())
+        for bad in [
+            StepBatch(request: WorkflowRequest(), steps: []),
+            StepBatch(request: WorkflowRequest(), steps: [StepBatch.Entry(step: "", attempt: 1, role: .bench, params: [:], inputs: [:], artifacts: [])]),
+            StepBatch(request: WorkflowRequest(), steps: [StepBatch.Entry(step: "s", attempt: 0, role: .bench, params: [:], inputs: [:], artifacts: [])]),
+        ] {
+            #expect(throws: DecodeError.self) { try StepBatch.decode(Array(try JSONEncoder().encode(bad)), workflow: "w") }
+        }
+        #expect(throws: DecodeError.self) { try StepBatch.decode(Array(#"{"steps":[]}"#.utf8), workflow: "w") }
+    }
+
     @Test func messageIDsAreDistinctAndWithinTheHeaderLimit() {
         let ids = (0..<10_000).map { _ in MessageID.next() }
         #expect(Set(ids).count == ids.count)
