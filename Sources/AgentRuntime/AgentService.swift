@@ -66,9 +66,9 @@ public final class AgentService: Service {
                                                 configuration: configuration, logger: logger)
                                         }
                                         race.addTask {
-                                            while !abandoned.contains(key) && lease.isHeld && !Task.isCancelled {
-                                                try? await Task.sleep(for: .milliseconds(50))
-                                            }
+                                            // Woken when the lease is lost (revoked, or run out: the session
+                                            // checks) or the race is over; no timer per step.
+                                            await lease.waitUntilLost()
                                             return nil
                                         }
                                         let first = await race.next() ?? nil
@@ -105,9 +105,12 @@ public final class AgentService: Service {
         handler: any StepHandler, configuration: AgentConfiguration, logger: Logger
     ) async -> StepResult? {
         var logger = logger
-        logger[metadataKey: "workflow.id"] = "\(key.workflow)"
-        logger[metadataKey: "step"] = "\(key.step)"
-        logger[metadataKey: "attempt"] = "\(key.attempt)"
+        // Set at once: a handler may work on its whole metadata at every change (StreamLogHandler renders it).
+        var metadata = logger.handler.metadata
+        metadata["workflow.id"] = "\(key.workflow)"
+        metadata["step"] = "\(key.step)"
+        metadata["attempt"] = "\(key.attempt)"
+        logger.handler.metadata = metadata
         let context = StepContext(
             key: key, assignment: assignment, artifacts: artifacts, agentID: configuration.id, logger: logger,
             lease: lease)
@@ -204,6 +207,8 @@ struct AgentSession {
     /// Steps received in this loop pass, acknowledged together at its end unless their result goes first
     /// (a result implies the ack).
     private var pendingAcks: [StepKey] = []
+    /// When the oldest of `pendingAcks` was received.
+    private var acksPendingSince: Int64 = 0
     private var lastLoop: Int64 = 0
     private var welcomed = false
     private var heartbeatInterval: Int64
@@ -282,6 +287,11 @@ struct AgentSession {
         }
     }
 
+    /// How long acks wait for their steps' results (milliseconds): a step that ends sooner is acknowledged by
+    /// its result alone, which the coordinator handles in one loop turn (one journal commit, one event) instead
+    /// of two. Far below any ack timeout; heartbeats and a bye send the waiting acks first.
+    static let ackDelay: Int64 = 5
+
     /// How long a step's lease lasts without news from the coordinator: its liveness window for this agent.
     private var leaseWindow: Duration { .milliseconds(heartbeatInterval * Int64(liveness)) }
 
@@ -318,6 +328,7 @@ struct AgentSession {
                     logger.info("agent handing back its running steps", metadata: ["running": "\(running.count)"])
                 }
                 leases.revokeAll()
+                sendAcks(sockets.dealer)
                 send(sockets.dealer, Header(type: .bye, sender: configuration.id), Empty())
                 break
             }
@@ -335,7 +346,9 @@ struct AgentSession {
             let resultsIndex = poller.add(fileDescriptor: results.wakeup.fileDescriptor)
             let stopIndex = poller.add(fileDescriptor: stop.wakeup.fileDescriptor)
             let monitorIndex = poller.add(sockets.monitor.socket)
-            let ready = try poller.poll(timeoutMilliseconds: Int(max(10, min(100, heartbeatInterval / 4))))
+            var timeout = max(10, min(100, heartbeatInterval / 4))
+            if !pendingAcks.isEmpty { timeout = max(1, min(timeout, acksPendingSince + Self.ackDelay - now())) }
+            let ready = try poller.poll(timeoutMilliseconds: Int(timeout))
             if ready[stopIndex] { stop.wakeup.drain() }
             if ready[monitorIndex] { logHandshakes(sockets.monitor) }
             if ready[dealerIndex] {
@@ -359,6 +372,8 @@ struct AgentSession {
                 }
             }
             if ready[resultsIndex] { results.wakeup.drain() }
+            // Leases that ran out without news from the coordinator end their steps' races.
+            leases.endLapsed()
             var sentResults = false
             for (key, result) in results.takeAll() {
                 leases.remove(key)
@@ -373,8 +388,8 @@ struct AgentSession {
                 sentResults = true
             }
             if sentResults && !pendingAcks.isEmpty { pendingAcks.removeAll { record.unconfirmed.contains($0) } }
-            sendAcks(sockets.dealer)
             let time = now()
+            if !pendingAcks.isEmpty && time - acksPendingSince >= Self.ackDelay { sendAcks(sockets.dealer) }
             if !welcomed && time - lastHello >= heartbeatInterval {
                 sendHello(sockets.dealer)
             }
@@ -384,6 +399,7 @@ struct AgentSession {
                 // A step whose result is not confirmed yet is still this agent's: listing it keeps the coordinator
                 // from taking it for dropped when the result was lost with a reconnect and is on its way again.
                 let held = running.union(record.unconfirmed).sorted { $0.description < $1.description }
+                sendAcks(sockets.dealer)
                 send(
                     sockets.dealer, Header(type: .heartbeat, sender: configuration.id),
                     Heartbeat(inFlight: held, rejected: rejected.isEmpty ? nil : rejected))
@@ -457,6 +473,11 @@ struct AgentSession {
                 logger.debug("send failed", metadata: ["error": "\(error)"])
             }
         }
+    }
+
+    private mutating func queueAck(_ key: StepKey) {
+        if pendingAcks.isEmpty { acksPendingSince = now() }
+        pendingAcks.append(key)
     }
 
     private mutating func reject(_ error: DecodeError) {
@@ -568,7 +589,8 @@ struct AgentSession {
         // A draining agent does not acknowledge: the coordinator gives the step to another.
         if draining { return }
         if running.contains(key) {
-            pendingAcks.append(key)
+            // Published again: the coordinator missed the ack, or waits for it.
+            if !pendingAcks.contains(key) { queueAck(key) }
             return
         }
         if let result = record.results[key] {
@@ -576,7 +598,7 @@ struct AgentSession {
             sendResult(key, result, dealer: dealer)
             return
         }
-        pendingAcks.append(key)
+        queueAck(key)
         running.insert(key)
         resolve(key, assignment, dealer: dealer)
     }
