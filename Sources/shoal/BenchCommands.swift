@@ -196,6 +196,8 @@ struct BenchRunCommand: AsyncParsableCommand {
     @Option(help: "Steps of the workflow.") var steps = 1000
     @Option(help: "Submit this many one-step workflows instead, and wait for all.") var workflows: Int?
     @Option(help: "The coordinator's pid, for its CPU time.") var coordinatorPid: Int32?
+    @Option(help: "The coordinator's events endpoint: subscribed to before the workload is submitted.")
+    var events: String?
     @OptionGroup var security: ClientSecurityOptions
 
     func validate() throws {
@@ -207,6 +209,7 @@ struct BenchRunCommand: AsyncParsableCommand {
     func run() async throws {
         let curve = try security.curveKeys()
         let (coordinator, shape, steps, workflows, pid) = (self.coordinator, self.shape, self.steps, self.workflows, self.coordinatorPid)
+        let events = self.events
         let line = try await runBlocking {
             let client = try CoordinatorClient(endpoint: coordinator, curve: curve)
             let cpuBefore = pid.map(cpuSeconds) ?? 0
@@ -215,7 +218,8 @@ struct BenchRunCommand: AsyncParsableCommand {
             if let workflows {
                 fields = try BenchRunCommand.many(client, workflows)
             } else {
-                fields = try BenchRunCommand.one(client, coordinator: coordinator, curve: curve, shape: shape, steps: steps)
+                fields = try BenchRunCommand.one(
+                    client, coordinator: coordinator, events: events, curve: curve, shape: shape, steps: steps)
             }
             fields.append("wall_s=\(format((ContinuousClock.now - started).seconds))")
             if let pid { fields.append("coordinator_cpu_s=\(format(cpuSeconds(pid) - cpuBefore))") }
@@ -241,32 +245,39 @@ struct BenchRunCommand: AsyncParsableCommand {
     }
 
     private static func one(
-        _ client: CoordinatorClient, coordinator: String, curve: CurveClientKeys?, shape: String, steps: Int
+        _ client: CoordinatorClient, coordinator: String, events: String?, curve: CurveClientKeys?, shape: String,
+        steps: Int
     ) throws -> [String] {
         guard let planShape = BenchPlanParams.Shape(rawValue: shape) else {
             throw ShoalError(.invalidInput, "--shape: chain or independent")
         }
+        // One thread receives and time-stamps the events, this one decodes them: an event that is slow to
+        // decode (the plan's, which lists every step) does not delay the stamps of those queued behind it.
+        // With the events endpoint given, every workflow's events are subscribed to before the submit (the
+        // subscription has the plan step's time to arrive), and this workflow's are picked out.
+        let inbox = EventInbox()
+        func startReceiver(_ endpoint: String, _ topic: String) {
+            Thread {
+                do {
+                    try receiveEvents(endpoint: endpoint, topic: topic, curve: curve, into: inbox)
+                } catch {
+                    inbox.fail(error)
+                }
+            }.start()
+        }
+        defer { inbox.stop() }
+        if let events { startReceiver(events, "workflow/") }
         let accepted = try client.submit(
             Submit(
                 request: WorkflowRequest(), planner: .bench,
                 planParams: BenchPlanParams(shape: planShape, steps: steps)))
         let workflow = accepted.workflow
-        guard let port = accepted.eventsPort, let colon = coordinator.lastIndex(of: ":") else {
-            throw ShoalError(.invalidInput, "the coordinator announced no events port")
-        }
-        let endpoint = "\(coordinator[..<colon]):\(port)"
-        // One thread receives and time-stamps the events, this one decodes them: an event that is slow to
-        // decode (the plan's, which lists every step) does not delay the stamps of those queued behind it.
-        let inbox = EventInbox()
-        let receiver = Thread {
-            do {
-                try receiveEvents(endpoint: endpoint, workflow: workflow, curve: curve, into: inbox)
-            } catch {
-                inbox.fail(error)
+        if events == nil {
+            guard let port = accepted.eventsPort, let colon = coordinator.lastIndex(of: ":") else {
+                throw ShoalError(.invalidInput, "the coordinator announced no events port")
             }
+            startReceiver("\(coordinator[..<colon]):\(port)", WireFormat.workflowTopic(workflow))
         }
-        receiver.start()
-        defer { inbox.stop() }
         // Finish times (seconds since `origin`) of each step, as events report them.
         let origin = inbox.origin
         var finished = [Double](repeating: -1, count: steps)
@@ -279,7 +290,8 @@ struct BenchRunCommand: AsyncParsableCommand {
             let received = try inbox.take(timeout: .milliseconds(200))
             if !received.isEmpty { lastEvent = ContinuousClock.now }
             for (at, body) in received {
-                guard let event = try? decoder.decode(BenchEvent.self, from: body) else { continue }
+                guard let event = try? decoder.decode(BenchEvent.self, from: body), event.workflow == workflow
+                else { continue }
                 let now = (at - origin).seconds
                 for step in event.steps where step.state.isFinished {
                     if step.name == StepName.plan.wireName {
@@ -340,20 +352,21 @@ private struct BenchEvent: Decodable {
         var name: String
         var state: StepSnapshot.State
     }
+    var workflow: String
     var state: WorkflowSnapshot.State
     var steps: [Step]
 }
 
 /// Receives a workflow's events until `inbox` is stopped; each body is stamped when it arrives. The socket lives
 /// on this thread only.
-private func receiveEvents(endpoint: String, workflow: String, curve: CurveClientKeys?, into inbox: EventInbox) throws {
+private func receiveEvents(endpoint: String, topic: String, curve: CurveClientKeys?, into inbox: EventInbox) throws {
     let context = Context()
     let subscriber = try Socket(context: context, type: .sub)
     try subscriber.set(.maxMessageSize, Int64(WireFormat.maxMessageBytes))
     try subscriber.set(.receiveHighWaterMark, 0)
     if let curve { try subscriber.makeCurveClient(curve) }
     try subscriber.connect(endpoint)
-    try subscriber.subscribe(WireFormat.workflowTopic(workflow))
+    try subscriber.subscribe(topic)
     defer { subscriber.close() }
     while !inbox.isStopped {
         var poller = Poller()
