@@ -68,7 +68,11 @@ public struct Journal: Sendable {
             try Journal.migrator.migrate(queue)
             try Journal.addDigests(queue, cipher: cipher)
             if backgroundCheckpoints {
-                try queue.writeWithoutTransaction { db in try db.execute(sql: "PRAGMA wal_autocheckpoint = 0") }
+                try queue.writeWithoutTransaction { db in
+                    try db.execute(sql: "PRAGMA wal_autocheckpoint = 0")
+                    // A log that grew during a burst is cut back to this when it starts over.
+                    try db.execute(sql: "PRAGMA journal_size_limit = \(WALCheckpointer.writerCheckpointBytes)")
+                }
                 checkpointer = try WALCheckpointer(path: path, configuration: configuration)
             } else {
                 checkpointer = nil
@@ -657,8 +661,9 @@ public struct JournalBatch: Sendable {
 
 /// Copies the write-ahead log into the database on a thread of its own, through a connection of its own:
 /// a passive checkpoint never blocks the writer, so the coordinator's commits never wait for one (nor for its
-/// fsyncs). It runs every 50 ms, and again at once while the log had more than it copied. Should it fall far
-/// behind under a long burst of commits, the writer checkpoints itself once the log passes 64 MiB.
+/// fsyncs). It runs every 50 ms. The log starts over only when a commit finds it all copied, which a steady
+/// stream of commits (a long chain) rarely allows: once the log passes 16 MiB, the writer finishes the copy
+/// itself (what the thread left, a fraction of the log), at most once every 256 commits.
 final class WALCheckpointer: @unchecked Sendable {  // `commits` is used by the writer's thread only
     private final class Stop: @unchecked Sendable {  // `stopped` is guarded by `condition`
         let condition = NSCondition()
@@ -669,7 +674,7 @@ final class WALCheckpointer: @unchecked Sendable {  // `commits` is used by the 
     private let walPath: String
     private var commits = 0
     static let interval: TimeInterval = 0.05
-    static let writerCheckpointBytes = 64 << 20
+    static let writerCheckpointBytes = 16 << 20
 
     init(path: String, configuration: Configuration) throws {
         walPath = path + "-wal"
@@ -682,14 +687,8 @@ final class WALCheckpointer: @unchecked Sendable {  // `commits` is used by the 
                     return stop.stopped
                 }
                 if stopped { break }
-                // Busy (the writer resets the log, or a checkpoint of its own) just means "next time".
-                for _ in 0..<8 {
-                    guard
-                        let (frames, copied) = try? connection.writeWithoutTransaction({ db in
-                            try db.checkpoint(.passive)
-                        }), copied < frames
-                    else { break }
-                }
+                // Busy (the writer's own checkpoint) just means "next time".
+                _ = try? connection.writeWithoutTransaction { db in try db.checkpoint(.passive) }
             }
         }
         thread.name = "shoal-checkpoint"
@@ -703,11 +702,11 @@ final class WALCheckpointer: @unchecked Sendable {  // `commits` is used by the 
         }
     }
 
-    /// Called before each commit, on the writer's thread: every 1024 commits, a log past 64 MiB is checkpointed
+    /// Called before each commit, on the writer's thread: every 256 commits, a log past 16 MiB is checkpointed
     /// by the writer.
     func committed(_ queue: DatabaseQueue) {
         commits &+= 1
-        guard commits % 1024 == 0 else { return }
+        guard commits % 256 == 0 else { return }
         var status = stat()
         guard stat(walPath, &status) == 0, Int(status.st_size) > WALCheckpointer.writerCheckpointBytes else { return }
         _ = try? queue.writeWithoutTransaction { db in try db.checkpoint(.passive) }
