@@ -17,7 +17,16 @@ private func fuzzFrames(_ bytes: ArraySlice<UInt8>) {
     _ = try? envelope.decode(StepAssignment.self)
     _ = try? envelope.decode(Heartbeat.self)
     _ = try? envelope.decode(Submit.self)
+    _ = try? KeyList.decode(envelope.body)
+    _ = try? StepBatch.decode(envelope.body, workflow: envelope.header.workflow ?? "w")
     _ = envelope.header.stepKey?.description
+    // What shoal writes directly must read back: the header, and a result body that decodes.
+    _ = FastHeader.parse(envelope.header.compactJSON)
+    if let result = try? envelope.decode(StepResult.self) {
+        precondition(
+            (try? JSONDecoder().decode(StepResult.self, from: Data(result.compactJSON))) != nil,
+            "a result written directly reads back")
+    }
 }
 
 /// The request decoder: a workflow request as `submit` carries it, its checks, and any JSON value in it.
