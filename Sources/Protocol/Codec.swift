@@ -2,11 +2,13 @@ import Foundation
 import Logging
 import ShoalSupport
 
-/// Wire constants of protocol v3 (v2: events carry what changed, `list`
+/// Wire constants of protocol v4 (v2: events carry what changed, `list`
 /// replies leave steps out, steps carry `params` and `failures`; v3: step
-/// assignments name artifacts by digest and agents `fetch` their bytes).
+/// assignments name artifacts by digest and agents `fetch` their bytes; v4:
+/// the coordinator answers heartbeats instead of sending its own, and an
+/// agent holding no step heartbeats at the idle interval it was granted).
 public enum WireFormat {
-    public static let version = 3
+    public static let version = 4
     /// Bytes of an artifact one `fetch-reply` carries at most (256 KiB).
     public static let fetchChunkBytes = 256 << 10
     /// Largest artifact an assignment may name: what a result can carry inline (base64 makes 4 bytes of 3,

@@ -168,10 +168,10 @@ import Testing
                 ([Array("garbage".utf8)], .frameCount),
                 ([Array("garbage".utf8), []], .malformedHeader),
                 ([Array(#"{"v":9,"type":"hello","id":"x","sentAt":1}"#.utf8), Array("{}".utf8)], .unsupportedVersion),
-                ([Array(#"{"v":3,"type":"nope","id":"x","sentAt":1}"#.utf8), Array("{}".utf8)], .unknownType),
-                ([Array(#"{"v":3,"type":"step","id":"x","sentAt":1}"#.utf8), Array("{}".utf8)], .unexpectedType),
-                ([Array(#"{"v":3,"type":"submit","id":"x","sentAt":1}"#.utf8), Array(#"{"request":{"nodes":0}}"#.utf8)], .invalidRequest),
-                ([Array(#"{"v":3,"type":"hello","id":"x","sentAt":1,"sender":"a"}"#.utf8), Array("[]".utf8)], .malformedBody),
+                ([Array(#"{"v":4,"type":"nope","id":"x","sentAt":1}"#.utf8), Array("{}".utf8)], .unknownType),
+                ([Array(#"{"v":4,"type":"step","id":"x","sentAt":1}"#.utf8), Array("{}".utf8)], .unexpectedType),
+                ([Array(#"{"v":4,"type":"submit","id":"x","sentAt":1}"#.utf8), Array(#"{"request":{"nodes":0}}"#.utf8)], .invalidRequest),
+                ([Array(#"{"v":4,"type":"hello","id":"x","sentAt":1,"sender":"a"}"#.utf8), Array("[]".utf8)], .malformedBody),
             ]
             for (frames, reason) in cases {
                 try dealer.send(frames)

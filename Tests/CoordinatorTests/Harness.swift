@@ -112,6 +112,8 @@ final class RawAgent {
     let dealer: Socket
     let subscriber: Socket
     var heartbeats = true
+    /// The idle heartbeat interval its hello asks for (nil: none, heartbeats at the bus's interval).
+    var idleHeartbeat: Int?
     private var lastHeartbeat = ContinuousClock.now
     /// Control messages received while waiting for something else.
     var controlInbox: [Envelope] = []
@@ -132,7 +134,10 @@ final class RawAgent {
 
     /// Hello, welcome, then the subscription to its own topic.
     func sendHello() throws {
-        try send(Header(type: .hello, sender: id), Hello(agent: id, role: role, host: "test", pid: 1, capacity: 1, version: "test"))
+        let hello = Hello(
+            agent: id, role: role, host: "test", pid: 1, capacity: 1, version: "test",
+            idleHeartbeatIntervalMilliseconds: idleHeartbeat)
+        try send(Header(type: .hello, sender: id), hello)
     }
 
     func join() throws {

@@ -14,24 +14,24 @@ enum Garbage {
         let result = Array(#"{"outcome":"succeeded","output":{"summary":"","values":{},"artifacts":[],"log":[]},"agent":"intruder","host":"x","pid":1,"startedAt":0,"finishedAt":0}"#.utf8)
         switch index % 12 {
         case 0: return [random(Int.random(in: 1..<64, using: &generator)), random(8)]
-        case 1: return [Array(#"{"v":3,"type":"hel"#.utf8), body]
+        case 1: return [Array(#"{"v":4,"type":"hel"#.utf8), body]
         case 2: return [Array(#"{"v":7,"type":"hello","id":"x","sentAt":1}"#.utf8), body]
-        case 3: return [Array(#"{"v":3,"type":"format-disk","id":"x","sentAt":1}"#.utf8), body]
-        case 4: return [Array(#"{"v":3,"type":"hello","id":"x","sentAt":1,"pad":""#.utf8) + Array(repeating: 97, count: 5000) + Array(#""}"#.utf8), body]
+        case 3: return [Array(#"{"v":4,"type":"format-disk","id":"x","sentAt":1}"#.utf8), body]
+        case 4: return [Array(#"{"v":4,"type":"hello","id":"x","sentAt":1,"pad":""#.utf8) + Array(repeating: 97, count: 5000) + Array(#""}"#.utf8), body]
         case 5: return [body]
         case 6: return [body, body, body, body]
         case 7:
-            return [Array(#"{"v":3,"type":"result","id":"x\#(index)","sentAt":1,"workflow":"nope-\#(index % 97)","step":"plan","attempt":1,"sender":"intruder"}"#.utf8), result]
+            return [Array(#"{"v":4,"type":"result","id":"x\#(index)","sentAt":1,"workflow":"nope-\#(index % 97)","step":"plan","attempt":1,"sender":"intruder"}"#.utf8), result]
         case 8:
             // A result for a step of a real workflow that was never assigned.
-            let header = #"{"v":3,"type":"result","id":"y\#(index)","sentAt":1,"workflow":"\#(workflow)","step":"plan","attempt":\#(1 + index % 50),"sender":"intruder"}"#
+            let header = #"{"v":4,"type":"result","id":"y\#(index)","sentAt":1,"workflow":"\#(workflow)","step":"plan","attempt":\#(1 + index % 50),"sender":"intruder"}"#
             return [Array(header.utf8), result]
         case 9:
-            return [Array(#"{"v":3,"type":"ack","id":"z","sentAt":1,"workflow":"\#(workflow)","step":"ghost-step","attempt":1,"sender":"intruder"}"#.utf8), body]
+            return [Array(#"{"v":4,"type":"ack","id":"z","sentAt":1,"workflow":"\#(workflow)","step":"ghost-step","attempt":1,"sender":"intruder"}"#.utf8), body]
         case 10:
             // A fetch of an artifact nobody produced.
             let digest = random(32).map { String(format: "%02x", $0) }.joined()
-            return [Array(#"{"v":3,"type":"fetch","id":"f\#(index)","sentAt":1}"#.utf8), Array(#"{"digest":"\#(digest)","offset":0}"#.utf8)]
+            return [Array(#"{"v":4,"type":"fetch","id":"f\#(index)","sentAt":1}"#.utf8), Array(#"{"digest":"\#(digest)","offset":0}"#.utf8)]
         default:
             // A v2 peer: its steps would carry artifact bytes, which this protocol names by digest.
             return [Array(#"{"v":2,"type":"hello","id":"h","sentAt":1,"sender":"intruder"}"#.utf8), body]

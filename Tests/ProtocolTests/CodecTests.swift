@@ -22,7 +22,7 @@ import Testing
     @Test func headerCarriesVersionTypeIdAndTime() throws {
         let encoded = Codec.encode(Header(type: .ack, workflow: "k3s-dev-1", step: "plan", attempt: 1, sender: "a"), Empty())
         let object = try #require(try JSONSerialization.jsonObject(with: Data(encoded[0])) as? [String: Any])
-        #expect(object["v"] as? Int == 3)
+        #expect(object["v"] as? Int == 4)
         #expect(object["type"] as? String == "ack")
         #expect((object["id"] as? String)?.isEmpty == false)
         #expect(object["sentAt"] != nil)
@@ -35,12 +35,14 @@ import Testing
         (#"{"v":1,"type":"hello","id":"x","sentAt":1}"#, .unsupportedVersion),
         // v2 steps carried artifact bytes; a v3 peer names them by digest: a v2 hello is refused.
         (#"{"v":2,"type":"hello","id":"x","sentAt":1,"sender":"docs-1"}"#, .unsupportedVersion),
-        (#"{"v":3,"type":"launch-missiles","id":"x","sentAt":1}"#, .unknownType),
-        (#"{"v":3,"type":"hello","sentAt":1}"#, .malformedHeader),
-        (#"{"v":3,"type":"hello","id":"x","sentAt":"yesterday"}"#, .malformedHeader),
-        (#"{"v":3,"type":"hello","id":"x","sentAt":1,"workflow":"../etc"}"#, .invalidField),
-        (#"{"v":3,"type":"hello","id":"x","sentAt":1,"attempt":0}"#, .invalidField),
-        (#"{"v":3,"type":"hello","id":"","sentAt":1}"#, .invalidField),
+        // v3 coordinators sent every agent a heartbeat of their own and judged idle agents on the short interval.
+        (#"{"v":3,"type":"hello","id":"x","sentAt":1,"sender":"docs-1"}"#, .unsupportedVersion),
+        (#"{"v":4,"type":"launch-missiles","id":"x","sentAt":1}"#, .unknownType),
+        (#"{"v":4,"type":"hello","sentAt":1}"#, .malformedHeader),
+        (#"{"v":4,"type":"hello","id":"x","sentAt":"yesterday"}"#, .malformedHeader),
+        (#"{"v":4,"type":"hello","id":"x","sentAt":1,"workflow":"../etc"}"#, .invalidField),
+        (#"{"v":4,"type":"hello","id":"x","sentAt":1,"attempt":0}"#, .invalidField),
+        (#"{"v":4,"type":"hello","id":"","sentAt":1}"#, .invalidField),
     ])
     func badHeadersAreRejectedWithTheirReason(header: String, reason: RejectReason) {
         #expect {
@@ -58,7 +60,7 @@ import Testing
     }
 
     @Test func oversizedHeaderIsRejectedBeforeParsing() {
-        let header = #"{"v":3,"type":"hello","id":"x","sentAt":1,"pad":""# + String(repeating: "a", count: 5000) + #""}"#
+        let header = #"{"v":4,"type":"hello","id":"x","sentAt":1,"pad":""# + String(repeating: "a", count: 5000) + #""}"#
         #expect {
             try Codec.decode(frames(header))
         } throws: { error in
@@ -67,7 +69,7 @@ import Testing
     }
 
     @Test func bodyOfTheWrongShapeIsRejected() throws {
-        let envelope = try Codec.decode(frames(#"{"v":3,"type":"hello","id":"x","sentAt":1}"#, #"{"agent":5}"#))
+        let envelope = try Codec.decode(frames(#"{"v":4,"type":"hello","id":"x","sentAt":1}"#, #"{"agent":5}"#))
         #expect {
             try envelope.decode(Hello.self)
         } throws: { error in
