@@ -177,52 +177,57 @@ struct BenchIdleAgentsCommand: AsyncParsableCommand {
         var beat = [Duration](repeating: .seconds(1), count: count)
         var nextBeat = [ContinuousClock.Instant](repeating: .now, count: count)
         for index in 0..<count { nextBeat[index] = .now + interval * (Double(index) / Double(count)) }
-        // One pass over every socket per turn, a turn every 100 ms at most: a poll over thousands of sockets
-        // for each answer would cost this process more than the coordinator.
+        // A turn every 50 ms sends the heartbeats due. The sockets are read every 10th turn only: a poll over
+        // thousands of sockets for each answer would cost this process, which shares the machine with the
+        // coordinator, more than the coordinator. Nothing is published to these agents: their subscribers are
+        // emptied every 2 s.
+        var turns = 0
         while !stopped.value {
             let turn = ContinuousClock.now
-            for index in 0..<count {
-                while let frames = try dealers[index].receive(wait: false) {
-                    guard let envelope = try? Codec.decode(frames[...]) else { continue }
-                    switch envelope.header.type {
-                    case .welcome:
-                        guard let welcome = try? envelope.decode(Welcome.self) else { continue }
-                        interval = .milliseconds(welcome.heartbeatIntervalMilliseconds)
-                        beat[index] = .milliseconds(welcome.idleHeartbeatIntervalMilliseconds ?? 0)
-                        if beat[index] <= interval { beat[index] = interval }
-                        nextBeat[index] = turn
-                        if !welcomed[index] {
-                            welcomed[index] = true
-                            welcomedCount += 1
+            turns += 1
+            if turns % 10 == 1 {
+                for index in 0..<count {
+                    while let frames = try dealers[index].receive(wait: false) {
+                        guard let envelope = try? Codec.decode(frames[...]) else { continue }
+                        switch envelope.header.type {
+                        case .welcome:
+                            guard let welcome = try? envelope.decode(Welcome.self) else { continue }
+                            interval = .milliseconds(welcome.heartbeatIntervalMilliseconds)
+                            beat[index] = .milliseconds(welcome.idleHeartbeatIntervalMilliseconds ?? 0)
+                            if beat[index] <= interval { beat[index] = interval }
+                            // A heartbeat at once, as an agent sends after its welcome; the next one sooner than the
+                            // interval, at a random point, so that agents welcomed together do not beat together.
+                            try send(index, .heartbeat, Heartbeat())
+                            nextBeat[index] = turn + beat[index] * Double.random(in: 0.05..<1)
+                            if !welcomed[index] {
+                                welcomed[index] = true
+                                welcomedCount += 1
+                            }
+                        case .rehello:
+                            if welcomed[index] {
+                                welcomed[index] = false
+                                welcomedCount -= 1
+                            }
+                            beat[index] = interval
+                            try hello(index)
+                        default:
+                            break
                         }
-                    case .rehello:
-                        if welcomed[index] {
-                            welcomed[index] = false
-                            welcomedCount -= 1
-                        }
-                        beat[index] = interval
-                        try hello(index)
-                    default:
-                        break
                     }
+                    if turns % 40 == 1 { while try subscribers[index].receive(wait: false) != nil {} }
                 }
-                while try subscribers[index].receive(wait: false) != nil {}
             }
             let now = ContinuousClock.now
-            var next = now + .milliseconds(100)
-            for index in 0..<count {
-                if nextBeat[index] <= now {
-                    nextBeat[index] = now + beat[index]
-                    try send(index, .heartbeat, Heartbeat())
-                }
-                next = min(next, nextBeat[index])
+            for index in 0..<count where nextBeat[index] <= now {
+                nextBeat[index] = now + beat[index]
+                try send(index, .heartbeat, Heartbeat())
             }
             if !announced && welcomedCount == count {
                 announced = true
                 print("ready agents=\(count)")
                 fflush(nil)
             }
-            let pause = next - ContinuousClock.now
+            let pause = turn + .milliseconds(50) - ContinuousClock.now
             if pause > .zero { Thread.sleep(forTimeInterval: pause.seconds) }
         }
         for index in 0..<count where welcomed[index] { try send(index, .bye, Empty()) }
