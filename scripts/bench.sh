@@ -66,7 +66,7 @@ start_agents() {
     done
 }
 
-run() { "$BIN" bench run --coordinator "$control" --coordinator-pid "$coordinator_pid" "${client_keys[@]}" "$@"; }
+run() { "$BIN" bench run --coordinator "$control" --events "$events" --coordinator-pid "$coordinator_pid" "${client_keys[@]}" "$@"; }
 
 echo "# shoal benchmarks $(date -u +%Y-%m-%dT%H:%MZ); $(nproc) cores ($(grep -m1 'model name' /proc/cpuinfo |
     cut -d: -f2 | sed 's/^ //')), $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo);" \

@@ -66,9 +66,9 @@ public final class AgentService: Service {
                                                 configuration: configuration, logger: logger)
                                         }
                                         race.addTask {
-                                            while !abandoned.contains(key) && lease.isHeld && !Task.isCancelled {
-                                                try? await Task.sleep(for: .milliseconds(50))
-                                            }
+                                            // Woken when the lease is lost (revoked, or run out: the session
+                                            // checks) or the race is over; no timer per step.
+                                            await lease.waitUntilLost()
                                             return nil
                                         }
                                         let first = await race.next() ?? nil
@@ -105,9 +105,12 @@ public final class AgentService: Service {
         handler: any StepHandler, configuration: AgentConfiguration, logger: Logger
     ) async -> StepResult? {
         var logger = logger
-        logger[metadataKey: "workflow.id"] = "\(key.workflow)"
-        logger[metadataKey: "step"] = "\(key.step)"
-        logger[metadataKey: "attempt"] = "\(key.attempt)"
+        // Set at once: a handler may work on its whole metadata at every change (StreamLogHandler renders it).
+        var metadata = logger.handler.metadata
+        metadata["workflow.id"] = "\(key.workflow)"
+        metadata["step"] = "\(key.step)"
+        metadata["attempt"] = "\(key.attempt)"
+        logger.handler.metadata = metadata
         let context = StepContext(
             key: key, assignment: assignment, artifacts: artifacts, agentID: configuration.id, logger: logger,
             lease: lease)
@@ -201,6 +204,11 @@ struct AgentSession {
     private var record: IdempotencyRecord
     /// When each unconfirmed result was last sent.
     private var lastSent: [StepKey: Int64] = [:]
+    /// Steps received in this loop pass, acknowledged together at its end unless their result goes first
+    /// (a result implies the ack).
+    private var pendingAcks: [StepKey] = []
+    /// When the oldest of `pendingAcks` was received.
+    private var acksPendingSince: Int64 = 0
     private var lastLoop: Int64 = 0
     private var welcomed = false
     private var heartbeatInterval: Int64
@@ -292,6 +300,11 @@ struct AgentSession {
         return succeeded
     }
 
+    /// How long acks wait for their steps' results (milliseconds): a step that ends sooner is acknowledged by
+    /// its result alone, which the coordinator handles in one loop turn (one journal commit, one event) instead
+    /// of two. Far below any ack timeout; heartbeats and a bye send the waiting acks first.
+    static let ackDelay: Int64 = 5
+
     /// How long a step's lease lasts without news from the coordinator: its liveness window for this agent.
     private var leaseWindow: Duration { .milliseconds(heartbeatInterval * Int64(liveness)) }
 
@@ -328,6 +341,7 @@ struct AgentSession {
                     logger.info("agent handing back its running steps", metadata: ["running": "\(running.count)"])
                 }
                 leases.revokeAll()
+                sendAcks(sockets.dealer)
                 send(sockets.dealer, Header(type: .bye, sender: configuration.id), Empty())
                 break
             }
@@ -345,7 +359,9 @@ struct AgentSession {
             let resultsIndex = poller.add(fileDescriptor: results.wakeup.fileDescriptor)
             let stopIndex = poller.add(fileDescriptor: stop.wakeup.fileDescriptor)
             let monitorIndex = poller.add(sockets.monitor.socket)
-            let ready = try poller.poll(timeoutMilliseconds: Int(max(10, min(100, heartbeatInterval / 4))))
+            var timeout = max(10, min(100, heartbeatInterval / 4))
+            if !pendingAcks.isEmpty { timeout = max(1, min(timeout, acksPendingSince + Self.ackDelay - now())) }
+            let ready = try poller.poll(timeoutMilliseconds: Int(timeout))
             if ready[stopIndex] { stop.wakeup.drain() }
             // A new connection (the coordinator restarted, or the network came back): a heartbeat at once, which
             // a restarted coordinator answers with `rehello`.
@@ -372,6 +388,9 @@ struct AgentSession {
                 }
             }
             if ready[resultsIndex] { results.wakeup.drain() }
+            // Leases that ran out without news from the coordinator end their steps' races.
+            leases.endLapsed()
+            var sentResults = false
             for (key, result) in results.takeAll() {
                 leases.remove(key)
                 if abandoned.take(key) {
@@ -382,8 +401,11 @@ struct AgentSession {
                 record.record(key, result)
                 lastSent[key] = now()
                 sendResult(key, result, dealer: sockets.dealer)
+                sentResults = true
             }
+            if sentResults && !pendingAcks.isEmpty { pendingAcks.removeAll { record.unconfirmed.contains($0) } }
             let time = now()
+            if !pendingAcks.isEmpty && time - acksPendingSince >= Self.ackDelay { sendAcks(sockets.dealer) }
             if !welcomed && time - lastHello >= heartbeatInterval {
                 sendHello(sockets.dealer)
             }
@@ -398,6 +420,7 @@ struct AgentSession {
                 // A step whose result is not confirmed yet is still this agent's: listing it keeps the coordinator
                 // from taking it for dropped when the result was lost with a reconnect and is on its way again.
                 let held = running.union(record.unconfirmed).sorted { $0.description < $1.description }
+                sendAcks(sockets.dealer)
                 send(
                     sockets.dealer, Header(type: .heartbeat, sender: configuration.id),
                     Heartbeat(inFlight: held, rejected: rejected.isEmpty ? nil : rejected))
@@ -451,7 +474,40 @@ struct AgentSession {
 
     private func sendResult(_ key: StepKey, _ result: StepResult, dealer: Socket) {
         let header = Header(type: .result, workflow: key.workflow, step: key.step, attempt: key.attempt, sender: configuration.id)
-        send(dealer, header, result)
+        do {
+            try dealer.send(Codec.frames(header, body: result.compactJSON), wait: false)
+        } catch {
+            logger.debug("send failed", metadata: ["error": "\(error)"])
+        }
+    }
+
+    /// Acknowledges the steps received in this loop pass: one `ack` naming its step in the header, or one
+    /// listing them all (v4).
+    private mutating func sendAcks(_ dealer: Socket) {
+        guard !pendingAcks.isEmpty else { return }
+        defer { pendingAcks.removeAll(keepingCapacity: true) }
+        if pendingAcks.count == 1, let key = pendingAcks.first {
+            send(
+                dealer,
+                Header(type: .ack, workflow: key.workflow, step: key.step, attempt: key.attempt, sender: configuration.id),
+                Empty())
+            return
+        }
+        for start in stride(from: 0, to: pendingAcks.count, by: KeyList.maxKeys) {
+            let keys = Array(pendingAcks[start..<min(start + KeyList.maxKeys, pendingAcks.count)])
+            do {
+                try dealer.send(
+                    Codec.frames(Header(type: .ack, sender: configuration.id), body: KeyList(keys: keys).compactJSON),
+                    wait: false)
+            } catch {
+                logger.debug("send failed", metadata: ["error": "\(error)"])
+            }
+        }
+    }
+
+    private mutating func queueAck(_ key: StepKey) {
+        if pendingAcks.isEmpty { acksPendingSince = now() }
+        pendingAcks.append(key)
     }
 
     private mutating func reject(_ error: DecodeError) {
@@ -498,6 +554,15 @@ struct AgentSession {
             if let key = envelope.header.stepKey {
                 record.confirm(key)
                 lastSent[key] = nil
+            } else {
+                do {
+                    for key in try KeyList.decode(envelope.body).keys {
+                        record.confirm(key)
+                        lastSent[key] = nil
+                    }
+                } catch {
+                    reject(error)
+                }
             }
         case .rehello:
             if welcomed { unansweredSince = now() }
@@ -524,42 +589,51 @@ struct AgentSession {
         return nil
     }
 
-    /// A step published to this agent: acknowledge it, then run it once.
+    /// A step published to this agent (or, v4, several of one workflow): acknowledge each, then run it once.
     private mutating func handleStep(_ frames: [[UInt8]], dealer: Socket) {
         guard frames.count == 3 else {
             reject(DecodeError(.frameCount, "a step has 3 frames (topic, header, body), got \(frames.count)"))
             return
         }
-        let envelope: Envelope
-        let assignment: StepAssignment
+        let steps: [(StepKey, StepAssignment)]
         do throws(DecodeError) {
-            envelope = try Codec.decode(frames.dropFirst())
-            guard envelope.header.type == .step else {
-                throw DecodeError(.unexpectedType, "'\(envelope.header.type.rawValue)' on the step topic")
+            let envelope = try Codec.decode(frames.dropFirst())
+            let header = envelope.header
+            guard header.type == .step else {
+                throw DecodeError(.unexpectedType, "'\(header.type.rawValue)' on the step topic")
             }
-            assignment = try envelope.decode(StepAssignment.self)
+            if let key = header.stepKey {
+                steps = [(key, try envelope.decode(StepAssignment.self))]
+            } else if let workflow = header.workflow, header.step == nil, header.attempt == nil {
+                steps = try StepBatch.decode(envelope.body, workflow: workflow)
+            } else {
+                throw DecodeError(.invalidField, "a step needs workflow, step and attempt")
+            }
         } catch {
             reject(error)
             return
         }
-        guard let key = envelope.header.stepKey else {
-            reject(DecodeError(.invalidField, "a step needs workflow, step and attempt"))
-            return
-        }
+        for (key, assignment) in steps { accept(key, assignment, dealer: dealer) }
+    }
+
+    private mutating func accept(_ key: StepKey, _ assignment: StepAssignment, dealer: Socket) {
         guard assignment.role == configuration.role else {
             reject(DecodeError(.invalidField, "step for role \(assignment.role.rawValue) sent to a \(configuration.role.rawValue) agent"))
             return
         }
         // A draining agent does not acknowledge: the coordinator gives the step to another.
         if draining { return }
-        let ack = Header(type: .ack, workflow: key.workflow, step: key.step, attempt: key.attempt, sender: configuration.id)
-        send(dealer, ack, Empty())
-        if running.contains(key) { return }
+        if running.contains(key) {
+            // Published again: the coordinator missed the ack, or waits for it.
+            if !pendingAcks.contains(key) { queueAck(key) }
+            return
+        }
         if let result = record.results[key] {
-            // Seen before: the stored result answers, the step does not run again.
+            // Seen before: the stored result answers (and acknowledges), the step does not run again.
             sendResult(key, result, dealer: dealer)
             return
         }
+        queueAck(key)
         running.insert(key)
         resolve(key, assignment, dealer: dealer)
     }

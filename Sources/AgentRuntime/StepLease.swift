@@ -5,10 +5,13 @@ import Protocol
 /// liveness window (the same window after which the coordinator gives the step to another agent) and, once lost,
 /// is never regained: a process frozen past the window (SIGSTOP, a paused VM) finds its leases expired when it
 /// wakes, before it can do a step's work a second time.
-public final class StepLease: @unchecked Sendable {  // `expiry` and `lost` are guarded by `lock`
+public final class StepLease: @unchecked Sendable {  // `expiry`, `lost`, `woken` and `waiter` are guarded by `lock`
     private let lock = NSLock()
     private var expiry: ContinuousClock.Instant
     private var lost = false
+    /// `waitUntilLost` returns, or is to return at once.
+    private var woken = false
+    private var waiter: CheckedContinuation<Void, Never>?
 
     /// A lease valid for `window` from now.
     public init(window: Duration) {
@@ -25,19 +28,54 @@ public final class StepLease: @unchecked Sendable {  // `expiry` and `lost` are 
 
     /// Extends a lease that is still held; an expired one stays lost.
     func renew(window: Duration) {
-        lock.withLock {
+        let waiter = lock.withLock {
             let now = ContinuousClock.now
             if lost || now >= expiry {
-                lost = true
-            } else {
-                expiry = now + window
+                return loseLocked()
             }
+            expiry = now + window
+            return nil
         }
+        waiter?.resume()
     }
 
     /// Ends the lease at once (the step was abandoned or the agent shuts down).
     func revoke() {
-        lock.withLock { lost = true }
+        lock.withLock { loseLocked() }?.resume()
+    }
+
+    /// Marks an expired lease lost (what `isHeld` already says), waking its waiter.
+    func endIfLapsed() {
+        lock.withLock { !lost && ContinuousClock.now >= expiry ? loseLocked() : nil }?.resume()
+    }
+
+    /// Returns once the lease is lost (revoked, or found expired by `renew` or `endIfLapsed`) or the calling
+    /// task is cancelled.
+    func waitUntilLost() async {
+        await withTaskCancellationHandler {
+            await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+                let now = lock.withLock {
+                    if lost || woken || ContinuousClock.now >= expiry { return true }
+                    waiter = continuation
+                    return false
+                }
+                if now { continuation.resume() }
+            }
+        } onCancel: {
+            lock.withLock { () -> CheckedContinuation<Void, Never>? in
+                woken = true
+                defer { waiter = nil }
+                return waiter
+            }?.resume()
+        }
+    }
+
+    /// Under `lock`: the lease is lost; returns the waiter to resume once unlocked.
+    private func loseLocked() -> CheckedContinuation<Void, Never>? {
+        lost = true
+        woken = true
+        defer { waiter = nil }
+        return waiter
     }
 }
 
@@ -67,6 +105,11 @@ final class LeaseBook: @unchecked Sendable {  // `leases` is guarded by `lock`
 
     func revokeAll() {
         for lease in lock.withLock({ Array(leases.values) }) { lease.revoke() }
+    }
+
+    /// Ends the leases that ran out (nothing heard from the coordinator within their window).
+    func endLapsed() {
+        for lease in lock.withLock({ Array(leases.values) }) { lease.endIfLapsed() }
     }
 
     func remove(_ key: StepKey) {

@@ -134,6 +134,16 @@ final class CoordinatorCore {
     private var lastLivenessCheck: Int64 = 0
     /// The heartbeat that answers agents' heartbeats, encoded once per interval (its `sentAt` is informational).
     private var heartbeatReply: (encodedAt: Int64, frames: [[UInt8]])?
+    struct OutgoingStepsKey: Hashable {
+        var agent: String
+        var workflow: String
+    }
+    /// Steps published this turn, by agent and workflow: one `step` message for each (v4).
+    private var outgoingSteps:
+        [OutgoingStepsKey: (request: [UInt8], steps: [(name: String, attempt: Int, assignment: AssignmentWithoutRequest)])] =
+            [:]
+    /// Results confirmed this turn, by agent connection: one `confirm` per connection per turn (v4).
+    private var confirms: [[UInt8]: (re: String, keys: [StepKey])] = [:]
     private var lastPrune: Int64 = 0
     var journalWorkflows = 0
     /// Ready steps waiting for the one agent they are pinned to (`CoordinatorCore+Operations`).
@@ -207,6 +217,7 @@ final class CoordinatorCore {
     ///   coordinator must stop, as it cannot record what it would do.
     func drainOutbox() throws -> [Outgoing] {
         schedule()
+        flushSteps()
         publishChanges()
         let commitStarted = ContinuousClock.now
         try journal.commit(batch)
@@ -226,6 +237,20 @@ final class CoordinatorCore {
             deadlines.push(at: deadline, .ack, workflow: step.workflow, step: step.step, attempt: step.attempt)
         }
         published = []
+        for (identity, confirmed) in confirms {
+            if confirmed.keys.count == 1, let key = confirmed.keys.first {
+                let header = Header(
+                    type: .confirm, workflow: key.workflow, step: key.step, attempt: key.attempt, re: confirmed.re)
+                outbox.append(.send(identity: identity, frames: [identity] + Codec.encode(header, Empty())))
+            } else {
+                for start in stride(from: 0, to: confirmed.keys.count, by: KeyList.maxKeys) {
+                    let keys = Array(confirmed.keys[start..<min(start + KeyList.maxKeys, confirmed.keys.count)])
+                    let frames = Codec.frames(Header(type: .confirm), body: KeyList(keys: keys).compactJSON)
+                    outbox.append(.send(identity: identity, frames: [identity] + frames))
+                }
+            }
+        }
+        confirms = [:]
         for output in pendingOutputs { writeOutputs(output.artifacts, workflow: output.workflow) }
         pendingOutputs = []
         defer { outbox = [] }
@@ -289,7 +314,7 @@ final class CoordinatorCore {
         case .heartbeat:
             try heartbeat(Heartbeat.decode(envelope.body), identity: identity, header: header)
         case .ack:
-            try ack(identity: identity, header: header)
+            try ack(identity: identity, header: header, body: envelope.body)
         case .result:
             let (cleaned, redacted) = Redaction.redact(StepLogBound.bound(try envelope.decode(StepResult.self)))
             if redacted > 0 {
@@ -517,10 +542,28 @@ final class CoordinatorCore {
         return step
     }
 
-    private func ack(identity: [UInt8], header: Header) throws {
+    /// An `ack` names its step in its header, or (v4) several in its body.
+    private func ack(identity: [UInt8], header: Header, body: [UInt8]) throws {
         let agent = try sender(of: header)
         _ = touch(agent, identity: identity)
-        guard let key = header.stepKey else { throw DecodeError(.invalidField, "ack needs workflow, step and attempt") }
+        if let key = header.stepKey {
+            try ack(key, agent: agent)
+            return
+        }
+        guard header.workflow == nil, header.step == nil, header.attempt == nil else {
+            throw DecodeError(.invalidField, "ack needs workflow, step and attempt")
+        }
+        for key in try KeyList.decode(body).keys {
+            do {
+                try ack(key, agent: agent)
+            } catch let error as DecodeError {
+                // One stale key does not hide the others of the list.
+                rejections.count(error, logger: logger)
+            }
+        }
+    }
+
+    private func ack(_ key: StepKey, agent: String) throws {
         guard let live = workflows[key.workflow] else {
             _ = try storedStep(key)  // a late ack of a finished workflow: nothing to do
             return
@@ -530,6 +573,8 @@ final class CoordinatorCore {
         guard step.attempt == key.attempt, step.agent == agent else { return }  // a late ack of an old attempt
         live.deliveries[position]?.ackDeadline = nil
         live.deliveries[position]?.orphanDeadline = nil
+        // A late ack of a step that already returned its result (which implies the ack) changes nothing.
+        guard !step.state.isFinished else { return }
         registry[agent]?.inFlight.insert(key)
         guard step.state == .assigned else { return }
         let now = clock()
@@ -546,7 +591,6 @@ final class CoordinatorCore {
         let agent = try sender(of: header)
         _ = touch(agent, identity: identity)
         guard let key = header.stepKey else { throw DecodeError(.invalidField, "result needs workflow, step and attempt") }
-        let confirm = Header(type: .confirm, workflow: key.workflow, step: key.step, attempt: key.attempt, re: header.id)
         guard let live = workflows[key.workflow] else {
             // A finished workflow: a resend whose confirm was lost, or a late attempt.
             let stored = try storedStep(key)
@@ -554,7 +598,7 @@ final class CoordinatorCore {
                 throw DecodeError(.notAssigned, "result for \(key), which was never assigned")
             }
             registry[agent]?.inFlight.remove(key)
-            reply(identity, confirm, Empty())
+            confirm(key, to: identity, re: header.id)
             return
         }
         guard let position = live.index[key.step] else { throw DecodeError(.unknownStep, "result for \(key)") }
@@ -567,7 +611,7 @@ final class CoordinatorCore {
         // A step finishes once: a duplicate (a resend, or a late attempt)
         // is confirmed so its agent stops resending, and otherwise ignored.
         guard !live.snapshot.steps[position].state.isFinished else {
-            reply(identity, confirm, Empty())
+            confirm(key, to: identity, re: header.id)
             return
         }
         let now = clock()
@@ -610,7 +654,7 @@ final class CoordinatorCore {
         metrics?.stepFinished(step)
         changed(live, position)
         finished(live, position, now: now)
-        reply(identity, confirm, Empty())
+        confirm(key, to: identity, re: header.id)
         logger.info(
             "step finished",
             metadata: [
@@ -620,6 +664,11 @@ final class CoordinatorCore {
         if !result.output.artifacts.isEmpty {
             pendingOutputs.append((key.workflow, result.output.artifacts))
         }
+    }
+
+    /// Confirms a result once the turn is journaled: with the others of this turn to the same connection.
+    private func confirm(_ key: StepKey, to identity: [UInt8], re: String) {
+        confirms[identity, default: (re, [])].keys.append(key)
     }
 
     /// A step reached a final state: its dependents move on (or are skipped),
@@ -1019,15 +1068,42 @@ final class CoordinatorCore {
             logger.error("journal read failed", metadata: ["error": "\(error)"])
             return
         }
-        let header = Header(type: .step, workflow: live.id, step: step.name, attempt: step.attempt)
-        var frames = Codec.encode(header, Empty(), topic: WireFormat.agentTopic(agent))
-        frames[frames.count - 1] = WireJSON.splice(
-            WireJSON.encode(assignment), key: "request", raw: live.requestJSON)
-        outbox.append(.publish(frames))
+        outgoingSteps[OutgoingStepsKey(agent: agent, workflow: live.id), default: (live.requestJSON, [])].steps.append(
+            (step.name, step.attempt, assignment))
         live.deliveries[position, default: Delivery()].publishes += 1
         published.append((live.id, position, step.attempt))
         logger.debug(
             "step published", metadata: ["workflow.id": "\(live.id)", "step": "\(step.name)", "agent.id": "\(agent)"])
+    }
+
+    /// The steps published this turn: one to an agent alone as `step` naming it in its header, several of one
+    /// workflow as one `step` listing them (the workflow's request once).
+    private func flushSteps() {
+        for (key, outgoing) in outgoingSteps {
+            let topic = WireFormat.agentTopic(key.agent)
+            if outgoing.steps.count == 1, let step = outgoing.steps.first {
+                let header = Header(type: .step, workflow: key.workflow, step: step.name, attempt: step.attempt)
+                outbox.append(
+                    .publish(
+                        Codec.frames(header, body: step.assignment.compactJSON(request: outgoing.request), topic: topic)))
+                continue
+            }
+            for start in stride(from: 0, to: outgoing.steps.count, by: StepBatch.maxSteps) {
+                var json = CompactJSON(capacity: 256 + outgoing.request.count)
+                json.beginObject()
+                json.key("request")
+                json.raw(outgoing.request)
+                json.key("steps")
+                json.beginArray()
+                for step in outgoing.steps[start..<min(start + StepBatch.maxSteps, outgoing.steps.count)] {
+                    step.assignment.write(to: &json, request: nil, step: (step.name, step.attempt))
+                }
+                json.endArray()
+                json.endObject()
+                outbox.append(.publish(Codec.frames(Header(type: .step, workflow: key.workflow), body: json.bytes, topic: topic)))
+            }
+        }
+        outgoingSteps = [:]
     }
 
     /// The ancestors of a step that produced values or artifacts, computed
@@ -1172,7 +1248,7 @@ final class CoordinatorCore {
             encodedSteps.reserveCapacity(changed.count)
             for position in changed {
                 let step = live.snapshot.steps[position]
-                let encoded = WireJSON.encode(step)
+                let encoded = step.compactJSON
                 encodedSteps.append(encoded)
                 batch.save(encoded: Data(encoded), state: step.state, name: step.name, workflow: id, position: position)
             }
@@ -1279,6 +1355,64 @@ struct AssignmentWithoutRequest: Encodable {
     var params: [String: JSONValue]
     var inputs: [String: [String: JSONValue]]
     var artifacts: [ArtifactRef]
+
+    /// The `StepAssignment` with `request` (encoded once per workflow) added, written directly.
+    func compactJSON(request: [UInt8]) -> [UInt8] {
+        var json = CompactJSON(capacity: 128 + request.count)
+        write(to: &json, request: request, step: nil)
+        return json.bytes
+    }
+
+    /// The object, with the request (a `StepAssignment`) or with the step's name and attempt (a
+    /// `StepBatch.Entry`).
+    func write(to json: inout CompactJSON, request: [UInt8]?, step: (name: String, attempt: Int)?) {
+        json.beginObject()
+        json.key("artifacts")
+        json.beginArray()
+        for artifact in artifacts {
+            json.beginObject()
+            json.key("digest")
+            json.string(artifact.digest)
+            json.key("mode")
+            json.integer(artifact.mode)
+            json.key("name")
+            json.string(artifact.name)
+            if let path = artifact.path {
+                json.key("path")
+                json.string(path)
+            }
+            json.key("sensitive")
+            json.bool(artifact.sensitive)
+            json.key("size")
+            json.integer(artifact.size)
+            json.endObject()
+        }
+        json.endArray()
+        if let step {
+            json.key("attempt")
+            json.integer(step.attempt)
+        }
+        json.key("inputs")
+        json.beginObject()
+        for name in inputs.keys.sorted() {
+            json.key(name)
+            json.object(inputs[name]!)
+        }
+        json.endObject()
+        json.key("params")
+        json.object(params)
+        if let request {
+            json.key("request")
+            json.raw(request)
+        }
+        json.key("role")
+        json.string(role.rawValue)
+        if let step {
+            json.key("step")
+            json.string(step.name)
+        }
+        json.endObject()
+    }
 }
 
 /// A workflow's journal row before its request is spliced in (the keys of

@@ -53,7 +53,8 @@ public final class CoordinatorService: Service {
         // A file size limit reached is a failed write (EFBIG), reported and
         // stopped on like a full disk, not a signal that kills the process.
         signal(SIGXFSZ, SIG_IGN)
-        let journal = try Journal(path: configuration.journalPath, sync: configuration.journalSync)
+        let journal = try Journal(
+            path: configuration.journalPath, sync: configuration.journalSync, backgroundCheckpoints: true)
         try journal.checkKey()
         if journal.wasEmpty && !journal.keyCreated {
             logger.warning(
@@ -133,8 +134,8 @@ public final class CoordinatorService: Service {
         onReady(bound)
 
         var poller = Poller()
-        poller.add(router)
-        poller.add(publisher)
+        let routerIndex = poller.add(router)
+        let publisherIndex = poller.add(publisher)
         let wakeIndex = poller.add(fileDescriptor: stop.wakeup.fileDescriptor)
         let tickMilliseconds = Int(max(10, min(100, configuration.heartbeatInterval.milliseconds / 4)))
         let perTurn = max(1, configuration.messagesPerTurn)
@@ -142,17 +143,21 @@ public final class CoordinatorService: Service {
         while !stop.isStopped {
             let ready = try poller.poll(timeoutMilliseconds: busy ? 0 : tickMilliseconds)
             if ready[wakeIndex] { stop.wakeup.drain() }
+            // A socket is read when the poll found it readable or the last turn left messages there: each read
+            // that finds nothing costs libzmq a system call.
+            let readRouter = busy || ready[routerIndex]
+            let readPublisher = busy || ready[publisherIndex]
             busy = false
             // Bounded turns keep timers, heartbeats and confirms served under
             // load; what is left is read in the next turn, without waiting.
             var handled = 0
-            while handled < perTurn, let message = try router.receiveMessage(wait: false) {
+            while readRouter, handled < perTurn, let message = try router.receiveMessage(wait: false) {
                 core.handleControl(message.frames, userID: message.userID)
                 handled += 1
             }
             busy = handled == perTurn
             handled = 0
-            while handled < perTurn, let frames = try publisher.receive(wait: false) {
+            while readPublisher, handled < perTurn, let frames = try publisher.receive(wait: false) {
                 handled += 1
                 guard let first = frames.first, let kind = first.first, kind == 0 || kind == 1 else { continue }
                 core.subscriptionChanged(String(decoding: first.dropFirst(), as: UTF8.self), subscribed: kind == 1)

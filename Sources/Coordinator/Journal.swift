@@ -26,6 +26,8 @@ public struct Journal: Sendable {
 
     private let queue: DatabaseQueue
     private let cipher: JournalCipher
+    /// Checkpoints the write-ahead log off the writer's thread (`backgroundCheckpoints`), else nil.
+    private let checkpointer: WALCheckpointer?
     public let path: String
     /// The file holding the key of the sensitive rows.
     public var keyPath: String { cipher.keyPath }
@@ -39,7 +41,10 @@ public struct Journal: Sendable {
     /// - Throws: `ShoalError(.io)` when the file cannot be created or is not
     ///   a shoal journal, `ShoalError(.forbidden)` when its key file is
     ///   readable by others.
-    public init(path: String, sync: Sync = .normal) throws {
+    /// - Parameter backgroundCheckpoints: copy the write-ahead log into the database on a thread of its own
+    ///   (the coordinator), so a commit never waits for a checkpoint and its fsyncs; otherwise SQLite checkpoints
+    ///   in the commit that fills the log past 1000 pages.
+    public init(path: String, sync: Sync = .normal, backgroundCheckpoints: Bool = false) throws {
         self.path = path
         let directory = (path as NSString).deletingLastPathComponent
         try SecureFile.createDirectory(directory.isEmpty ? "." : directory)
@@ -62,6 +67,16 @@ public struct Journal: Sendable {
             queue = try DatabaseQueue(path: path, configuration: configuration)
             try Journal.migrator.migrate(queue)
             try Journal.addDigests(queue, cipher: cipher)
+            if backgroundCheckpoints {
+                try queue.writeWithoutTransaction { db in
+                    try db.execute(sql: "PRAGMA wal_autocheckpoint = 0")
+                    // A log that grew during a burst is cut back to this when it starts over.
+                    try db.execute(sql: "PRAGMA journal_size_limit = \(WALCheckpointer.writerCheckpointBytes)")
+                }
+                checkpointer = try WALCheckpointer(path: path, configuration: configuration)
+            } else {
+                checkpointer = nil
+            }
         } catch {
             throw ShoalError(.io, "cannot use journal \(path)", cause: "\(error)")
         }
@@ -211,6 +226,7 @@ public struct Journal: Sendable {
     ///   full, locked by another process for longer than 5 s, ...).
     public func commit(_ batch: JournalBatch) throws {
         guard !batch.isEmpty else { return }
+        checkpointer?.committed(queue)
         try write { db in
             for operation in batch.operations {
                 try apply(operation, db: db)
@@ -262,7 +278,7 @@ public struct Journal: Sendable {
             stored.output.artifacts = []
             try db.cachedStatement(
                 sql: "INSERT OR REPLACE INTO results (workflow, step, attempt, result) VALUES (?, ?, ?, ?)"
-            ).execute(arguments: [key.workflow, key.step, key.attempt, try Journal.encoder.encode(stored)])
+            ).execute(arguments: [key.workflow, key.step, key.attempt, Data(stored.compactJSON)])
             let statement = try db.cachedStatement(
                 sql: """
                     INSERT OR REPLACE INTO artifacts (workflow, step, name, path, mode, sensitive, data, digest, size)
@@ -640,5 +656,59 @@ public struct JournalBatch: Sendable {
             finishedAt: workflow.finishedAt, steps: [], error: workflow.error, revision: workflow.revision,
             operation: workflow.operation)
         return (try? Journal.encoder.encode(header)) ?? Data()
+    }
+}
+
+/// Copies the write-ahead log into the database on a thread of its own, through a connection of its own:
+/// a passive checkpoint never blocks the writer, so the coordinator's commits never wait for one (nor for its
+/// fsyncs). It runs every 50 ms. The log starts over only when a commit finds it all copied, which a steady
+/// stream of commits (a long chain) rarely allows: once the log passes 16 MiB, the writer finishes the copy
+/// itself (what the thread left, a fraction of the log), at most once every 256 commits.
+final class WALCheckpointer: @unchecked Sendable {  // `commits` is used by the writer's thread only
+    private final class Stop: @unchecked Sendable {  // `stopped` is guarded by `condition`
+        let condition = NSCondition()
+        var stopped = false
+    }
+
+    private let stop = Stop()
+    private let walPath: String
+    private var commits = 0
+    static let interval: TimeInterval = 0.05
+    static let writerCheckpointBytes = 16 << 20
+
+    init(path: String, configuration: Configuration) throws {
+        walPath = path + "-wal"
+        let connection = try DatabaseQueue(path: path, configuration: configuration)
+        let stop = stop
+        let thread = Thread {
+            while true {
+                let stopped = stop.condition.withLock {
+                    if !stop.stopped { _ = stop.condition.wait(until: Date(timeIntervalSinceNow: WALCheckpointer.interval)) }
+                    return stop.stopped
+                }
+                if stopped { break }
+                // Busy (the writer's own checkpoint) just means "next time".
+                _ = try? connection.writeWithoutTransaction { db in try db.checkpoint(.passive) }
+            }
+        }
+        thread.name = "shoal-checkpoint"
+        thread.start()
+    }
+
+    deinit {
+        stop.condition.withLock {
+            stop.stopped = true
+            stop.condition.signal()
+        }
+    }
+
+    /// Called before each commit, on the writer's thread: every 256 commits, a log past 16 MiB is checkpointed
+    /// by the writer.
+    func committed(_ queue: DatabaseQueue) {
+        commits &+= 1
+        guard commits % 256 == 0 else { return }
+        var status = stat()
+        guard stat(walPath, &status) == 0, Int(status.st_size) > WALCheckpointer.writerCheckpointBytes else { return }
+        _ = try? queue.writeWithoutTransaction { db in try db.checkpoint(.passive) }
     }
 }

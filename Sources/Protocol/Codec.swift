@@ -5,8 +5,9 @@ import ShoalSupport
 /// Wire constants of protocol v4 (v2: events carry what changed, `list`
 /// replies leave steps out, steps carry `params` and `failures`; v3: step
 /// assignments name artifacts by digest and agents `fetch` their bytes; v4:
-/// the coordinator answers heartbeats instead of sending its own, and an
-/// agent holding no step heartbeats at the idle interval it was granted).
+/// `step`, `ack` and `confirm` may carry several steps, a result stands for
+/// its ack; the coordinator answers heartbeats instead of sending its own, and
+/// an agent holding no step heartbeats at the idle interval it was granted).
 public enum WireFormat {
     public static let version = 4
     /// Bytes of an artifact one `fetch-reply` carries at most (256 KiB).
@@ -91,9 +92,20 @@ public enum Codec {
     /// Encodes a message as frames `[topic?] [header] [body]`.
     public static func encode<Body: Encodable>(_ header: Header, _ body: Body, topic: String? = nil) -> [[UInt8]] {
         var frames: [[UInt8]] = []
+        frames.reserveCapacity(3)
         if let topic { frames.append(Array(topic.utf8)) }
-        frames.append(encodeJSON(header))
-        frames.append(encodeJSON(body))
+        frames.append(header.compactJSON)
+        frames.append(body is Empty ? Empty.encoded : encodeJSON(body))
+        return frames
+    }
+
+    /// Frames `[topic?] [header] [body]` around a body already encoded.
+    public static func frames(_ header: Header, body: [UInt8], topic: String? = nil) -> [[UInt8]] {
+        var frames: [[UInt8]] = []
+        frames.reserveCapacity(3)
+        if let topic { frames.append(Array(topic.utf8)) }
+        frames.append(header.compactJSON)
+        frames.append(body)
         return frames
     }
 

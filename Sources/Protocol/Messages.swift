@@ -1,4 +1,5 @@
 import Foundation
+import ShoalSupport
 
 /// Every message type of protocol v4. Unknown types are rejected when decoded.
 public enum MessageType: String, Codable, Sendable, CaseIterable {
@@ -38,7 +39,7 @@ public struct Header: Codable, Sendable, Equatable {
 
     public init(
         type: MessageType, workflow: String? = nil, step: String? = nil, attempt: Int? = nil,
-        sender: String? = nil, re: String? = nil, id: String = UUID().uuidString.lowercased()
+        sender: String? = nil, re: String? = nil, id: String = MessageID.next()
     ) {
         self.v = WireFormat.version
         self.type = type
@@ -300,6 +301,62 @@ public struct StepAssignment: Codable, Sendable, Equatable {
     }
 }
 
+/// Several steps of one workflow for one agent in one `step` message (v4): its header names the workflow but
+/// no step, and the workflow's request comes once for them all.
+public struct StepBatch: Codable, Sendable, Equatable {
+    /// One step of the batch: a `StepAssignment` without the request, with its step name and attempt.
+    public struct Entry: Codable, Sendable, Equatable {
+        public var step: String
+        public var attempt: Int
+        public var role: Role
+        public var params: [String: JSONValue]
+        public var inputs: [String: [String: JSONValue]]
+        public var artifacts: [ArtifactRef]
+        public init(
+            step: String, attempt: Int, role: Role, params: [String: JSONValue],
+            inputs: [String: [String: JSONValue]], artifacts: [ArtifactRef]
+        ) {
+            self.step = step
+            self.attempt = attempt
+            self.role = role
+            self.params = params
+            self.inputs = inputs
+            self.artifacts = artifacts
+        }
+    }
+
+    public var request: WorkflowRequest
+    public var steps: [Entry]
+    /// The most steps one batch carries.
+    public static let maxSteps = 1024
+
+    public init(request: WorkflowRequest, steps: [Entry]) {
+        self.request = request
+        self.steps = steps
+    }
+
+    /// Decodes a batch strictly and names its steps: 1 to `maxSteps` of them, each with a 1-100 byte step
+    /// name and an attempt of 1-10000.
+    /// - Throws: `DecodeError(.malformedBody)` or `DecodeError(.invalidField)`.
+    public static func decode(_ body: [UInt8], workflow: String) throws(DecodeError) -> [(StepKey, StepAssignment)] {
+        let batch = try Codec.decodeBody(StepBatch.self, body)
+        guard (1...maxSteps).contains(batch.steps.count) else {
+            throw DecodeError(.invalidField, "a step batch has 1-\(maxSteps) steps, not \(batch.steps.count)")
+        }
+        return try batch.steps.map { entry throws(DecodeError) in
+            guard (1...100).contains(entry.step.utf8.count), (1...10_000).contains(entry.attempt) else {
+                throw DecodeError(.invalidField, "a step of a batch has an invalid name or attempt")
+            }
+            return (
+                StepKey(workflow: workflow, step: entry.step, attempt: entry.attempt),
+                StepAssignment(
+                    role: entry.role, request: batch.request, params: entry.params, inputs: entry.inputs,
+                    artifacts: entry.artifacts)
+            )
+        }
+    }
+}
+
 public enum StepOutcome: String, Codable, Sendable {
     case succeeded, failed
 }
@@ -329,6 +386,43 @@ public struct StepResult: Codable, Sendable, Equatable {
         self.pid = pid
         self.startedAt = startedAt
         self.finishedAt = finishedAt
+    }
+}
+
+/// Several steps' keys in one `ack` or `confirm` (v4): the body of one whose header names no step. One whose
+/// header names its step has an empty body, as before.
+public struct KeyList: Codable, Sendable, Equatable {
+    public var keys: [StepKey]
+    /// The most keys one message carries.
+    public static let maxKeys = 4096
+    public init(keys: [StepKey]) { self.keys = keys }
+
+    /// Decodes a key list strictly: 1 to `maxKeys` keys, each with a 1-100 byte step, a DNS-label workflow and
+    /// an attempt of 1-10000.
+    /// - Throws: `DecodeError(.malformedBody)` or `DecodeError(.invalidField)`.
+    public static func decode(_ body: [UInt8]) throws(DecodeError) -> KeyList {
+        let list = try Codec.decodeBody(KeyList.self, body)
+        guard (1...maxKeys).contains(list.keys.count) else {
+            throw DecodeError(.invalidField, "a key list has 1-\(maxKeys) keys, not \(list.keys.count)")
+        }
+        for key in list.keys {
+            guard Names.isDNSLabel(key.workflow), (1...100).contains(key.step.utf8.count),
+                (1...10_000).contains(key.attempt)
+            else { throw DecodeError(.invalidField, "a key list names an invalid key") }
+        }
+        return list
+    }
+
+    /// The body as JSON, written directly.
+    public var compactJSON: [UInt8] {
+        var json = CompactJSON(capacity: 16 + 80 * keys.count)
+        json.beginObject()
+        json.key("keys")
+        json.beginArray()
+        for key in keys { json.stepKey(key) }
+        json.endArray()
+        json.endObject()
+        return json.bytes
     }
 }
 
@@ -376,6 +470,8 @@ public struct Accepted: Codable, Sendable, Equatable {
 /// An empty body, for messages whose header says it all.
 public struct Empty: Codable, Sendable, Equatable {
     public init() {}
+    /// `{}`, as every encoder writes it.
+    static let encoded: [UInt8] = [UInt8(ascii: "{"), UInt8(ascii: "}")]
 }
 
 /// A workflow that acts on an earlier one (its target): run the health checks

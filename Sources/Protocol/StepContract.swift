@@ -472,7 +472,9 @@ public enum StepContract {
     public static func decode<T: Decodable>(
         _ type: T.Type, from object: [String: JSONValue], step: String, part: String
     ) throws(StepContractError) -> T {
-        do { return try JSONDecoder().decode(type, from: encoder.encode(object)) } catch let error as DecodingError {
+        var json = CompactJSON()
+        json.object(object)
+        do { return try JSONDecoder().decode(type, from: Data(json.bytes)) } catch let error as DecodingError {
             // `checks.2.weight`, not `checks.Index 2.weight`.
             func dotted(_ path: [any CodingKey]) -> String {
                 path.map { $0.intValue.map(String.init) ?? $0.stringValue }.joined(separator: ".")

@@ -247,6 +247,8 @@ struct BenchRunCommand: AsyncParsableCommand {
     @Option(help: "Steps of the workflow.") var steps = 1000
     @Option(help: "Submit this many one-step workflows instead, and wait for all.") var workflows: Int?
     @Option(help: "The coordinator's pid, for its CPU time.") var coordinatorPid: Int32?
+    @Option(help: "The coordinator's events endpoint: subscribed to before the workload is submitted.")
+    var events: String?
     @OptionGroup var security: ClientSecurityOptions
 
     func validate() throws {
@@ -258,6 +260,7 @@ struct BenchRunCommand: AsyncParsableCommand {
     func run() async throws {
         let curve = try security.curveKeys()
         let (coordinator, shape, steps, workflows, pid) = (self.coordinator, self.shape, self.steps, self.workflows, self.coordinatorPid)
+        let events = self.events
         let line = try await runBlocking {
             let client = try CoordinatorClient(endpoint: coordinator, curve: curve)
             let cpuBefore = pid.map(cpuSeconds) ?? 0
@@ -266,7 +269,8 @@ struct BenchRunCommand: AsyncParsableCommand {
             if let workflows {
                 fields = try BenchRunCommand.many(client, workflows)
             } else {
-                fields = try BenchRunCommand.one(client, coordinator: coordinator, curve: curve, shape: shape, steps: steps)
+                fields = try BenchRunCommand.one(
+                    client, coordinator: coordinator, events: events, curve: curve, shape: shape, steps: steps)
             }
             fields.append("wall_s=\(format((ContinuousClock.now - started).seconds))")
             if let pid { fields.append("coordinator_cpu_s=\(format(cpuSeconds(pid) - cpuBefore))") }
@@ -292,51 +296,62 @@ struct BenchRunCommand: AsyncParsableCommand {
     }
 
     private static func one(
-        _ client: CoordinatorClient, coordinator: String, curve: CurveClientKeys?, shape: String, steps: Int
+        _ client: CoordinatorClient, coordinator: String, events: String?, curve: CurveClientKeys?, shape: String,
+        steps: Int
     ) throws -> [String] {
         guard let planShape = BenchPlanParams.Shape(rawValue: shape) else {
             throw ShoalError(.invalidInput, "--shape: chain or independent")
         }
+        // One thread receives and time-stamps the events, this one decodes them: an event that is slow to
+        // decode (the plan's, which lists every step) does not delay the stamps of those queued behind it.
+        // With the events endpoint given, every workflow's events are subscribed to before the submit (the
+        // subscription has the plan step's time to arrive), and this workflow's are picked out.
+        let inbox = EventInbox()
+        func startReceiver(_ endpoint: String, _ topic: String) {
+            Thread {
+                do {
+                    try receiveEvents(endpoint: endpoint, topic: topic, curve: curve, into: inbox)
+                } catch {
+                    inbox.fail(error)
+                }
+            }.start()
+        }
+        defer { inbox.stop() }
+        if let events { startReceiver(events, "workflow/") }
         let accepted = try client.submit(
             Submit(
                 request: WorkflowRequest(), planner: .bench,
                 planParams: BenchPlanParams(shape: planShape, steps: steps)))
         let workflow = accepted.workflow
-        let context = Context()
-        let subscriber = try Socket(context: context, type: .sub)
-        try subscriber.set(.maxMessageSize, Int64(WireFormat.maxMessageBytes))
-        try subscriber.set(.receiveHighWaterMark, 0)
-        if let curve { try subscriber.makeCurveClient(curve) }
-        guard let port = accepted.eventsPort, let colon = coordinator.lastIndex(of: ":") else {
-            throw ShoalError(.invalidInput, "the coordinator announced no events port")
+        if events == nil {
+            guard let port = accepted.eventsPort, let colon = coordinator.lastIndex(of: ":") else {
+                throw ShoalError(.invalidInput, "the coordinator announced no events port")
+            }
+            startReceiver("\(coordinator[..<colon]):\(port)", WireFormat.workflowTopic(workflow))
         }
-        try subscriber.connect("\(coordinator[..<colon]):\(port)")
-        try subscriber.subscribe(WireFormat.workflowTopic(workflow))
         // Finish times (seconds since `origin`) of each step, as events report them.
-        let origin = ContinuousClock.now
+        let origin = inbox.origin
         var finished = [Double](repeating: -1, count: steps)
         var planDone: Double?
         var state = WorkflowSnapshot.State.running
+        let decoder = JSONDecoder()
         // The status of a big workflow is costly to encode: asked for only when events stop.
         var lastEvent = ContinuousClock.now
         while state == .running {
-            var poller = Poller()
-            poller.add(subscriber)
-            if try poller.poll(timeoutMilliseconds: 200)[0] {
-                lastEvent = ContinuousClock.now
-                while let frames = try subscriber.receive(wait: false) {
-                    guard frames.count == 3, let event = try? Codec.decode(frames.dropFirst()).decode(WorkflowEvent.self)
-                    else { continue }
-                    let now = (ContinuousClock.now - origin).seconds
-                    for step in event.steps where step.state.isFinished {
-                        if step.kind == .plan {
-                            planDone = planDone ?? now
-                        } else if let index = Int(step.name.dropFirst()), index < steps, finished[index] < 0 {
-                            finished[index] = now
-                        }
+            let received = try inbox.take(timeout: .milliseconds(200))
+            if !received.isEmpty { lastEvent = ContinuousClock.now }
+            for (at, body) in received {
+                guard let event = try? decoder.decode(BenchEvent.self, from: body), event.workflow == workflow
+                else { continue }
+                let now = (at - origin).seconds
+                for step in event.steps where step.state.isFinished {
+                    if step.name == StepName.plan.wireName {
+                        planDone = planDone ?? now
+                    } else if case .bench(let index) = StepName(step.name), index < steps, finished[index] < 0 {
+                        finished[index] = now
                     }
-                    state = event.state
                 }
+                state = event.state
             }
             if ContinuousClock.now - lastEvent > .seconds(2) {
                 lastEvent = ContinuousClock.now
@@ -344,7 +359,7 @@ struct BenchRunCommand: AsyncParsableCommand {
             }
         }
         let end = finished.max() ?? 0
-        let begin = planDone ?? 0
+        let begin = planDone ?? finished.first(where: { $0 >= 0 }) ?? 0
         var fields = [
             "steps=\(steps)", "state=\(state.rawValue)",
             "steps_per_s=\(format(Double(steps) / max(1e-9, end - begin)))",
@@ -366,9 +381,93 @@ struct BenchRunCommand: AsyncParsableCommand {
                     fields.append("first50_ms=\(format((head[49] - begin) * 1000 / 50))")
                     fields.append("last50_ms=\(format((tail[50] - tail[0]) * 1000 / 50))")
                 }
+                // Mean time a step in each quarter of the chain: equal when the cost per step is constant.
+                if finished.count >= 8, finished.allSatisfy({ $0 >= 0 }) {
+                    let quarter = finished.count / 4
+                    let means = (0..<4).map { part in
+                        let first = part * quarter
+                        let last = part == 3 ? finished.count - 1 : first + quarter
+                        return format((finished[last] - finished[first]) * 1000 / Double(last - first))
+                    }
+                    fields.append("quarters_ms=\(means.joined(separator: ","))")
+                }
             }
         }
         return fields
+    }
+}
+
+/// What `bench run` reads of an event: the workflow's state and the states of the steps that changed.
+private struct BenchEvent: Decodable {
+    struct Step: Decodable {
+        var name: String
+        var state: StepSnapshot.State
+    }
+    var workflow: String
+    var state: WorkflowSnapshot.State
+    var steps: [Step]
+}
+
+/// Receives a workflow's events until `inbox` is stopped; each body is stamped when it arrives. The socket lives
+/// on this thread only.
+private func receiveEvents(endpoint: String, topic: String, curve: CurveClientKeys?, into inbox: EventInbox) throws {
+    let context = Context()
+    let subscriber = try Socket(context: context, type: .sub)
+    try subscriber.set(.maxMessageSize, Int64(WireFormat.maxMessageBytes))
+    try subscriber.set(.receiveHighWaterMark, 0)
+    if let curve { try subscriber.makeCurveClient(curve) }
+    try subscriber.connect(endpoint)
+    try subscriber.subscribe(topic)
+    defer { subscriber.close() }
+    while !inbox.isStopped {
+        var poller = Poller()
+        poller.add(subscriber)
+        guard try poller.poll(timeoutMilliseconds: 50)[0] else { continue }
+        while let frames = try subscriber.receive(wait: false) {
+            let at = ContinuousClock.now
+            guard frames.count == 3 else { continue }
+            inbox.post(at, Data(frames[2]))
+        }
+    }
+}
+
+/// Stamped event bodies handed from the receiving thread to the decoding one.
+private final class EventInbox: @unchecked Sendable {  // `items`, `stopped` and `failure` are guarded by `condition`
+    let origin = ContinuousClock.now
+    private let condition = NSCondition()
+    private var items: [(ContinuousClock.Instant, Data)] = []
+    private var stopped = false
+    private var failure: (any Error)?
+
+    var isStopped: Bool { condition.withLock { stopped } }
+
+    func post(_ at: ContinuousClock.Instant, _ body: Data) {
+        condition.withLock {
+            items.append((at, body))
+            condition.signal()
+        }
+    }
+
+    func fail(_ error: any Error) {
+        condition.withLock {
+            failure = error
+            condition.signal()
+        }
+    }
+
+    func stop() { condition.withLock { stopped = true } }
+
+    /// What arrived, waiting up to `timeout` for something.
+    /// - Throws: the receiving thread's error.
+    func take(timeout: Duration) throws -> [(ContinuousClock.Instant, Data)] {
+        try condition.withLock {
+            if items.isEmpty && failure == nil {
+                _ = condition.wait(until: Date(timeIntervalSinceNow: timeout.seconds))
+            }
+            if let failure { throw failure }
+            defer { items = [] }
+            return items
+        }
     }
 }
 

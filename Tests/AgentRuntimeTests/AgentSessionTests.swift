@@ -10,9 +10,14 @@ import Testing
 final class CountingHandler: StepHandler, @unchecked Sendable {  // `runs` is guarded by `lock`
     private let lock = NSLock()
     private var runs: [String: Int] = [:]
+    /// How long each step takes.
+    let duration: Duration
+
+    init(duration: Duration = .zero) { self.duration = duration }
 
     func run(_ context: StepContext) async throws -> StepOutput {
         lock.withLock { runs[context.key.description, default: 0] += 1 }
+        if duration > .zero { try await Task.sleep(for: duration) }
         return StepOutput(summary: "ran \(context.key.step)", values: ["echo": .string(context.key.step)])
     }
 
@@ -67,6 +72,10 @@ final class FakeCoordinator {
     /// The deadline is checked only after a poll found nothing, so a test
     /// task that waited long for a thread still sees what arrived meanwhile.
     func expect(_ type: MessageType, timeout: Duration = .seconds(20)) async throws -> Envelope? {
+        try await expect(of: [type], timeout: timeout)
+    }
+
+    func expect(of types: Set<MessageType>, timeout: Duration = .seconds(20)) async throws -> Envelope? {
         let deadline = ContinuousClock.now + timeout
         while true {
             await Task.yield()
@@ -81,7 +90,7 @@ final class FakeCoordinator {
             agentIdentity = message.frames[0]
             lastUserID = message.userID
             let envelope = try Codec.decode(message.frames.dropFirst())
-            if envelope.header.type == type { return envelope }
+            if types.contains(envelope.header.type) { return envelope }
         }
     }
 
@@ -151,6 +160,17 @@ final class FakeCoordinator {
         throw TestFailure("no subscription to \(topic)")
     }
 
+    /// Several steps of one workflow in one message (v4).
+    func publishSteps(_ keys: [StepKey], to agent: String) throws {
+        let batch = StepBatch(
+            request: WorkflowRequest(),
+            steps: keys.map {
+                StepBatch.Entry(step: $0.step, attempt: $0.attempt, role: .docs, params: [:], inputs: [:], artifacts: [])
+            })
+        let header = Header(type: .step, workflow: keys[0].workflow)
+        try publisher.send(Codec.encode(header, batch, topic: WireFormat.agentTopic(agent)))
+    }
+
     func publishStep(_ key: StepKey, to agent: String, role: Role = .docs, artifacts: [ArtifactRef] = []) throws {
         let assignment = StepAssignment(
             role: role, request: WorkflowRequest(), params: [:], inputs: [:], artifacts: artifacts)
@@ -192,8 +212,10 @@ struct TestFailure: Error, CustomStringConvertible {
         try await coordinator.waitSubscription(WireFormat.agentTopic("docs-t"))
         let key = StepKey(workflow: "k3s-dev-000001", step: "docs", attempt: 1)
         try coordinator.publishStep(key, to: "docs-t")
-        #expect(try await coordinator.expect(.ack)?.header.stepKey == key)
-        let result = try #require(try await coordinator.expect(.result))
+        // The ack comes first, unless the step ended before the ack left: its result then stands for it (v4).
+        var result = try #require(try await coordinator.expect(of: [.ack, .result]))
+        #expect(result.header.stepKey == key)
+        if result.header.type == .ack { result = try #require(try await coordinator.expect(.result)) }
         #expect(result.header.stepKey == key)
         #expect(try result.decode(StepResult.self).output.values["echo"] == "docs")
         // Not confirmed: it comes again, and the heartbeats still list the step as the agent's.
@@ -208,11 +230,57 @@ struct TestFailure: Error, CustomStringConvertible {
         // Confirmed: no more resends. One already on its way may still come;
         // none is sent once the agent has read the confirmation (allow it 150 ms).
         #expect(try await coordinator.sentAfter(confirmedAt + 150, .result, window: .milliseconds(700)).isEmpty)
-        // The same step published again is answered from the stored result.
+        // The same step published again is answered from the stored result, which stands for its ack (v4).
+        let republishedAt = Int64(Date().timeIntervalSince1970 * 1000)
         try coordinator.publishStep(key, to: "docs-t")
-        #expect(try await coordinator.expect(.ack)?.header.stepKey == key)
         #expect(try await coordinator.expect(.result)?.header.stepKey == key)
+        #expect(try await coordinator.sentAfter(republishedAt - 1, .ack, window: .milliseconds(300)).isEmpty)
         #expect(handler.count(key) == 1, "a step seen twice runs once")
+    }
+
+    @Test func agentAcksASlowStepBeforeItsResult() async throws {
+        let coordinator = try FakeCoordinator()
+        let handler = CountingHandler(duration: .milliseconds(500))
+        let agent = startAgent(coordinator, handler: handler, id: "docs-s")
+        defer { agent.cancel() }
+        _ = try #require(try await coordinator.expect(.hello))
+        try coordinator.welcome()
+        try await coordinator.waitSubscription(WireFormat.agentTopic("docs-s"))
+        let key = StepKey(workflow: "k3s-dev-000004", step: "docs", attempt: 1)
+        try coordinator.publishStep(key, to: "docs-s")
+        // The ack does not wait for a result that takes longer than the ack delay.
+        let ack = try #require(try await coordinator.expect(.ack))
+        #expect(ack.header.stepKey == key)
+        let result = try #require(try await coordinator.expect(.result))
+        #expect(result.header.stepKey == key)
+        #expect(result.header.sentAt >= ack.header.sentAt + 400, "the ack went out long before the step ended")
+    }
+
+    @Test func agentRunsEveryStepOfABatchOnceAndAcknowledgesEach() async throws {
+        let coordinator = try FakeCoordinator()
+        let handler = CountingHandler()
+        let agent = startAgent(coordinator, handler: handler, id: "docs-b")
+        defer { agent.cancel() }
+        _ = try #require(try await coordinator.expect(.hello))
+        try coordinator.welcome()
+        try await coordinator.waitSubscription(WireFormat.agentTopic("docs-b"))
+        let keys = (1...3).map { StepKey(workflow: "k3s-dev-000003", step: "docs/\($0)", attempt: 1) }
+        try coordinator.publishSteps(keys, to: "docs-b")
+        var acknowledged: Set<StepKey> = []
+        var results: Set<StepKey> = []
+        while results.count < keys.count, let message = try await coordinator.expect(of: [.ack, .result]) {
+            if message.header.type == .result {
+                results.insert(try #require(message.header.stepKey))
+            } else if let key = message.header.stepKey {
+                acknowledged.insert(key)
+            } else {
+                acknowledged.formUnion(try KeyList.decode(message.body).keys)
+            }
+        }
+        #expect(results == Set(keys))
+        // Each step is acknowledged, or answered by its result before its ack would have left.
+        #expect(acknowledged.union(results) == Set(keys))
+        #expect(keys.allSatisfy { handler.count($0) == 1 })
     }
 
     @Test func agentIntroducesItselfAgainWhenAskedAndResendsItsResult() async throws {

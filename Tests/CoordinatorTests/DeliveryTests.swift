@@ -34,6 +34,44 @@ import Testing
         }
     }
 
+    @Test func oneAckListsSeveralStepsAndConfirmsNameEveryResult() async throws {
+        let coordinator = try await TestCoordinator.start { $0.ackTimeout = .seconds(30) }
+        defer { Task { await coordinator.stop() } }
+        try await onOwnThread {
+            let planner = try RawAgent(id: "planner-l", role: .planner, coordinator: coordinator, context: context)
+            let checker = try RawAgent(id: "validation-l", role: .validation, coordinator: coordinator, context: context)
+            checker.capacity = 4
+            try planner.join()
+            try checker.join()
+            let client = try coordinator.client(context)
+            let workflow = try submit(coordinator)
+            let plan = try #require(try planner.waitStep())
+            let checks = (1...3).map { PlannedStep(name: "validate/c\($0)", role: .validation) }
+            try planner.result(plan.key, values: ["plan": try JSONDecoder().decode(JSONValue.self, from: JSONEncoder().encode(Plan(steps: checks)))])
+            var keys: [StepKey] = []
+            while keys.count < 3, let step = try checker.waitStep() { keys.append(step.key) }
+            #expect(keys.count == 3)
+            // A result stands for its ack: the plan step never acknowledged still succeeded.
+            #expect(try client.status(workflow).step("plan")?.state == .succeeded)
+            try checker.ack(keys)
+            let deadline = ContinuousClock.now + .seconds(10)
+            while ContinuousClock.now < deadline,
+                try client.status(workflow).steps.filter({ $0.state == .running }).count < 3
+            {
+                Thread.sleep(forTimeInterval: 0.02)
+            }
+            #expect(try client.status(workflow).steps.filter { $0.state == .running }.count == 3)
+            for key in keys { try checker.result(key) }
+            var confirmed: Set<StepKey> = []
+            while confirmed.count < 3, let confirm = try checker.waitControl(.confirm) {
+                confirmed.formUnion(try checker.confirmed(confirm))
+            }
+            #expect(confirmed == Set(keys))
+            #expect(try client.status(workflow).state == .succeeded)
+            #expect(try coordinator.journal.highestAttempt(workflow: workflow) == 1)
+        }
+    }
+
     @Test func aMissingAckMeansPublishAgainThenAnotherAgent() async throws {
         let coordinator = try await TestCoordinator.start { $0.ackTimeout = .milliseconds(200) }
         defer { Task { await coordinator.stop() } }

@@ -114,9 +114,13 @@ final class RawAgent {
     var heartbeats = true
     /// The idle heartbeat interval its hello asks for (nil: none, heartbeats at the bus's interval).
     var idleHeartbeat: Int?
+    /// Steps it says it runs at once (hello).
+    var capacity = 1
     private var lastHeartbeat = ContinuousClock.now
     /// Control messages received while waiting for something else.
     var controlInbox: [Envelope] = []
+    /// Steps of a batch not looked at yet.
+    private var stepInbox: [(Header, StepAssignment)] = []
 
     /// - Parameter keys: its own key pair; the coordinator's shared test key when nil.
     init(id: String, role: Role, coordinator: TestCoordinator, context: Context, keys: CurveKeyPair? = nil) throws {
@@ -135,7 +139,7 @@ final class RawAgent {
     /// Hello, welcome, then the subscription to its own topic.
     func sendHello() throws {
         let hello = Hello(
-            agent: id, role: role, host: "test", pid: 1, capacity: 1, version: "test",
+            agent: id, role: role, host: "test", pid: 1, capacity: capacity, version: "test",
             idleHeartbeatIntervalMilliseconds: idleHeartbeat)
         try send(Header(type: .hello, sender: id), hello)
     }
@@ -161,6 +165,18 @@ final class RawAgent {
 
     func ack(_ key: StepKey) throws {
         try send(Header(type: .ack, workflow: key.workflow, step: key.step, attempt: key.attempt, sender: id), Empty())
+    }
+
+    /// One `ack` listing several steps (v4).
+    func ack(_ keys: [StepKey]) throws {
+        running.formUnion(keys)
+        _ = try dealer.send(Codec.frames(Header(type: .ack, sender: id), body: KeyList(keys: keys).compactJSON), wait: false)
+    }
+
+    /// The keys a `confirm` confirms: the one its header names, or those its body lists.
+    func confirmed(_ confirm: Envelope) throws -> [StepKey] {
+        if let key = confirm.header.stepKey { return [key] }
+        return try KeyList.decode(confirm.body).keys
     }
 
     func result(_ key: StepKey, values: [String: JSONValue] = [:], outcome: StepOutcome = .succeeded) throws {
@@ -193,9 +209,21 @@ final class RawAgent {
             }
             if ready[1], let frames = try subscriber.receive(wait: false) {
                 let envelope = try Codec.decode(frames.dropFirst())
-                if envelope.header.type == .step, let value = try until((envelope.header, try envelope.decode(StepAssignment.self)), nil) {
-                    return value
+                if envelope.header.type == .step {
+                    if envelope.header.stepKey != nil {
+                        stepInbox.append((envelope.header, try envelope.decode(StepAssignment.self)))
+                    } else {
+                        // Several steps of one workflow in one message (v4).
+                        for (key, assignment) in try StepBatch.decode(envelope.body, workflow: envelope.header.workflow ?? "") {
+                            stepInbox.append(
+                                (Header(type: .step, workflow: key.workflow, step: key.step, attempt: key.attempt), assignment))
+                        }
+                    }
                 }
+            }
+            while !stepInbox.isEmpty {
+                let step = stepInbox.removeFirst()
+                if let value = try until(step, nil) { return value }
             }
         }
         return nil
