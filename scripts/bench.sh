@@ -124,7 +124,7 @@ for count in $IDLE_COUNTS; do
     loaded=$(run --shape chain --steps 100)
     idle_line+=" agents_$count=$connected cpu_pct_$count=$busy chain100_p99_ms_$count=$(field p99_ms "$loaded")"
     for p in "${idle_pids[@]}"; do kill "$p" 2>/dev/null || true; wait "$p" 2>/dev/null || true; done
-    sleep 3  # the coordinator declares them gone
+    sleep 3  # their byes (SIGTERM) reach the coordinator, which forgets them
 done
 echo "$idle_line"
 

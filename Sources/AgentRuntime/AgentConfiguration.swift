@@ -18,6 +18,9 @@ public struct AgentConfiguration: Sendable {
     public var heartbeatInterval: Duration = .seconds(1)
     /// Missed coordinator heartbeats before reconnecting (default 3).
     public var liveness = 3
+    /// The heartbeat interval asked of the coordinator for while the agent holds no step (default 10 s; the
+    /// coordinator grants at most its `--max-idle-heartbeat`). nil asks for none: heartbeats at the bus's interval.
+    public var idleHeartbeatInterval: Duration? = .seconds(10)
     /// How often an unconfirmed result is sent again (default 2 s).
     public var resendInterval: Duration = .seconds(2)
     /// Bytes of artifacts kept in memory between steps, so a step whose artifacts an earlier step on this

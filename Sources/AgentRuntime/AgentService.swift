@@ -215,6 +215,14 @@ struct AgentSession {
     private var liveness: Int
     private var lastHeard: Int64 = 0
     private var lastHeartbeat: Int64 = 0
+    /// The heartbeat interval the coordinator granted for while this agent holds no step (0: none).
+    private var idleHeartbeatInterval: Int64 = 0
+    /// When the first heartbeat not answered yet (by anything from the coordinator) was sent.
+    private var unansweredHeartbeat: Int64?
+    /// The last loop turn at which this agent held no step: a step's liveness window starts there at the latest.
+    private var lastIdle: Int64 = 0
+    /// Set when the agent stalled: start over on fresh sockets.
+    private var mustReconnect = false
     private var lastHello: Int64 = 0
     private var draining = false
     /// Since when the agent has been trying to register without an answer.
@@ -269,8 +277,10 @@ struct AgentSession {
         return Sockets(dealer: dealer, subscriber: subscriber, monitor: monitor)
     }
 
-    /// Says why the coordinator is out of reach when the handshake tells.
-    private func logHandshakes(_ monitor: SocketMonitor) {
+    /// Says why the coordinator is out of reach when the handshake tells; true when a handshake succeeded
+    /// (a connection, or a reconnection after the coordinator restarted).
+    private func logHandshakes(_ monitor: SocketMonitor) -> Bool {
+        var succeeded = false
         for event in monitor.drain() {
             switch event {
             case .refused(let status):
@@ -281,10 +291,13 @@ struct AgentSession {
                 logger.error(
                     "handshake with the coordinator failed; CURVE on one side only, or a wrong --coordinator-key",
                     metadata: ["zmq.protocolError": "\(code)"])
-            case .succeeded, .failed:
+            case .succeeded:
+                succeeded = true
+            case .failed:
                 continue
             }
         }
+        return succeeded
     }
 
     /// How long acks wait for their steps' results (milliseconds): a step that ends sooner is acknowledged by
@@ -313,7 +326,7 @@ struct AgentSession {
                 dropWaitingSteps()
                 leases.revokeAll()
                 running.removeAll()
-                lastHeard = 0
+                mustReconnect = true
             }
             lastLoop = loopTime
             if stop.isStopped && !draining {
@@ -350,11 +363,14 @@ struct AgentSession {
             if !pendingAcks.isEmpty { timeout = max(1, min(timeout, acksPendingSince + Self.ackDelay - now())) }
             let ready = try poller.poll(timeoutMilliseconds: Int(timeout))
             if ready[stopIndex] { stop.wakeup.drain() }
-            if ready[monitorIndex] { logHandshakes(sockets.monitor) }
+            // A new connection (the coordinator restarted, or the network came back): a heartbeat at once, which
+            // a restarted coordinator answers with `rehello`.
+            if ready[monitorIndex], logHandshakes(sockets.monitor), welcomed { lastHeartbeat = 0 }
             if ready[dealerIndex] {
                 for _ in 0..<1000 {
                     guard let frames = try sockets.dealer.receive(wait: false) else { break }
                     lastHeard = now()
+                    unansweredHeartbeat = nil
                     leases.renewAll(window: leaseWindow)
                     if let eventsEndpoint = handleControl(frames, dealer: sockets.dealer), !subscribed {
                         try sockets.subscriber.connect(eventsEndpoint)
@@ -393,8 +409,13 @@ struct AgentSession {
             if !welcomed && time - lastHello >= heartbeatInterval {
                 sendHello(sockets.dealer)
             }
-            if time - lastHeartbeat >= heartbeatInterval {
+            // Holding no step, an agent heartbeats at its granted idle interval; holding one, at the interval.
+            let holdsSteps = !running.isEmpty || !record.unconfirmed.isEmpty
+            if !holdsSteps { lastIdle = time }
+            let beat = welcomed && !holdsSteps && idleHeartbeatInterval > 0 ? idleHeartbeatInterval : heartbeatInterval
+            if time - lastHeartbeat >= beat {
                 lastHeartbeat = time
+                if unansweredHeartbeat == nil { unansweredHeartbeat = time }
                 let rejected = rejections.byName
                 // A step whose result is not confirmed yet is still this agent's: listing it keeps the coordinator
                 // from taking it for dropped when the result was lost with a reconnect and is on its way again.
@@ -411,15 +432,23 @@ struct AgentSession {
                     sendResult(key, result, dealer: sockets.dealer)
                 }
             }
-            if time - lastHeard > heartbeatInterval * Int64(liveness) {
-                // The coordinator went quiet: start over on fresh sockets; the
-                // hello and the resend of unconfirmed results follow.
+            // The coordinator answers every heartbeat. It went quiet when a heartbeat had no answer for the
+            // liveness window, or, while this agent holds steps (or waits for its welcome), when nothing came
+            // from it for that window (since the agent last held none).
+            let window = heartbeatInterval * Int64(liveness)
+            let silent =
+                unansweredHeartbeat.map { time - $0 > window } == true
+                || ((holdsSteps || !welcomed) && time - max(lastHeard, welcomed ? lastIdle : 0) > window)
+            if silent || mustReconnect {
+                // Start over on fresh sockets; the hello and the resend of unconfirmed results follow.
                 logger.warning("coordinator silent, reconnecting")
                 sockets = try connect()
                 subscribed = false
                 if welcomed { unansweredSince = time }
                 welcomed = false
                 lastHeard = time
+                unansweredHeartbeat = nil
+                mustReconnect = false
                 sendHello(sockets.dealer)
             }
         }
@@ -430,7 +459,8 @@ struct AgentSession {
         lastHello = now()
         let hello = Hello(
             agent: configuration.id, role: configuration.role, host: configuration.host, pid: configuration.pid,
-            capacity: configuration.capacity, version: WireFormat.softwareVersion)
+            capacity: configuration.capacity, version: WireFormat.softwareVersion,
+            idleHeartbeatIntervalMilliseconds: configuration.idleHeartbeatInterval.map { Int($0.milliseconds) })
         send(dealer, Header(type: .hello, sender: configuration.id), hello)
     }
 
@@ -502,6 +532,11 @@ struct AgentSession {
                 warnedUnanswered = false
                 heartbeatInterval = Int64(max(50, min(60_000, welcome.heartbeatIntervalMilliseconds)))
                 liveness = max(2, min(100, welcome.liveness))
+                idleHeartbeatInterval =
+                    welcome.idleHeartbeatIntervalMilliseconds.map { Int64(min(3_600_000, $0)) }
+                    .flatMap { $0 > heartbeatInterval ? $0 : nil } ?? 0
+                // A heartbeat at once: claims the steps this agent still holds, and starts the idle rhythm.
+                lastHeartbeat = 0
                 logger.info("agent registered")
                 // Whatever the coordinator has not confirmed goes again now, and so do fetches.
                 lastSent = [:]

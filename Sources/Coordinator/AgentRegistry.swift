@@ -13,6 +13,10 @@ struct AgentEntry {
     var rejected: [String: Int]?
     /// The CURVE public key it registered with (nil on a plain-TCP bus).
     var key: String?
+    /// The heartbeat interval granted in its welcome for while it holds no step (milliseconds; 0: none).
+    var idleInterval: Int64 = 0
+    /// Its last heartbeat listed no step: it is judged on `idleInterval` until it is given one.
+    var idle = false
 
     var id: String { hello.agent }
     var hasCapacity: Bool { inFlight.count < max(1, hello.capacity) }
@@ -47,6 +51,12 @@ struct AgentRegistry {
 
     /// The CURVE key an agent registered with.
     func key(of id: String) -> String? { agents[id]?.key }
+
+    /// Whether the agent's last heartbeat listed no step, set in place.
+    mutating func setIdle(_ id: String, _ idle: Bool) {
+        guard agents[id] != nil, agents[id]!.idle != idle else { return }
+        agents[id]!.idle = idle
+    }
 
     /// What the agent last reported rejecting, set in place.
     mutating func setRejected(_ id: String, _ rejected: [String: Int]?) {
@@ -96,8 +106,20 @@ struct AgentRegistry {
         return entry
     }
 
-    func expired(now: Int64, timeoutMilliseconds: Int64) -> [String] {
-        agents.values.filter { now - $0.lastSeen > timeoutMilliseconds }.map(\.id).sorted()
+    /// Agents not heard from for `liveness` heartbeat intervals: `interval` while an agent holds a step, was
+    /// given one since it last spoke, or has not yet said it holds none; its granted idle interval otherwise.
+    /// An agent given a step is judged from the assignment on, so one that died idle is found within the
+    /// short window.
+    func expired(now: Int64, interval: Int64, liveness: Int) -> [String] {
+        var found: [String] = []
+        for agent in agents.values {
+            let busy = !agent.idle || !agent.inFlight.isEmpty || agent.lastAssigned > agent.lastSeen
+            let since = busy ? max(agent.lastSeen, agent.lastAssigned) : agent.lastSeen
+            if now - since > Int64(liveness) * (busy ? interval : max(interval, agent.idleInterval)) {
+                found.append(agent.id)
+            }
+        }
+        return found.sorted()
     }
 
     var all: [AgentEntry] { agents.values.sorted { $0.id < $1.id } }

@@ -12,6 +12,10 @@ public struct CoordinatorConfiguration: Sendable {
     public var heartbeatInterval: Duration = .seconds(1)
     /// Missed heartbeats before a peer counts as dead (default 3).
     public var liveness = 3
+    /// The longest heartbeat interval granted to an agent that holds no step, which asks for one in its hello
+    /// (default 10 s; at most `heartbeatInterval` turns it off). Such an agent counts as dead after `liveness`
+    /// of its idle intervals; once it is given a step, after `liveness` of `heartbeatInterval` again.
+    public var maxIdleHeartbeatInterval: Duration = .seconds(10)
     /// How long an agent has to acknowledge a step before it is published
     /// again, and then given to another agent (default 2 s).
     public var ackTimeout: Duration = .seconds(2)

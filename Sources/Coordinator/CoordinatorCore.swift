@@ -131,6 +131,9 @@ final class CoordinatorCore {
     /// Steps published this turn, whose ack deadline starts once they are sent.
     private var published: [(workflow: String, step: Int, attempt: Int)] = []
     private var pendingOutputs: [(workflow: String, artifacts: [Artifact])] = []
+    private var lastLivenessCheck: Int64 = 0
+    /// The heartbeat that answers agents' heartbeats, encoded once per interval (its `sentAt` is informational).
+    private var heartbeatReply: (encodedAt: Int64, frames: [[UInt8]])?
     struct OutgoingStepsKey: Hashable {
         var agent: String
         var workflow: String
@@ -141,7 +144,6 @@ final class CoordinatorCore {
             [:]
     /// Results confirmed this turn, by agent connection: one `confirm` per connection per turn (v4).
     private var confirms: [[UInt8]: (re: String, keys: [StepKey])] = [:]
-    private var lastHeartbeatSent: Int64 = 0
     private var lastPrune: Int64 = 0
     var journalWorkflows = 0
     /// Ready steps waiting for the one agent they are pinned to (`CoordinatorCore+Operations`).
@@ -398,6 +400,9 @@ final class CoordinatorCore {
         guard (1...64).contains(hello.capacity), hello.host.utf8.count <= 255 else {
             throw DecodeError(.invalidField, "hello: capacity must be 1-64 and host at most 255 bytes")
         }
+        if let idle = hello.idleHeartbeatIntervalMilliseconds, !(50...3_600_000).contains(idle) {
+            throw DecodeError(.invalidField, "hello: idleHeartbeatIntervalMilliseconds must be 50-3600000")
+        }
         let now = clock()
         if let previous = registry[hello.agent], previous.hello.pid != hello.pid || previous.hello.host != hello.host {
             // A new incarnation: whatever the old one held is lost with it.
@@ -409,14 +414,28 @@ final class CoordinatorCore {
         entry.hello = hello
         entry.identity = identity
         entry.lastSeen = now
+        // Judged on the short interval until a heartbeat says it holds no step.
+        let idleInterval = grantedIdleInterval(hello.idleHeartbeatIntervalMilliseconds)
+        entry.idleInterval = idleInterval ?? 0
+        entry.idle = false
         registry[hello.agent] = entry
         logger.info(
             "agent joined",
             metadata: ["agent.id": "\(hello.agent)", "agent.role": "\(hello.role.rawValue)", "agent.host": "\(hello.host)"])
         let welcome = Welcome(
             heartbeatIntervalMilliseconds: Int(configuration.heartbeatInterval.milliseconds),
-            liveness: configuration.liveness, eventsPort: eventsPort, eventsEndpoint: nil)
+            liveness: configuration.liveness, eventsPort: eventsPort, eventsEndpoint: nil,
+            idleHeartbeatIntervalMilliseconds: idleInterval.map(Int.init))
         reply(identity, Header(type: .welcome, re: header.id), welcome)
+    }
+
+    /// The idle interval an agent asked for, within `maxIdleHeartbeatInterval`; nil when it asked for none or
+    /// it would not be longer than the heartbeat interval.
+    private func grantedIdleInterval(_ asked: Int?) -> Int64? {
+        let interval = configuration.heartbeatInterval.milliseconds
+        guard let asked, Int64(asked) > interval, configuration.maxIdleHeartbeatInterval.milliseconds > interval
+        else { return nil }
+        return min(Int64(asked), configuration.maxIdleHeartbeatInterval.milliseconds)
     }
 
     /// Refreshes a known agent; unknown agents are asked to introduce themselves again.
@@ -431,6 +450,9 @@ final class CoordinatorCore {
     private func heartbeat(_ heartbeat: Heartbeat, identity: [UInt8], header: Header) throws {
         let agent = try sender(of: header)
         guard touch(agent, identity: identity) else { return }
+        // The coordinator's heartbeats are answers: an agent hears from it once per heartbeat it sends.
+        answerHeartbeat(identity)
+        registry.setIdle(agent, heartbeat.inFlight.isEmpty)
         registry.setRejected(agent, heartbeat.rejected)
         // After a restart the journal knows which steps were given out; an
         // agent that still runs one claims it here.
@@ -443,6 +465,14 @@ final class CoordinatorCore {
             live.deliveries[position]?.orphanDeadline = nil
         }
         dropped(by: agent, listing: heartbeat.inFlight)
+    }
+
+    private func answerHeartbeat(_ identity: [UInt8]) {
+        let now = clock()
+        if heartbeatReply == nil || now - heartbeatReply!.encodedAt >= configuration.heartbeatInterval.milliseconds {
+            heartbeatReply = (now, Codec.encode(Header(type: .heartbeat), Heartbeat()))
+        }
+        outbox.append(.send(identity: identity, frames: [identity] + heartbeatReply!.frames))
     }
 
     /// A step the agent acknowledged and no longer lists in its heartbeat, without a result, was dropped: the
@@ -1129,17 +1159,14 @@ final class CoordinatorCore {
 
     // MARK: Timers
 
-    /// Heartbeats, ack timeouts, dead agents, step timeouts, `--retain`.
+    /// Dead agents, ack timeouts, step timeouts, `--retain`. The coordinator sends no heartbeats of its own:
+    /// it answers each agent's.
     func tick() {
         let now = clock()
-        if now - lastHeartbeatSent >= configuration.heartbeatInterval.milliseconds {
-            lastHeartbeatSent = now
-            // One encoding for every agent.
-            let frames = Codec.encode(Header(type: .heartbeat), Heartbeat())
-            for agent in registry.agents.values {
-                outbox.append(.send(identity: agent.identity, frames: [agent.identity] + frames))
-            }
-            for agent in registry.expired(now: now, timeoutMilliseconds: livenessMilliseconds) {
+        if now - lastLivenessCheck >= configuration.heartbeatInterval.milliseconds {
+            lastLivenessCheck = now
+            let interval = configuration.heartbeatInterval.milliseconds
+            for agent in registry.expired(now: now, interval: interval, liveness: configuration.liveness) {
                 agentGone(agent, reason: "missed \(configuration.liveness) heartbeats")
             }
             metrics?.agents(registry)

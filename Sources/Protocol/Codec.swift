@@ -6,7 +6,8 @@ import ShoalSupport
 /// replies leave steps out, steps carry `params` and `failures`; v3: step
 /// assignments name artifacts by digest and agents `fetch` their bytes; v4:
 /// `step`, `ack` and `confirm` may carry several steps, a result stands for
-/// its ack).
+/// its ack; the coordinator answers heartbeats instead of sending its own, and
+/// an agent holding no step heartbeats at the idle interval it was granted).
 public enum WireFormat {
     public static let version = 4
     /// Bytes of an artifact one `fetch-reply` carries at most (256 KiB).

@@ -83,13 +83,19 @@ public struct Hello: Codable, Sendable, Equatable {
     /// Steps it runs at the same time.
     public var capacity: Int
     public var version: String
-    public init(agent: String, role: Role, host: String, pid: Int32, capacity: Int, version: String) {
+    /// The heartbeat interval the agent asks for while it holds no step (absent: the bus's interval always).
+    public var idleHeartbeatIntervalMilliseconds: Int?
+    public init(
+        agent: String, role: Role, host: String, pid: Int32, capacity: Int, version: String,
+        idleHeartbeatIntervalMilliseconds: Int? = nil
+    ) {
         self.agent = agent
         self.role = role
         self.host = host
         self.pid = pid
         self.capacity = capacity
         self.version = version
+        self.idleHeartbeatIntervalMilliseconds = idleHeartbeatIntervalMilliseconds
     }
 }
 
@@ -101,11 +107,18 @@ public struct Welcome: Codable, Sendable, Equatable {
     public var eventsPort: Int?
     /// A full events endpoint, when the coordinator knows a better one.
     public var eventsEndpoint: String?
-    public init(heartbeatIntervalMilliseconds: Int, liveness: Int, eventsPort: Int?, eventsEndpoint: String?) {
+    /// The heartbeat interval granted to the agent while it holds no step, by which the coordinator judges it
+    /// then (absent: `heartbeatIntervalMilliseconds` always).
+    public var idleHeartbeatIntervalMilliseconds: Int?
+    public init(
+        heartbeatIntervalMilliseconds: Int, liveness: Int, eventsPort: Int?, eventsEndpoint: String?,
+        idleHeartbeatIntervalMilliseconds: Int? = nil
+    ) {
         self.heartbeatIntervalMilliseconds = heartbeatIntervalMilliseconds
         self.liveness = liveness
         self.eventsPort = eventsPort
         self.eventsEndpoint = eventsEndpoint
+        self.idleHeartbeatIntervalMilliseconds = idleHeartbeatIntervalMilliseconds
     }
 }
 

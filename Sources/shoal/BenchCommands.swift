@@ -100,35 +100,60 @@ struct BenchBaselineCommand: AsyncParsableCommand {
     }
 }
 
-/// Many idle agents in one process (two connections each): hello,
-/// subscription to its own topic, heartbeats; never a step.
+/// Many idle agents in one process (two connections each): hello, subscription to its own topic, heartbeats;
+/// never a step. They keep the agents' rule (protocol.md rule 5): each asks for an idle heartbeat interval in its
+/// hello, heartbeats at once after its welcome and then at the interval granted, hears the coordinator's answers,
+/// introduces itself again on `rehello`, and says `bye` when the process is stopped (SIGTERM or SIGINT).
 struct BenchIdleAgentsCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(commandName: "idle-agents", abstract: "Connect idle agents.")
 
     @Option(help: "The coordinator's control endpoint.") var coordinator: String
     @Option(help: "The coordinator's events endpoint.") var events: String
     @Option(help: "How many agents.") var count = 1000
+    @Option(help: "Heartbeat interval each agent asks for while it holds no step, as `shoal agent` does.")
+    var idleHeartbeat = ShoalDuration(.seconds(10))
     @OptionGroup var security: ClientSecurityOptions
 
     func validate() throws {
         guard (1...10_000).contains(count) else { throw ValidationError("--count must be 1-10000") }
+        try idleHeartbeat.validate(in: .milliseconds(50) ... .seconds(3600), option: "--idle-heartbeat")
     }
 
     func run() async throws {
         let curve = try security.curveKeys()
         let (coordinator, events, count) = (self.coordinator, self.events, self.count)
-        try await runBlocking { try BenchIdleAgentsCommand.serve(coordinator, events, count, curve) }
+        let idle = Int(idleHeartbeat.duration.seconds * 1000)
+        let stopped = LockedBox(false)
+        let sources = [SIGINT, SIGTERM].map { number in
+            signal(number, SIG_IGN)
+            let source = DispatchSource.makeSignalSource(signal: number, queue: .global())
+            source.setEventHandler { stopped.value = true }
+            source.resume()
+            return source
+        }
+        try await runBlocking {
+            try BenchIdleAgentsCommand.serve(coordinator, events, count, idle, curve, stopped: stopped)
+        }
+        withExtendedLifetime(sources) {}
     }
 
-    private static func serve(_ coordinator: String, _ events: String, _ count: Int, _ curve: CurveClientKeys?) throws {
+    private static func serve(
+        _ coordinator: String, _ events: String, _ count: Int, _ idle: Int, _ curve: CurveClientKeys?,
+        stopped: LockedBox<Bool>
+    ) throws {
         let context = Context(ioThreads: 2, maxSockets: Int32(2 * count + 64))
         var dealers: [Socket] = []
         var subscribers: [Socket] = []
         let prefix = "idle-\(getpid())-"
+        func send<Body: Encodable>(_ index: Int, _ type: MessageType, _ body: Body) throws {
+            let header = Header(type: type, sender: prefix + String(index))
+            _ = try dealers[index].send(Codec.encode(header, body), wait: false)
+        }
         func hello(_ index: Int) throws {
-            let id = prefix + String(index)
-            let body = Hello(agent: id, role: .docs, host: "bench", pid: getpid(), capacity: 1, version: "bench")
-            _ = try dealers[index].send(Codec.encode(Header(type: .hello, sender: id), body), wait: false)
+            let body = Hello(
+                agent: prefix + String(index), role: .docs, host: "bench", pid: getpid(), capacity: 1,
+                version: "bench", idleHeartbeatIntervalMilliseconds: idle)
+            try send(index, .hello, body)
         }
         for index in 0..<count {
             let dealer = try Socket(context: context, type: .dealer)
@@ -144,44 +169,70 @@ struct BenchIdleAgentsCommand: AsyncParsableCommand {
             subscribers.append(subscriber)
             try hello(index)
         }
-        var welcomed = Set<Int>()
+        var welcomed = [Bool](repeating: false, count: count)
+        var welcomedCount = 0
         var announced = false
+        // The bus's interval until a welcome tells, then the idle interval granted (they never hold a step).
         var interval: Duration = .seconds(1)
+        var beat = [Duration](repeating: .seconds(1), count: count)
         var nextBeat = [ContinuousClock.Instant](repeating: .now, count: count)
         for index in 0..<count { nextBeat[index] = .now + interval * (Double(index) / Double(count)) }
-        while true {
-            var poller = Poller()
-            for dealer in dealers { poller.add(dealer) }
-            let ready = try poller.poll(timeoutMilliseconds: 50)
-            for index in ready.indices where ready[index] {
-                while let frames = try dealers[index].receive(wait: false) {
-                    guard let envelope = try? Codec.decode(frames[...]) else { continue }
-                    switch envelope.header.type {
-                    case .welcome:
-                        if let welcome = try? envelope.decode(Welcome.self) {
+        // A turn every 50 ms sends the heartbeats due. The sockets are read every 10th turn only: a poll over
+        // thousands of sockets for each answer would cost this process, which shares the machine with the
+        // coordinator, more than the coordinator. Nothing is published to these agents: their subscribers are
+        // emptied every 2 s.
+        var turns = 0
+        while !stopped.value {
+            let turn = ContinuousClock.now
+            turns += 1
+            if turns % 10 == 1 {
+                for index in 0..<count {
+                    while let frames = try dealers[index].receive(wait: false) {
+                        guard let envelope = try? Codec.decode(frames[...]) else { continue }
+                        switch envelope.header.type {
+                        case .welcome:
+                            guard let welcome = try? envelope.decode(Welcome.self) else { continue }
                             interval = .milliseconds(welcome.heartbeatIntervalMilliseconds)
+                            beat[index] = .milliseconds(welcome.idleHeartbeatIntervalMilliseconds ?? 0)
+                            if beat[index] <= interval { beat[index] = interval }
+                            // A heartbeat at once, as an agent sends after its welcome; the next one sooner than the
+                            // interval, at a random point, so that agents welcomed together do not beat together.
+                            try send(index, .heartbeat, Heartbeat())
+                            nextBeat[index] = turn + beat[index] * Double.random(in: 0.05..<1)
+                            if !welcomed[index] {
+                                welcomed[index] = true
+                                welcomedCount += 1
+                            }
+                        case .rehello:
+                            if welcomed[index] {
+                                welcomed[index] = false
+                                welcomedCount -= 1
+                            }
+                            beat[index] = interval
+                            try hello(index)
+                        default:
+                            break
                         }
-                        welcomed.insert(index)
-                    case .rehello:
-                        try hello(index)
-                    default:
-                        break
                     }
+                    if turns % 40 == 1 { while try subscribers[index].receive(wait: false) != nil {} }
                 }
             }
-            for subscriber in subscribers { while try subscriber.receive(wait: false) != nil {} }
             let now = ContinuousClock.now
             for index in 0..<count where nextBeat[index] <= now {
-                nextBeat[index] = now + interval
-                let id = prefix + String(index)
-                _ = try dealers[index].send(Codec.encode(Header(type: .heartbeat, sender: id), Heartbeat()), wait: false)
+                nextBeat[index] = now + beat[index]
+                try send(index, .heartbeat, Heartbeat())
             }
-            if !announced && welcomed.count == count {
+            if !announced && welcomedCount == count {
                 announced = true
                 print("ready agents=\(count)")
                 fflush(nil)
             }
+            let pause = turn + .milliseconds(50) - ContinuousClock.now
+            if pause > .zero { Thread.sleep(forTimeInterval: pause.seconds) }
         }
+        for index in 0..<count where welcomed[index] { try send(index, .bye, Empty()) }
+        // The sockets drop what is unsent when closed: give the I/O threads a moment.
+        Thread.sleep(forTimeInterval: 0.5)
     }
 }
 

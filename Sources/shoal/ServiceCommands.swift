@@ -65,6 +65,11 @@ struct CoordinatorCommand: AsyncParsableCommand {
     @OptionGroup var directory: OutputDirectoryOption
     @Option(help: "Heartbeat interval, 50ms to 1m, e.g. 1s or 250ms.") var heartbeat = ShoalDuration(.seconds(1))
     @Option(help: "Missed heartbeats before a peer is declared dead.") var liveness = 3
+    @Option(
+        help: ArgumentHelp(
+            "Longest heartbeat interval granted to an agent holding no step (it asks in its hello), 50ms to 1h; "
+                + "at most --heartbeat grants none."))
+    var maxIdleHeartbeat = ShoalDuration(.seconds(10))
     @Option(help: "Time an agent has to acknowledge a step, 50ms to 10m.") var ackTimeout = ShoalDuration(.seconds(2))
     @Option(help: "Attempts per step before it fails.") var maxAttempts = 3
     @Option(help: "Longest a single step may run before it is given to another agent, 100ms to 7 days, e.g. 1h30m.")
@@ -97,6 +102,7 @@ struct CoordinatorCommand: AsyncParsableCommand {
     func validate() throws {
         _ = try security.security()
         try heartbeat.validate(in: .milliseconds(50) ... .seconds(60), option: "--heartbeat")
+        try maxIdleHeartbeat.validate(in: .milliseconds(50) ... .seconds(3600), option: "--max-idle-heartbeat")
         try ackTimeout.validate(in: .milliseconds(50) ... .seconds(600), option: "--ack-timeout")
         guard (2...100).contains(liveness) else { throw ValidationError("--liveness must be between 2 and 100") }
         guard (1...100).contains(maxAttempts) else { throw ValidationError("--max-attempts must be between 1 and 100") }
@@ -145,6 +151,7 @@ struct CoordinatorCommand: AsyncParsableCommand {
         configuration.outputDirectory = directory.path
         configuration.heartbeatInterval = heartbeat.duration
         configuration.liveness = liveness
+        configuration.maxIdleHeartbeatInterval = maxIdleHeartbeat.duration
         configuration.ackTimeout = ackTimeout.duration
         configuration.maxAttempts = maxAttempts
         configuration.stepTimeout = stepTimeout.duration
@@ -181,6 +188,11 @@ struct AgentCommand: AsyncParsableCommand {
     @Option(help: "The coordinator's events endpoint (default: its host, with the port it announces).")
     var events: String?
     @Option(help: "Steps this agent runs at the same time.") var capacity = 2
+    @Option(
+        help: ArgumentHelp(
+            "Heartbeat interval asked of the coordinator while this agent holds no step, 50ms to 1h "
+                + "(the coordinator grants at most its --max-idle-heartbeat)."))
+    var idleHeartbeat = ShoalDuration(.seconds(10))
     @Option(help: "Working directory for files the agent keeps (terraform state, the GitOps repository).")
     var workDir = "output"
     @Option(help: "Address the GitOps repository is served on (monitoring role), host:port.")
@@ -212,6 +224,7 @@ struct AgentCommand: AsyncParsableCommand {
             throw ValidationError("--id must be 1-64 letters, digits, '.', '_' or '-', starting with a letter or digit")
         }
         guard (1...64).contains(capacity) else { throw ValidationError("--capacity must be between 1 and 64") }
+        try idleHeartbeat.validate(in: .milliseconds(50) ... .seconds(3600), option: "--idle-heartbeat")
         do {
             try gitopsAdvertise.map(GitOpsAddresses.validateAdvertise)
             try gitopsPushURL.map(GitOpsAddresses.validatePushURL)
@@ -234,6 +247,7 @@ struct AgentCommand: AsyncParsableCommand {
         var configuration = AgentConfiguration(role: role, coordinator: coordinator, id: id)
         configuration.events = events
         configuration.capacity = capacity
+        configuration.idleHeartbeatInterval = idleHeartbeat.duration
         configuration.stateDirectory = stateDir
         configuration.curve = try security.curveKeys()
         security.warnIfInsecure()

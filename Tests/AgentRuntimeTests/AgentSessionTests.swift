@@ -33,7 +33,7 @@ final class CountingHandler: StepHandler, @unchecked Sendable {  // `runs` is gu
 /// `agentKeys` only.
 final class FakeCoordinator {
     let context = Context()
-    let router: Socket
+    private(set) var router: Socket
     let publisher: Socket
     let zap: ZAPHandler
     let serverKeys: CurveKeyPair
@@ -41,6 +41,8 @@ final class FakeCoordinator {
     var agentIdentity: [UInt8] = []
     /// The ZAP user id of the last message received.
     var lastUserID: String?
+    /// Speaks up unasked every 50 ms (as a v3 coordinator did); off, the agent hears only what a test sends.
+    var heartbeats = true
     private var lastHeartbeat = ContinuousClock.now
 
     init() throws {
@@ -114,9 +116,33 @@ final class FakeCoordinator {
     /// Like a real coordinator, speaks up now and then, so the agent does
     /// not take a slow test for a coordinator gone silent.
     private func heartbeat() {
-        guard !agentIdentity.isEmpty, ContinuousClock.now - lastHeartbeat > .milliseconds(50) else { return }
+        guard heartbeats, !agentIdentity.isEmpty, ContinuousClock.now - lastHeartbeat > .milliseconds(50) else {
+            return
+        }
         lastHeartbeat = ContinuousClock.now
         _ = try? router.send([agentIdentity] + Codec.encode(Header(type: .heartbeat), Heartbeat()), wait: false)
+    }
+
+    /// A coordinator restarted on the same port: the control socket closed (the agent's connection drops)
+    /// and bound again; the new one knows no agent.
+    func restart() async throws {
+        let endpoint = control
+        router.close()
+        let fresh = try Socket(context: context, type: .router)
+        try fresh.makeCurveServer(secretKey: serverKeys.secretKey, zapDomain: "shoal")
+        let deadline = ContinuousClock.now + .seconds(10)
+        while true {
+            do {
+                try fresh.bind(endpoint)
+                break
+            } catch {
+                // The old socket's listener closes on libzmq's I/O thread.
+                guard ContinuousClock.now < deadline else { throw error }
+                try await Task.sleep(for: .milliseconds(10))
+            }
+        }
+        router = fresh
+        agentIdentity = []
     }
 
     func waitSubscription(_ topic: String) async throws {

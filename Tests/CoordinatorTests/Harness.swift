@@ -112,6 +112,8 @@ final class RawAgent {
     let dealer: Socket
     let subscriber: Socket
     var heartbeats = true
+    /// The idle heartbeat interval its hello asks for (nil: none, heartbeats at the bus's interval).
+    var idleHeartbeat: Int?
     /// Steps it says it runs at once (hello).
     var capacity = 1
     private var lastHeartbeat = ContinuousClock.now
@@ -136,7 +138,10 @@ final class RawAgent {
 
     /// Hello, welcome, then the subscription to its own topic.
     func sendHello() throws {
-        try send(Header(type: .hello, sender: id), Hello(agent: id, role: role, host: "test", pid: 1, capacity: capacity, version: "test"))
+        let hello = Hello(
+            agent: id, role: role, host: "test", pid: 1, capacity: capacity, version: "test",
+            idleHeartbeatIntervalMilliseconds: idleHeartbeat)
+        try send(Header(type: .hello, sender: id), hello)
     }
 
     func join() throws {

@@ -35,6 +35,8 @@ import Testing
         (#"{"v":1,"type":"hello","id":"x","sentAt":1}"#, .unsupportedVersion),
         // v2 steps carried artifact bytes; a v3 peer names them by digest: a v2 hello is refused.
         (#"{"v":2,"type":"hello","id":"x","sentAt":1,"sender":"docs-1"}"#, .unsupportedVersion),
+        // v3 coordinators sent every agent a heartbeat of their own and judged idle agents on the short interval.
+        (#"{"v":3,"type":"hello","id":"x","sentAt":1,"sender":"docs-1"}"#, .unsupportedVersion),
         (#"{"v":3,"attempt":1,"id":"x","sender":"docs-1","sentAt":1,"step":"s","type":"ack","workflow":"w"}"#, .unsupportedVersion),
         (#"{"v":4,"type":"launch-missiles","id":"x","sentAt":1}"#, .unknownType),
         (#"{"v":4,"type":"hello","sentAt":1}"#, .malformedHeader),

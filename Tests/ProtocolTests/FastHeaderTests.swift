@@ -27,18 +27,18 @@ import Testing
     }
 
     @Test(arguments: [
-        #"{ "v":3,"type":"ack","id":"a","sentAt":1}"#,  // whitespace
-        #"{"v":3,"type":"ack","id":"a\u0041","sentAt":1}"#,  // an escape
-        #"{"v":3,"type":"ack","id":"é","sentAt":1}"#,  // non-ASCII
-        #"{"v":3,"type":"ack","id":"a","sentAt":1,"extra":1}"#,  // an unknown key
-        #"{"v":3,"type":"ack","id":"a","id":"b","sentAt":1}"#,  // a duplicate
-        #"{"v":3.0,"type":"ack","id":"a","sentAt":1}"#,  // a fraction
+        #"{ "v":4,"type":"ack","id":"a","sentAt":1}"#,  // whitespace
+        #"{"v":4,"type":"ack","id":"a\u0041","sentAt":1}"#,  // an escape
+        #"{"v":4,"type":"ack","id":"é","sentAt":1}"#,  // non-ASCII
+        #"{"v":4,"type":"ack","id":"a","sentAt":1,"extra":1}"#,  // an unknown key
+        #"{"v":4,"type":"ack","id":"a","id":"b","sentAt":1}"#,  // a duplicate
+        #"{"v":4.0,"type":"ack","id":"a","sentAt":1}"#,  // a fraction
         #"{"v":03,"type":"ack","id":"a","sentAt":1}"#,  // a leading zero
-        #"{"v":3,"type":"nope","id":"a","sentAt":1}"#,  // an unknown type
-        #"{"v":3,"type":"ack","id":null,"sentAt":1}"#,  // null where a value is required
-        #"{"v":3,"type":"ack","sentAt":1}"#,  // a missing key
-        #"{"v":3,"type":"ack","id":"a","sentAt":1}x"#,  // trailing bytes
-        #"{"v":3,"type":"ack","id":"a","sentAt":12345678901234567890}"#,  // too many digits
+        #"{"v":4,"type":"nope","id":"a","sentAt":1}"#,  // an unknown type
+        #"{"v":4,"type":"ack","id":null,"sentAt":1}"#,  // null where a value is required
+        #"{"v":4,"type":"ack","sentAt":1}"#,  // a missing key
+        #"{"v":4,"type":"ack","id":"a","sentAt":1}x"#,  // trailing bytes
+        #"{"v":4,"type":"ack","id":"a","sentAt":12345678901234567890}"#,  // too many digits
         "{}",
     ])
     func leavesAnythingUnusualToJSONDecoder(_ text: String) {
@@ -46,7 +46,7 @@ import Testing
     }
 
     @Test func nullOptionalsReadAsAbsent() throws {
-        let bytes = Array(#"{"attempt":null,"id":"a","sentAt":-5,"sender":null,"type":"heartbeat","v":3}"#.utf8)
+        let bytes = Array(#"{"attempt":null,"id":"a","sentAt":-5,"sender":null,"type":"heartbeat","v":4}"#.utf8)
         let fast = try #require(FastHeader.parse(bytes))
         #expect(fast == fullDecode(bytes))
         #expect(fast.attempt == nil && fast.sender == nil && fast.sentAt == -5)
