@@ -79,14 +79,16 @@ struct AgentRegistry {
         subscriptions.contains(WireFormat.agentTopic(id))
     }
 
-    /// Least loaded first; among equals the one that waited longest. Looks
+    /// Least loaded first; among equals the one given a step most recently. Looks
     /// only at the agents of `role`.
     func pick(role: Role, avoiding avoid: Set<String>) -> String? {
         var best: AgentEntry?
         var bestAvoided: AgentEntry?
         func better(_ a: AgentEntry, _ b: AgentEntry?) -> Bool {
             guard let b else { return true }
-            return (a.inFlight.count, a.lastAssigned, a.id) < (b.inFlight.count, b.lastAssigned, b.id)
+            // Among equals the one given a step last: its process is awake and its artifact cache holds what
+            // the workflow's steps share, so a chain stays on one agent while parallel steps still spread by load.
+            return (a.inFlight.count, -a.lastAssigned, a.id) < (b.inFlight.count, -b.lastAssigned, b.id)
         }
         for id in byRole[role] ?? [] {
             guard let agent = agents[id], agent.hasCapacity, isReachable(id) else { continue }
