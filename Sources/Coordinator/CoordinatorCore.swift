@@ -625,7 +625,9 @@ final class CoordinatorCore {
         step.agent = result.agent
         step.host = result.host
         step.pid = result.pid
-        step.startedAt = step.startedAt ?? now
+        // A result that stands for its ack: the step started as long before now as the agent ran it (a
+        // duration on the agent's one clock, so no skew between hosts).
+        step.startedAt = step.startedAt ?? Self.started(before: now, ran: result)
         step.finishedAt = now
         step.summary = result.output.summary
         step.error = result.error
@@ -707,6 +709,13 @@ final class CoordinatorCore {
     }
 
     /// Cancels (or skips) every pending step of a workflow that stopped.
+    /// `now` less the agent's reported run time, which is clamped to zero and to `now` (untrusted numbers).
+    static func started(before now: Int64, ran result: StepResult) -> Int64 {
+        let (ran, overflow) = result.finishedAt.subtractingReportingOverflow(result.startedAt)
+        guard !overflow, ran > 0 else { return now }
+        return now - min(ran, max(now, 0))
+    }
+
     private func stopPending(_ live: Live, as state: StepSnapshot.State, now: Int64) {
         for position in live.snapshot.steps.indices where live.snapshot.steps[position].state == .pending {
             live.snapshot.steps[position].state = state

@@ -72,6 +72,20 @@ import Testing
         }
     }
 
+    @Test func aResultStandingForItsAckStartsTheStepAsLongAgoAsTheAgentRanIt() {
+        func result(_ started: Int64, _ finished: Int64) -> StepResult {
+            StepResult(
+                outcome: .succeeded, output: StepOutput(summary: ""), error: nil, agent: "a", host: "h", pid: 1,
+                startedAt: started, finishedAt: finished)
+        }
+        #expect(CoordinatorCore.started(before: 10_000, ran: result(500, 750)) == 9_750)
+        // Untrusted numbers: backwards, overflowing or longer than the epoch clamp, never trap.
+        #expect(CoordinatorCore.started(before: 10_000, ran: result(750, 500)) == 10_000)
+        #expect(CoordinatorCore.started(before: 10_000, ran: result(.min, .max)) == 10_000)
+        #expect(CoordinatorCore.started(before: 10_000, ran: result(-.max, .max)) == 10_000)
+        #expect(CoordinatorCore.started(before: 10_000, ran: result(0, 1_000_000)) == 0)
+    }
+
     @Test func aMissingAckMeansPublishAgainThenAnotherAgent() async throws {
         let coordinator = try await TestCoordinator.start { $0.ackTimeout = .milliseconds(200) }
         defer { Task { await coordinator.stop() } }
