@@ -221,6 +221,9 @@ struct AgentSession {
     private var unansweredHeartbeat: Int64?
     /// The last loop turn at which this agent held no step: a step's liveness window starts there at the latest.
     private var lastIdle: Int64 = 0
+    /// Whether the last heartbeat sent listed no step. Until one has, the coordinator judges this agent on the
+    /// short window, so the agent keeps the short interval until it has said it holds nothing.
+    private var reportedIdle = false
     /// Set when the agent stalled: start over on fresh sockets.
     private var mustReconnect = false
     private var lastHello: Int64 = 0
@@ -412,7 +415,10 @@ struct AgentSession {
             // Holding no step, an agent heartbeats at its granted idle interval; holding one, at the interval.
             let holdsSteps = !running.isEmpty || !record.unconfirmed.isEmpty
             if !holdsSteps { lastIdle = time }
-            let beat = welcomed && !holdsSteps && idleHeartbeatInterval > 0 ? idleHeartbeatInterval : heartbeatInterval
+            if holdsSteps { reportedIdle = false }
+            let beat =
+                welcomed && !holdsSteps && reportedIdle && idleHeartbeatInterval > 0
+                ? idleHeartbeatInterval : heartbeatInterval
             if time - lastHeartbeat >= beat {
                 lastHeartbeat = time
                 if unansweredHeartbeat == nil { unansweredHeartbeat = time }
@@ -420,6 +426,7 @@ struct AgentSession {
                 // A step whose result is not confirmed yet is still this agent's: listing it keeps the coordinator
                 // from taking it for dropped when the result was lost with a reconnect and is on its way again.
                 let held = running.union(record.unconfirmed).sorted { $0.description < $1.description }
+                reportedIdle = held.isEmpty
                 sendAcks(sockets.dealer)
                 send(
                     sockets.dealer, Header(type: .heartbeat, sender: configuration.id),

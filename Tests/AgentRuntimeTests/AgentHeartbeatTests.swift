@@ -79,6 +79,28 @@ import Testing
         #expect(listed, "holding the step (running, then unconfirmed), the agent heartbeats at the interval")
     }
 
+    @Test func anAgentThatHeldAStepSaysItHoldsNoneBeforeItSlowsToTheIdleInterval() async throws {
+        let coordinator = try FakeCoordinator()
+        let agent = startAgent(coordinator, id: "docs-i5")
+        defer { agent.cancel() }
+        _ = try #require(try await coordinator.expect(.hello))
+        try welcome(coordinator, idle: 60_000)
+        _ = try #require(try await coordinator.expect(.heartbeat))
+        try await coordinator.waitSubscription(WireFormat.agentTopic("docs-i5"))
+        let key = StepKey(workflow: "k3s-dev-0000a5", step: "docs", attempt: 1)
+        try coordinator.publishStep(key, to: "docs-i5")
+        _ = try #require(try await coordinator.expect(.result))
+        try coordinator.reply(Header(type: .confirm, workflow: key.workflow, step: key.step, attempt: key.attempt), Empty())
+        // The coordinator's last word from it listed the step, so it judges the agent on the short window: the
+        // agent's next heartbeats come at the short interval until one lists nothing, not a minute later.
+        var saidIdle = false
+        let deadline = ContinuousClock.now + .seconds(10)
+        while !saidIdle, ContinuousClock.now < deadline, let beat = try await coordinator.expect(.heartbeat) {
+            saidIdle = try beat.decode(Heartbeat.self).inFlight.isEmpty
+        }
+        #expect(saidIdle)
+    }
+
     @Test func anIdleAgentWhoseHeartbeatGoesUnansweredConnectsAgain() async throws {
         let coordinator = try FakeCoordinator()
         coordinator.heartbeats = false
