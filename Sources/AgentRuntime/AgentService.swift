@@ -320,17 +320,7 @@ struct AgentSession {
         lastLoop = now()
         while true {
             let loopTime = now()
-            if loopTime - lastLoop > heartbeatInterval * Int64(liveness) {
-                // This process was frozen (SIGSTOP, a VM pause) longer than its
-                // liveness: the coordinator has given its steps to others, so
-                // finishing them now would do their work twice.
-                logger.warning("agent stalled, abandoning its running steps", metadata: ["running": "\(running.count)"])
-                for key in running where waiting[key] == nil { abandoned.insert(key) }
-                dropWaitingSteps()
-                leases.revokeAll()
-                running.removeAll()
-                mustReconnect = true
-            }
+            if loopTime - lastLoop > heartbeatInterval * Int64(liveness) { abandonAfterStall() }
             lastLoop = loopTime
             if stop.isStopped && !draining {
                 draining = true
@@ -365,6 +355,12 @@ struct AgentSession {
             var timeout = max(10, min(100, heartbeatInterval / 4))
             if !pendingAcks.isEmpty { timeout = max(1, min(timeout, acksPendingSince + Self.ackDelay - now())) }
             let ready = try poller.poll(timeoutMilliseconds: Int(timeout))
+            // A freeze mostly strikes in the poll: found here, it costs one reconnection in this turn, not one for
+            // the silence now and another for the stall at the next turn's start.
+            if now() - lastLoop > heartbeatInterval * Int64(liveness) {
+                abandonAfterStall()
+                lastLoop = now()
+            }
             if ready[stopIndex] { stop.wakeup.drain() }
             // A new connection (the coordinator restarted, or the network came back): a heartbeat at once, which
             // a restarted coordinator answers with `rehello`.
@@ -460,6 +456,17 @@ struct AgentSession {
             }
         }
         stepSink.finish()
+    }
+
+    /// This process was frozen (SIGSTOP, a VM pause) longer than its liveness: the coordinator has given its
+    /// steps to others, so finishing them now would do their work twice. Starts over on fresh sockets.
+    private mutating func abandonAfterStall() {
+        logger.warning("agent stalled, abandoning its running steps", metadata: ["running": "\(running.count)"])
+        for key in running where waiting[key] == nil { abandoned.insert(key) }
+        dropWaitingSteps()
+        leases.revokeAll()
+        running.removeAll()
+        mustReconnect = true
     }
 
     private mutating func sendHello(_ dealer: Socket) {
