@@ -138,29 +138,28 @@ public enum Codec {
     private struct VersionProbe: Decodable { var v: Int }
     private struct TypeProbe: Decodable { var type: String }
 
+    /// A header of this protocol version that passes `validate`.
+    private static func supported(_ header: Header) throws(DecodeError) -> Header {
+        guard header.v == WireFormat.version else {
+            throw DecodeError(
+                .unsupportedVersion,
+                "protocol version \(header.v) is not supported; this peer speaks v\(WireFormat.version)")
+        }
+        try validate(header)
+        return header
+    }
+
     static func decodeHeader(_ bytes: [UInt8]) throws(DecodeError) -> Header {
         // shoal's own compact headers without a JSONDecoder; whatever that reader is unsure of goes the long way.
         if let header = FastHeader.parse(bytes) {
-            guard header.v == WireFormat.version else {
-                throw DecodeError(
-                    .unsupportedVersion,
-                    "protocol version \(header.v) is not supported; this peer speaks v\(WireFormat.version)")
-            }
-            try validate(header)
-            return header
+            return try supported(header)
         }
         let data = Data(bytes)
         let decoder = JSONDecoder()
         // One parse for a well-formed header; the probes below only name
         // what is wrong with one that is not, in the order of the rules.
         if let header = try? decoder.decode(Header.self, from: data) {
-            guard header.v == WireFormat.version else {
-                throw DecodeError(
-                    .unsupportedVersion,
-                    "protocol version \(header.v) is not supported; this peer speaks v\(WireFormat.version)")
-            }
-            try validate(header)
-            return header
+            return try supported(header)
         }
         guard let probe = try? decoder.decode(VersionProbe.self, from: data) else {
             throw DecodeError(.malformedHeader, "header is not a JSON object with an integer 'v'")
