@@ -239,6 +239,8 @@ struct AgentSession {
     /// Steps acknowledged and waiting for artifacts, and the fetches they wait for, by digest.
     private var waiting: [StepKey: WaitingStep] = [:]
     private var fetches: [String: ArtifactFetch] = [:]
+    /// The last workflow request decoded: a workflow's steps all carry the same one.
+    private var requests = RequestCache()
 
     init(
         configuration: AgentConfiguration, context: Context, logger: Logger, results: Mailbox<(StepKey, StepResult)>,
@@ -617,9 +619,9 @@ struct AgentSession {
                 throw DecodeError(.unexpectedType, "'\(header.type.rawValue)' on the step topic")
             }
             if let key = header.stepKey {
-                steps = [(key, try envelope.decode(StepAssignment.self))]
+                steps = [(key, try StepAssignment.decode(envelope.body, requests: &requests))]
             } else if let workflow = header.workflow, header.step == nil, header.attempt == nil {
-                steps = try StepBatch.decode(envelope.body, workflow: workflow)
+                steps = try StepBatch.decode(envelope.body, workflow: workflow, requests: &requests)
             } else {
                 throw DecodeError(.invalidField, "a step needs workflow, step and attempt")
             }

@@ -316,7 +316,7 @@ final class CoordinatorCore {
         case .ack:
             try ack(identity: identity, header: header, body: envelope.body)
         case .result:
-            let (cleaned, redacted) = Redaction.redact(StepLogBound.bound(try envelope.decode(StepResult.self)))
+            let (cleaned, redacted) = Redaction.redact(StepLogBound.bound(try StepResult.decode(envelope.body)))
             if redacted > 0 {
                 logger.warning(
                     "secrets removed from a step result",

@@ -339,7 +339,20 @@ public struct StepBatch: Codable, Sendable, Equatable {
     /// name and an attempt of 1-10000.
     /// - Throws: `DecodeError(.malformedBody)` or `DecodeError(.invalidField)`.
     public static func decode(_ body: [UInt8], workflow: String) throws(DecodeError) -> [(StepKey, StepAssignment)] {
-        let batch = try Codec.decodeBody(StepBatch.self, body)
+        var requests = RequestCache()
+        return try decode(body, workflow: workflow, requests: &requests)
+    }
+
+    /// As `decode(_:workflow:)`, with the request from `requests` when it is the last one decoded there.
+    public static func decode(
+        _ body: [UInt8], workflow: String, requests: inout RequestCache
+    ) throws(DecodeError) -> [(StepKey, StepAssignment)] {
+        let batch: StepBatch
+        if let quick = quick(body, requests: &requests) {
+            batch = quick
+        } else {
+            batch = try Codec.decodeBody(StepBatch.self, body)
+        }
         guard (1...maxSteps).contains(batch.steps.count) else {
             throw DecodeError(.invalidField, "a step batch has 1-\(maxSteps) steps, not \(batch.steps.count)")
         }

@@ -27,6 +27,22 @@ private func fuzzFrames(_ bytes: ArraySlice<UInt8>) {
             (try? JSONDecoder().decode(StepResult.self, from: Data(result.compactJSON))) != nil,
             "a result written directly reads back")
     }
+    // The quick readers agree with JSONDecoder on whatever they accept.
+    let body = Data(envelope.body)
+    if let quick = JSONReader.parse(envelope.body) {
+        precondition(quick == (try? JSONDecoder().decode(JSONValue.self, from: body)), "a quick value reads the same")
+    }
+    if let quick = StepResult.quick(envelope.body) {
+        precondition(quick == (try? JSONDecoder().decode(StepResult.self, from: body)), "a quick result reads the same")
+    }
+    var requests = RequestCache()
+    if let quick = StepAssignment.quick(envelope.body, requests: &requests) {
+        precondition(
+            quick == (try? JSONDecoder().decode(StepAssignment.self, from: body)), "a quick assignment reads the same")
+    }
+    if let quick = StepBatch.quick(envelope.body, requests: &requests) {
+        precondition(quick == (try? JSONDecoder().decode(StepBatch.self, from: body)), "a quick batch reads the same")
+    }
 }
 
 /// The request decoder: a workflow request as `submit` carries it, its checks, and any JSON value in it.
@@ -35,6 +51,9 @@ private func fuzzRequest(_ bytes: ArraySlice<UInt8>) {
     if let request = try? JSONDecoder().decode(WorkflowRequest.self, from: data) {
         _ = request.problems()
         _ = request.inputProblems()
+    }
+    if let quick = JSONReader.parse(bytes) {
+        precondition(quick == (try? JSONDecoder().decode(JSONValue.self, from: data)), "a quick value reads the same")
     }
     if let value = try? JSONDecoder().decode(JSONValue.self, from: data) {
         _ = value.intValue
