@@ -151,6 +151,7 @@ extension Heartbeat {
     /// - Throws: `DecodeError(.malformedBody)`.
     public static func decode(_ body: [UInt8]) throws(DecodeError) -> Heartbeat {
         if body == emptyEncoded { return Heartbeat() }
+        if let quick = quick(body) { return quick }
         return try Codec.decodeBody(Heartbeat.self, body)
     }
 }

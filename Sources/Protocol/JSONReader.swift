@@ -439,3 +439,50 @@ extension StepAssignment {
         return try Codec.decodeBody(StepAssignment.self, body)
     }
 }
+
+extension StepKey {
+    init(reading value: JSONValue) throws(Unsure) {
+        let m = try JSONMembers(value)
+        self.init(workflow: try m.string("workflow"), step: try m.string("step"), attempt: try m.int("attempt"))
+    }
+}
+
+extension KeyList {
+    /// A key list read without `JSONDecoder`; nil when the quick reader is unsure.
+    static func quick(_ body: [UInt8]) -> KeyList? {
+        guard let value = JSONReader.parse(body) else { return nil }
+        do throws(Unsure) {
+            let m = try JSONMembers(value)
+            return KeyList(keys: try m.array("keys").map { value throws(Unsure) in try StepKey(reading: value) })
+        } catch {
+            return nil
+        }
+    }
+}
+
+extension Heartbeat {
+    /// A heartbeat read without `JSONDecoder`; nil when the quick reader is unsure.
+    static func quick(_ body: [UInt8]) -> Heartbeat? {
+        guard let value = JSONReader.parse(body) else { return nil }
+        do throws(Unsure) {
+            let m = try JSONMembers(value)
+            var rejected: [String: Int]?
+            switch m["rejected"] {
+            case nil, .null: rejected = nil
+            case .object(let counts):
+                var numbers: [String: Int] = [:]
+                for (reason, count) in counts {
+                    guard case .integer(let number) = count else { throw Unsure() }
+                    numbers[reason] = number
+                }
+                rejected = numbers
+            default: throw Unsure()
+            }
+            return Heartbeat(
+                inFlight: try m.array("inFlight").map { value throws(Unsure) in try StepKey(reading: value) },
+                rejected: rejected)
+        } catch {
+            return nil
+        }
+    }
+}

@@ -414,7 +414,8 @@ public struct KeyList: Codable, Sendable, Equatable {
     /// an attempt of 1-10000.
     /// - Throws: `DecodeError(.malformedBody)` or `DecodeError(.invalidField)`.
     public static func decode(_ body: [UInt8]) throws(DecodeError) -> KeyList {
-        let list = try Codec.decodeBody(KeyList.self, body)
+        let list: KeyList
+        if let quick = quick(body) { list = quick } else { list = try Codec.decodeBody(KeyList.self, body) }
         guard (1...maxKeys).contains(list.keys.count) else {
             throw DecodeError(.invalidField, "a key list has 1-\(maxKeys) keys, not \(list.keys.count)")
         }

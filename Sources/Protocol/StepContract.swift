@@ -458,7 +458,8 @@ public enum StepContract {
     ) throws(StepContractError) -> [String: JSONValue] {
         do {
             let data = try encoder.encode(value)
-            guard case .object(let object) = try JSONDecoder().decode(JSONValue.self, from: data) else {
+            let read = try JSONReader.parse(Array(data)) ?? JSONDecoder().decode(JSONValue.self, from: data)
+            guard case .object(let object) = read else {
                 throw StepContractError(step: step.wireName, part: part, field: "", problem: "not a JSON object")
             }
             return object

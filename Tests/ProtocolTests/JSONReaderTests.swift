@@ -184,6 +184,39 @@ import Testing
     }
 }
 
+extension JSONReaderTests {
+    @Test func keyListsAndHeartbeatsAreReadQuicklyAsJSONDecoderReadsThem() async throws {
+        let keys = [
+            StepKey(workflow: "k3s-dev-1", step: "check/api", attempt: 1),
+            StepKey(workflow: "k3s-dev-2", step: "é/\"x\"", attempt: 10_000),
+        ]
+        let list = KeyList(keys: keys)
+        #expect(KeyList.quick(list.compactJSON) == list)
+        let beat = Heartbeat(inFlight: keys, rejected: ["malformed-body": 3])
+        let body = Array(try JSONEncoder().encode(beat))
+        #expect(Heartbeat.quick(body) == beat)
+        #expect(Heartbeat.quick(Array(try JSONEncoder().encode(Heartbeat(inFlight: keys)))) == Heartbeat(inFlight: keys))
+        await propertyCheck(count: 1000, input: Gen.int(in: 0...Int.max)) { seed in
+            var random = SplitMix(seed: UInt64(seed))
+            for original in [list.compactJSON, body] {
+                var damaged = original
+                let at = Int(random.next() % UInt64(damaged.count))
+                switch random.next() % 3 {
+                case 0: damaged.remove(at: at)
+                case 1: damaged[at] = Array(#"{}[],:"0-1tfn"#.utf8)[Int(random.next() % 13)]
+                default: damaged.insert(damaged[at], at: at)
+                }
+                if let quick = KeyList.quick(damaged) {
+                    #expect(quick == (try? JSONDecoder().decode(KeyList.self, from: Data(damaged))), "seed \(seed)")
+                }
+                if let quick = Heartbeat.quick(damaged) {
+                    #expect(quick == (try? JSONDecoder().decode(Heartbeat.self, from: Data(damaged))), "seed \(seed)")
+                }
+            }
+        }
+    }
+}
+
 /// A small seeded generator, so a failing seed reproduces.
 struct SplitMix: RandomNumberGenerator {
     var state: UInt64

@@ -35,6 +35,12 @@ private func fuzzFrames(_ bytes: ArraySlice<UInt8>) {
     if let quick = StepResult.quick(envelope.body) {
         precondition(quick == (try? JSONDecoder().decode(StepResult.self, from: body)), "a quick result reads the same")
     }
+    if let quick = KeyList.quick(envelope.body) {
+        precondition(quick == (try? JSONDecoder().decode(KeyList.self, from: body)), "a quick key list reads the same")
+    }
+    if let quick = Heartbeat.quick(envelope.body) {
+        precondition(quick == (try? JSONDecoder().decode(Heartbeat.self, from: body)), "a quick heartbeat reads the same")
+    }
     var requests = RequestCache()
     if let quick = StepAssignment.quick(envelope.body, requests: &requests) {
         precondition(
