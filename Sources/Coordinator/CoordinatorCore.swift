@@ -142,8 +142,14 @@ final class CoordinatorCore {
     private var outgoingSteps:
         [OutgoingStepsKey: (request: [UInt8], steps: [(name: String, attempt: Int, assignment: AssignmentWithoutRequest)])] =
             [:]
-    /// Results confirmed this turn, by agent connection: one `confirm` per connection per turn (v4).
+    /// Results confirmed and not told yet, by agent connection: one `confirm` per connection lists them (v4).
     private var confirms: [[UInt8]: (re: String, keys: [StepKey])] = [:]
+    /// When the oldest of `confirms` was queued, and how many keys they hold.
+    private var confirmsPendingSince: Int64?
+    private var confirmKeys = 0
+    /// How long a confirm may wait for more to the same agent (milliseconds): a chain of quick steps confirms
+    /// several results in one message, not one per loop turn. Far below any agent's resend interval.
+    static let confirmDelay: Int64 = 5
     private var lastPrune: Int64 = 0
     var journalWorkflows = 0
     /// Ready steps waiting for the one agent they are pinned to (`CoordinatorCore+Operations`).
@@ -237,6 +243,22 @@ final class CoordinatorCore {
             deadlines.push(at: deadline, .ack, workflow: step.workflow, step: step.step, attempt: step.attempt)
         }
         published = []
+        if let since = confirmsPendingSince, now - since >= Self.confirmDelay || confirmKeys >= KeyList.maxKeys {
+            flushConfirms()
+        }
+        for output in pendingOutputs { writeOutputs(output.artifacts, workflow: output.workflow) }
+        pendingOutputs = []
+        defer { outbox = [] }
+        return outbox
+    }
+
+    /// Milliseconds until the confirms held are due, for the loop's poll; nil when none wait.
+    var confirmsDueIn: Int64? {
+        confirmsPendingSince.map { max(0, $0 + Self.confirmDelay - clock()) }
+    }
+
+    /// One `confirm` per agent connection for the results confirmed since the last.
+    private func flushConfirms() {
         for (identity, confirmed) in confirms {
             if confirmed.keys.count == 1, let key = confirmed.keys.first {
                 let header = Header(
@@ -251,10 +273,8 @@ final class CoordinatorCore {
             }
         }
         confirms = [:]
-        for output in pendingOutputs { writeOutputs(output.artifacts, workflow: output.workflow) }
-        pendingOutputs = []
-        defer { outbox = [] }
-        return outbox
+        confirmsPendingSince = nil
+        confirmKeys = 0
     }
 
     // MARK: Input
@@ -670,7 +690,9 @@ final class CoordinatorCore {
 
     /// Confirms a result once the turn is journaled: with the others of this turn to the same connection.
     private func confirm(_ key: StepKey, to identity: [UInt8], re: String) {
+        if confirmsPendingSince == nil { confirmsPendingSince = clock() }
         confirms[identity, default: (re, [])].keys.append(key)
+        confirmKeys += 1
     }
 
     /// A step reached a final state: its dependents move on (or are skipped),

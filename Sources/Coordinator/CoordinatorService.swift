@@ -141,7 +141,8 @@ public final class CoordinatorService: Service {
         let perTurn = max(1, configuration.messagesPerTurn)
         var busy = false
         while !stop.isStopped {
-            let ready = try poller.poll(timeoutMilliseconds: busy ? 0 : tickMilliseconds)
+            let timeout = busy ? 0 : min(tickMilliseconds, core.confirmsDueIn.map { Int($0) } ?? tickMilliseconds)
+            let ready = try poller.poll(timeoutMilliseconds: timeout)
             if ready[wakeIndex] { stop.wakeup.drain() }
             // A socket is read when the poll found it readable or the last turn left messages there: each read
             // that finds nothing costs libzmq a system call.
