@@ -57,23 +57,13 @@ public final class AgentService: Service {
                                 running.addTask {
                                     // The step runs until it ends, loses its lease (the agent stalled or lost
                                     // the coordinator, and the step goes to another agent) or is handed back
-                                    // at shutdown. Only a step that ended with its lease held has a result;
-                                    // cancelling the others stops their subprocesses (process groups).
-                                    let result = await withTaskGroup(of: StepResult?.self) { race in
-                                        race.addTask {
-                                            await AgentService.execute(
-                                                key, assignment, artifacts: artifacts, lease: lease, handler: handler,
-                                                configuration: configuration, logger: logger)
-                                        }
-                                        race.addTask {
-                                            // Woken when the lease is lost (revoked, or run out: the session
-                                            // checks) or the race is over; no timer per step.
-                                            await lease.waitUntilLost()
-                                            return nil
-                                        }
-                                        let first = await race.next() ?? nil
-                                        race.cancelAll()
-                                        return first
+                                    // at shutdown: a lost lease cancels its task. Only a step that ended with
+                                    // its lease held has a result; cancelling the others stops their
+                                    // subprocesses (process groups).
+                                    let result = await lease.cancellingOnLoss {
+                                        await AgentService.execute(
+                                            key, assignment, artifacts: artifacts, lease: lease, handler: handler,
+                                            configuration: configuration, logger: logger)
                                     }
                                     if let result, lease.isHeld {
                                         results.post((key, result))

@@ -8,11 +8,13 @@ final class Mailbox<Value: Sendable>: @unchecked Sendable {  // `items` is guard
     private let lock = NSLock()
     private var items: [Value] = []
 
+    /// Adds a value; wakes the thread only for the first value since it last took them (it takes them all).
     func post(_ value: Value) {
         lock.lock()
+        let first = items.isEmpty
         items.append(value)
         lock.unlock()
-        wakeup.signal()
+        if first { wakeup.signal() }
     }
 
     func takeAll() -> [Value] {

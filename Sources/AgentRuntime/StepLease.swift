@@ -5,13 +5,14 @@ import Protocol
 /// liveness window (the same window after which the coordinator gives the step to another agent) and, once lost,
 /// is never regained: a process frozen past the window (SIGSTOP, a paused VM) finds its leases expired when it
 /// wakes, before it can do a step's work a second time.
-public final class StepLease: @unchecked Sendable {  // `expiry`, `lost`, `woken` and `waiter` are guarded by `lock`
+public final class StepLease: @unchecked Sendable {  // `expiry` and `lost` are guarded by `lock`, `task` by `taskLock`
     private let lock = NSLock()
     private var expiry: ContinuousClock.Instant
     private var lost = false
-    /// `waitUntilLost` returns, or is to return at once.
-    private var woken = false
-    private var waiter: CheckedContinuation<Void, Never>?
+    /// The task running the step while `cancellingOnLoss` runs it; cancelled when the lease is lost. A lock of its
+    /// own: cancelling runs the task's cancellation handlers, which may ask `isHeld`.
+    private let taskLock = NSLock()
+    private var task: UnsafeCurrentTask?
 
     /// A lease valid for `window` from now.
     public init(window: Duration) {
@@ -28,54 +29,44 @@ public final class StepLease: @unchecked Sendable {  // `expiry`, `lost`, `woken
 
     /// Extends a lease that is still held; an expired one stays lost.
     func renew(window: Duration) {
-        let waiter = lock.withLock {
+        let lapsed = lock.withLock {
             let now = ContinuousClock.now
-            if lost || now >= expiry {
-                return loseLocked()
-            }
+            if lost || now >= expiry { return loseLocked() }
             expiry = now + window
-            return nil
+            return false
         }
-        waiter?.resume()
+        if lapsed { cancelTask() }
     }
 
     /// Ends the lease at once (the step was abandoned or the agent shuts down).
     func revoke() {
-        lock.withLock { loseLocked() }?.resume()
+        if lock.withLock({ loseLocked() }) { cancelTask() }
     }
 
-    /// Marks an expired lease lost (what `isHeld` already says), waking its waiter.
+    /// Marks an expired lease lost (what `isHeld` already says), cancelling its step.
     func endIfLapsed() {
-        lock.withLock { !lost && ContinuousClock.now >= expiry ? loseLocked() : nil }?.resume()
+        if lock.withLock({ !lost && ContinuousClock.now >= expiry ? loseLocked() : false }) { cancelTask() }
     }
 
-    /// Returns once the lease is lost (revoked, or found expired by `renew` or `endIfLapsed`) or the calling
-    /// task is cancelled.
-    func waitUntilLost() async {
-        await withTaskCancellationHandler {
-            await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
-                let now = lock.withLock {
-                    if lost || woken || ContinuousClock.now >= expiry { return true }
-                    waiter = continuation
-                    return false
-                }
-                if now { continuation.resume() }
-            }
-        } onCancel: {
-            lock.withLock { () -> CheckedContinuation<Void, Never>? in
-                woken = true
-                defer { waiter = nil }
-                return waiter
-            }?.resume()
-        }
+    /// Runs `body` in the calling task, which is cancelled once the lease is lost (revoked, or found expired by
+    /// `renew` or `endIfLapsed`), at once when it is lost already. No task or timer watches the lease meanwhile.
+    func cancellingOnLoss<T>(_ body: () async -> T) async -> T {
+        withUnsafeCurrentTask { current in taskLock.withLock { task = current } }
+        // Lost before the task was known: nobody else will cancel it.
+        if !isHeld { cancelTask() }
+        defer { taskLock.withLock { task = nil } }
+        return await body()
     }
 
-    /// Under `lock`: the lease is lost; returns the waiter to resume once unlocked.
-    private func loseLocked() -> CheckedContinuation<Void, Never>? {
-        lost = true
-        woken = true
-        defer { waiter = nil }
-        return waiter
+    /// Cancels the task running the step, if one is; under `taskLock`, so the task cannot end meanwhile.
+    private func cancelTask() {
+        taskLock.withLock { task?.cancel() }
+    }
+
+    /// Under `lock`: the lease is lost; returns whether it was held until now.
+    private func loseLocked() -> Bool {
+        defer { lost = true }
+        return !lost
     }
 }
 
