@@ -486,3 +486,24 @@ extension Heartbeat {
         }
     }
 }
+
+extension PlannedStep {
+    init(reading value: JSONValue) throws(Unsure) {
+        let m = try JSONMembers(value)
+        self.init(
+            name: try m.string("name"), role: try m.raw("role", as: Role.self), needs: try m.strings("needs"),
+            critical: try m.bool("critical"), params: try m.object("params"))
+    }
+}
+
+extension Plan {
+    /// A plan read from its JSON value the way its `Decodable` conformance reads it; nil when unsure.
+    static func quick(_ value: JSONValue) -> Plan? {
+        do throws(Unsure) {
+            let m = try JSONMembers(value)
+            return Plan(steps: try m.array("steps").map { value throws(Unsure) in try PlannedStep(reading: value) })
+        } catch {
+            return nil
+        }
+    }
+}

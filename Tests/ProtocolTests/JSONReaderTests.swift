@@ -229,3 +229,24 @@ struct SplitMix: RandomNumberGenerator {
         return z ^ (z >> 31)
     }
 }
+
+extension JSONReaderTests {
+    @Test func plansAreSplitQuicklyAsTheyDecode() throws {
+        let plan = Plan(steps: [
+            PlannedStep(name: "provision", role: .infra, critical: true),
+            PlannedStep(name: "check/api", role: .validation, needs: ["provision"], params: ["check": "api"]),
+        ])
+        let output = try StepOutput(summary: "2 steps", typed: PlanOutput(plan: plan, servers: 1, agents: 1))
+        #expect(Plan.quick(try #require(output.values["plan"])) == plan)
+        let (split, kept) = try output.splitPlan()
+        #expect(split == plan && kept["plan"] == nil && kept["servers"] == 1)
+        // The rest of the output is still checked, and a plan of another shape still names its field.
+        var badRest = output
+        badRest.values["servers"] = "one"
+        #expect(throws: StepContractError.self) { try badRest.splitPlan() }
+        var badPlan = output
+        badPlan.values["plan"] = ["steps": [["name": "x", "role": "nobody"]]]
+        #expect(Plan.quick(try #require(badPlan.values["plan"])) == nil)
+        #expect(throws: StepContractError.self) { try badPlan.splitPlan() }
+    }
+}
