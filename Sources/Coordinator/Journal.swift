@@ -65,6 +65,9 @@ public struct Journal: Sendable {
         configuration.prepareDatabase { db in try db.execute(sql: pragma) }
         do {
             queue = try DatabaseQueue(path: path, configuration: configuration)
+            // The steps, attempts and results of a large running workflow stay in the writer's page cache (8 MiB,
+            // filled only as pages are used) instead of being read back from the file at each commit.
+            try queue.writeWithoutTransaction { db in try db.execute(sql: "PRAGMA cache_size = -8192") }
             try Journal.migrator.migrate(queue)
             try Journal.addDigests(queue, cipher: cipher)
             if backgroundCheckpoints {
