@@ -48,6 +48,23 @@ import Testing
         }
     }
 
+    @Test func everyIntegerIsWrittenAsJSONEncoderWritesIt() async {
+        await propertyCheck(count: 1000, input: Gen.int(), Gen.int32(), Gen.uint8()) { number, small, byte in
+            var json = CompactJSON()
+            json.beginArray()
+            json.integer(number)
+            json.integer(small)
+            json.integer(byte)
+            json.bool(number < 0)
+            json.null()
+            json.endArray()
+            let expected: [JSONValue] = [
+                .integer(number), .integer(Int(small)), .integer(Int(byte)), .bool(number < 0), .null,
+            ]
+            #expect(String(decoding: json.bytes, as: UTF8.self) == Self.encodedOrFailure(expected))
+        }
+    }
+
     private static let values: [String: JSONValue] = [
         "text": "a/b \"c\"", "count": 42, "negative": -7, "ratio": 0.25, "tiny": 1e-300, "flag": true, "none": .null,
         "list": [1, "two", [3.5], ["k": false]], "nested": ["deep": ["deeper": "é"]], "big": .integer(Int.max),
@@ -233,7 +250,8 @@ import Testing
         json.member("h", ifPresent: false) { json, flag in json.bool(flag) }
         json.member("i", ifPresent: nil as String?)
         json.endObject()
-        #expect(String(decoding: json.bytes, as: UTF8.self) == #"{"e":"x\/y","f":-9223372036854775808,"g":{},"h":false}"#)
+        #expect(
+            String(decoding: json.bytes, as: UTF8.self) == #"{"e":"x\/y","f":-9223372036854775808,"g":{},"h":false}"#)
     }
 
     @Test func nonFiniteNumbersAreWrittenAsNull() {
