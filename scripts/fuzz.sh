@@ -19,10 +19,11 @@ for file in Sources/Protocol/*.swift Sources/ShoalSupport/Names.swift Sources/Sh
     Sources/GitOps/YAML.swift scripts/fuzz/FuzzTarget.swift; do
     sed -e '/^import ShoalSupport$/d' -e '/^public import ShoalSupport$/d' "$file" > "$OUT/src/$(basename "$file")"
 done
-# A few valid inputs to start from: a header and body, a request, a manifest.
+# A few valid inputs to start from: headers and bodies (a result, a step batch, an event), a request, a manifest.
 printf '\000{"type":"hello","sender":"planner-1","sentAt":1}\376{"agent":"planner-1","role":"planner","host":"h","pid":1,"capacity":2,"version":"0.1.0"}' > "$OUT/corpus/frames"
 printf '\000{"v":4,"type":"result","id":"1","sentAt":1,"workflow":"w","step":"s","attempt":1,"sender":"a"}\376{"agent":"a","error":null,"finishedAt":2,"host":"h","outcome":"succeeded","output":{"artifacts":[{"data":"AAE=","mode":384,"name":"k","path":null,"sensitive":true}],"log":["l\\n"],"summary":"\\u00e9","values":{"n":[1,true,null,{"k":"v"}]}},"pid":1,"startedAt":1}' > "$OUT/corpus/result"
 printf '\000{"v":4,"type":"step","id":"1","sentAt":1,"workflow":"w"}\376{"request":{"nodes":2},"steps":[{"artifacts":[],"attempt":1,"inputs":{"p":{"a":1}},"params":{"check":"api"},"role":"validation","step":"check/api"}]}' > "$OUT/corpus/batch"
+printf '\000{"id":"e","sentAt":1,"type":"event","v":4,"workflow":"w"}\376{"previousRevision":0,"revision":1,"state":"running","steps":[{"attempt":1,"critical":true,"error":"a\\/b","name":"plan","needs":[],"params":{"n":1.5},"role":"planner","state":"failed","values":{"k":[null,true,"\\u0001"]}}],"workflow":"w"}' > "$OUT/corpus/event"
 printf '\001{"nodes":2,"clusterName":"lab","hosts":["10.0.0.1"],"simDelayMilliseconds":10}' > "$OUT/corpus/request"
 printf '\002---\napiVersion: v1\nkind: ConfigMap\nmetadata: {name: x}\ndata:\n  a: |\n    b\n' > "$OUT/corpus/yaml"
 printf '\003caf\303\251 \302\205 line\n  two\n' > "$OUT/corpus/writer"

@@ -263,7 +263,8 @@ final class CoordinatorCore {
             if confirmed.keys.count == 1, let key = confirmed.keys.first {
                 let header = Header(
                     type: .confirm, workflow: key.workflow, step: key.step, attempt: key.attempt, re: confirmed.re)
-                outbox.append(.send(identity: identity, frames: [identity] + Codec.encode(header, Empty())))
+                outbox.append(
+                    .send(identity: identity, frames: [identity] + Codec.frames(header, body: CompactJSON.emptyObject)))
             } else {
                 for start in stride(from: 0, to: confirmed.keys.count, by: KeyList.maxKeys) {
                     let keys = Array(confirmed.keys[start..<min(start + KeyList.maxKeys, confirmed.keys.count)])
@@ -1008,7 +1009,7 @@ final class CoordinatorCore {
             error: nil, revision: 0, operation: operation)
         let live = Live(workflow, publishedRevision: 0)
         live.submitID = header.id
-        batch.insert(workflow, submitID: header.id)
+        batch.insert(workflow, submitID: header.id, request: live.requestJSON)
         workflows[id] = live
         submits[header.id] = id
         journalWorkflows += 1
@@ -1283,19 +1284,19 @@ final class CoordinatorCore {
                 encodedSteps.append(encoded)
                 batch.save(encoded: Data(encoded), state: step.state, name: step.name, workflow: id, position: position)
             }
-            let head = WorkflowHeaderRow(live.snapshot)
             batch.saveHeader(
                 id: id, state: live.snapshot.state, finishedAt: live.snapshot.finishedAt,
-                snapshot: Data(WireJSON.splice(WireJSON.encode(head), key: "request", raw: live.requestJSON)))
+                snapshot: Data(live.snapshot.headerCompactJSON(request: live.requestJSON)))
             let event = WorkflowEvent(
                 workflow: id, previousRevision: live.publishedRevision, revision: live.snapshot.revision,
                 state: live.snapshot.state, error: live.snapshot.error, finishedAt: live.snapshot.finishedAt,
                 steps: [])
             live.publishedRevision = live.snapshot.revision
-            var frames = Codec.encode(Header(type: .event, workflow: id), Empty(), topic: WireFormat.workflowTopic(id))
-            frames[frames.count - 1] = WireJSON.splice(
-                WireJSON.encode(event), key: "steps", raw: WireJSON.array(encodedSteps), replacing: "[]")
-            outbox.append(.publish(frames))
+            outbox.append(
+                .publish(
+                    Codec.frames(
+                        Header(type: .event, workflow: id), body: event.compactJSON(encodedSteps: encodedSteps),
+                        topic: WireFormat.workflowTopic(id))))
             if live.snapshot.state.isFinished && !live.hasActiveSteps {
                 workflows[id] = nil
                 if let submitID = live.submitID { submits[submitID] = nil }
@@ -1335,9 +1336,7 @@ func residentMemoryBytes() -> Int {
     return kilobytes * 1024
 }
 
-/// JSON for frames and journal rows built from parts encoded once: the
-/// request (the same for every step of a workflow) and each changed step
-/// are encoded once and spliced into the objects that carry them.
+/// The workflow's request, encoded once per workflow: its header row and every step assignment carry it.
 enum WireJSON {
     private static let encoder = JSONEncoder()
 
@@ -1347,35 +1346,6 @@ enum WireJSON {
         } catch {
             preconditionFailure("wire types always encode: \(error)")
         }
-    }
-
-    /// Adds `"key": raw` to an encoded object, or replaces the member
-    /// `"key": replacing` it has.
-    static func splice(_ object: [UInt8], key: String, raw: [UInt8], replacing: String? = nil) -> [UInt8] {
-        var object = object
-        if let replacing {
-            let member = Array("\"\(key)\":\(replacing)".utf8)
-            if let range = object.firstRange(of: member) {
-                object.replaceSubrange(range, with: Array("\"\(key)\":".utf8) + raw)
-                return object
-            }
-        }
-        precondition(object.last == UInt8(ascii: "}"), "an encoded object ends in '}'")
-        object.removeLast()
-        if object.count > 1 { object.append(UInt8(ascii: ",")) }
-        object += Array("\"\(key)\":".utf8) + raw + [UInt8(ascii: "}")]
-        return object
-    }
-
-    /// A JSON array of encoded values.
-    static func array(_ elements: [[UInt8]]) -> [UInt8] {
-        var result: [UInt8] = [UInt8(ascii: "[")]
-        for (index, element) in elements.enumerated() {
-            if index > 0 { result.append(UInt8(ascii: ",")) }
-            result += element
-        }
-        result.append(UInt8(ascii: "]"))
-        return result
     }
 }
 
@@ -1408,10 +1378,7 @@ struct AssignmentWithoutRequest: Encodable {
             json.integer(artifact.mode)
             json.key("name")
             json.string(artifact.name)
-            if let path = artifact.path {
-                json.key("path")
-                json.string(path)
-            }
+            json.member("path", ifPresent: artifact.path)
             json.key("sensitive")
             json.bool(artifact.sensitive)
             json.key("size")
@@ -1419,10 +1386,7 @@ struct AssignmentWithoutRequest: Encodable {
             json.endObject()
         }
         json.endArray()
-        if let step {
-            json.key("attempt")
-            json.integer(step.attempt)
-        }
+        json.member("attempt", ifPresent: step?.attempt)
         json.key("inputs")
         json.beginObject()
         for name in inputs.keys.sorted() {
@@ -1432,39 +1396,10 @@ struct AssignmentWithoutRequest: Encodable {
         json.endObject()
         json.key("params")
         json.object(params)
-        if let request {
-            json.key("request")
-            json.raw(request)
-        }
+        json.member("request", ifPresent: request) { json, request in json.raw(request) }
         json.key("role")
         json.string(role.rawValue)
-        if let step {
-            json.key("step")
-            json.string(step.name)
-        }
+        json.member("step", ifPresent: step?.name)
         json.endObject()
-    }
-}
-
-/// A workflow's journal row before its request is spliced in (the keys of
-/// `WorkflowSnapshot` but `request`, with no steps).
-struct WorkflowHeaderRow: Encodable {
-    var id: String
-    var state: WorkflowSnapshot.State
-    var createdAt: Int64
-    var finishedAt: Int64?
-    var steps: [StepSnapshot] = []
-    var error: String?
-    var revision: Int
-    var operation: WorkflowOperation?
-
-    init(_ workflow: WorkflowSnapshot) {
-        operation = workflow.operation
-        id = workflow.id
-        state = workflow.state
-        createdAt = workflow.createdAt
-        finishedAt = workflow.finishedAt
-        error = workflow.error
-        revision = workflow.revision
     }
 }

@@ -596,11 +596,12 @@ public struct JournalBatch: Sendable {
     public var isEmpty: Bool { operations.isEmpty && steps.isEmpty && headers.isEmpty }
 
     /// A new workflow (its steps are saved with `save`).
-    public mutating func insert(_ workflow: WorkflowSnapshot, submitID: String?) {
+    /// - Parameter request: the workflow's request as JSON when the caller holds it, else encoded here.
+    public mutating func insert(_ workflow: WorkflowSnapshot, submitID: String?, request: [UInt8]? = nil) {
         operations.append(
             .insertWorkflow(
                 id: workflow.id, submitID: submitID, state: workflow.state.rawValue, createdAt: workflow.createdAt,
-                snapshot: JournalBatch.encodeHeader(workflow)))
+                snapshot: JournalBatch.encodeHeader(workflow, request: request)))
     }
 
     /// A workflow's own fields (its steps are left out of the row).
@@ -622,7 +623,7 @@ public struct JournalBatch: Sendable {
     }
 
     public mutating func save(_ step: StepSnapshot, workflow: String, position: Int) {
-        let snapshot = (try? Journal.encoder.encode(step)) ?? Data()
+        let snapshot = Data(step.compactJSON)
         steps[StepID(workflow: workflow, name: step.name)] = StepRow(
             workflow: workflow, name: step.name, position: position, state: step.state.rawValue, snapshot: snapshot)
     }
@@ -652,13 +653,17 @@ public struct JournalBatch: Sendable {
         operations.append(.delete(id))
     }
 
-    /// The header row: the workflow without its steps, built without copying them.
-    private static func encodeHeader(_ workflow: WorkflowSnapshot) -> Data {
-        let header = WorkflowSnapshot(
-            id: workflow.id, state: workflow.state, request: workflow.request, createdAt: workflow.createdAt,
-            finishedAt: workflow.finishedAt, steps: [], error: workflow.error, revision: workflow.revision,
-            operation: workflow.operation)
-        return (try? Journal.encoder.encode(header)) ?? Data()
+    /// The header row: the workflow without its steps (they have rows of their own), written without copying
+    /// them.
+    private static func encodeHeader(_ workflow: WorkflowSnapshot, request: [UInt8]? = nil) -> Data {
+        guard let request else {
+            do {
+                return Data(workflow.headerCompactJSON(request: Array(try Journal.encoder.encode(workflow.request))))
+            } catch {
+                preconditionFailure("a workflow request always encodes: \(error)")
+            }
+        }
+        return Data(workflow.headerCompactJSON(request: request))
     }
 }
 

@@ -7,6 +7,9 @@ public struct CompactJSON {
     public private(set) var bytes: [UInt8] = []
     private var needsComma = false
 
+    /// `{}`: the body of a message whose header says it all (`Empty`).
+    public static let emptyObject: [UInt8] = [UInt8(ascii: "{"), UInt8(ascii: "}")]
+
     public init(capacity: Int = 256) {
         bytes.reserveCapacity(capacity)
     }
@@ -86,32 +89,29 @@ public struct CompactJSON {
 
     public mutating func integer<T: BinaryInteger>(_ value: T) {
         separate()
-        if value == 0 {
-            bytes.append(UInt8(ascii: "0"))
-        } else {
-            var magnitude = value.magnitude
-            var buffer = [UInt8](repeating: 0, count: 20)
-            var position = 20
-            while magnitude > 0 {
-                position -= 1
-                buffer[position] = UInt8(ascii: "0") + UInt8(truncatingIfNeeded: magnitude % 10)
-                magnitude /= 10
-            }
-            if value < 0 { bytes.append(UInt8(ascii: "-")) }
-            bytes.append(contentsOf: buffer[position...])
-        }
+        // The digits are appended last first, then put in order: no buffer to allocate for each number.
+        let start = bytes.count
+        var magnitude = value.magnitude
+        repeat {
+            bytes.append(UInt8(ascii: "0") + UInt8(truncatingIfNeeded: magnitude % 10))
+            magnitude /= 10
+        } while magnitude > 0
+        if value < 0 { bytes.append(UInt8(ascii: "-")) }
+        bytes[start...].reverse()
         needsComma = true
     }
 
     public mutating func bool(_ value: Bool) {
-        separate()
-        bytes.append(contentsOf: value ? Array("true".utf8) : Array("false".utf8))
-        needsComma = true
+        literal(value ? "true" : "false")
     }
 
     public mutating func null() {
+        literal("null")
+    }
+
+    private mutating func literal(_ text: StaticString) {
         separate()
-        bytes.append(contentsOf: [UInt8(ascii: "n"), UInt8(ascii: "u"), UInt8(ascii: "l"), UInt8(ascii: "l")])
+        text.withUTF8Buffer { bytes.append(contentsOf: $0) }
         needsComma = true
     }
 
@@ -163,6 +163,40 @@ public struct CompactJSON {
         endObject()
     }
 
+    // MARK: Members
+    //
+    // `JSONEncoder` leaves a nil optional out: a member whose value is nil is not written.
+
+    /// `"name":value`, left out when `value` is nil.
+    public mutating func member(_ name: StaticString, ifPresent value: String?) {
+        guard let value else { return }
+        key(name)
+        string(value)
+    }
+
+    /// `"name":value`, left out when `value` is nil.
+    public mutating func member<T: BinaryInteger>(_ name: StaticString, ifPresent value: T?) {
+        guard let value else { return }
+        key(name)
+        integer(value)
+    }
+
+    /// `"name":value`, left out when `value` is nil.
+    public mutating func member(_ name: StaticString, ifPresent value: [String: JSONValue]?) {
+        guard let value else { return }
+        key(name)
+        object(value)
+    }
+
+    /// `"name":value` written by `write`, left out when `value` is nil.
+    public mutating func member<Value>(
+        _ name: StaticString, ifPresent value: Value?, _ write: (inout CompactJSON, Value) -> Void
+    ) {
+        guard let value else { return }
+        key(name)
+        write(&self, value)
+    }
+
     private mutating func separate() {
         if needsComma { bytes.append(UInt8(ascii: ",")) }
     }
@@ -173,34 +207,19 @@ extension Header {
     public var compactJSON: [UInt8] {
         var json = CompactJSON(capacity: 160)
         json.beginObject()
-        if let attempt {
-            json.key("attempt")
-            json.integer(attempt)
-        }
+        json.member("attempt", ifPresent: attempt)
         json.key("id")
         json.string(id)
-        if let re {
-            json.key("re")
-            json.string(re)
-        }
-        if let sender {
-            json.key("sender")
-            json.string(sender)
-        }
+        json.member("re", ifPresent: re)
+        json.member("sender", ifPresent: sender)
         json.key("sentAt")
         json.integer(sentAt)
-        if let step {
-            json.key("step")
-            json.string(step)
-        }
+        json.member("step", ifPresent: step)
         json.key("type")
         json.string(type.rawValue)
         json.key("v")
         json.integer(v)
-        if let workflow {
-            json.key("workflow")
-            json.string(workflow)
-        }
+        json.member("workflow", ifPresent: workflow)
         json.endObject()
         return json.bytes
     }
@@ -264,10 +283,7 @@ extension CompactJSON {
         integer(artifact.mode)
         key("name")
         string(artifact.name)
-        if let path = artifact.path {
-            key("path")
-            string(path)
-        }
+        member("path", ifPresent: artifact.path)
         key("sensitive")
         bool(artifact.sensitive)
         endObject()
@@ -281,10 +297,7 @@ extension StepResult {
         json.beginObject()
         json.key("agent")
         json.string(agent)
-        if let error {
-            json.key("error")
-            json.string(error)
-        }
+        json.member("error", ifPresent: error)
         json.key("finishedAt")
         json.integer(finishedAt)
         json.key("host")
@@ -319,57 +332,100 @@ extension StepSnapshot {
     public var compactJSON: [UInt8] {
         var json = CompactJSON(capacity: 256)
         json.beginObject()
-        if let agent {
-            json.key("agent")
-            json.string(agent)
-        }
+        json.member("agent", ifPresent: agent)
         json.key("attempt")
         json.integer(attempt)
         json.key("critical")
         json.bool(critical)
-        if let error {
-            json.key("error")
-            json.string(error)
-        }
-        if let failures {
-            json.key("failures")
-            json.integer(failures)
-        }
-        if let finishedAt {
-            json.key("finishedAt")
-            json.integer(finishedAt)
-        }
-        if let host {
-            json.key("host")
-            json.string(host)
-        }
+        json.member("error", ifPresent: error)
+        json.member("failures", ifPresent: failures)
+        json.member("finishedAt", ifPresent: finishedAt)
+        json.member("host", ifPresent: host)
         json.key("name")
         json.string(name)
         json.key("needs")
         json.strings(needs)
-        if let params {
-            json.key("params")
-            json.object(params)
-        }
-        if let pid {
-            json.key("pid")
-            json.integer(pid)
-        }
+        json.member("params", ifPresent: params)
+        json.member("pid", ifPresent: pid)
         json.key("role")
         json.string(role.rawValue)
-        if let startedAt {
-            json.key("startedAt")
-            json.integer(startedAt)
-        }
+        json.member("startedAt", ifPresent: startedAt)
         json.key("state")
         json.string(state.rawValue)
-        if let summary {
-            json.key("summary")
-            json.string(summary)
-        }
+        json.member("summary", ifPresent: summary)
         json.key("values")
         json.object(values)
         json.endObject()
         return json.bytes
+    }
+}
+
+extension WorkflowEvent {
+    /// The event as JSON, written directly (what `JSONEncoder` would write, keys sorted).
+    public var compactJSON: [UInt8] {
+        compactJSON(encodedSteps: steps.map(\.compactJSON))
+    }
+
+    /// The event with `encodedSteps` (each a `StepSnapshot` already written, as its journal row holds it) in
+    /// place of `steps`: the coordinator writes each changed step once for both.
+    public func compactJSON(encodedSteps: [[UInt8]]) -> [UInt8] {
+        var json = CompactJSON(capacity: 128 + encodedSteps.reduce(0) { $0 + $1.count + 1 })
+        json.beginObject()
+        json.member("error", ifPresent: error)
+        json.member("finishedAt", ifPresent: finishedAt)
+        json.key("previousRevision")
+        json.integer(previousRevision)
+        json.key("revision")
+        json.integer(revision)
+        json.key("state")
+        json.string(state.rawValue)
+        json.key("steps")
+        json.beginArray()
+        for step in encodedSteps { json.raw(step) }
+        json.endArray()
+        json.key("workflow")
+        json.string(workflow)
+        json.endObject()
+        return json.bytes
+    }
+}
+
+extension WorkflowSnapshot {
+    /// The workflow without its steps (`"steps":[]`), with `request` already written, as JSON (what
+    /// `JSONEncoder` would write for the workflow with no steps, keys sorted): the journal's header row, whose
+    /// steps have rows of their own, and whose request is written once per workflow.
+    public func headerCompactJSON(request: [UInt8]) -> [UInt8] {
+        var json = CompactJSON(capacity: 160 + request.count)
+        json.beginObject()
+        json.key("createdAt")
+        json.integer(createdAt)
+        json.member("error", ifPresent: error)
+        json.member("finishedAt", ifPresent: finishedAt)
+        json.key("id")
+        json.string(id)
+        json.member("operation", ifPresent: operation) { json, operation in json.operation(operation) }
+        json.key("request")
+        json.raw(request)
+        json.key("revision")
+        json.integer(revision)
+        json.key("state")
+        json.string(state.rawValue)
+        json.key("steps")
+        json.beginArray()
+        json.endArray()
+        json.endObject()
+        return json.bytes
+    }
+}
+
+extension CompactJSON {
+    /// `{"kind":..,"target":..}` (the keys of `WorkflowOperation`, sorted).
+    mutating func operation(_ operation: WorkflowOperation) {
+        beginObject()
+        key("kind")
+        string(operation.kind.rawValue)
+        key("target")
+        string(operation.target)
+        endObject()
     }
 }

@@ -49,6 +49,16 @@ private func fuzzFrames(_ bytes: ArraySlice<UInt8>) {
     if let quick = StepBatch.quick(envelope.body, requests: &requests) {
         precondition(quick == (try? JSONDecoder().decode(StepBatch.self, from: body)), "a quick batch reads the same")
     }
+    if let event = try? envelope.decode(WorkflowEvent.self) {
+        precondition(
+            (try? JSONDecoder().decode(WorkflowEvent.self, from: Data(event.compactJSON))) == event,
+            "an event written directly reads back equal")
+    }
+    if let step = try? envelope.decode(StepSnapshot.self) {
+        precondition(
+            (try? JSONDecoder().decode(StepSnapshot.self, from: Data(step.compactJSON))) == step,
+            "a step written directly reads back equal")
+    }
 }
 
 /// The request decoder: a workflow request as `submit` carries it, its checks, and any JSON value in it.
