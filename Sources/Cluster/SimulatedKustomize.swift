@@ -114,7 +114,8 @@ enum SimulatedKustomize {
             try SecureFile.write(entry.contents, to: target, mode: 0o600)
         }
         let root = directory.isEmpty || directory == "." ? scratch : "\(scratch)/\(directory)"
-        let result = try await ProcessRunner().run("kubectl", ["kustomize", root], timeout: .seconds(60))
+        let result = try await ProcessRunner().run(
+            "kubectl", ["kustomize", root], environment: GoRuntime.shortRunEnvironment(), timeout: .seconds(60))
         guard result.succeeded else {
             var reason = result.standardErrorTail().replacingOccurrences(of: scratch + "/", with: "")
             // kubectl's klog prefix (time, pid, source line) says nothing about the file.
