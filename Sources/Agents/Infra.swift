@@ -56,25 +56,35 @@ struct InfraHandler: StepHandler {
                 .run(token: token, artifacts: artifacts, output: output, log: log)
         }
         var terraformNote: String
-        if TerraformRunner.isInstalled() {
-            let runner = TerraformRunner()
+        if TerraformRunner.isInstalled(executable: options.terraformExecutable) {
+            let runner = TerraformRunner(executable: options.terraformExecutable)
+            // init installs nothing for shoal's configuration (no provider but the built-in one, no module, no
+            // backend: see versions.tf), and validate and plan need only what init installs: the three run at
+            // once. Should init have installed something after all, validate and plan run again after it. validate
+            // only reads the directory and plan writes nothing validate reads (its plan file, its state lock); an
+            // init error comes first, then a validation error.
+            async let earlyValidation = runner.validate(directory: directory)
+            async let earlyPlanning = runner.plan(directory: directory, token: token)
             let initialized = try await runner.initialize(directory: directory)
             log.append("terraform init: exit \(initialized.status)")
             guard initialized.succeeded else {
                 throw ShoalError(
                     .commandFailed, "terraform init failed in \(directory)", cause: initialized.standardErrorTail())
             }
-            // validate only reads the initialized directory, and plan writes nothing validate reads (its plan file,
-            // its state lock): both run at once, and a validation error is still the one reported.
-            async let validation = runner.validate(directory: directory)
-            async let planning = runner.plan(directory: directory, token: token)
-            let validated = try await validation
+            var validated = try await earlyValidation
+            var planning = try await earlyPlanning
+            if Provisioning.initInstalledSomething(directory: directory) {
+                async let validation = runner.validate(directory: directory)
+                async let replanning = runner.plan(directory: directory, token: token)
+                validated = try await validation
+                planning = try await replanning
+            }
             log.append("terraform validate: exit \(validated.status)")
             guard validated.succeeded else {
                 throw ShoalError(
                     .commandFailed, "terraform validate failed in \(directory)", cause: validated.standardErrorTail())
             }
-            let (result, plan) = try await planning
+            let (result, plan) = planning
             log.append("terraform plan: exit \(result.status)")
             guard result.succeeded, let plan else {
                 throw ShoalError(.commandFailed, "terraform plan failed in \(directory)", cause: result.standardErrorTail())
@@ -116,6 +126,13 @@ public enum Provisioning {
     /// Where the infra agent keeps a workflow's Terraform configuration and state.
     public static func terraformDirectory(workDirectory: String, workflow: String) -> String {
         "\(workDirectory)/terraform/\(workflow)"
+    }
+
+    /// Whether `terraform init` left in `directory` what it installs (providers, modules, their lock file): then
+    /// what ran beside it must run again.
+    static func initInstalledSomething(directory: String) -> Bool {
+        FileManager.default.fileExists(atPath: "\(directory)/.terraform")
+            || FileManager.default.fileExists(atPath: "\(directory)/.terraform.lock.hcl")
     }
 
     /// The spec the infra agent provisions for `request`: hosts parsed, each with its `--node-ip` and
