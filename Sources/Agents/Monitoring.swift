@@ -118,17 +118,25 @@ final class MonitoringHandler: StepHandler {
         let (root, children) = (layout.root, layout.children)
 
         let repository = GitRepository(path: "\(options.workDirectory)/gitops/\(workflow)")
+        // Demo mode: the model's Argo CD syncs the commit below from its in-cluster git server once it is pushed.
+        // Its repo-server's kustomize builds are keyed by every file of the synced tree: in a new repository that
+        // tree is the layout, so they start now, beside the commit and the push (a tree that turns out otherwise
+        // is built on its own when synced).
+        let syncsFromModel = !request.realDeployment && source == .inCluster && request.argocd
+        let syncedPaths = syncsFromModel ? Self.sourcePaths(layout, repoURL: repoURL) : []
+        if syncsFromModel && !repository.exists {
+            SimulatedRepoServer.prebuild(files: layout.files.map { ($0.path, $0.contents) }, paths: syncedPaths)
+        }
         try await repository.initialize()
         try repository.write(layout.files)
         try context.checkLease()
         let commit = try await repository.commitAll(message: "Monitoring stack for \(workflow)")
         log.append("commit \(commit.sha)" + (commit.created ? "" : " (unchanged)"))
-        // Demo mode: the model's Argo CD syncs this commit from its in-cluster git server once it is pushed; its
-        // repo-server starts the kustomize builds of the Applications' directories now, beside the push.
+        // The commit's own tree: its builds join those started above when the trees are the same.
         var tree: [(path: String, contents: String)]?
-        if !request.realDeployment && source == .inCluster && request.argocd {
+        if syncsFromModel {
             tree = try? await repository.files(at: commit.sha)
-            if let tree { SimulatedRepoServer.prebuild(files: tree, paths: Self.sourcePaths(layout, repoURL: repoURL)) }
+            if let tree { SimulatedRepoServer.prebuild(files: tree, paths: syncedPaths) }
         }
         if externallyServed, let servedURL {
             do {

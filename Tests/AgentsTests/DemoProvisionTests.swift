@@ -31,7 +31,8 @@ import Testing
 
         #expect(commands(standIns).sorted() == ["init", "plan", "validate"])
         #expect(output.summary.contains("terraform init+validate+plan ok (3 to add)"))
-        #expect(output.log.prefix(3) == ["terraform init: exit 0", "terraform validate: exit 0", "terraform plan: exit 0"])
+        #expect(
+            output.log.prefix(3) == ["terraform init: exit 0", "terraform validate: exit 0", "terraform plan: exit 0"])
         #expect(output.artifacts.contains { $0.name == "cluster-state" })
     }
 
