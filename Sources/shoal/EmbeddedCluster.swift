@@ -61,8 +61,11 @@ final class EmbeddedCluster: @unchecked Sendable {
         installSignalHandlers()
         defer { stopAll() }
         try SecureFile.createDirectory(logDirectory, mode: 0o700)
-        var agents: [(role: Role, id: String)] = Role.allCases.filter { $0 != .validation }.map { ($0, "\($0.rawValue)-1") }
+        // In the order a workflow needs them: the docs agent, whose step is the last, after the validation agents.
+        var agents: [(role: Role, id: String)] = Role.allCases.filter { $0 != .validation && $0 != .docs }
+            .map { ($0, "\($0.rawValue)-1") }
         for index in 1...validationWorkers { agents.append((.validation, "validation-\(index)")) }
+        agents.append((.docs, "docs-1"))
         let keys = insecure ? nil : try EmbeddedKeys.make(in: keyDirectory, agents: agents.map(\.id))
         let (coordinator, endpoints) = try await startCoordinator(
             security: keys.map { ["--key", $0.secretFile("coordinator"), "--allow", $0.allowDirectory] }
@@ -124,8 +127,8 @@ final class EmbeddedCluster: @unchecked Sendable {
     private var isInterrupted: Bool { lock.withLock { interrupted } }
 
     /// Tells the launcher how the workflow stands: the agents not of `firstRoles` start once a step has left
-    /// `pending` (an agent has it), or once a pending step whose needs have all succeeded is of a role not among
-    /// `firstRoles`.
+    /// `pending` (an agent has it: the coordinator and that agent are up), once a step of another role is ready to
+    /// run (its needs have all succeeded), or once the workflow has ended.
     func workflowProgressed(_ snapshot: WorkflowSnapshot) {
         guard !launchGate.withLock({ othersReleased }) else { return }
         let succeeded = Set(snapshot.steps.filter { $0.state == .succeeded }.map(\.name))
