@@ -55,6 +55,10 @@ struct InfraHandler: StepHandler {
             return try await RealProvision(options: options, context: context, spec: spec, directory: directory)
                 .run(token: token, artifacts: artifacts, output: output, log: log)
         }
+        // Demo mode: the simulated cluster stands where apply would have built one. It needs nothing terraform
+        // reports, so it is modelled while terraform runs.
+        async let clusterState = Self.simulatedClusterState(
+            workflow: workflow, nodes: request.nodes, servers: topology.servers, k3sVersion: spec.k3sVersion)
         var terraformNote: String
         if TerraformRunner.isInstalled(executable: options.terraformExecutable) {
             let runner = TerraformRunner(executable: options.terraformExecutable)
@@ -97,15 +101,12 @@ struct InfraHandler: StepHandler {
         }
         output.terraform = terraformNote
 
-        // Demo mode: the simulated cluster stands where apply would have built one.
-        let cluster = SimulatedCluster.provision(
-            name: workflow, nodes: request.nodes, servers: topology.servers, k3sVersion: spec.k3sVersion)
         if target == .docker {
             // Where `--add-host host.k3d.internal:host-gateway` points on a default docker install (the default
             // bridge's gateway); the model has no docker to ask.
             output.hostGateway = "172.17.0.1"
         }
-        artifacts.append(cluster.artifact(workflow: workflow))
+        artifacts.append(await clusterState)
         let kubeconfig = Kubeconfig.render(
             cluster: workflow, server: Provisioning.apiEndpoint(spec), token: Secrets.password(length: 40))
         artifacts.append(
@@ -115,6 +116,16 @@ struct InfraHandler: StepHandler {
         artifacts.append(Artifact(name: ArtifactName.k3sToken, path: nil, sensitive: true, text: token))
         let summary = "\(request.nodes) node(s) on \(target.rawValue), K3s \(spec.k3sVersion); \(terraformNote)"
         return try StepOutput(summary: summary, typed: output, artifacts: artifacts, log: log)
+    }
+}
+
+extension InfraHandler {
+    /// The `cluster-state` artifact of a newly provisioned simulated cluster.
+    static func simulatedClusterState(workflow: String, nodes: Int, servers: Int, k3sVersion: String) async
+        -> Artifact
+    {
+        SimulatedCluster.provision(name: workflow, nodes: nodes, servers: servers, k3sVersion: k3sVersion)
+            .artifact(workflow: workflow)
     }
 }
 
