@@ -227,7 +227,10 @@ final class EmbeddedCluster: @unchecked Sendable {
         return child
     }
 
-    /// SIGTERM to every child, then SIGKILL to any still there after 10 s.
+    /// SIGTERM to every agent, then, once they are gone, to the coordinator; SIGKILL to any child still there 10 s
+    /// after its SIGTERM. The agents go first: a draining agent waits for the coordinator to confirm the results it
+    /// sent, and the confirm of a last result can still be on its way when the workflow's end is published (a
+    /// coordinator stopped then would drop it, and the agent would wait out its drain timeout).
     func stopAll() {
         let running = lock.withLock { () -> [ChildProcess] in
             stopping = true
@@ -235,9 +238,15 @@ final class EmbeddedCluster: @unchecked Sendable {
             return children
         }
         releaseOthers()  // the launcher then finds `stopping` and ends
-        for child in running { child.send(SIGTERM) }
+        let coordinators = running.filter { $0.name == "coordinator" }
+        stop(running.filter { $0.name != "coordinator" })
+        stop(coordinators)
+    }
+
+    private func stop(_ group: [ChildProcess]) {
+        for child in group { child.send(SIGTERM) }
         let deadline = ContinuousClock.now + .seconds(10)
-        for child in running where !child.wait(timeout: max(.zero, deadline - ContinuousClock.now)) {
+        for child in group where !child.wait(timeout: max(.zero, deadline - ContinuousClock.now)) {
             logger.warning("child did not stop, killing it", metadata: ["name": "\(child.name)"])
             child.send(SIGKILL)
             _ = child.wait(timeout: .seconds(5))
