@@ -55,26 +55,40 @@ struct InfraHandler: StepHandler {
             return try await RealProvision(options: options, context: context, spec: spec, directory: directory)
                 .run(token: token, artifacts: artifacts, output: output, log: log)
         }
+        // Demo mode: the simulated cluster stands where apply would have built one. It needs nothing terraform
+        // reports, so it is modelled while terraform runs.
+        async let clusterState = Self.simulatedClusterState(
+            workflow: workflow, nodes: request.nodes, servers: topology.servers, k3sVersion: spec.k3sVersion)
         var terraformNote: String
-        if TerraformRunner.isInstalled() {
-            let runner = TerraformRunner()
+        if TerraformRunner.isInstalled(executable: options.terraformExecutable) {
+            let runner = TerraformRunner(executable: options.terraformExecutable)
+            // init installs nothing for shoal's configuration (no provider but the built-in one, no module, no
+            // backend: see versions.tf), and validate and plan need only what init installs: the three run at
+            // once. Should init have installed something after all, validate and plan run again after it. validate
+            // only reads the directory and plan writes nothing validate reads (its plan file, its state lock); an
+            // init error comes first, then a validation error.
+            async let earlyValidation = runner.validate(directory: directory)
+            async let earlyPlanning = runner.plan(directory: directory, token: token)
             let initialized = try await runner.initialize(directory: directory)
             log.append("terraform init: exit \(initialized.status)")
             guard initialized.succeeded else {
                 throw ShoalError(
                     .commandFailed, "terraform init failed in \(directory)", cause: initialized.standardErrorTail())
             }
-            // validate only reads the initialized directory, and plan writes nothing validate reads (its plan file,
-            // its state lock): both run at once, and a validation error is still the one reported.
-            async let validation = runner.validate(directory: directory)
-            async let planning = runner.plan(directory: directory, token: token)
-            let validated = try await validation
+            var validated = try await earlyValidation
+            var planning = try await earlyPlanning
+            if Provisioning.initInstalledSomething(directory: directory) {
+                async let validation = runner.validate(directory: directory)
+                async let replanning = runner.plan(directory: directory, token: token)
+                validated = try await validation
+                planning = try await replanning
+            }
             log.append("terraform validate: exit \(validated.status)")
             guard validated.succeeded else {
                 throw ShoalError(
                     .commandFailed, "terraform validate failed in \(directory)", cause: validated.standardErrorTail())
             }
-            let (result, plan) = try await planning
+            let (result, plan) = planning
             log.append("terraform plan: exit \(result.status)")
             guard result.succeeded, let plan else {
                 throw ShoalError(.commandFailed, "terraform plan failed in \(directory)", cause: result.standardErrorTail())
@@ -87,15 +101,12 @@ struct InfraHandler: StepHandler {
         }
         output.terraform = terraformNote
 
-        // Demo mode: the simulated cluster stands where apply would have built one.
-        let cluster = SimulatedCluster.provision(
-            name: workflow, nodes: request.nodes, servers: topology.servers, k3sVersion: spec.k3sVersion)
         if target == .docker {
             // Where `--add-host host.k3d.internal:host-gateway` points on a default docker install (the default
             // bridge's gateway); the model has no docker to ask.
             output.hostGateway = "172.17.0.1"
         }
-        artifacts.append(cluster.artifact(workflow: workflow))
+        artifacts.append(await clusterState)
         let kubeconfig = Kubeconfig.render(
             cluster: workflow, server: Provisioning.apiEndpoint(spec), token: Secrets.password(length: 40))
         artifacts.append(
@@ -108,6 +119,16 @@ struct InfraHandler: StepHandler {
     }
 }
 
+extension InfraHandler {
+    /// The `cluster-state` artifact of a newly provisioned simulated cluster.
+    static func simulatedClusterState(workflow: String, nodes: Int, servers: Int, k3sVersion: String) async
+        -> Artifact
+    {
+        SimulatedCluster.provision(name: workflow, nodes: nodes, servers: servers, k3sVersion: k3sVersion)
+            .artifact(workflow: workflow)
+    }
+}
+
 /// How a request becomes a Terraform spec, and the addresses that spec hands on.
 public enum Provisioning {
     /// The infra step that tears a workflow's cluster down where its Terraform state is.
@@ -116,6 +137,13 @@ public enum Provisioning {
     /// Where the infra agent keeps a workflow's Terraform configuration and state.
     public static func terraformDirectory(workDirectory: String, workflow: String) -> String {
         "\(workDirectory)/terraform/\(workflow)"
+    }
+
+    /// Whether `terraform init` left in `directory` what it installs (providers, modules, their lock file): then
+    /// what ran beside it must run again.
+    static func initInstalledSomething(directory: String) -> Bool {
+        FileManager.default.fileExists(atPath: "\(directory)/.terraform")
+            || FileManager.default.fileExists(atPath: "\(directory)/.terraform.lock.hcl")
     }
 
     /// The spec the infra agent provisions for `request`: hosts parsed, each with its `--node-ip` and

@@ -79,10 +79,23 @@ final class MonitoringHandler: StepHandler {
     func run(_ context: StepContext) async throws -> StepOutput {
         let request = context.request
         let workflow = context.workflow
+        let source = source(for: request)
+        let repository = GitRepository(path: "\(options.workDirectory)/gitops/\(workflow)")
+        // Demo mode: the model's Argo CD syncs the commit below from its in-cluster git server once it is pushed.
+        // Its repo-server's kustomize builds are keyed by the files they read: the build of `argocd/`, which reads
+        // only its own files, starts now, beside everything this step does before the sync.
+        let syncsFromModel = !request.realDeployment && source == .inCluster && request.argocd
+        let freshRepository = !repository.exists
+        if syncsFromModel && freshRepository && request.argocdManifest == nil,
+            let files = try? ArgoCDSelfManagement.files(
+                version: request.argocdVersion.isEmpty ? ArgoCDInstall.defaultVersion : request.argocdVersion)
+        {
+            SimulatedRepoServer.prebuild(
+                files: files.map { ($0.path, $0.contents) }, paths: [ArgoCDSelfManagement.directory])
+        }
         var spec = MonitoringStackSpec(instance: workflow, headlamp: request.headlamp)
         spec.coordinatorMetrics = request.coordinatorMetrics
         let manifests = MonitoringStack.render(spec)
-        let source = source(for: request)
         var servedURL: String?
         var externallyServed = false
         var log: [String] = []
@@ -117,18 +130,23 @@ final class MonitoringHandler: StepHandler {
         let layout = try Self.layout(request: request, repoURL: repoURL, manifests: manifests, spec: spec, log: &log)
         let (root, children) = (layout.root, layout.children)
 
-        let repository = GitRepository(path: "\(options.workDirectory)/gitops/\(workflow)")
+        // The other builds (an overlay that reaches its base, say) read the whole tree: in a new repository that is
+        // the layout, so they start now, beside the commit and the push (a tree that turns out otherwise is built
+        // on its own when synced).
+        let syncedPaths = syncsFromModel ? Self.sourcePaths(layout, repoURL: repoURL) : []
+        if syncsFromModel && freshRepository {
+            SimulatedRepoServer.prebuild(files: layout.files.map { ($0.path, $0.contents) }, paths: syncedPaths)
+        }
         try await repository.initialize()
         try repository.write(layout.files)
         try context.checkLease()
         let commit = try await repository.commitAll(message: "Monitoring stack for \(workflow)")
         log.append("commit \(commit.sha)" + (commit.created ? "" : " (unchanged)"))
-        // Demo mode: the model's Argo CD syncs this commit from its in-cluster git server once it is pushed; its
-        // repo-server starts the kustomize builds of the Applications' directories now, beside the push.
+        // The commit's own tree: its builds join those started above when the trees are the same.
         var tree: [(path: String, contents: String)]?
-        if !request.realDeployment && source == .inCluster && request.argocd {
+        if syncsFromModel {
             tree = try? await repository.files(at: commit.sha)
-            if let tree { SimulatedRepoServer.prebuild(files: tree, paths: Self.sourcePaths(layout, repoURL: repoURL)) }
+            if let tree { SimulatedRepoServer.prebuild(files: tree, paths: syncedPaths) }
         }
         if externallyServed, let servedURL {
             do {

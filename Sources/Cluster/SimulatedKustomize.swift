@@ -34,7 +34,7 @@ enum SimulatedKustomize {
         guard let file = kustomizationFile(in: tree, directory: base) else {
             throw ShoalError(.notFound, "no kustomization.yaml in \(base)")
         }
-        let prepared = try substituteArgoCDReleases(tree)
+        let prepared = try buildInput(tree, directory: base)
         let key = KustomizeRenders.Key(
             directory: base, useKubectl: useKubectl, files: prepared.flatMap { [$0.path, $0.contents] })
         return try await KustomizeRenders.shared.render(key) {
@@ -46,6 +46,26 @@ enum SimulatedKustomize {
             var visiting: Set<String> = []
             return try subset(files: files, directory: base, visiting: &visiting)
         }
+    }
+
+    /// What a build of `directory` reads, and is keyed by: the self-contained directory's files or else the whole
+    /// tree, Argo CD release URLs replaced, by path.
+    static func buildInput(_ tree: [(path: String, contents: String)], directory: String) throws
+        -> [(path: String, contents: String)]
+    {
+        try substituteArgoCDReleases(selfContained(tree, directory: directory) ?? tree).sorted { $0.path < $1.path }
+    }
+
+    /// The files below `directory`, when none of them names a path with `..`: kustomize then reads nothing else
+    /// (files outside its root are refused; only `../` reaches another directory), so a build depends on these
+    /// alone, and is the same for every commit, or every tree handed to `SimulatedRepoServer.prebuild`, that has
+    /// them. Nil when a file reaches outside, or `directory` is the root.
+    static func selfContained(_ tree: [(path: String, contents: String)], directory: String)
+        -> [(path: String, contents: String)]?
+    {
+        guard !directory.isEmpty, directory != "." else { return nil }
+        let inside = tree.filter { $0.path.hasPrefix(directory + "/") }
+        return inside.contains { $0.contents.contains("..") } ? nil : inside
     }
 
     // MARK: Argo CD releases
@@ -114,7 +134,8 @@ enum SimulatedKustomize {
             try SecureFile.write(entry.contents, to: target, mode: 0o600)
         }
         let root = directory.isEmpty || directory == "." ? scratch : "\(scratch)/\(directory)"
-        let result = try await ProcessRunner().run("kubectl", ["kustomize", root], timeout: .seconds(60))
+        let result = try await ProcessRunner().run(
+            "kubectl", ["kustomize", root], environment: GoRuntime.shortRunEnvironment(), timeout: .seconds(60))
         guard result.succeeded else {
             var reason = result.standardErrorTail().replacingOccurrences(of: scratch + "/", with: "")
             // kubectl's klog prefix (time, pid, source line) says nothing about the file.
@@ -294,8 +315,9 @@ final class KustomizeRenders: @unchecked Sendable {  // `builds` and `order` are
 /// What the model's Argo CD repo-server can start on before any Application asks.
 public enum SimulatedRepoServer {
     /// Starts building, in the background, each directory of `paths` that holds a kustomization in `files` (a
-    /// commit's whole tree, as `SimulatedGitServer.knownTree` is given it): the sync of an Application of that
-    /// commit and path then waits for that build instead of starting its own. Errors are left to that sync.
+    /// commit's whole tree, as `SimulatedGitServer.knownTree` is given it, or, for a directory that reaches no file
+    /// outside it, that directory's files): the sync of an Application of a commit with the same files and path then
+    /// waits for that build instead of starting its own. Errors are left to that sync.
     public static func prebuild(files: [(path: String, contents: String)], paths: [String]) {
         let tree = files.sorted { $0.path < $1.path }
         for path in Set(paths) where SimulatedKustomize.kustomizationFile(in: tree, directory: path) != nil {

@@ -119,9 +119,12 @@ public final class ChildProcess: @unchecked Sendable {  // `status` is guarded b
     /// Waits up to `timeout` for the child to exit; returns whether it did.
     public func wait(timeout: Duration) -> Bool {
         let deadline = ContinuousClock.now + timeout
+        // A child told to stop is usually gone within milliseconds: look again soon, then less often.
+        var pause: UInt32 = 500
         while isRunning {
             if ContinuousClock.now >= deadline { return false }
-            usleep(10_000)
+            usleep(pause)
+            pause = min(pause * 2, 10_000)
         }
         return true
     }

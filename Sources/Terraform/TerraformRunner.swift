@@ -130,7 +130,7 @@ public struct TerraformRunner: Sendable {
         if FileManager.default.fileExists(atPath: "\(directory)/\(TerraformRunner.planFile)") {
             arguments.append(TerraformRunner.planFile)
         }
-        return try await terraform(arguments, in: directory, token: token, timeout: applyTimeout)
+        return try await terraform(arguments, in: directory, token: token, long: true)
     }
 
     /// `terraform destroy -input=false -no-color -auto-approve`: runs the uninstall provisioners
@@ -138,8 +138,7 @@ public struct TerraformRunner: Sendable {
     /// - Throws: `ShoalError(.invalidInput)` for a malformed token, or the launch errors.
     public func destroy(directory: String, token: String) async throws -> ProcessResult {
         try await terraform(
-            ["destroy", "-input=false", "-no-color", "-auto-approve"], in: directory, token: token,
-            timeout: applyTimeout)
+            ["destroy", "-input=false", "-no-color", "-auto-approve"], in: directory, token: token, long: true)
     }
 
     /// Whether `token` has the shape the configuration's validation accepts.
@@ -149,14 +148,17 @@ public struct TerraformRunner: Sendable {
         }
     }
 
+    /// - Parameter long: apply and destroy, which install or remove K3s for minutes: `applyTimeout` and Go's
+    ///   default collector. The other commands are short and bounded (`commandTimeout`, `GoRuntime`).
     private func terraform(
-        _ arguments: [String], in directory: String, token: String? = nil, timeout: Duration? = nil
+        _ arguments: [String], in directory: String, token: String? = nil, long: Bool = false
     ) async throws -> ProcessResult {
         var environment = [
             "TF_IN_AUTOMATION": "1",
             "TF_INPUT": "0",
             "CHECKPOINT_DISABLE": "1",
         ]
+        if !long { environment.merge(GoRuntime.shortRunEnvironment()) { current, _ in current } }
         if let token {
             guard TerraformRunner.isValidToken(token) else {
                 throw ShoalError(.invalidInput, "the K3s join token must be at least 32 letters and digits")
@@ -169,6 +171,6 @@ public struct TerraformRunner: Sendable {
         }
         return try await processRunner.run(
             executable, arguments, workingDirectory: directory, environment: environment,
-            timeout: timeout ?? commandTimeout)
+            timeout: long ? applyTimeout : commandTimeout)
     }
 }

@@ -213,9 +213,13 @@ struct CreateCommand: AsyncParsableCommand {
                 realDeployment: request.realDeployment)
             cluster.onInterrupt = EmbeddedRun.interruptedHook(output: output)
             cluster.onSignal = { display.finish() }
+            // The plan and the provisioning come first; the other agents start while they run.
+            cluster.firstRoles = [.planner, .infra]
             do {
                 outcome = try await cluster.run { endpoints, curve in
-                    try await runRemote(request, coordinator: endpoints.control, curve: curve, display: display)
+                    try await runRemote(
+                        request, coordinator: endpoints.control, curve: curve, display: display,
+                        onSnapshot: cluster.workflowProgressed)
                 }
             } catch let error as ShoalError {
                 display.finish()
@@ -249,13 +253,15 @@ struct CreateCommand: AsyncParsableCommand {
     }
 
     private func runRemote(
-        _ request: WorkflowRequest, coordinator: String, curve: CurveClientKeys?, display: ProgressDisplay
+        _ request: WorkflowRequest, coordinator: String, curve: CurveClientKeys?, display: ProgressDisplay,
+        onSnapshot: @escaping @Sendable (WorkflowSnapshot) -> Void = { _ in }
     ) async throws -> WorkflowSnapshot {
         try await runBlocking {
             let client = try CoordinatorClient(endpoint: coordinator, curve: curve)
             let accepted = try client.submit(request)
             display.submitted(accepted.workflow)
-            return try display.follow(client, workflow: accepted.workflow, eventsPort: accepted.eventsPort)
+            return try display.follow(
+                client, workflow: accepted.workflow, eventsPort: accepted.eventsPort, onSnapshot: onSnapshot)
         }
     }
 }

@@ -9,7 +9,8 @@ import ZeroMQ
 /// The embedded default of `shoal create`: a coordinator and one process per
 /// agent (N for validation) on loopback with ports chosen by the kernel, all
 /// stopped when the workflow ends, fails, or the user presses Ctrl-C.
-final class EmbeddedCluster: @unchecked Sendable {  // `children` is guarded by `lock`
+// `children`, `stopping`, `launchFailure` and `interrupted` are guarded by `lock`, `othersReleased` by `launchGate`.
+final class EmbeddedCluster: @unchecked Sendable {
     let executable: String
     let output: String
     let validationWorkers: Int
@@ -19,11 +20,21 @@ final class EmbeddedCluster: @unchecked Sendable {  // `children` is guarded by 
     let logger: Logger
     private let lock = NSLock()
     private var children: [ChildProcess] = []
+    /// Set by `stopAll`: a child started afterwards is stopped at once.
+    private var stopping = false
+    /// Guards `othersReleased`: agents not of `firstRoles` start once it is set.
+    private let launchGate = NSCondition()
+    private var othersReleased = false
+    /// Why an agent could not be started; ends the run.
+    private var launchFailure: (any Error)?
     /// Set on Ctrl-C or SIGTERM: the children stopping then is no failure of the run, the handler exits.
     private var interrupted = false
     private var signalSources: [DispatchSourceSignal] = []
     /// More arguments for the agents of a role (the monitoring agent's GitOps address, say); set before `run`.
     var agentArguments: [Role: [String]] = [:]
+    /// The roles of the workflow's first steps (`create`: planner, infra), started with the coordinator; the other
+    /// agents start once `workflowProgressed` sees a step under way. Empty (`resume`): all start at once.
+    var firstRoles: Set<Role> = []
     /// Run on Ctrl-C or SIGTERM once every child has stopped, before the exit (marks the workflow interrupted).
     var onInterrupt: @Sendable () -> Void = {}
     /// Run first on Ctrl-C or SIGTERM, before anything is printed (ends the live view).
@@ -50,23 +61,46 @@ final class EmbeddedCluster: @unchecked Sendable {  // `children` is guarded by 
         installSignalHandlers()
         defer { stopAll() }
         try SecureFile.createDirectory(logDirectory, mode: 0o700)
-        var agents: [(role: Role, id: String)] = Role.allCases.filter { $0 != .validation }.map { ($0, "\($0.rawValue)-1") }
+        // In the order a workflow needs them: the docs agent, whose step is the last, after the validation agents.
+        var agents: [(role: Role, id: String)] = Role.allCases.filter { $0 != .validation && $0 != .docs }
+            .map { ($0, "\($0.rawValue)-1") }
         for index in 1...validationWorkers { agents.append((.validation, "validation-\(index)")) }
+        agents.append((.docs, "docs-1"))
         let keys = insecure ? nil : try EmbeddedKeys.make(in: keyDirectory, agents: agents.map(\.id))
         let (coordinator, endpoints) = try await startCoordinator(
             security: keys.map { ["--key", $0.secretFile("coordinator"), "--allow", $0.allowDirectory] }
                 ?? ["--insecure"])
-        for agent in agents {
+        // The agents start while `body` submits, in the order the workflow needs them: the first step waits for its
+        // own agent only, not for the last one to start. With `firstRoles`, the others wait until the workflow is
+        // under way (`workflowProgressed`), so that on a small machine their start does not hold up the first
+        // steps' agents.
+        let launches = agents.map { agent in
             let security =
                 keys.map { ["--key", $0.secretFile(agent.id), "--coordinator-key", $0.publicFile("coordinator")] }
                 ?? ["--insecure"]
-            _ = try start(
-                name: agent.id,
+            return (
+                name: agent.id, first: firstRoles.isEmpty || firstRoles.contains(agent.role),
                 arguments: [
                     "agent", agent.role.rawValue, "--coordinator", endpoints.control, "--id", agent.id,
                     "--work-dir", output, "--state-dir", output + "/.shoal/agents", "--exit-with-parent", "--log-level", logLevel,
-                ] + security + (agentArguments[agent.role] ?? []),
-                standardOutput: .null)
+                ] + security + (agentArguments[agent.role] ?? [])
+            )
+        }
+        Thread.detachNewThread { [self] in
+            for launch in launches.filter(\.first) + launches.filter({ !$0.first }) {
+                if !launch.first {
+                    launchGate.lock()
+                    while !othersReleased { launchGate.wait() }
+                    launchGate.unlock()
+                }
+                do {
+                    guard try start(name: launch.name, arguments: launch.arguments, standardOutput: .null) != nil
+                    else { return }
+                } catch {
+                    lock.withLock { launchFailure = error }
+                    return
+                }
+            }
         }
         let log = logPath("coordinator")
         return try await firstOf(
@@ -81,6 +115,7 @@ final class EmbeddedCluster: @unchecked Sendable {  // `children` is guarded by 
             },
             { [self] in
                 while coordinator.isRunning || isInterrupted {
+                    if let failure = lock.withLock({ launchFailure }) { throw failure }
                     try await Task.sleep(for: .milliseconds(100))
                 }
                 throw ShoalError(
@@ -91,13 +126,33 @@ final class EmbeddedCluster: @unchecked Sendable {  // `children` is guarded by 
 
     private var isInterrupted: Bool { lock.withLock { interrupted } }
 
+    /// Tells the launcher how the workflow stands: the agents not of `firstRoles` start once a step has left
+    /// `pending` (an agent has it: the coordinator and that agent are up), once a step of another role is ready to
+    /// run (its needs have all succeeded), or once the workflow has ended.
+    func workflowProgressed(_ snapshot: WorkflowSnapshot) {
+        guard !launchGate.withLock({ othersReleased }) else { return }
+        let succeeded = Set(snapshot.steps.filter { $0.state == .succeeded }.map(\.name))
+        let underWay = snapshot.steps.contains { step in
+            step.state != .pending
+                || (!firstRoles.contains(step.role) && step.needs.allSatisfy { succeeded.contains($0) })
+        }
+        if underWay || snapshot.state != .running { releaseOthers() }
+    }
+
+    private func releaseOthers() {
+        launchGate.lock()
+        othersReleased = true
+        launchGate.broadcast()
+        launchGate.unlock()
+    }
+
     /// Throwaway keys of this run: `OUTPUT/.shoal/keys` (0700).
     var keyDirectory: String { output + "/.shoal/keys" }
 
     private func logPath(_ name: String) -> String { "\(logDirectory)/\(name).log" }
 
     private func startCoordinator(security: [String]) async throws -> (ChildProcess, BoundEndpoints) {
-        let coordinator = try start(
+        guard let coordinator = try start(
             name: "coordinator",
             arguments: [
                 "coordinator", "--control", "tcp://127.0.0.1:*", "--events", "tcp://127.0.0.1:*", "--journal",
@@ -105,6 +160,7 @@ final class EmbeddedCluster: @unchecked Sendable {  // `children` is guarded by 
                 "--interrupt-unfinished",
             ] + security,
             standardOutput: .pipe)
+        else { throw ShoalError(.launchFailed, "the coordinator was not started: the run is stopping") }
         let fd = coordinator.standardOutput!
         let log = logPath("coordinator")
         let endpoints = try await runBlocking { () throws -> BoundEndpoints in
@@ -141,7 +197,9 @@ final class EmbeddedCluster: @unchecked Sendable {  // `children` is guarded by 
         return (coordinator, endpoints)
     }
 
-    private func start(name: String, arguments: [String], standardOutput: ChildProcess.Output) throws -> ChildProcess {
+    /// Starts a child, or none once `stopAll` has run (nil).
+    private func start(name: String, arguments: [String], standardOutput: ChildProcess.Output) throws -> ChildProcess? {
+        guard !lock.withLock({ stopping }) else { return nil }
         let logPath = logPath(name)
         // The log exists before the child does, so an error can always point to it; earlier runs' lines stay.
         let fd = open(logPath, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0o600)
@@ -152,22 +210,43 @@ final class EmbeddedCluster: @unchecked Sendable {  // `children` is guarded by 
         let child = try ChildProcess.start(
             name: name, executable: executable, arguments: arguments + ["--parent-pid", "\(getpid())"],
             standardOutput: standardOutput, logFile: logPath)
-        lock.lock()
-        children.append(child)
-        lock.unlock()
+        let stopped = lock.withLock { () -> Bool in
+            if !stopping { children.append(child) }
+            return stopping
+        }
+        if stopped {
+            // `stopAll` ran while this child was being started: it stops here.
+            child.send(SIGTERM)
+            if !child.wait(timeout: .seconds(10)) {
+                child.send(SIGKILL)
+                _ = child.wait(timeout: .seconds(5))
+            }
+            return nil
+        }
         logger.debug("child started", metadata: ["name": "\(name)", "pid": "\(child.pid)"])
         return child
     }
 
-    /// SIGTERM to every child, then SIGKILL to any still there after 10 s.
+    /// SIGTERM to every agent, then, once they are gone, to the coordinator; SIGKILL to any child still there 10 s
+    /// after its SIGTERM. The agents go first: a draining agent waits for the coordinator to confirm the results it
+    /// sent, and the confirm of a last result can still be on its way when the workflow's end is published (a
+    /// coordinator stopped then would drop it, and the agent would wait out its drain timeout).
     func stopAll() {
-        lock.lock()
-        let running = children
-        children = []
-        lock.unlock()
-        for child in running { child.send(SIGTERM) }
+        let running = lock.withLock { () -> [ChildProcess] in
+            stopping = true
+            defer { children = [] }
+            return children
+        }
+        releaseOthers()  // the launcher then finds `stopping` and ends
+        let coordinators = running.filter { $0.name == "coordinator" }
+        stop(running.filter { $0.name != "coordinator" })
+        stop(coordinators)
+    }
+
+    private func stop(_ group: [ChildProcess]) {
+        for child in group { child.send(SIGTERM) }
         let deadline = ContinuousClock.now + .seconds(10)
-        for child in running where !child.wait(timeout: max(.zero, deadline - ContinuousClock.now)) {
+        for child in group where !child.wait(timeout: max(.zero, deadline - ContinuousClock.now)) {
             logger.warning("child did not stop, killing it", metadata: ["name": "\(child.name)"])
             child.send(SIGKILL)
             _ = child.wait(timeout: .seconds(5))

@@ -74,10 +74,13 @@ final class ProgressDisplay: @unchecked Sendable {  // `printed` and `logged` ar
     }
 
     /// Follows a workflow through a coordinator until it ends, with `-v` fetching each step's log as it ends.
+    /// - Parameter onSnapshot: called with every snapshot too (the embedded cluster starts its agents by it).
     func follow(
-        _ client: CoordinatorClient, workflow: String, eventsPort: Int?, timeout: Duration? = nil
+        _ client: CoordinatorClient, workflow: String, eventsPort: Int?, timeout: Duration? = nil,
+        onSnapshot: (WorkflowSnapshot) -> Void = { _ in }
     ) throws -> WorkflowSnapshot {
         try client.follow(workflow, eventsPort: eventsPort, timeout: timeout) { snapshot in
+            onSnapshot(snapshot)
             update(snapshot)
             for step in stepsToLog(snapshot) {
                 if let reply = try? client.logs(workflow, step: step) { printLogs(reply.steps) }

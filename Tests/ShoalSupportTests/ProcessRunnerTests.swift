@@ -108,3 +108,23 @@ import Testing
         #expect(kill(-group, 0) != 0 && errno == ESRCH)
     }
 }
+
+@Suite struct GoRuntimeTests {
+    @Test func shortRunsCollectOnlyNearTheMemoryLimit() {
+        #expect(GoRuntime.shortRunEnvironment(inherited: ["PATH": "/usr/bin"]) == [
+            "GOGC": "off", "GOMEMLIMIT": GoRuntime.shortRunMemoryLimit,
+        ])
+    }
+
+    @Test(arguments: [["GOGC": "50"], ["GOMEMLIMIT": "1GiB"], ["GOGC": "100", "GOMEMLIMIT": "64MiB"]])
+    func theUsersOwnSettingsAreKept(inherited: [String: String]) {
+        #expect(GoRuntime.shortRunEnvironment(inherited: inherited).isEmpty)
+    }
+
+    @Test func aProgramRunSeesTheSettings() async throws {
+        let result = try await ProcessRunner().run(
+            "sh", ["-c", "echo \"$GOGC $GOMEMLIMIT\""],
+            environment: GoRuntime.shortRunEnvironment(inherited: [:]))
+        #expect(result.standardOutput == "off \(GoRuntime.shortRunMemoryLimit)\n")
+    }
+}
