@@ -252,6 +252,13 @@ final class CoordinatorCore {
         return outbox
     }
 
+    /// The confirms held for more, to send now (the coordinator stops).
+    func takeHeldConfirms() -> [Outgoing] {
+        flushConfirms()
+        defer { outbox = [] }
+        return outbox
+    }
+
     /// Milliseconds until the confirms held are due, for the loop's poll; nil when none wait.
     var confirmsDueIn: Int64? {
         confirmsPendingSince.map { max(0, $0 + Self.confirmDelay - clock()) }

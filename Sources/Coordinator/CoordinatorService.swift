@@ -198,6 +198,13 @@ public final class CoordinatorService: Service {
                 }
             }
         }
+        // Confirms held for more, and whatever the last turn queued, leave before the sockets close: an agent
+        // draining for its shutdown is not left waiting for a confirm until its resend or its drain timeout.
+        for case .send(_, let frames) in core.takeHeldConfirms() {
+            sendDroppingUnreachable(router, frames, logger: logger)
+        }
+        try? router.set(.linger, 200)
+        try? publisher.set(.linger, 200)
         logger.info("coordinator stopped")
     }
 }
