@@ -73,16 +73,7 @@ import Testing
 
     @Test func resultsAreWrittenAsJSONEncoderWritesThemAndReadBackEqual() throws {
         for text in CompactJSONTests.awkward {
-            let result = StepResult(
-                outcome: text.isEmpty ? .succeeded : .failed,
-                output: StepOutput(
-                    summary: text, values: CompactJSONTests.values,
-                    artifacts: [
-                        Artifact(name: "kubeconfig", path: "kubeconfigs/w/kubeconfig", sensitive: true, text: text),
-                        Artifact(name: "plan", path: nil, data: Data([0, 1, 2, 255])),
-                    ], log: [text, "line two"]),
-                error: text.isEmpty ? nil : text, agent: "docs-1", host: "h/1", pid: 42, startedAt: -1,
-                finishedAt: 1_700_000_000_000)
+            let result = StepResult.sample(text, values: CompactJSONTests.values)
             #expect(String(decoding: result.compactJSON, as: UTF8.self) == (try encoded(result)))
             #expect(try JSONDecoder().decode(StepResult.self, from: Data(result.compactJSON)) == result)
         }
@@ -315,5 +306,21 @@ import Testing
         let ids = (0..<10_000).map { _ in MessageID.next() }
         #expect(Set(ids).count == ids.count)
         #expect(ids.allSatisfy { (1...64).contains($0.utf8.count) })
+    }
+}
+
+extension StepResult {
+    /// A result whose summary, log, error and one artifact hold `text`, with a sensitive and a plain artifact.
+    static func sample(_ text: String, values: [String: JSONValue]) -> StepResult {
+        StepResult(
+            outcome: text.isEmpty ? .succeeded : .failed,
+            output: StepOutput(
+                summary: text, values: values,
+                artifacts: [
+                    Artifact(name: "kubeconfig", path: "kubeconfigs/w/kubeconfig", sensitive: true, text: text),
+                    Artifact(name: "plan", path: nil, data: Data([0, 1, 2, 255])),
+                ], log: [text, "line two"]),
+            error: text.isEmpty ? nil : text, agent: "docs-1", host: "h/1", pid: 42, startedAt: -1,
+            finishedAt: 1_700_000_000_000)
     }
 }

@@ -105,22 +105,9 @@ import Testing
         }
     }
 
-    private static func result(_ text: String, values: [String: JSONValue]) -> StepResult {
-        StepResult(
-            outcome: text.isEmpty ? .succeeded : .failed,
-            output: StepOutput(
-                summary: text, values: values,
-                artifacts: [
-                    Artifact(name: "kubeconfig", path: "kubeconfigs/w/kubeconfig", sensitive: true, text: text),
-                    Artifact(name: "plan", path: nil, data: Data([0, 1, 2, 255])),
-                ], log: [text, "line two"]),
-            error: text.isEmpty ? nil : text, agent: "docs-1", host: "h/1", pid: 42, startedAt: -1,
-            finishedAt: 1_700_000_000_000)
-    }
-
     @Test func resultsAreReadQuicklyAsJSONDecoderReadsThem() throws {
         for text in ["", "plain", "quote\"and\\backslash", "tab\tnew\nline", "café ☃ 𝄞", "\u{2028}"] {
-            let result = Self.result(text, values: ["text": "a/b", "count": 42, "list": [1, "two", ["k": false]]])
+            let result = StepResult.sample(text, values: ["text": "a/b", "count": 42, "list": [1, "two", ["k": false]]])
             let quick = try #require(StepResult.quick(result.compactJSON), "\(text)")
             #expect(quick == result)
             #expect(try StepResult.decode(Array(JSONEncoder().encode(result))) == result)
@@ -133,13 +120,13 @@ import Testing
             host: "h", pid: 1, startedAt: 0, finishedAt: 0)
         #expect(StepResult.quick(odd.compactJSON) == (try JSONDecoder().decode(StepResult.self, from: Data(odd.compactJSON))))
         // A fraction goes the long way and still decodes.
-        let scored = Self.result("x", values: ["score": 0.25])
+        let scored = StepResult.sample("x", values: ["score": 0.25])
         #expect(StepResult.quick(scored.compactJSON) == nil)
         #expect(try StepResult.decode(scored.compactJSON) == scored)
     }
 
     @Test func damagedResultsAreReadAsJSONDecoderReadsThemOrRejected() async {
-        let body = Self.result("x/\"y\"", values: ["n": 7, "s": "t"]).compactJSON
+        let body = StepResult.sample("x/\"y\"", values: ["n": 7, "s": "t"]).compactJSON
         await propertyCheck(count: 1500, input: Gen.int(in: 0...Int.max)) { seed in
             var random = SplitMix(seed: UInt64(seed))
             var damaged = body
