@@ -27,7 +27,6 @@ public final class AgentService: Service {
     /// drain timeout; those still running then are handed back: they end without a result (never as failed),
     /// and the coordinator gives them to another agent.
     public func run() async throws {
-        let (steps, stepSink) = AsyncStream.makeStream(of: ReadyStep.self)
         let results = Mailbox<(StepKey, StepResult)>()
         let abandoned = AbandonedSteps()
         let leases = LeaseBook()
@@ -35,62 +34,39 @@ public final class AgentService: Service {
             directory: configuration.stateDirectory, agent: configuration.id,
             sealingSecret: configuration.curve?.keyPair.secretKey)
         let loop = ReactorLoop()
+        let runner = StepRunner(
+            handler: handler, configuration: configuration, logger: logger, results: results, abandoned: abandoned)
         let configuration = configuration
         let logger = logger
         let context = context
-        let handler = handler
-        try await withTaskCancellationHandler {
-            try await withGracefulShutdownHandler {
-                try await withThrowingTaskGroup(of: Void.self) { group in
-                    group.addTask {
-                        defer { stepSink.finish() }
-                        try await loop.run { stop in
-                            var session = AgentSession(
-                                configuration: configuration, context: context, logger: logger, results: results,
-                                stepSink: stepSink, record: record, abandoned: abandoned, leases: leases)
-                            try session.serve(stop: stop)
-                        }
+        let served: Result<Void, any Error>
+        do {
+            try await withTaskCancellationHandler {
+                try await withGracefulShutdownHandler {
+                    try await loop.run { stop in
+                        var session = AgentSession(
+                            configuration: configuration, context: context, logger: logger, results: results,
+                            runner: runner, record: record, abandoned: abandoned, leases: leases)
+                        try session.serve(stop: stop)
                     }
-                    group.addTask {
-                        await withTaskGroup(of: Void.self) { running in
-                            for await (key, assignment, artifacts, lease) in steps {
-                                running.addTask {
-                                    // The step runs until it ends, loses its lease (the agent stalled or lost
-                                    // the coordinator, and the step goes to another agent) or is handed back
-                                    // at shutdown: a lost lease cancels its task. Only a step that ended with
-                                    // its lease held has a result; cancelling the others stops their
-                                    // subprocesses (process groups).
-                                    let result = await lease.cancellingOnLoss {
-                                        await AgentService.execute(
-                                            key, assignment, artifacts: artifacts, lease: lease, handler: handler,
-                                            configuration: configuration, logger: logger)
-                                    }
-                                    if let result, lease.isHeld {
-                                        results.post((key, result))
-                                    } else {
-                                        abandoned.insert(key)
-                                        results.post((key, abandonedResult(key)))
-                                    }
-                                }
-                            }
-                        }
-                    }
-                    // The session ends first (after its bye); steps still running then are handed back.
-                    try await group.next()
-                    leases.revokeAll()
-                    group.cancelAll()
-                    try await group.waitForAll()
+                } onGracefulShutdown: {
+                    loop.stop()
                 }
-            } onGracefulShutdown: {
+            } onCancel: {
                 loop.stop()
             }
-        } onCancel: {
-            loop.stop()
+            served = .success(())
+        } catch {
+            served = .failure(error)
         }
+        // The session ends first (after its bye); steps still running then are handed back.
+        leases.revokeAll()
+        await runner.cancelAndWait()
+        try served.get()
     }
 
     /// Runs one attempt; nil when it must not report (its lease was lost or it was handed back).
-    private static func execute(
+    fileprivate static func execute(
         _ key: StepKey, _ assignment: StepAssignment, artifacts: [Artifact], lease: StepLease,
         handler: any StepHandler, configuration: AgentConfiguration, logger: Logger
     ) async -> StepResult? {
@@ -139,8 +115,62 @@ public final class AgentService: Service {
 
 func now() -> Int64 { Int64(Date().timeIntervalSince1970 * 1000) }
 
-/// A step whose artifacts are all at hand, on its way from the socket thread to the task that runs it.
-typealias ReadyStep = (StepKey, StepAssignment, [Artifact], StepLease)
+/// Runs each step in a task of its own, started by the socket thread once the step's artifacts are at hand, and
+/// keeps the tasks to cancel and await when the agent stops.
+final class StepRunner: @unchecked Sendable {  // `tasks` and `started` are guarded by `lock`
+    private let lock = NSLock()
+    private var tasks: [Int: Task<Void, Never>] = [:]
+    private var started = 0
+    private let handler: any StepHandler
+    private let configuration: AgentConfiguration
+    private let logger: Logger
+    private let results: Mailbox<(StepKey, StepResult)>
+    private let abandoned: AbandonedSteps
+
+    init(
+        handler: any StepHandler, configuration: AgentConfiguration, logger: Logger,
+        results: Mailbox<(StepKey, StepResult)>, abandoned: AbandonedSteps
+    ) {
+        self.handler = handler
+        self.configuration = configuration
+        self.logger = logger
+        self.results = results
+        self.abandoned = abandoned
+    }
+
+    /// Starts the step. It runs until it ends, loses its lease (the agent stalled or lost the coordinator, and
+    /// the step goes to another agent) or is handed back at shutdown: a lost lease cancels its task. Only a step
+    /// that ended with its lease held has a result; cancelling the others stops their subprocesses (process
+    /// groups).
+    func start(_ key: StepKey, _ assignment: StepAssignment, artifacts: [Artifact], lease: StepLease) {
+        lock.withLock {
+            started += 1
+            let id = started
+            // Created under the lock, so the task cannot forget itself before it is kept.
+            tasks[id] = Task { [self] in
+                let result = await lease.cancellingOnLoss {
+                    await AgentService.execute(
+                        key, assignment, artifacts: artifacts, lease: lease, handler: handler,
+                        configuration: configuration, logger: logger)
+                }
+                if let result, lease.isHeld {
+                    results.post((key, result))
+                } else {
+                    abandoned.insert(key)
+                    results.post((key, abandonedResult(key)))
+                }
+                _ = lock.withLock { tasks.removeValue(forKey: id) }
+            }
+        }
+    }
+
+    /// Cancels the steps still running and waits until they have ended.
+    func cancelAndWait() async {
+        let running = lock.withLock { Array(tasks.values) }
+        for task in running { task.cancel() }
+        for task in running { await task.value }
+    }
+}
 
 /// A step acknowledged and waiting for the artifacts it names.
 struct WaitingStep {
@@ -184,7 +214,7 @@ struct AgentSession {
     let context: Context
     let logger: Logger
     let results: Mailbox<(StepKey, StepResult)>
-    let stepSink: AsyncStream<ReadyStep>.Continuation
+    let runner: StepRunner
     let abandoned: AbandonedSteps
     let leases: LeaseBook
 
@@ -234,7 +264,7 @@ struct AgentSession {
 
     init(
         configuration: AgentConfiguration, context: Context, logger: Logger, results: Mailbox<(StepKey, StepResult)>,
-        stepSink: AsyncStream<ReadyStep>.Continuation, record: IdempotencyRecord,
+        runner: StepRunner, record: IdempotencyRecord,
         abandoned: AbandonedSteps, leases: LeaseBook
     ) {
         self.record = record
@@ -244,7 +274,7 @@ struct AgentSession {
         self.context = context
         self.logger = logger
         self.results = results
-        self.stepSink = stepSink
+        self.runner = runner
         self.heartbeatInterval = configuration.heartbeatInterval.milliseconds
         self.liveness = configuration.liveness
         self.cache = ArtifactCache(
@@ -447,7 +477,6 @@ struct AgentSession {
                 sendHello(sockets.dealer)
             }
         }
-        stepSink.finish()
     }
 
     /// This process was frozen (SIGSTOP, a VM pause) longer than its liveness: the coordinator has given its
@@ -692,7 +721,7 @@ struct AgentSession {
                 "workflow.id": "\(key.workflow)", "step": "\(key.step)", "artifacts": "\(artifacts.count)",
                 "artifact.cache.hits": "\(cache.hits)", "artifact.cache.entries": "\(cache.count)",
             ])
-        stepSink.yield((key, step.assignment, artifacts, leases.grant(key, window: leaseWindow)))
+        runner.start(key, step.assignment, artifacts: artifacts, lease: leases.grant(key, window: leaseWindow))
     }
 
     private mutating func requestChunk(_ digest: String, dealer: Socket) {
