@@ -7,7 +7,7 @@ import ZeroMQ
 
 /// An agent as a service: a thread owns the DEALER and SUB sockets and the
 /// delivery rules (hello, heartbeats, acks, idempotency, result resend);
-/// steps run as tasks in the service's task group.
+/// each step runs in a task of its own (`StepRunner`), cancelled when its lease is lost.
 public final class AgentService: Service {
     private let configuration: AgentConfiguration
     private let handler: any StepHandler
