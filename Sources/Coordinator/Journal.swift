@@ -27,7 +27,7 @@ public struct Journal: Sendable {
     private let queue: DatabaseQueue
     private let cipher: JournalCipher
     /// Checkpoints the write-ahead log off the writer's thread (`backgroundCheckpoints`), else nil.
-    private let checkpointer: WALCheckpointer?
+    let checkpointer: WALCheckpointer?
     public let path: String
     /// The file holding the key of the sensitive rows.
     public var keyPath: String { cipher.keyPath }
@@ -203,6 +203,7 @@ public struct Journal: Sendable {
 
     private func write<T>(_ body: (Database) throws -> T) throws -> T {
         do {
+            defer { checkpointer?.wrote() }
             return try queue.write(body)
         } catch let error as ShoalError {
             throw error
@@ -669,16 +670,22 @@ public struct JournalBatch: Sendable {
 
 /// Copies the write-ahead log into the database on a thread of its own, through a connection of its own:
 /// a passive checkpoint never blocks the writer, so the coordinator's commits never wait for one (nor for its
-/// fsyncs). It runs every 50 ms. The log starts over only when a commit finds it all copied, which a steady
+/// fsyncs). It runs at most every 50 ms, and only after a commit: an idle coordinator never wakes it. The log starts over only when a commit finds it all copied, which a steady
 /// stream of commits (a long chain) rarely allows: once the log passes 16 MiB, the writer finishes the copy
 /// itself (what the thread left, a fraction of the log), at most once every 256 commits.
 final class WALCheckpointer: @unchecked Sendable {  // `commits` is used by the writer's thread only
-    private final class Stop: @unchecked Sendable {  // `stopped` is guarded by `condition`
+    private final class State: @unchecked Sendable {  // guarded by `condition`
         let condition = NSCondition()
         var stopped = false
+        /// A commit came since the last pass.
+        var dirty = false
+        /// The thread waits for a commit (not between two passes), and is to be signalled for one.
+        var idle = false
+        /// Passes made so far.
+        var passes = 0
     }
 
-    private let stop = Stop()
+    private let state = State()
     private let walPath: String
     private var commits = 0
     static let interval: TimeInterval = 0.05
@@ -687,16 +694,25 @@ final class WALCheckpointer: @unchecked Sendable {  // `commits` is used by the 
     init(path: String, configuration: Configuration) throws {
         walPath = path + "-wal"
         let connection = try DatabaseQueue(path: path, configuration: configuration)
-        let stop = stop
+        let state = state
         let thread = Thread {
             while true {
-                let stopped = stop.condition.withLock {
-                    if !stop.stopped { _ = stop.condition.wait(until: Date(timeIntervalSinceNow: WALCheckpointer.interval)) }
-                    return stop.stopped
+                // Asleep while nothing is committed (an idle coordinator wakes it never), then at most one pass per
+                // interval while commits come.
+                let stopped = state.condition.withLock {
+                    while !state.stopped && !state.dirty {
+                        state.idle = true
+                        state.condition.wait()
+                        state.idle = false
+                    }
+                    if !state.stopped { _ = state.condition.wait(until: Date(timeIntervalSinceNow: WALCheckpointer.interval)) }
+                    state.dirty = false
+                    return state.stopped
                 }
                 if stopped { break }
                 // Busy (the writer's own checkpoint) just means "next time".
                 _ = try? connection.writeWithoutTransaction { db in try db.checkpoint(.passive) }
+                state.condition.withLock { state.passes += 1 }
             }
         }
         thread.name = "shoal-checkpoint"
@@ -704,9 +720,23 @@ final class WALCheckpointer: @unchecked Sendable {  // `commits` is used by the 
     }
 
     deinit {
-        stop.condition.withLock {
-            stop.stopped = true
-            stop.condition.signal()
+        state.condition.withLock {
+            state.stopped = true
+            state.condition.signal()
+        }
+    }
+
+    /// The passes made so far, and whether the thread now sleeps until a commit.
+    var progress: (passes: Int, waitingForCommit: Bool) {
+        state.condition.withLock { (state.passes, state.idle) }
+    }
+
+    /// Called after each commit, on the writer's thread: the thread's next pass has something to copy.
+    func wrote() {
+        state.condition.withLock {
+            guard !state.dirty else { return }
+            state.dirty = true
+            if state.idle { state.condition.signal() }
         }
     }
 
