@@ -312,11 +312,12 @@ extension SimulatedCluster {
             guard app.body["metadata", "annotations", ApplicationRefresh.annotation] == nil,
                 let state = applicationStates[key], !state.syncFailed, let synced = state.syncedRevision
             else { return false }
-            let source = app.body["spec", "source"] ?? app.body["spec", "sources"]?.array?.first ?? .null
-            guard source["chart"] == nil, state.syncedSource == syncSourceKey(key, app: app) else { return false }
-            let repoURL = source["repoURL"]?.string ?? ""
-            let revision = source["targetRevision"]?.string ?? "HEAD"
-            guard let resolved = try? await gitSource.revision(repoURL: repoURL, revision: revision), resolved == synced
+            let source = ApplicationSource(app)
+            guard source.spec["chart"] == nil, state.syncedSource == syncSourceKey(key, source: source) else {
+                return false
+            }
+            guard let resolved = try? await gitSource.revision(repoURL: source.repoURL, revision: source.revision),
+                resolved == synced
             else { return false }
         }
         return true
@@ -324,16 +325,10 @@ extension SimulatedCluster {
 
     /// What an Application syncs from besides the commit: a sync at the same commit from the same source applies
     /// nothing new.
-    func syncSourceKey(_ key: String, app: StoredObject) -> String {
-        let source = app.body["spec", "source"] ?? app.body["spec", "sources"]?.array?.first ?? .null
-        let repoURL = source["repoURL"]?.string ?? ""
-        let path = source["path"]?.string ?? "."
-        let revision = source["targetRevision"]?.string ?? "HEAD"
-        let recurse = source["directory", "recurse"]?.bool ?? false
-        let destination = app.body["spec", "destination", "namespace"]?.string ?? "default"
+    func syncSourceKey(_ key: String, source: ApplicationSource) -> String {
         let remote = remoteModel(forApplication: key)
-        return ([repoURL, path, revision, String(recurse), destination] + (remote.map { [$0.server] } ?? []))
-            .joined(separator: "|")
+        return ([source.repoURL, source.path, source.revision, String(source.recurse), source.destination]
+            + (remote.map { [$0.server] } ?? [])).joined(separator: "|")
     }
 
     static func applicationKey(_ object: StoredObject) -> String { "\(object.namespace ?? "")/\(object.name)" }
@@ -353,7 +348,8 @@ extension SimulatedCluster {
             fail("Unknown", "ComparisonError", "Argo CD is not installed: nothing reconciles this Application")
             return
         }
-        let source = app.body["spec", "source"] ?? app.body["spec", "sources"]?.array?.first ?? .null
+        let application = ApplicationSource(app)
+        let source = application.spec
         if source["chart"] != nil {
             // A chart cannot be fetched offline: its release is checked against the catalog shoal ships.
             if let problem = await helmProblem(app, gitSource: gitSource) {
@@ -362,7 +358,7 @@ extension SimulatedCluster {
                 // shoal's monitoring charts are modelled: the workloads its own manifests define.
                 do {
                     if let manifests = try await helmModel(app, gitSource: gitSource) {
-                        let destination = app.body["spec", "destination", "namespace"]?.string ?? "default"
+                        let destination = application.destination
                         if objects["Namespace//\(destination)"] == nil { createNamespaceForSync(destination) }
                         _ = try apply(manifests: manifests, owner: key, defaultNamespace: destination)
                     }
@@ -376,11 +372,8 @@ extension SimulatedCluster {
             }
             return
         }
-        let repoURL = source["repoURL"]?.string ?? ""
-        let path = source["path"]?.string ?? "."
-        let revision = source["targetRevision"]?.string ?? "HEAD"
-        let recurse = source["directory", "recurse"]?.bool ?? false
-        let destination = app.body["spec", "destination", "namespace"]?.string ?? "default"
+        let (repoURL, path, revision) = (application.repoURL, application.path, application.revision)
+        let (recurse, destination) = (application.recurse, application.destination)
         // Another cluster of a fleet: its cluster Secret must exist, and the objects go to its model.
         let remote = remoteModel(forApplication: key)
         if let remote, remote.model == nil || !registeredClusters().contains(where: { $0.server == remote.server }) {
@@ -402,7 +395,7 @@ extension SimulatedCluster {
                 "Failed to load target state: failed to generate manifest for source 1 of 1: \(error)")
             return
         }
-        let sourceKey = syncSourceKey(key, app: app)
+        let sourceKey = syncSourceKey(key, source: application)
         if let resolved, let previous = applicationStates[key], !previous.syncFailed,
             previous.syncedRevision == resolved, previous.syncedSource == sourceKey
         {
@@ -529,5 +522,26 @@ extension SimulatedCluster {
             state.message = nil
         }
         applicationStates[key] = state
+    }
+}
+
+/// Where an Application syncs from, as its spec says, with Argo CD's defaults for what the spec leaves out.
+struct ApplicationSource {
+    /// `spec.source`, or the first of `spec.sources`.
+    let spec: ManifestValue
+    let repoURL: String
+    let path: String
+    let revision: String
+    let recurse: Bool
+    /// `spec.destination.namespace`.
+    let destination: String
+
+    init(_ app: SimulatedCluster.StoredObject) {
+        spec = app.body["spec", "source"] ?? app.body["spec", "sources"]?.array?.first ?? .null
+        repoURL = spec["repoURL"]?.string ?? ""
+        path = spec["path"]?.string ?? "."
+        revision = spec["targetRevision"]?.string ?? "HEAD"
+        recurse = spec["directory", "recurse"]?.bool ?? false
+        destination = app.body["spec", "destination", "namespace"]?.string ?? "default"
     }
 }

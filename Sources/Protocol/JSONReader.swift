@@ -26,22 +26,13 @@ public enum JSONReader {
             var parser = Parser(buffer)
             var members: [String: Range<Int>] = [:]
             parser.skipWhitespace()
-            guard parser.take(UInt8(ascii: "{")) else { return nil }
-            parser.skipWhitespace()
-            if !parser.take(UInt8(ascii: "}")) {
-                repeat {
-                    parser.skipWhitespace()
-                    guard let key = parser.string() else { return nil }
-                    parser.skipWhitespace()
-                    guard parser.take(UInt8(ascii: ":")) else { return nil }
-                    parser.skipWhitespace()
-                    let start = parser.index
-                    guard parser.value(depth: 1) != nil, members[key] == nil else { return nil }
-                    members[key] = start..<parser.index
-                    parser.skipWhitespace()
-                } while parser.take(UInt8(ascii: ","))
-                guard parser.take(UInt8(ascii: "}")) else { return nil }
+            let read = parser.object { key, parser in
+                let start = parser.index
+                guard parser.value(depth: 1) != nil, members[key] == nil else { return false }
+                members[key] = start..<parser.index
+                return true
             }
+            guard read else { return nil }
             parser.skipWhitespace()
             return parser.atEnd ? members : nil
         }
@@ -87,22 +78,13 @@ public enum JSONReader {
             case UInt8(ascii: "\""):
                 return string().map(JSONValue.string)
             case UInt8(ascii: "{"):
-                index += 1
                 var members: [String: JSONValue] = [:]
-                skipWhitespace()
-                if take(UInt8(ascii: "}")) { return .object(members) }
-                repeat {
-                    skipWhitespace()
-                    guard let key = string() else { return nil }
-                    skipWhitespace()
-                    guard take(UInt8(ascii: ":")) else { return nil }
-                    skipWhitespace()
+                let read = object { key, parser in
                     // A repeated key is left to JSONDecoder, whichever of them it keeps.
-                    guard let member = value(depth: depth + 1), members.updateValue(member, forKey: key) == nil
-                    else { return nil }
-                    skipWhitespace()
-                } while take(UInt8(ascii: ","))
-                return take(UInt8(ascii: "}")) ? .object(members) : nil
+                    guard let member = parser.value(depth: depth + 1) else { return false }
+                    return members.updateValue(member, forKey: key) == nil
+                }
+                return read ? .object(members) : nil
             case UInt8(ascii: "["):
                 index += 1
                 var elements: [JSONValue] = []
@@ -124,6 +106,24 @@ public enum JSONReader {
             default:
                 return integer()
             }
+        }
+
+        /// An object at `index`, read up to its closing brace: `member` is given each member's key, with the
+        /// parser at the member's value, which it reads; false when either is not as this reader expects.
+        mutating func object(_ member: (String, inout Parser) -> Bool) -> Bool {
+            guard take(UInt8(ascii: "{")) else { return false }
+            skipWhitespace()
+            if take(UInt8(ascii: "}")) { return true }
+            repeat {
+                skipWhitespace()
+                guard let key = string() else { return false }
+                skipWhitespace()
+                guard take(UInt8(ascii: ":")) else { return false }
+                skipWhitespace()
+                guard member(key, &self) else { return false }
+                skipWhitespace()
+            } while take(UInt8(ascii: ","))
+            return take(UInt8(ascii: "}"))
         }
 
         /// `-?(0|[1-9][0-9]*)` of at most 18 digits, not followed by a fraction or an exponent.
