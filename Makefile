@@ -36,18 +36,18 @@ fuzz: test-deps
 	scripts/fuzz.sh
 
 
-# shoal on PATH, with its shell completions where bash, zsh and fish look for them.
+# shoal (and the lean agent `shoal agent` becomes) on PATH, with its shell completions where bash, zsh and fish look for them.
 install: deps
 	$(SWIFT) build -c $(CONFIG)
 	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/share/bash-completion/completions \
 		$(DESTDIR)$(PREFIX)/share/zsh/site-functions $(DESTDIR)$(PREFIX)/share/fish/vendor_completions.d
-	install -m 0755 .build/$(CONFIG)/shoal $(DESTDIR)$(PREFIX)/bin/shoal
+	install -m 0755 .build/$(CONFIG)/shoal .build/$(CONFIG)/shoal-agent $(DESTDIR)$(PREFIX)/bin/
 	.build/$(CONFIG)/shoal completion bash > $(DESTDIR)$(PREFIX)/share/bash-completion/completions/shoal
 	.build/$(CONFIG)/shoal completion zsh > $(DESTDIR)$(PREFIX)/share/zsh/site-functions/_shoal
 	.build/$(CONFIG)/shoal completion fish > $(DESTDIR)$(PREFIX)/share/fish/vendor_completions.d/shoal.fish
 
 uninstall:
-	rm -f $(DESTDIR)$(PREFIX)/bin/shoal $(DESTDIR)$(PREFIX)/share/bash-completion/completions/shoal \
+	rm -f $(DESTDIR)$(PREFIX)/bin/shoal $(DESTDIR)$(PREFIX)/bin/shoal-agent $(DESTDIR)$(PREFIX)/share/bash-completion/completions/shoal \
 		$(DESTDIR)$(PREFIX)/share/zsh/site-functions/_shoal $(DESTDIR)$(PREFIX)/share/fish/vendor_completions.d/shoal.fish
 
 # The build only: output/ holds the Terraform state that `shoal destroy` needs.

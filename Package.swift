@@ -5,7 +5,8 @@ let package = Package(
     name: "shoal",
     platforms: [.macOS(.v14)],
     products: [
-        .executable(name: "shoal", targets: ["shoal"])
+        .executable(name: "shoal", targets: ["shoal"]),
+        .executable(name: "shoal-agent", targets: ["shoal-agent"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
@@ -27,18 +28,29 @@ let package = Package(
             pkgConfig: "libzmq",
             providers: [.apt(["libzmq3-dev"])]
         ),
-        .target(name: "ZeroMQ", dependencies: ["CZeroMQ"]),
+        .systemLibrary(name: "CSodium", pkgConfig: "libsodium", providers: [.apt(["libsodium-dev"])]),
+        // ShoalCore, ZeroMQ, Protocol and AgentRuntime import FoundationEssentials, never Foundation: the lean
+        // `shoal-agent` is built from them alone (see docs/architecture.md, "The lean agent").
+        .target(
+            name: "ShoalCore",
+            dependencies: [
+                "CShoalSupport",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ]
+        ),
+        .target(name: "ZeroMQ", dependencies: ["CZeroMQ", "ShoalCore"]),
         .target(name: "CShoalSupport"),
         .target(
             name: "ShoalSupport",
             dependencies: [
-                "CShoalSupport",
+                "CShoalSupport", "ShoalCore",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Subprocess", package: "swift-subprocess"),
                 .product(name: "SystemPackage", package: "swift-system"),
             ]
         ),
-        .target(name: "Protocol", dependencies: ["ShoalSupport", .product(name: "Logging", package: "swift-log")]),
+        .target(name: "Protocol", dependencies: ["ShoalCore", .product(name: "Logging", package: "swift-log")]),
         .target(
             name: "Cluster",
             dependencies: ["ShoalSupport", "Protocol", "GitOps", .product(name: "Yams", package: "Yams")]
@@ -76,8 +88,7 @@ let package = Package(
         .target(
             name: "AgentRuntime",
             dependencies: [
-                "ZeroMQ", "Protocol", "ShoalSupport",
-                .product(name: "Crypto", package: "swift-crypto"),
+                "ZeroMQ", "Protocol", "ShoalCore", "CSodium",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ]
@@ -85,6 +96,15 @@ let package = Package(
         .target(
             name: "Agents",
             dependencies: ["AgentRuntime", "Protocol", "Cluster", "Terraform", "GitOps", "ShoalSupport"]
+        ),
+        // The lean agent that `shoal agent` becomes: no Foundation, the Swift runtime linked in, so an idle agent
+        // maps few pages.
+        .executableTarget(
+            name: "shoal-agent",
+            dependencies: [
+                "AgentRuntime", "Protocol", "ShoalCore", .product(name: "Logging", package: "swift-log"),
+            ],
+            linkerSettings: [.unsafeFlags(["-static-stdlib", "-l_FoundationCollections", "-l_FoundationCShims", "-use-ld=lld", "-Xlinker", "-z", "-Xlinker", "pack-relative-relocs", "-Xlinker", "--no-export-dynamic"])]
         ),
         .executableTarget(
             name: "shoal",
@@ -120,7 +140,7 @@ let package = Package(
         .testTarget(
             name: "AgentRuntimeTests",
             dependencies: [
-                "AgentRuntime", "Protocol", "ZeroMQ",
+                "AgentRuntime", "Protocol", "ZeroMQ", .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ]
         ),

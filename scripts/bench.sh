@@ -79,6 +79,7 @@ pipelined_raw=$(field pipelined_msgs_per_s "$baseline")
 
 start_coordinator main
 start_agents "$PIPELINED_AGENTS"
+worked_agent=${pids[1]}  # bench-1, which runs its share of every run below
 
 chain=$(run --shape chain --steps "$CHAIN_STEPS")
 echo "bench chain steps=$CHAIN_STEPS steps_per_s=$(field steps_per_s "$chain") p50_ms=$(field p50_ms "$chain")" \
@@ -138,15 +139,34 @@ echo "bench demo runs=$DEMO_RUNS $(printf '%s\n' "${demo_times[@]}" | sort -n |
     awk '{a[NR]=$1} END {printf "median_s=%.2f min_s=%.2f max_s=%.2f", a[int((NR+1)/2)], a[1], a[NR]}')"
 
 main_rss=$(rss_mib "$coordinator_pid")  # after everything above, 5,000 idle agents included
+# Idle agents: `shoal agent` becomes the lean `shoal-agent` (same pid); a validation agent's step worker starts with
+# its first step, so an idle one has none. The same agent with its handlers in one process, for comparison.
 "$BIN" agent bench --coordinator "$control" --id bench-idle --work-dir "$work/agents" "${agent_keys[@]}" \
     --log-level error &
 idle_agent=$!
-pids+=("$idle_agent")
-sleep 3
+"$BIN" agent validation --coordinator "$control" --id validation-idle --work-dir "$work/agents" "${agent_keys[@]}" \
+    --log-level error &
+idle_validation=$!
+"$BIN" agent validation --in-process --coordinator "$control" --id validation-in-process --work-dir "$work/agents" \
+    "${agent_keys[@]}" --log-level error &
+idle_in_process=$!
+pids+=("$idle_agent" "$idle_validation" "$idle_in_process")
+for _ in $(seq 100); do
+    [ "$("$BIN" agents --coordinator "$control" "${client_keys[@]}" | grep -c -E '^(bench-idle|validation-)')" -ge 3 ] &&
+        break
+    sleep 0.1
+done
+sleep 2  # settled: past the first heartbeats
 agent_rss=$(rss_mib "$idle_agent")
 agent_anon=$(anon_mib "$idle_agent")
+validation_rss=$(rss_mib "$idle_validation")
+in_process_rss=$(rss_mib "$idle_in_process")
+worked_rss=$(rss_mib "$worked_agent")
 start_coordinator memory
 start_agents 2
 many=$(run --workflows "$MEMORY_WORKFLOWS")
-echo "bench memory idle_agent_rss_mib=$agent_rss idle_agent_anon_mib=$agent_anon coordinator_rss_mib_after_${MEMORY_WORKFLOWS}_workflows=$(field coordinator_rss_mib "$many")" \
+echo "bench memory idle_agent_rss_mib=$agent_rss idle_agent_anon_mib=$agent_anon" \
+    "idle_validation_agent_rss_mib=$validation_rss idle_in_process_agent_rss_mib=$in_process_rss" \
+    "agent_rss_mib_after_the_runs_above=$worked_rss" \
+    "coordinator_rss_mib_after_${MEMORY_WORKFLOWS}_workflows=$(field coordinator_rss_mib "$many")" \
     "workflows_per_s=$(field workflows_per_s "$many") coordinator_rss_mib_after_the_runs_above=$main_rss"

@@ -83,6 +83,10 @@ fi
 context="$work/context"
 mkdir -p "$context/swift-lib"
 cp "$binary" "$context/shoal"
+# `shoal agent` becomes the lean agent built beside shoal (see docs/architecture.md).
+lean="$(dirname "$binary")/shoal-agent"
+[ -x "$lean" ] || { echo "error: $lean is not an executable: run swift build first" >&2; exit 66; }
+cp "$lean" "$context/shoal-agent"
 swift_dir=$(ldd "$binary" | awk '/libswiftCore\.so/ {print $3}' | xargs -r dirname)
 if [ -n "$swift_dir" ]; then
     ldd "$binary" | awk '{print $3}' | grep "^$swift_dir/" | while read -r lib; do

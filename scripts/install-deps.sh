@@ -7,6 +7,7 @@ set -euo pipefail
 
 need_apt=()
 pkg-config --exists libzmq 2>/dev/null || need_apt+=(libzmq3-dev)
+pkg-config --exists libsodium 2>/dev/null || need_apt+=(libsodium-dev)  # the lean agent's digests and sealing
 command -v pkg-config >/dev/null 2>&1 || need_apt+=(pkg-config)
 [ -f /usr/include/sqlite3.h ] || need_apt+=(libsqlite3-dev)
 command -v git >/dev/null 2>&1 || need_apt+=(git)

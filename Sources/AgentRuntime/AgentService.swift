@@ -1,8 +1,8 @@
-import Foundation
+import FoundationEssentials
 import Logging
 import Protocol
 import ServiceLifecycle
-import ShoalSupport
+import ShoalCore
 import ZeroMQ
 
 /// An agent as a service: a thread owns the DEALER and SUB sockets and the
@@ -118,7 +118,7 @@ func now() -> Int64 { Int64(Date().timeIntervalSince1970 * 1000) }
 /// Runs each step in a task of its own, started by the socket thread once the step's artifacts are at hand, and
 /// keeps the tasks to cancel and await when the agent stops.
 final class StepRunner: @unchecked Sendable {  // `tasks` and `started` are guarded by `lock`
-    private let lock = NSLock()
+    private let lock = Lock()
     private var tasks: [Int: Task<Void, Never>] = [:]
     private var started = 0
     private let handler: any StepHandler
@@ -199,7 +199,7 @@ private func abandonedResult(_ key: StepKey) -> StepResult {
 
 /// Steps the session gave up on, shared with the tasks that run them.
 final class AbandonedSteps: @unchecked Sendable {  // `keys` is guarded by `lock`
-    private let lock = NSLock()
+    private let lock = Lock()
     private var keys: Set<StepKey> = []
 
     func insert(_ key: StepKey) { lock.withLock { _ = keys.insert(key) } }

@@ -1,5 +1,4 @@
-import Crypto
-import Foundation
+import FoundationEssentials
 import Protocol
 
 /// Artifact bytes by SHA-256 digest, bounded in bytes and in entries; the least recently used go first.
@@ -52,6 +51,6 @@ struct ArtifactCache {
 
     /// The SHA-256 of `data` as the wire writes it: 64 lowercase hex digits.
     static func digest(_ data: Data) -> String {
-        SHA256.hash(data: data).map { String(format: "%02x", $0) }.joined()
+        Sodium.sha256Hex(data)
     }
 }

@@ -1,7 +1,7 @@
-import Crypto
-import Foundation
+import FoundationEssentials
+import Glibc
 import Protocol
-import ShoalSupport
+import ShoalCore
 
 /// The results an agent produced, by idempotency key, and which of them the
 /// coordinator confirmed. Kept in memory and, with a state directory, in an
@@ -23,8 +23,8 @@ struct IdempotencyRecord {
     private(set) var results: [StepKey: StepResult] = [:]
     private(set) var unconfirmed: Set<StepKey> = []
     private var order: [StepKey] = []
-    private var file: FileHandle?
-    private var sealingKey: Data?
+    private var file: AppendFile?
+    private var sealingKey: [UInt8]?
     /// Keys kept in memory before the oldest confirmed ones are forgotten.
     static let capacity = 2000
 
@@ -55,11 +55,11 @@ struct IdempotencyRecord {
                 if entry.confirmed == true { unconfirmed.remove(entry.key) }
             }
         }
-        guard let handle = FileHandle(forWritingAtPath: path) else {
-            throw ShoalError(.io, "cannot open the idempotency record \(path)")
+        let fd = Glibc.open(path, O_WRONLY | O_APPEND | O_CLOEXEC)
+        guard fd >= 0 else {
+            throw ShoalError(.io, "cannot open the idempotency record \(path)", cause: String(cString: strerror(errno)))
         }
-        handle.seekToEndOfFile()
-        file = handle
+        file = AppendFile(fd: fd)
     }
 
     private mutating func insert(_ key: StepKey, _ result: StepResult) {
@@ -85,30 +85,24 @@ struct IdempotencyRecord {
 
     private func seal(_ result: StepResult, key: StepKey) -> Data? {
         guard let sealingKey, let data = try? JSONEncoder().encode(result) else { return nil }
-        return try? ChaChaPoly.seal(
-            data, using: SymmetricKey(data: sealingKey), authenticating: Data(key.description.utf8)
-        ).combined
+        return Sodium.seal(data, key: sealingKey, authenticating: Array(key.description.utf8))
     }
 
     private func open(_ sealed: Data, key: StepKey) -> StepResult? {
-        guard let sealingKey, let box = try? ChaChaPoly.SealedBox(combined: sealed),
-            let data = try? ChaChaPoly.open(
-                box, using: SymmetricKey(data: sealingKey), authenticating: Data(key.description.utf8))
+        guard let sealingKey, let data = Sodium.open(sealed, key: sealingKey, authenticating: Array(key.description.utf8))
         else { return nil }
         return try? JSONDecoder().decode(StepResult.self, from: data)
     }
 
     /// The record's key: derived from the CURVE secret, else read from (or created in) `keyFile`, 0600.
-    private static func sealingKey(secret: String?, keyFile: String) throws -> Data {
+    static func sealingKey(secret: String?, keyFile: String) throws -> [UInt8] {
         if let secret {
-            let derived = HKDF<SHA256>.deriveKey(
-                inputKeyMaterial: SymmetricKey(data: Data(secret.utf8)), info: Data("shoal idempotency record".utf8),
-                outputByteCount: 32)
-            return derived.withUnsafeBytes { Data($0) }
+            return Sodium.hkdfSHA256(
+                inputKeyMaterial: Array(secret.utf8), info: Array("shoal idempotency record".utf8))
         }
-        if let data = FileManager.default.contents(atPath: keyFile), data.count == 32 { return data }
-        let fresh = SymmetricKey(size: .bits256).withUnsafeBytes { Data($0) }
-        try SecureFile.write(fresh, to: keyFile, mode: 0o600)
+        if let data = FileManager.default.contents(atPath: keyFile), data.count == 32 { return [UInt8](data) }
+        let fresh = Sodium.randomKey()
+        try SecureFile.write(Data(fresh), to: keyFile, mode: 0o600)
         return fresh
     }
 
@@ -121,7 +115,14 @@ struct IdempotencyRecord {
     private func append(_ line: Line) {
         guard let file, var data = try? JSONEncoder().encode(line) else { return }
         data.append(UInt8(ascii: "\n"))
-        try? FileDescriptorIO.writeAll(file.fileDescriptor, data)
-        try? file.synchronize()
+        try? FileDescriptorIO.writeAll(file.fd, data)
+        _ = fsync(file.fd)
     }
+}
+
+/// The record's file, open for appending, closed with the last copy of the record.
+private final class AppendFile: Sendable {
+    let fd: Int32
+    init(fd: Int32) { self.fd = fd }
+    deinit { close(fd) }
 }

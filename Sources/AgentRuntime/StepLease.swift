@@ -1,17 +1,18 @@
-import Foundation
+import FoundationEssentials
 import Protocol
+import ShoalCore
 
 /// The agent's right to run one attempt of a step. It lasts as long as the coordinator is heard from within the
 /// liveness window (the same window after which the coordinator gives the step to another agent) and, once lost,
 /// is never regained: a process frozen past the window (SIGSTOP, a paused VM) finds its leases expired when it
 /// wakes, before it can do a step's work a second time.
 public final class StepLease: @unchecked Sendable {  // `expiry` and `lost` are guarded by `lock`, `task` by `taskLock`
-    private let lock = NSLock()
+    private let lock = Lock()
     private var expiry: ContinuousClock.Instant
     private var lost = false
     /// The task running the step while `cancellingOnLoss` runs it; cancelled when the lease is lost. A lock of its
     /// own: cancelling runs the task's cancellation handlers, which may ask `isHeld`.
-    private let taskLock = NSLock()
+    private let taskLock = Lock()
     private var task: UnsafeCurrentTask?
 
     /// A lease valid for `window` from now.
@@ -79,7 +80,7 @@ public struct LeaseLost: Error, CustomStringConvertible, Sendable {
 
 /// The leases of the steps an agent runs, renewed whenever the coordinator is heard from.
 final class LeaseBook: @unchecked Sendable {  // `leases` is guarded by `lock`
-    private let lock = NSLock()
+    private let lock = Lock()
     private var leases: [StepKey: StepLease] = [:]
 
     func grant(_ key: StepKey, window: Duration) -> StepLease {

@@ -3,6 +3,8 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
+#include <string.h>
 #include <unistd.h>
 #ifdef __linux__
 #include <sys/prctl.h>
@@ -27,4 +29,11 @@ int shoal_pipe_cloexec(int fds[2]) {
     fcntl(fds[1], F_SETFD, FD_CLOEXEC);
     return 0;
 #endif
+}
+
+void shoal_set_thread_name(const char *name) {
+    char bounded[16];
+    strncpy(bounded, name, sizeof bounded - 1);
+    bounded[sizeof bounded - 1] = 0;
+    pthread_setname_np(pthread_self(), bounded);
 }

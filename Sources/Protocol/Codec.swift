@@ -1,6 +1,6 @@
-import Foundation
+import FoundationEssentials
 import Logging
-import ShoalSupport
+import ShoalCore
 
 /// Wire constants of protocol v4 (v2: events carry what changed, `list`
 /// replies leave steps out, steps carry `params` and `failures`; v3: step

@@ -1,4 +1,5 @@
-import Foundation
+import FoundationEssentials
+import Synchronization
 
 /// A JSON writer for the frames and journal rows written once per step (headers, step snapshots, confirms):
 /// the bytes `JSONEncoder` writes for the same value (strings escaped as it escapes them, `/` as `\/`), without
@@ -244,15 +245,11 @@ public enum MessageID {
 }
 
 /// A counter shared by every thread of the process.
-final class AtomicCounter: @unchecked Sendable {  // `value` is guarded by `lock`
-    private let lock = NSLock()
-    private var value: UInt64 = 0
+final class AtomicCounter: Sendable {
+    private let value = Atomic<UInt64>(0)
 
     func increment() -> UInt64 {
-        lock.lock()
-        defer { lock.unlock() }
-        value &+= 1
-        return value
+        value.wrappingAdd(1, ordering: .relaxed).newValue
     }
 }
 

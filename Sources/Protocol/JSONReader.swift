@@ -1,4 +1,4 @@
-import Foundation
+import FoundationEssentials
 
 /// A quick reader for the JSON bodies on a step's path (results, assignments, step batches), without a
 /// `JSONDecoder`. It reads standard JSON but only the part of it it is sure of: integers of up to 18 digits (no

@@ -1,5 +1,5 @@
-import Foundation
-import ShoalSupport
+import FoundationEssentials
+import ShoalCore
 
 /// Every message type of protocol v4. Unknown types are rejected when decoded.
 public enum MessageType: String, Codable, Sendable, CaseIterable {

@@ -1,5 +1,6 @@
-import Foundation
-import ShoalSupport
+import FoundationEssentials
+import Glibc
+import ShoalCore
 
 extension WorkflowRequest {
     /// The request's fields that end up in commands, file names or

@@ -1,4 +1,4 @@
-import Foundation
+import FoundationEssentials
 
 // The step contract: what each kind of step is called, what it is given (its params) and what it hands to the
 // steps after it (its output), declared once. On the wire, params and outputs stay JSON objects

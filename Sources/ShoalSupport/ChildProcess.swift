@@ -166,24 +166,3 @@ private final class Spawner: @unchecked Sendable {  // `work` is guarded by `con
         }
     }
 }
-
-/// The child side of "children die with their parent".
-public enum ParentDeath {
-    /// Asks for `signal` when the parent dies, then checks the parent is still `expectedParent` (it may have died
-    /// before the request took effect); exits at once with status 1 when it is not. Call first thing.
-    /// - Parameters:
-    ///   - expectedParent: the pid the parent passed in; nil checks only that the parent is not init.
-    ///   - signal: sent on the parent's death; SIGTERM lets the service shut down gracefully.
-    public static func bind(expectedParent: pid_t?, signal: Int32 = SIGTERM) {
-        _ = shoal_set_parent_death_signal(signal)
-        let parent = getppid()
-        if let expectedParent, parent != expectedParent {
-            FileDescriptorIO.printError("parent process \(expectedParent) is gone; exiting\n")
-            exit(1)
-        }
-        if expectedParent == nil && parent == 1 {
-            FileDescriptorIO.printError("parent process is gone; exiting\n")
-            exit(1)
-        }
-    }
-}

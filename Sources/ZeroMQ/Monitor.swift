@@ -1,5 +1,6 @@
 import CZeroMQ
-import Foundation
+import Glibc
+import ShoalCore
 
 /// What a socket monitor reports about handshakes, the events shoal uses to
 /// tell a refused key from a coordinator that is simply not there.
@@ -20,7 +21,7 @@ public enum HandshakeEvent: Sendable, Equatable {
 /// the thread that owns the socket, like the socket itself.
 public final class SocketMonitor {
     private let pair: Socket
-    private static let counter = LockedBox(0)
+    private static let counter = Locked(0)
 
     /// Starts monitoring `socket`'s handshake events.
     /// - Throws: `ZMQError`.

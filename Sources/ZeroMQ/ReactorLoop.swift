@@ -1,4 +1,5 @@
-import Foundation
+import Glibc
+import ShoalCore
 
 /// Runs a blocking socket loop on a dedicated thread and bridges its end to
 /// async code. `stop()` may come from any task; the loop sees it through
@@ -23,7 +24,7 @@ public final class ReactorLoop: Sendable {
     public func run(_ body: @escaping @Sendable (StopSignal) throws -> Void) async throws {
         let signal = signal
         try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Void, any Error>) in
-            let thread = Thread {
+            let started = Threads.start(name: "shoal-reactor") {
                 do {
                     try body(signal)
                     continuation.resume()
@@ -31,8 +32,7 @@ public final class ReactorLoop: Sendable {
                     continuation.resume(throwing: error)
                 }
             }
-            thread.name = "shoal-reactor"
-            thread.start()
+            if started != 0 { continuation.resume(throwing: ZMQError(code: started, operation: "pthread_create")) }
         }
     }
 
@@ -42,16 +42,8 @@ public final class ReactorLoop: Sendable {
 
 /// A Boolean that only goes from false to true, readable from any thread.
 final class LockedFlag: @unchecked Sendable {  // `stored` is guarded by `lock`
-    private let lock = NSLock()
+    private let lock = Lock()
     private var stored = false
-    var value: Bool {
-        lock.lock()
-        defer { lock.unlock() }
-        return stored
-    }
-    func set() {
-        lock.lock()
-        stored = true
-        lock.unlock()
-    }
+    var value: Bool { lock.withLock { stored } }
+    func set() { lock.withLock { stored = true } }
 }

@@ -1,11 +1,13 @@
 import CZeroMQ
-import Foundation
+import Dispatch
+import Glibc
+import ShoalCore
 
 /// The CURVE public keys (Z85, 40 characters) allowed to connect. Thread
 /// safe: a ZAP handler reads it on its own thread while the owner replaces
 /// it (say, after the allow-list directory changed).
 public final class CurveAllowList: @unchecked Sendable {  // `stored` is guarded by `lock`
-    private let lock = NSLock()
+    private let lock = Lock()
     private var stored: Set<String>
 
     /// - Parameter keys: Z85 public keys.
@@ -116,10 +118,10 @@ public final class ZAPHandler: Sendable {
         self.domain = domain
         self.allowList = allowList
         let started = DispatchSemaphore(value: 0)
-        let startError = LockedBox<ZMQError?>(nil)
+        let startError = Locked<ZMQError?>(nil)
         let signal = signal
         let finished = finished
-        let thread = Thread {
+        let running = Threads.start(name: "shoal-zap") {
             defer { finished.signal() }
             let socket: Socket
             do throws(ZMQError) {
@@ -134,8 +136,7 @@ public final class ZAPHandler: Sendable {
             ZAPHandler.serve(socket, domain: domain, allowList: allowList, stop: signal, onRejection: onRejection)
             socket.close()
         }
-        thread.name = "shoal-zap"
-        thread.start()
+        guard running == 0 else { throw ZMQError(code: running, operation: "pthread_create") }
         started.wait()
         if let error = startError.value {
             finished.wait()
@@ -208,19 +209,4 @@ func z85Encode(_ bytes: [UInt8]) -> String? {
     let encoded = bytes.withUnsafeBufferPointer { zmq_z85_encode(&buffer, $0.baseAddress, $0.count) }
     guard encoded != nil else { return nil }
     return String(decoding: buffer.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
-}
-
-/// A value readable and writable from any thread.
-final class LockedBox<Value>: @unchecked Sendable {  // `stored` is guarded by `lock`
-    private let lock = NSLock()
-    private var stored: Value
-    init(_ value: Value) { stored = value }
-    var value: Value {
-        get { lock.withLock { stored } }
-        set { lock.withLock { stored = newValue } }
-    }
-    /// Changes the value under the lock and returns what `body` returns.
-    func update<T>(_ body: (inout Value) -> T) -> T {
-        lock.withLock { body(&stored) }
-    }
 }

@@ -41,7 +41,7 @@ struct BenchBaselineCommand: AsyncParsableCommand {
         let server = try CurveKeyPair.generate()
         let client = try CurveKeyPair.generate()
         let ready = DispatchSemaphore(value: 0)
-        let endpoint = LockedBox("")
+        let endpoint = Locked("")
         let echo = Thread {
             do {
                 let router = try Socket(context: context, type: .router)
@@ -123,7 +123,7 @@ struct BenchIdleAgentsCommand: AsyncParsableCommand {
         let curve = try security.curveKeys()
         let (coordinator, events, count) = (self.coordinator, self.events, self.count)
         let idle = Int(idleHeartbeat.duration.seconds * 1000)
-        let stopped = LockedBox(false)
+        let stopped = Locked(false)
         let sources = [SIGINT, SIGTERM].map { number in
             signal(number, SIG_IGN)
             let source = DispatchSource.makeSignalSource(signal: number, queue: .global())
@@ -139,7 +139,7 @@ struct BenchIdleAgentsCommand: AsyncParsableCommand {
 
     private static func serve(
         _ coordinator: String, _ events: String, _ count: Int, _ idle: Int, _ curve: CurveClientKeys?,
-        stopped: LockedBox<Bool>
+        stopped: Locked<Bool>
     ) throws {
         let context = Context(ioThreads: 2, maxSockets: Int32(2 * count + 64))
         var dealers: [Socket] = []
@@ -496,7 +496,7 @@ extension Duration {
 }
 
 /// A value handed from one thread to another, behind a lock.
-private final class LockedBox<Value: Sendable>: @unchecked Sendable {  // `stored` is guarded by `lock`
+private final class Locked<Value: Sendable>: @unchecked Sendable {  // `stored` is guarded by `lock`
     private let lock = NSLock()
     private var stored: Value
     init(_ value: Value) { stored = value }

@@ -83,6 +83,8 @@ final class EmbeddedCluster: @unchecked Sendable {
                 arguments: [
                     "agent", agent.role.rawValue, "--coordinator", endpoints.control, "--id", agent.id,
                     "--work-dir", output, "--state-dir", output + "/.shoal/agents", "--exit-with-parent", "--log-level", logLevel,
+                    // They live for one workflow: a step worker of their own would only add a process start per agent.
+                    "--in-process",
                 ] + security + (agentArguments[agent.role] ?? [])
             )
         }

@@ -8,38 +8,6 @@ import Protocol
 import ServiceLifecycle
 import ShoalSupport
 
-/// Runs a service until SIGTERM or SIGINT; optionally also until the parent
-/// process goes away (embedded mode), so no child outlives `shoal create`.
-/// Either way the shutdown is graceful (the service hands back what it was
-/// doing) and is never cancelled halfway; a shutdown that takes longer than
-/// `shutdownLimit` ends the process.
-func runService(
-    _ service: some Service, logger: Logger, exitWithParent: Bool, shutdownLimit: Duration = .seconds(20)
-) async throws {
-    let group = ServiceGroup(
-        configuration: .init(services: [service], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
-    try await withThrowingTaskGroup(of: Void.self) { tasks in
-        tasks.addTask { try await group.run() }
-        if exitWithParent {
-            let parent = getppid()
-            tasks.addTask {
-                // The parent-death signal (SIGTERM) normally comes first; this catches a parent that was
-                // replaced before it was set.
-                while getppid() == parent { try await Task.sleep(for: .milliseconds(250)) }
-                logger.warning("parent process gone, shutting down")
-                await group.triggerGracefulShutdown()
-                // Wait for the group rather than returning, which would cancel it mid-shutdown.
-                try await Task.sleep(for: shutdownLimit)
-                logger.error("graceful shutdown took too long, exiting")
-                exit(1)
-            }
-        }
-        // The first task to end is the service group: the watcher only ends by cancellation or exit.
-        try await tasks.next()
-        tasks.cancelAll()
-    }
-}
-
 /// `--parent-pid` of the embedded children: set the parent-death signal and check the parent first thing.
 struct ParentOptions: ParsableArguments {
     @Option(help: ArgumentHelp("The pid of the `shoal create` that started this process (set by it).", visibility: .hidden))

@@ -8,4 +8,7 @@ int shoal_set_parent_death_signal(int signal);
 /// A pipe whose two ends are close-on-exec from the start (`pipe2(O_CLOEXEC)`, which needs _GNU_SOURCE).
 int shoal_pipe_cloexec(int fds[2]);
 
+/// Names the calling thread (at most 15 bytes are kept), as `ps -L` and `top -H` show it.
+void shoal_set_thread_name(const char *name);
+
 #endif

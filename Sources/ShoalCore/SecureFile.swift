@@ -1,4 +1,5 @@
-import Foundation
+import FoundationEssentials
+import Glibc
 
 /// Writes files with an explicit mode, creating parents as needed. Secrets
 /// are written 0600 from the first byte: the file is created with that mode
@@ -10,17 +11,19 @@ public enum SecureFile {
     ///   - mode: permission bits, e.g. `0o600` for secrets.
     /// - Throws: `ShoalError(.io)` naming the path.
     public static func write(_ data: Data, to path: String, mode: mode_t = 0o644) throws {
-        let directory = (path as NSString).deletingLastPathComponent
+        let slash = path.lastIndex(of: "/")
+        let directory = slash.map { $0 == path.startIndex ? "/" : String(path[..<$0]) } ?? "."
+        let name = slash.map { String(path[path.index(after: $0)...]) } ?? path
         // A secret's own directory (kubeconfigs/WORKFLOW) is not listable by others either.
         try createDirectory(directory, mode: mode & 0o077 == 0 ? 0o700 : 0o755)
-        let temporary = "\(directory)/.\((path as NSString).lastPathComponent).\(getpid()).tmp"
+        let temporary = "\(directory)/.\(name).\(getpid()).tmp"
         let fd = open(temporary, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode)
         guard fd >= 0 else { throw ioError("cannot create", path) }
         var ok = fchmod(fd, mode) == 0
         data.withUnsafeBytes { buffer in
             var offset = 0
             while ok && offset < buffer.count {
-                let written = Foundation.write(fd, buffer.baseAddress! + offset, buffer.count - offset)
+                let written = Glibc.write(fd, buffer.baseAddress! + offset, buffer.count - offset)
                 if written < 0 && errno == EINTR { continue }
                 if written <= 0 { ok = false } else { offset += written }
             }
@@ -42,12 +45,18 @@ public enum SecureFile {
     /// - Throws: `ShoalError(.io)` naming the path.
     public static func createDirectory(_ path: String, mode: mode_t = 0o755) throws {
         guard !path.isEmpty else { return }
-        do {
-            try FileManager.default.createDirectory(
-                atPath: path, withIntermediateDirectories: true, attributes: [.posixPermissions: Int(mode)])
-        } catch {
-            throw ShoalError(.io, "cannot create directory \(path)", cause: (error as NSError).localizedDescription)
+        var info = stat()
+        if stat(path, &info) == 0 {
+            guard info.st_mode & S_IFMT == S_IFDIR else {
+                throw ShoalError(.io, "cannot create directory \(path)", cause: "a file of that name exists")
+            }
+            return
         }
+        // The parents first, then this one; another process creating it meanwhile is not an error.
+        if let slash = path.lastIndex(of: "/"), slash != path.startIndex {
+            try createDirectory(String(path[..<slash]), mode: mode)
+        }
+        guard mkdir(path, mode) == 0 || errno == EEXIST else { throw ioError("cannot create directory", path) }
     }
 
     /// The permission bits of a file, or nil when it does not exist.

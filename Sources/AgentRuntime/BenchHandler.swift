@@ -1,7 +1,5 @@
-import AgentRuntime
-import Foundation
 import Protocol
-import ShoalSupport
+import ShoalCore
 
 /// The `bench` role of `make bench`: a planner of no-op workloads and the
 /// no-op steps themselves, so the figures measure the bus and the
@@ -11,10 +9,12 @@ import ShoalSupport
 /// params: `shape` is `chain` (each step needs the one before) or
 /// `independent` (no step needs another), and `steps` how many (1-100,000).
 /// Every other step returns at once with an empty output.
-struct BenchHandler: StepHandler {
-    static let maximumSteps = 100_000
+public struct BenchHandler: StepHandler {
+    public static let maximumSteps = 100_000
 
-    func run(_ context: StepContext) async throws -> StepOutput {
+    public init() {}
+
+    public func run(_ context: StepContext) async throws -> StepOutput {
         guard context.step == .plan else { return StepOutput(summary: "") }
         let params = try context.params(BenchPlanParams.self)
         let count = params.steps

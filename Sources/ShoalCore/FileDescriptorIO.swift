@@ -1,4 +1,5 @@
-import Foundation
+import FoundationEssentials
+import Glibc
 
 /// Reads and writes on raw descriptors, retrying EINTR. Foundation's
 /// `FileHandle.readDataToEndOfFile`, `availableData` and `write(_:)` trap

@@ -1,0 +1,54 @@
+import AgentRuntime
+import Dispatch
+import Glibc
+import Logging
+import Protocol
+import ShoalCore
+
+// The lean agent: the bus connection, heartbeats, leases and the idempotency record of one agent, without
+// Foundation, so that an idle agent stays small. `shoal agent` validates its options and replaces itself with this
+// program (same pid); the role's handlers run in a step worker (`shoal agent-worker`) it starts on the first step
+// and stops when it has been idle. The bench role's no-op steps run here.
+
+let arguments = CommandLine.arguments
+guard arguments.count == 3, arguments[1] == "--launch-fd", let fd = Int32(arguments[2]), fd > 2 else {
+    FileDescriptorIO.printError("error: shoal-agent is started by `shoal agent`; run that instead\n")
+    exit(2)
+}
+let launch: AgentLaunch
+do {
+    launch = try AgentLaunch.receive(fd: fd)
+} catch {
+    FileDescriptorIO.printError("error: \(error)\n")
+    exit(2)
+}
+let level = Logger.Level(rawValue: launch.logLevel) ?? .info
+LoggingSystem.bootstrap { label in
+    var handler = StreamLogHandler.standardError(label: label)
+    handler.logLevel = level
+    return handler
+}
+let logger = Logger(label: "shoal.agent")
+let bridge: WorkerBridge? =
+    launch.role == .bench ? nil : WorkerBridge(command: launch.worker, idleTimeout: launch.workerIdle, logger: logger)
+let service = AgentService(
+    configuration: launch.configuration, handler: bridge ?? BenchHandler() as any StepHandler, logger: logger)
+// The main thread waits here rather than in `dispatch_main`, which would end it with `pthread_exit` and so unwind
+// its stack through the binary's unwind tables (half a MiB of pages that an idle agent keeps mapped).
+let finished = DispatchSemaphore(value: 0)
+let failure = Locked<String?>(nil)
+Task {
+    do {
+        try await runService(service, logger: logger, exitWithParent: launch.exitWithParent)
+    } catch {
+        failure.value = "\(error)"
+    }
+    await bridge?.shutdown()
+    finished.signal()
+}
+finished.wait()
+if let message = failure.value {
+    FileDescriptorIO.printError("error: \(message)\n")
+    exit(1)
+}
+exit(0)
