@@ -107,6 +107,11 @@ public final class WorkerBridge: StepHandler {
     /// Workers started and not yet gone (one, or more while a stopped one finishes).
     var liveWorkers: Int { state.withLock { $0.workers.count } }
 
+    /// Steps whose `run` frame is written and whose reply has not come.
+    var stepsSent: Int {
+        state.withLock { state in state.workers.values.reduce(0) { $0 + $1.slots.values.filter(\.sent).count } }
+    }
+
     // MARK: - Steps
 
     /// Picks the worker for a step (starting one when none runs) and records the step's continuation there.
