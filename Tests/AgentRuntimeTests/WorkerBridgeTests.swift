@@ -239,7 +239,7 @@ import Testing
 
 // MARK: - Support
 
-func stepContext(_ step: String, params: [String: JSONValue] = [:], artifacts: [Artifact] = []) -> StepContext {
+private func stepContext(_ step: String, params: [String: JSONValue] = [:], artifacts: [Artifact] = []) -> StepContext {
     StepContext(
         key: StepKey(workflow: "w", step: step, attempt: 1),
         assignment: StepAssignment(role: .docs, request: WorkflowRequest(), params: params, inputs: [:], artifacts: []),
@@ -247,7 +247,7 @@ func stepContext(_ step: String, params: [String: JSONValue] = [:], artifacts: [
 }
 
 /// Waits for `condition` with a deadline; whether it came true.
-func eventually(_ timeout: Duration = .seconds(10), _ condition: () -> Bool) async -> Bool {
+private func eventually(_ timeout: Duration = .seconds(10), _ condition: () -> Bool) async -> Bool {
     let deadline = ContinuousClock.now + timeout
     while !condition() {
         if ContinuousClock.now >= deadline { return false }
@@ -256,13 +256,13 @@ func eventually(_ timeout: Duration = .seconds(10), _ condition: () -> Bool) asy
     return true
 }
 
-struct ScriptedFailure: Error, CustomStringConvertible {
+private struct ScriptedFailure: Error, CustomStringConvertible {
     var description: String
 }
 
 /// A handler whose behaviour is its step's name: `echo`, `fail`, `lose`, `wait*` (until its lease is lost),
 /// `stubborn` (until released, deaf to cancellation) and `pair-*` (until two run at once).
-final class ScriptedHandler: StepHandler {
+private final class ScriptedHandler: StepHandler {
     private let state = Mutex<(started: Set<String>, pairs: Int, released: Bool)>(([], 0, false))
 
     func started(_ step: String) -> Bool { state.withLock { $0.started.contains(step) } }
@@ -306,7 +306,7 @@ final class ScriptedHandler: StepHandler {
 }
 
 /// Step workers served by `StepWorker.serve` in this process, one per launch, on pipes.
-final class InProcessWorkers: Sendable {
+private final class InProcessWorkers: Sendable {
     let handler = ScriptedHandler()
     private let counts = Mutex<(launches: Int, served: Int, kills: Int)>((0, 0, 0))
     /// The reply pipe's write end of the latest worker, while its serving loop runs.
