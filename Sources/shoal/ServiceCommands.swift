@@ -310,6 +310,10 @@ struct AgentWorkerCommand: AsyncParsableCommand {
     @OptionGroup var roleOptions: AgentRoleOptions
     @OptionGroup var parent: ParentOptions
 
+    func validate() throws {
+        if let pid = parent.parentPid, pid <= 1 { throw ValidationError("--parent-pid must be a process id above 1") }
+    }
+
     func run() async throws {
         // Before any thread starts: the pipes move off descriptors 0 and 1, which programs the handlers run inherit.
         let streams: (input: Int32, output: Int32)

@@ -172,6 +172,27 @@ import Testing
         #expect(await Self.eventually { Self.isGone(worker) || Self.isZombie(worker) })
     }
 
+    @Test func aDamagedRequestEndsTheWorkerWithOneLineAndStatus1() async throws {
+        for input in [Data("garbage!".utf8), Data([0, 0, 0, 2]) + Data("{}".utf8), Data([0, 0, 0, 9, 1])] {
+            let worker = Process()
+            worker.executableURL = URL(fileURLWithPath: Self.executable)
+            worker.arguments = ["agent-worker", "planner", "--log-level", "critical"]
+            let stdin = Pipe()
+            let stderr = Pipe()
+            worker.standardInput = stdin
+            worker.standardError = stderr
+            worker.standardOutput = FileHandle.nullDevice
+            try worker.run()
+            try stdin.fileHandleForWriting.write(contentsOf: input)
+            try stdin.fileHandleForWriting.close()
+            let text = String(decoding: stderr.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+            worker.waitUntilExit()
+            #expect(worker.terminationStatus == 1, "\(input)")
+            #expect(text.hasPrefix("error: "), "\(text)")
+            #expect(text.split(separator: "\n").count == 1, "\(text)")
+        }
+    }
+
     static func command(of pid: pid_t) -> String? {
         FileManager.default.contents(atPath: "/proc/\(pid)/cmdline").map {
             String(decoding: $0.map { $0 == 0 ? 32 : $0 }, as: UTF8.self)
