@@ -9,8 +9,8 @@ import Synchronization
 // holds the bus connection itself and keeps none of the handlers' libraries in memory. This file holds the protocol
 // on the two pipes between them and the worker's serving loop; `WorkerBridge` is the agent's side.
 //
-// Only FoundationEssentials, Glibc, Synchronization and the C shim here (no Foundation proper): the agent that links this file
-// stays small.
+// Only FoundationEssentials, Glibc, Synchronization and the C shim here (no Foundation proper): the agent that links
+// this file stays small.
 
 /// The frames on the step worker's pipes: the agent writes `WorkerRequest`s to the worker's standard input, the
 /// worker writes `WorkerReply`s to its standard output. Its standard error is its log.
@@ -99,7 +99,8 @@ public struct WorkerFrameDecoder: Sendable {
     public mutating func next() throws(StepWorkerError) -> Data? {
         guard buffer.count - start >= 4 else { return nil }
         let length =
-            Int(buffer[start]) << 24 | Int(buffer[start + 1]) << 16 | Int(buffer[start + 2]) << 8 | Int(buffer[start + 3])
+            Int(buffer[start]) << 24 | Int(buffer[start + 1]) << 16 | Int(buffer[start + 2]) << 8
+            | Int(buffer[start + 3])
         try WorkerFrame.check(length: length)
         guard buffer.count - start - 4 >= length else {
             buffer.reserveCapacity(start + 4 + length)
@@ -432,7 +433,8 @@ public enum StepWorker {
                 case .success(.cancel(let key)):
                     serving.revoke(key)
                 case .failure(let error):
-                    logger.error("damaged request from the agent, handing back every step", metadata: ["error": "\(error)"])
+                    logger.error(
+                        "damaged request from the agent, handing back every step", metadata: ["error": "\(error)"])
                     damage = error
                     serving.revokeAll()
                 }
@@ -507,14 +509,16 @@ private final class Serving: Sendable {
             frame = try WorkerFrame.encode(reply)
         } catch {
             logger.error("step reply cannot be framed", metadata: ["step": "\(reply.key)", "error": "\(error)"])
-            guard let fallback = try? WorkerFrame.encode(
-                WorkerReply.failed(key: reply.key, message: error.message, handedBack: false))
+            guard
+                let fallback = try? WorkerFrame.encode(
+                    WorkerReply.failed(key: reply.key, message: error.message, handedBack: false))
             else { return }
             frame = fallback
         }
         if !output.withLock({ WorkerIO.writeAll($0, frame) }) {
             // The agent is gone: nobody takes the other steps' results either.
-            logger.warning("the agent stopped reading, handing back every step", metadata: ["error": "\(WorkerIO.errorText())"])
+            logger.warning(
+                "the agent stopped reading, handing back every step", metadata: ["error": "\(WorkerIO.errorText())"])
             revokeAll()
         }
     }

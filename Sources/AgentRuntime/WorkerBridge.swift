@@ -56,7 +56,8 @@ public final class WorkerBridge: StepHandler {
         let key = context.key
         let frame = try WorkerFrame.encode(
             WorkerRequest.run(
-                WorkerRun(key: key, assignment: context.assignment, artifacts: context.artifacts, agent: context.agentID)))
+                WorkerRun(
+                    key: key, assignment: context.assignment, artifacts: context.artifacts, agent: context.agentID)))
         let call = Call()
         return try await withTaskCancellationHandler {
             try await withCheckedThrowingContinuation { continuation in
@@ -372,7 +373,8 @@ public final class WorkerBridge: StepHandler {
         for signal in [SIGINT, SIGTERM, SIGPIPE, SIGHUP, SIGCHLD] { sigaddset(&defaults, signal) }
         posix_spawnattr_setsigdefault(&attributes, &defaults)
         posix_spawnattr_setpgroup(&attributes, 0)
-        posix_spawnattr_setflags(&attributes, Int16(POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETPGROUP))
+        posix_spawnattr_setflags(
+            &attributes, Int16(POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETPGROUP))
 
         let argv = command.map { strdup($0) } + [nil]
         defer { argv.forEach { free($0) } }

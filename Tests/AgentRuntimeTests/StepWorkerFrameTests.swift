@@ -17,8 +17,14 @@ import Testing
     static let frames: [(WorkerRequest?, WorkerReply?)] = [
         (.run(WorkerRun(key: key, assignment: assignment, artifacts: [artifact], agent: "planner-h-1")), nil),
         (.cancel(key: key), nil),
-        (nil, .done(key: key, output: StepOutput(summary: "ok", values: ["n": .number(1.5)], artifacts: [artifact],
-            log: ["line"]))),
+        (
+            nil,
+            .done(
+                key: key,
+                output: StepOutput(
+                    summary: "ok", values: ["n": .number(1.5)], artifacts: [artifact],
+                    log: ["line"]))
+        ),
         (nil, .failed(key: key, message: "terraform apply failed: exit 1", handedBack: false)),
         (nil, .failed(key: key, message: "lease lost", handedBack: true)),
     ]

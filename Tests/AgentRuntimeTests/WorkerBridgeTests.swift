@@ -11,7 +11,8 @@ import Testing
     @Test func aStepRunInTheWorkerReturnsWhatTheHandlerReturns() async throws {
         let workers = InProcessWorkers()
         let bridge = workers.bridge()
-        let context = stepContext("echo", params: ["n": .integer(7)], artifacts: [Artifact(name: "a", path: nil, data: Data([0, 1, 255]))])
+        let context = stepContext(
+            "echo", params: ["n": .integer(7)], artifacts: [Artifact(name: "a", path: nil, data: Data([0, 1, 255]))])
         let direct = try await ScriptedHandler().run(context)
         #expect(try await bridge.run(context) == direct)
         #expect(workers.launches == 1)
@@ -198,7 +199,9 @@ import Testing
     }
 
     @Test func aWorkerThatCannotStartFailsTheStepWithOneLine() async throws {
-        let bridge = WorkerBridge(command: ["/nonexistent/shoal", "agent-worker", "docs"], idleTimeout: .seconds(1), logger: Logger(label: "test"))
+        let bridge = WorkerBridge(
+            command: ["/nonexistent/shoal", "agent-worker", "docs"], idleTimeout: .seconds(1),
+            logger: Logger(label: "test"))
         do {
             _ = try await bridge.run(stepContext("echo"))
             Issue.record("the step ran")
@@ -217,9 +220,13 @@ import Testing
             for fd in [requests.read, requests.write, replies.read, replies.write] { close(fd) }
         }
         let serving = Task {
-            try await StepWorker.serve(handler: handler, input: requests.read, output: replies.write, logger: Logger(label: "test"))
+            try await StepWorker.serve(
+                handler: handler, input: requests.read, output: replies.write, logger: Logger(label: "test"))
         }
-        let run = WorkerRequest.run(WorkerRun(key: StepKey(workflow: "w", step: "wait", attempt: 1), assignment: stepContext("wait").assignment, artifacts: [], agent: "a"))
+        let run = WorkerRequest.run(
+            WorkerRun(
+                key: StepKey(workflow: "w", step: "wait", attempt: 1), assignment: stepContext("wait").assignment,
+                artifacts: [], agent: "a"))
         #expect(WorkerIO.writeAll(requests.write, try WorkerFrame.encode(run)))
         #expect(await eventually { handler.started("wait") })
         #expect(WorkerIO.writeAll(requests.write, [0xFF, 0xFF, 0xFF, 0xFF]))
@@ -233,7 +240,9 @@ import Testing
         let body = try #require(try reader.next())
         #expect(
             try WorkerFrame.decode(WorkerReply.self, from: body)
-                == .failed(key: StepKey(workflow: "w", step: "wait", attempt: 1), message: "lease on w/wait#1 lost; the step was given to another agent", handedBack: true))
+                == .failed(
+                    key: StepKey(workflow: "w", step: "wait", attempt: 1),
+                    message: "lease on w/wait#1 lost; the step was given to another agent", handedBack: true))
     }
 }
 
@@ -282,7 +291,9 @@ private final class ScriptedHandler: StepHandler {
             throw LeaseLost(key: context.key)
         case let name where name.hasPrefix("wait"):
             let deadline = ContinuousClock.now + .seconds(30)
-            while context.lease.isHeld && ContinuousClock.now < deadline { try? await Task.sleep(for: .milliseconds(2)) }
+            while context.lease.isHeld && ContinuousClock.now < deadline {
+                try? await Task.sleep(for: .milliseconds(2))
+            }
             try context.checkLease()
             return StepOutput(summary: "never lost")
         case "stubborn":

@@ -69,7 +69,9 @@ import Testing
         var invalid = WorkflowRequest()
         invalid.nodes = 0
         var local: String?
-        do { _ = try await Self.inProcess(.planner).run(Self.plan("bad", request: invalid)) } catch { local = "\(error)" }
+        do { _ = try await Self.inProcess(.planner).run(Self.plan("bad", request: invalid)) } catch {
+            local = "\(error)"
+        }
         do {
             _ = try await bridge.run(Self.plan("bad", request: invalid))
             Issue.record("an invalid request was planned")
@@ -154,7 +156,10 @@ import Testing
         let parent = Process()
         parent.executableURL = URL(fileURLWithPath: "/bin/sh")
         parent.arguments = [
-            "-c", "exec 3<&0; \"$0\" agent-worker planner --log-level error --parent-pid $$ <&3 3<&- & echo $!; exec sleep 60", Self.executable,
+            "-c",
+            "exec 3<&0; \"$0\" agent-worker planner --log-level error --parent-pid $$ <&3 3<&- & "
+                + "echo $!; exec sleep 60",
+            Self.executable,
         ]
         let input = Pipe()
         let output = Pipe()
