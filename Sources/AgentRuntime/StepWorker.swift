@@ -103,7 +103,8 @@ public struct WorkerFrameDecoder: Sendable {
             | Int(buffer[start + 3])
         try WorkerFrame.check(length: length)
         guard buffer.count - start - 4 >= length else {
-            buffer.reserveCapacity(start + 4 + length)
+            // Room for the frame at once, unless it is large: then the bytes that arrive make it grow.
+            if length <= 16 << 20 { buffer.reserveCapacity(start + 4 + length) }
             return nil
         }
         let body = Data(buffer[(start + 4)..<(start + 4 + length)])
