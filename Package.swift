@@ -88,7 +88,7 @@ let package = Package(
         .target(
             name: "AgentRuntime",
             dependencies: [
-                "ZeroMQ", "Protocol", "ShoalCore", "CSodium",
+                "ZeroMQ", "Protocol", "ShoalCore", "CShoalSupport", "CSodium",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ]
@@ -142,13 +142,14 @@ let package = Package(
             dependencies: [
                 "AgentRuntime", "Protocol", "ZeroMQ", .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "PropertyBased", package: "swift-property-based"),
             ]
         ),
         .testTarget(
             name: "AgentsTests",
             dependencies: ["Agents", "AgentRuntime", "Cluster", "Protocol", "ShoalSupport", "Terraform"]
         ),
-        .testTarget(name: "ShoalTests", dependencies: ["shoal", "Protocol"]),
+        .testTarget(name: "ShoalTests", dependencies: ["shoal", "Protocol", "AgentRuntime", "Agents"]),
         .testTarget(
             name: "EndToEndTests",
             dependencies: ["ShoalSupport", "Coordinator", "Protocol", .product(name: "Yams", package: "Yams")]

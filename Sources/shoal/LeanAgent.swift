@@ -36,7 +36,7 @@ enum LeanAgent {
         }
         let launch = AgentLaunch(
             configuration: configuration, logLevel: logLevel, exitWithParent: exitWithParent,
-            worker: [currentExecutable, "agent-worker"] + workerArguments, workerIdle: workerIdle)
+            worker: [currentExecutable] + workerArguments, workerIdle: workerIdle)
         do {
             try launch.exec(lean)
         } catch {

@@ -150,7 +150,7 @@ struct AgentCommand: AsyncParsableCommand {
         abstract: "Run an agent of one role: planner, infra, argocd, monitoring, validation or docs.",
         discussion: HelpExamples.agent)
 
-    @Argument(help: "The role: planner, infra, argocd, monitoring, validation, docs.") var role: String
+    @OptionGroup var roleOptions: AgentRoleOptions
     @Option(help: "The coordinator's control endpoint, e.g. tcp://10.0.0.5:7401.") var coordinator: String
     @Option(help: "Agent id, unique on the bus (default: <role>-<host>-<pid>).") var id: String?
     @Option(help: "The coordinator's events endpoint (default: its host, with the port it announces).")
@@ -161,6 +161,68 @@ struct AgentCommand: AsyncParsableCommand {
             "Heartbeat interval asked of the coordinator while this agent holds no step, 50ms to 1h "
                 + "(the coordinator grants at most its --max-idle-heartbeat)."))
     var idleHeartbeat = ShoalDuration(.seconds(10))
+    @Option(help: "Directory for the agent's idempotency record, so a restarted agent with the same --id never runs a step twice.")
+    var stateDir: String?
+    @Option(
+        help: ArgumentHelp(
+            "How long the step worker that runs the role's handlers stays without a step before it stops, 1s to 24h "
+                + "(the agent itself stays; the next step starts a new worker)."))
+    var workerIdle = ShoalDuration(.seconds(30))
+    @Flag(
+        help: ArgumentHelp(
+            "Run the role's handlers in this process rather than in a step worker started on demand (used by "
+                + "`shoal create`; an idle agent then keeps Foundation and the handlers mapped)."))
+    var inProcess = false
+    @Flag(help: "Exit when the parent process exits (used by `shoal create`).") var exitWithParent = false
+    @OptionGroup var parent: ParentOptions
+    @OptionGroup var security: ClientSecurityOptions
+
+    func validate() throws {
+        _ = try security.curveKeys()
+        try workerIdle.validate(in: .seconds(1) ... .seconds(86_400), option: "--worker-idle")
+        if let id, !Names.isAgentID(id) {
+            throw ValidationError("--id must be 1-64 letters, digits, '.', '_' or '-', starting with a letter or digit")
+        }
+        guard (1...64).contains(capacity) else { throw ValidationError("--capacity must be between 1 and 64") }
+        try idleHeartbeat.validate(in: .milliseconds(50) ... .seconds(3600), option: "--idle-heartbeat")
+        guard coordinator.hasPrefix("tcp://") || coordinator.hasPrefix("ipc://") || coordinator.hasPrefix("inproc://")
+        else { throw ValidationError("--coordinator must be an endpoint such as tcp://host:7401") }
+    }
+
+    func run() async throws {
+        try parent.bind(exitWithParent: exitWithParent)
+        let logger = roleOptions.logging.bootstrap(label: "shoal.agent")
+        let role = roleOptions.parsedRole
+        var configuration = AgentConfiguration(role: role, coordinator: coordinator, id: id)
+        configuration.events = events
+        configuration.capacity = capacity
+        configuration.idleHeartbeatInterval = idleHeartbeat.duration
+        configuration.stateDirectory = stateDir
+        configuration.curve = try security.curveKeys()
+        security.warnIfInsecure()
+        let options = roleOptions.agentOptions
+        // An agent that serves the GitOps repositories is a server for the cluster's whole life: it keeps its
+        // handlers. The others hand the bus to the lean agent, which returns here only when it cannot start.
+        if !inProcess && !(role == .monitoring && options.gitopsAdvertise != nil) {
+            LeanAgent.replaceProcess(
+                configuration: configuration, workerArguments: roleOptions.workerArguments(parentPID: getpid()),
+                workerIdle: workerIdle.duration, logLevel: roleOptions.logging.logLevel, exitWithParent: exitWithParent,
+                logger: logger)
+        }
+        do {
+            let handler = try AgentHandlers.make(role: role, options: options, logger: logger)
+            let service = AgentService(configuration: configuration, handler: handler, logger: logger)
+            try await runService(service, logger: logger, exitWithParent: exitWithParent)
+        } catch let error as ShoalError {
+            fail(error.description)
+        }
+    }
+}
+
+/// What the handlers of a role need, shared by `shoal agent` and the step worker it may run them in
+/// (`shoal agent-worker`).
+struct AgentRoleOptions: ParsableArguments {
+    @Argument(help: "The role: planner, infra, argocd, monitoring, validation, docs.") var role: String
     @Option(help: "Working directory for files the agent keeps (terraform state, the GitOps repository).")
     var workDir = "output"
     @Option(help: "Address the GitOps repository is served on (monitoring role), host:port.")
@@ -175,24 +237,13 @@ struct AgentCommand: AsyncParsableCommand {
                 + "the kubeconfig's server, a TLS SAN, where NodePorts are published; a request's "
                 + "--advertise-address wins.", valueName: "address"))
     var advertiseAddress: String?
-    @Option(help: "Directory for the agent's idempotency record, so a restarted agent with the same --id never runs a step twice.")
-    var stateDir: String?
-    @Flag(help: "Exit when the parent process exits (used by `shoal create`).") var exitWithParent = false
-    @OptionGroup var parent: ParentOptions
-    @OptionGroup var security: ClientSecurityOptions
     @OptionGroup var logging: LoggingOptions
 
     func validate() throws {
-        _ = try security.curveKeys()
         guard Role(rawValue: role) != nil else {
             throw ValidationError(
                 "unknown role '\(role.prefix(40))'; use one of \(Role.allCases.map(\.rawValue).joined(separator: ", "))")
         }
-        if let id, !Names.isAgentID(id) {
-            throw ValidationError("--id must be 1-64 letters, digits, '.', '_' or '-', starting with a letter or digit")
-        }
-        guard (1...64).contains(capacity) else { throw ValidationError("--capacity must be between 1 and 64") }
-        try idleHeartbeat.validate(in: .milliseconds(50) ... .seconds(3600), option: "--idle-heartbeat")
         do {
             try gitopsAdvertise.map(GitOpsAddresses.validateAdvertise)
             try gitopsPushURL.map(GitOpsAddresses.validatePushURL)
@@ -204,32 +255,88 @@ struct AgentCommand: AsyncParsableCommand {
                 "invalid --advertise-address '\(RequestInputs.printable(advertiseAddress))': use a host name or an IP "
                     + "address that other hosts reach (not 0.0.0.0 or ::)")
         }
-        guard coordinator.hasPrefix("tcp://") || coordinator.hasPrefix("ipc://") || coordinator.hasPrefix("inproc://")
-        else { throw ValidationError("--coordinator must be an endpoint such as tcp://host:7401") }
     }
 
-    func run() async throws {
-        try parent.bind(exitWithParent: exitWithParent)
-        let logger = logging.bootstrap(label: "shoal.agent")
-        let role = Role(rawValue: role)!
-        var configuration = AgentConfiguration(role: role, coordinator: coordinator, id: id)
-        configuration.events = events
-        configuration.capacity = capacity
-        configuration.idleHeartbeatInterval = idleHeartbeat.duration
-        configuration.stateDirectory = stateDir
-        configuration.curve = try security.curveKeys()
-        security.warnIfInsecure()
+    /// The role, checked by `validate()`.
+    var parsedRole: Role { Role(rawValue: role)! }
+
+    var agentOptions: AgentOptions {
         var options = AgentOptions(workDirectory: workDir)
         options.gitopsListen = gitopsListen
         options.gitopsAdvertise = gitopsAdvertise
         options.gitopsPushURL = gitopsPushURL
         options.advertiseAddress = advertiseAddress
+        return options
+    }
+
+    /// The arguments (after the executable) of the `shoal agent-worker` that runs the steps with these options.
+    /// - Parameter parentPID: the agent's pid, which the worker checks is still its parent when it starts.
+    func workerArguments(parentPID: Int32) -> [String] {
+        var arguments = [
+            "agent-worker", role, "--work-dir", workDir, "--gitops-listen", gitopsListen, "--log-level",
+            logging.logLevel, "--parent-pid", "\(parentPID)",
+        ]
+        if let gitopsAdvertise { arguments += ["--gitops-advertise", gitopsAdvertise] }
+        if let gitopsPushURL { arguments += ["--gitops-push-url", gitopsPushURL] }
+        if let advertiseAddress { arguments += ["--advertise-address", advertiseAddress] }
+        return arguments
+    }
+}
+
+/// `shoal agent-worker ROLE ...`: the step worker of an agent that holds the bus connection in another process (the
+/// protocol is `WorkerFrame`'s). It runs the role's steps it reads on standard input and writes their replies on
+/// standard output, logs to standard error, and exits 0 once its standard input ends and its steps are answered.
+/// Its life is its parent's: SIGINT and SIGTERM are ignored (the agent stops it by closing its input), and it is
+/// killed when the parent dies.
+struct AgentWorkerCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "agent-worker",
+        abstract: "Run the steps of one role for an agent, over standard input and output (started by the agent).",
+        shouldDisplay: false)
+
+    @OptionGroup var roleOptions: AgentRoleOptions
+    @OptionGroup var parent: ParentOptions
+
+    func validate() throws {
+        if let pid = parent.parentPid, pid <= 1 { throw ValidationError("--parent-pid must be a process id above 1") }
+    }
+
+    func run() async throws {
+        // Before any thread starts: the pipes move off descriptors 0 and 1, which programs the handlers run inherit.
+        let streams: (input: Int32, output: Int32)
         do {
-            let handler = try AgentHandlers.make(role: role, options: options, logger: logger)
-            let service = AgentService(configuration: configuration, handler: handler, logger: logger)
-            try await runService(service, logger: logger, exitWithParent: exitWithParent)
-        } catch let error as ShoalError {
+            streams = try StepWorker.takeStandardStreams()
+        } catch {
             fail(error.description)
         }
+        signal(SIGINT, SIG_IGN)
+        signal(SIGTERM, SIG_IGN)
+        // The agent may be pid 1 (a container): without --parent-pid, the parent it has now is the one to follow;
+        // one that died before this call closed the request pipe, which ends the worker all the same.
+        ParentDeath.bind(expectedParent: parent.parentPid ?? getppid(), signal: SIGKILL)
+        let logger = roleOptions.logging.bootstrap(label: "shoal.agent")
+        let role = roleOptions.parsedRole
+        let handler: any StepHandler
+        do {
+            handler = try AgentHandlers.make(role: role, options: roleOptions.agentOptions, logger: logger)
+        } catch {
+            // Every step then fails with the reason, where the agent's operator sees it; the next worker tries again.
+            logger.error("step worker cannot start the role's handlers", metadata: ["error": "\(error)"])
+            handler = UnavailableHandler(message: "\(role.rawValue) agent cannot start its step handlers: \(error)")
+        }
+        do {
+            try await StepWorker.serve(handler: handler, input: streams.input, output: streams.output, logger: logger)
+        } catch {
+            fail(String(describing: error))
+        }
+    }
+}
+
+/// The handler of a worker whose role could not start: each step fails with why.
+private struct UnavailableHandler: StepHandler {
+    let message: String
+
+    func run(_ context: StepContext) async throws -> StepOutput {
+        throw ShoalError(.launchFailed, message)
     }
 }

@@ -26,7 +26,7 @@ struct Shoal: AsyncParsableCommand {
             WaitCommand.self, CancelCommand.self, ResumeCommand.self, AgentsCommand.self, StatsCommand.self,
             CoordinatorCommand.self, AgentCommand.self, KeysCommand.self, GitOpsCommand.self, AppCommand.self,
             HealthCommand.self, ContextCommand.self, VersionCommand.self, ReportCommand.self, CompletionCommand.self,
-            BenchCommand.self,
+            BenchCommand.self, AgentWorkerCommand.self,
         ]
     )
 
