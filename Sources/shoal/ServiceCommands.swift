@@ -314,7 +314,7 @@ struct AgentWorkerCommand: AsyncParsableCommand {
         // The agent may be pid 1 (a container): without --parent-pid, the parent it has now is the one to follow;
         // one that died before this call closed the request pipe, which ends the worker all the same.
         ParentDeath.bind(expectedParent: parent.parentPid ?? getppid(), signal: SIGKILL)
-        let logger = roleOptions.logging.bootstrap(label: "shoal.agent")
+        let logger = roleOptions.logging.bootstrap(label: "shoal.agent-worker")
         let role = roleOptions.parsedRole
         let handler: any StepHandler
         do {
