@@ -28,6 +28,14 @@ public final class StepLease: @unchecked Sendable {  // `expiry` and `lost` are 
         lock.withLock { !lost && ContinuousClock.now < expiry }
     }
 
+    /// How long the lease is still good for; nil once it is lost.
+    var remaining: Duration? {
+        lock.withLock {
+            let left = expiry - ContinuousClock.now
+            return !lost && left > .zero ? left : nil
+        }
+    }
+
     /// Extends a lease that is still held; an expired one stays lost.
     func renew(window: Duration) {
         let lapsed = lock.withLock {

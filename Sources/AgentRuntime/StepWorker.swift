@@ -21,7 +21,12 @@ import Synchronization
 ///
 /// agent -> worker:
 /// - `{"type":"run","key":{"workflow":W,"step":S,"attempt":N},"assignment":StepAssignment,"artifacts":[Artifact],
-///   "agent":ID}` runs one attempt under a lease of its own; several run at once.
+///   "agent":ID,"leaseMilliseconds":N}` runs one attempt under a lease of its own, valid for N ms (none: it never
+///   expires); several run at once.
+/// - `{"type":"renew","key":KEY,"leaseMilliseconds":N}`: the agent heard from the coordinator, the step's lease is
+///   good for N ms from now. The agent sends one every `WorkerBridge.renewInterval` while the step runs, so a frozen
+///   agent (SIGSTOP, a paused VM) leaves its worker's leases to run out with its own: the worker then does no more
+///   of the step's work than the agent could.
 /// - `{"type":"cancel","key":KEY}`: the agent lost the step's lease (or stops); the worker revokes that lease, which
 ///   cancels the step's task and makes `StepContext.checkLease()` throw `LeaseLost`. An unknown key is ignored.
 /// - End of file: the worker finishes the steps it has, answers them, and exits 0.
@@ -130,14 +135,19 @@ public struct WorkerFrameDecoder: Sendable {
 public enum WorkerRequest: Codable, Sendable, Equatable {
     case run(WorkerRun)
     case cancel(key: StepKey)
+    case renew(key: StepKey, leaseMilliseconds: Int64)
 
-    private enum CodingKeys: String, CodingKey { case type, key }
+    private enum CodingKeys: String, CodingKey { case type, key, leaseMilliseconds }
 
     public init(from decoder: any Decoder) throws {
         let container = try decoder.container(keyedBy: CodingKeys.self)
         switch try container.decode(String.self, forKey: .type) {
         case "run": self = .run(try WorkerRun(from: decoder))
         case "cancel": self = .cancel(key: try container.decode(StepKey.self, forKey: .key))
+        case "renew":
+            self = .renew(
+                key: try container.decode(StepKey.self, forKey: .key),
+                leaseMilliseconds: try container.decode(Int64.self, forKey: .leaseMilliseconds))
         case let other:
             throw DecodingError.dataCorruptedError(
                 forKey: .type, in: container, debugDescription: "unknown request type '\(other.prefix(40))'")
@@ -153,6 +163,10 @@ public enum WorkerRequest: Codable, Sendable, Equatable {
         case .cancel(let key):
             try container.encode("cancel", forKey: .type)
             try container.encode(key, forKey: .key)
+        case .renew(let key, let leaseMilliseconds):
+            try container.encode("renew", forKey: .type)
+            try container.encode(key, forKey: .key)
+            try container.encode(leaseMilliseconds, forKey: .leaseMilliseconds)
         }
     }
 }
@@ -164,12 +178,22 @@ public struct WorkerRun: Codable, Sendable, Equatable {
     public var artifacts: [Artifact]
     /// The agent's id on the bus (`StepContext.agentID`).
     public var agent: String
+    /// How long the step's lease is good for, from when the worker reads this; nil: it never expires.
+    public var leaseMilliseconds: Int64?
 
-    public init(key: StepKey, assignment: StepAssignment, artifacts: [Artifact], agent: String) {
+    public init(
+        key: StepKey, assignment: StepAssignment, artifacts: [Artifact], agent: String, leaseMilliseconds: Int64? = nil
+    ) {
         self.key = key
         self.assignment = assignment
         self.artifacts = artifacts
         self.agent = agent
+        self.leaseMilliseconds = leaseMilliseconds
+    }
+
+    /// The lease the step runs under in the worker.
+    var lease: StepLease {
+        leaseMilliseconds.map { StepLease(window: .milliseconds(max(0, $0))) } ?? .unbounded()
     }
 }
 
@@ -416,11 +440,19 @@ public enum StepWorker {
         }
         let serving = Serving(output: output, logger: logger)
         var damage: StepWorkerError?
+        // A lease that runs out cancels its step's task, as it would in the agent.
+        let lapses = Task {
+            while !Task.isCancelled {
+                try? await Task.sleep(for: WorkerBridge.renewInterval)
+                serving.endLapsed()
+            }
+        }
+        defer { lapses.cancel() }
         await withDiscardingTaskGroup { group in
             for await request in requests {
                 switch request {
                 case .success(.run(let run)):
-                    let lease = StepLease.unbounded()
+                    let lease = run.lease
                     guard serving.admit(run.key, lease) else {
                         logger.error("step worker asked to run a step it is running", metadata: ["step": "\(run.key)"])
                         continue
@@ -433,6 +465,8 @@ public enum StepWorker {
                     }
                 case .success(.cancel(let key)):
                     serving.revoke(key)
+                case .success(.renew(let key, let leaseMilliseconds)):
+                    serving.renew(key, window: .milliseconds(max(0, leaseMilliseconds)))
                 case .failure(let error):
                     logger.error(
                         "damaged request from the agent, handing back every step", metadata: ["error": "\(error)"])
@@ -495,6 +529,14 @@ private final class Serving: Sendable {
 
     func revoke(_ key: StepKey) {
         running.withLock { $0[key] }?.revoke()
+    }
+
+    func renew(_ key: StepKey, window: Duration) {
+        running.withLock { $0[key] }?.renew(window: window)
+    }
+
+    func endLapsed() {
+        for lease in running.withLock({ Array($0.values) }) { lease.endIfLapsed() }
     }
 
     func revokeAll() {

@@ -2,6 +2,7 @@ import FoundationEssentials
 import Glibc
 import Logging
 import Protocol
+import ShoalCore
 import Synchronization
 
 /// The handler of an agent whose role's handlers run in a step worker (`shoal agent-worker ROLE ...`, see
@@ -45,6 +46,9 @@ public final class WorkerBridge: StepHandler {
         self.logger = logger
     }
 
+    /// How often the leases of the steps in a worker are renewed there (see `WorkerRequest.renew`).
+    public static let renewInterval: Duration = .milliseconds(250)
+
     /// A write to a worker that has just exited fails with EPIPE, which the reply thread then explains.
     private static let brokenPipesIgnored: Void = { _ = signal(SIGPIPE, SIG_IGN) }()
 
@@ -54,16 +58,18 @@ public final class WorkerBridge: StepHandler {
     ///   start, exits with the step in flight, or the bridge was shut down.
     public func run(_ context: StepContext) async throws -> StepOutput {
         let key = context.key
+        guard let lease = context.lease.remaining else { throw LeaseLost(key: key) }
         let frame = try WorkerFrame.encode(
             WorkerRequest.run(
                 WorkerRun(
-                    key: key, assignment: context.assignment, artifacts: context.artifacts, agent: context.agentID)))
+                    key: key, assignment: context.assignment, artifacts: context.artifacts, agent: context.agentID,
+                    leaseMilliseconds: lease.milliseconds)))
         let call = Call()
         return try await withTaskCancellationHandler {
             try await withCheckedThrowingContinuation { continuation in
                 let process: WorkerProcess
                 do {
-                    process = try admit(key, call: call, continuation: continuation)
+                    process = try admit(key, call: call, lease: context.lease, continuation: continuation)
                 } catch {
                     continuation.resume(throwing: error)
                     return
@@ -117,7 +123,7 @@ public final class WorkerBridge: StepHandler {
 
     /// Picks the worker for a step (starting one when none runs) and records the step's continuation there.
     private func admit(
-        _ key: StepKey, call: Call, continuation: CheckedContinuation<StepOutput, any Error>
+        _ key: StepKey, call: Call, lease: StepLease, continuation: CheckedContinuation<StepOutput, any Error>
     ) throws -> WorkerProcess {
         try state.withLock { (state) throws -> WorkerProcess in
             if state.shutDown { throw StepWorkerError(.shutDown, "the step worker is shut down (the agent stops)") }
@@ -131,7 +137,7 @@ public final class WorkerBridge: StepHandler {
             guard state.workers[generation]?.slots[key] == nil else {
                 throw StepWorkerError(.io, "step \(key) is running in the step worker already")
             }
-            state.workers[generation]?.slots[key] = Slot(call: call, continuation: continuation)
+            state.workers[generation]?.slots[key] = Slot(call: call, lease: lease, continuation: continuation)
             state.workers[generation]?.idleSince = nil
             return state.workers[generation]!.process
         }
@@ -214,6 +220,7 @@ public final class WorkerBridge: StepHandler {
         var decoder = WorkerFrameDecoder()
         var chunk = [UInt8](repeating: 0, count: 64 << 10)
         var damage: StepWorkerError?
+        var renewal = ContinuousClock.now + WorkerBridge.renewInterval
         reading: while true {
             do {
                 while let body = try decoder.next() {
@@ -223,8 +230,12 @@ public final class WorkerBridge: StepHandler {
                 damage = error
                 break reading
             }
+            if ContinuousClock.now >= renewal {
+                renewLeases(in: process)
+                renewal = .now + WorkerBridge.renewInterval
+            }
             var ready = pollfd(fd: process.output, events: Int16(POLLIN), revents: 0)
-            let count = poll(&ready, 1, idleWait(process))
+            let count = poll(&ready, 1, pollTimeout(process, renewal: renewal))
             if count == 0 || (count < 0 && errno == EINTR) { continue }
             if count < 0 {
                 damage = StepWorkerError(.io, "cannot wait for the step worker's replies: \(WorkerIO.errorText())")
@@ -252,6 +263,29 @@ public final class WorkerBridge: StepHandler {
         }
         let status = process.reap()
         exited(process, status: status)
+    }
+
+    /// Sends the worker what is left of each running step's lease; a lost one is left to its `cancel`.
+    private func renewLeases(in process: WorkerProcess) {
+        let leases = state.withLock { state -> [(StepKey, StepLease)] in
+            guard let slots = state.workers[process.generation]?.slots else { return [] }
+            return slots.compactMap { key, slot in slot.sent && !slot.cancelled ? (key, slot.lease) : nil }
+        }
+        for (key, lease) in leases {
+            guard let left = lease.remaining,
+                let frame = try? WorkerFrame.encode(WorkerRequest.renew(key: key, leaseMilliseconds: left.milliseconds))
+            else { continue }
+            _ = process.send(frame)
+        }
+    }
+
+    /// The poll timeout: until the next lease renewal while steps run, else until the idle deadline.
+    private func pollTimeout(_ process: WorkerProcess, renewal: ContinuousClock.Instant) -> Int32 {
+        let idle = idleWait(process)
+        guard state.withLock({ $0.workers[process.generation]?.slots.isEmpty == false }) else { return idle }
+        let left = max(.zero, renewal - .now)
+        let milliseconds = Int32(clamping: left.milliseconds + 1)
+        return idle < 0 ? milliseconds : min(idle, milliseconds)
     }
 
     /// The poll timeout until the worker's idle deadline (-1: none); a worker idle that long is stopped here.
@@ -495,6 +529,8 @@ private struct Entry {
 /// A step in flight in a worker.
 private struct Slot {
     let call: Call
+    /// The agent's lease on the step, renewed in the worker every `renewInterval`.
+    let lease: StepLease
     let continuation: CheckedContinuation<StepOutput, any Error>
     /// The `run` frame is written: a `cancel` may follow it.
     var sent = false

@@ -37,7 +37,7 @@ let service = AgentService(
 // its stack through the binary's unwind tables (half a MiB of pages that an idle agent keeps mapped).
 let finished = DispatchSemaphore(value: 0)
 let failure = Locked<String?>(nil)
-Task {
+Task.detached {
     do {
         try await runService(service, logger: logger, exitWithParent: launch.exitWithParent)
     } catch {

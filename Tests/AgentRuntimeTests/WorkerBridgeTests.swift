@@ -66,6 +66,36 @@ import Testing
         await bridge.shutdown()
     }
 
+    /// The worker's lease is the agent's: renewed there while the agent hears from the coordinator, and running out
+    /// with it when the agent stops hearing (frozen), even though nobody cancels the step.
+    @Test func theWorkersLeaseFollowsTheAgentsAndRunsOutWithIt() async throws {
+        let workers = InProcessWorkers()
+        let bridge = workers.bridge()
+        let lease = StepLease(window: .milliseconds(600))
+        var context = stepContext("wait-lease")
+        context.lease = lease
+        let ended = Atomic(false)
+        let step = Task {
+            defer { ended.store(true, ordering: .sequentiallyConsistent) }
+            return try await bridge.run(context)
+        }
+        #expect(await eventually { workers.handler.started("wait-lease") })
+        // The agent renews for three of its windows: the step still holds its lease in the worker.
+        let renewing = ContinuousClock.now
+        while ContinuousClock.now - renewing < .milliseconds(1800) {
+            lease.renew(window: .milliseconds(600))
+            try await Task.sleep(for: .milliseconds(50))
+        }
+        let endedWhileRenewed = ended.load(ordering: .sequentiallyConsistent)
+        #expect(!endedWhileRenewed, "the step lost its lease in the worker while renewed")
+        // Then it stops (a frozen agent): the worker's lease lapses with the agent's and the step is handed back.
+        let frozen = ContinuousClock.now
+        await #expect(throws: LeaseLost.self) { try await step.value }
+        #expect(ContinuousClock.now - frozen < .seconds(5))
+        #expect(lease.remaining == nil)
+        await bridge.shutdown()
+    }
+
     @Test func aStepCancelledBeforeItStartsNeverReachesTheWorker() async throws {
         let workers = InProcessWorkers()
         let bridge = workers.bridge()
