@@ -3,6 +3,7 @@ import FoundationEssentials
 import Glibc
 import Logging
 import Protocol
+import ShoalCore
 import Synchronization
 
 // The step worker: a child process (`shoal agent-worker ROLE ...`) that runs the role's handlers for an agent which
@@ -375,23 +376,8 @@ struct WorkerFrameReader {
 /// Runs `body` on a thread of its own (not one of the concurrency pool's, which a blocking read would take away
 /// from every task); the thread ends with `body`.
 func startWorkerThread(_ body: @escaping @Sendable () -> Void) throws(StepWorkerError) {
-    final class Body {
-        let run: @Sendable () -> Void
-        init(_ run: @escaping @Sendable () -> Void) { self.run = run }
-    }
-    let argument = Unmanaged.passRetained(Body(body)).toOpaque()
-    var thread = pthread_t()
-    let result = pthread_create(
-        &thread, nil,
-        { raw in
-            Unmanaged<Body>.fromOpaque(raw!).takeRetainedValue().run()
-            return nil
-        }, argument)
-    guard result == 0 else {
-        Unmanaged<Body>.fromOpaque(argument).release()
-        throw StepWorkerError(.io, "cannot start a thread: \(WorkerIO.errorText(result))")
-    }
-    pthread_detach(thread)
+    let result = Threads.start(name: "shoal-worker-io", body)
+    guard result == 0 else { throw StepWorkerError(.io, "cannot start a thread: \(WorkerIO.errorText(result))") }
 }
 
 // MARK: - The worker's side
