@@ -1,6 +1,11 @@
 // swift-tools-version: 6.0
 import PackageDescription
 
+/// The modules of the lean `shoal-agent` put each function in a section of its own, so that its link can place the
+/// functions an idle agent runs side by side (`Sources/shoal-agent/hot-functions.txt`): the pages it maps are then
+/// those of the code it runs, not of its neighbours.
+let leanSettings: [SwiftSetting] = [.unsafeFlags(["-Xfrontend", "-function-sections"])]
+
 let package = Package(
     name: "shoal",
     platforms: [.macOS(.v14)],
@@ -37,9 +42,10 @@ let package = Package(
                 "CShoalSupport",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
-            ]
+            ],
+            swiftSettings: leanSettings
         ),
-        .target(name: "ZeroMQ", dependencies: ["CZeroMQ", "ShoalCore"]),
+        .target(name: "ZeroMQ", dependencies: ["CZeroMQ", "ShoalCore"], swiftSettings: leanSettings),
         .target(name: "CShoalSupport"),
         .target(
             name: "ShoalSupport",
@@ -50,7 +56,9 @@ let package = Package(
                 .product(name: "SystemPackage", package: "swift-system"),
             ]
         ),
-        .target(name: "Protocol", dependencies: ["ShoalCore", .product(name: "Logging", package: "swift-log")]),
+        .target(
+            name: "Protocol", dependencies: ["ShoalCore", .product(name: "Logging", package: "swift-log")],
+            swiftSettings: leanSettings),
         .target(
             name: "Cluster",
             dependencies: ["ShoalSupport", "Protocol", "GitOps", .product(name: "Yams", package: "Yams")]
@@ -91,7 +99,8 @@ let package = Package(
                 "ZeroMQ", "Protocol", "ShoalCore", "CShoalSupport", "CSodium",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
-            ]
+            ],
+            swiftSettings: leanSettings
         ),
         .target(
             name: "Agents",
@@ -104,7 +113,16 @@ let package = Package(
             dependencies: [
                 "AgentRuntime", "Protocol", "ShoalCore", .product(name: "Logging", package: "swift-log"),
             ],
-            linkerSettings: [.unsafeFlags(["-static-stdlib", "-l_FoundationCollections", "-l_FoundationCShims", "-use-ld=lld", "-Xlinker", "-z", "-Xlinker", "pack-relative-relocs", "-Xlinker", "--no-export-dynamic"])]
+            exclude: ["hot-functions.txt"],
+            swiftSettings: leanSettings,
+            linkerSettings: [
+                .unsafeFlags([
+                    "-static-stdlib", "-l_FoundationCollections", "-l_FoundationCShims", "-use-ld=lld",
+                    "-Xlinker", "-z", "-Xlinker", "pack-relative-relocs", "-Xlinker", "--no-export-dynamic",
+                    "-Xlinker", "--symbol-ordering-file=\(Context.packageDirectory)/Sources/shoal-agent/hot-functions.txt",
+                    "-Xlinker", "--no-warn-symbol-ordering",
+                ])
+            ]
         ),
         .executableTarget(
             name: "shoal",

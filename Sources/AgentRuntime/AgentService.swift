@@ -13,6 +13,7 @@ public final class AgentService: Service {
     private let handler: any StepHandler
     private let logger: Logger
     private let context: Context
+    private let loop = ReactorLoop()
 
     public init(configuration: AgentConfiguration, handler: any StepHandler, logger: Logger, context: Context = Context()) {
         self.configuration = configuration
@@ -23,7 +24,11 @@ public final class AgentService: Service {
         self.logger = logger
     }
 
-    /// Runs until graceful shutdown or cancellation. On graceful shutdown running steps may finish within the
+    /// Shuts the agent down as a graceful shutdown of its service group would (for a process that runs it
+    /// without one); safe from any thread, before or during `run()`.
+    public func stop() { loop.stop() }
+
+    /// Runs until graceful shutdown (or `stop()`) or cancellation. On graceful shutdown running steps may finish within the
     /// drain timeout; those still running then are handed back: they end without a result (never as failed),
     /// and the coordinator gives them to another agent.
     public func run() async throws {
@@ -33,7 +38,7 @@ public final class AgentService: Service {
         let record = try IdempotencyRecord(
             directory: configuration.stateDirectory, agent: configuration.id,
             sealingSecret: configuration.curve?.keyPair.secretKey)
-        let loop = ReactorLoop()
+        let loop = loop
         let runner = StepRunner(
             handler: handler, configuration: configuration, logger: logger, results: results, abandoned: abandoned)
         let configuration = configuration
