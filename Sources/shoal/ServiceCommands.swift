@@ -274,8 +274,10 @@ struct AgentRoleOptions: ParsableArguments {
     func workerArguments(parentPID: Int32) -> [String] {
         var arguments = [
             "agent-worker", role, "--work-dir", workDir, "--gitops-listen", gitopsListen, "--log-level",
-            logging.logLevel, "--parent-pid", "\(parentPID)",
+            logging.logLevel,
         ]
+        // An agent that is pid 1 (a container's) cannot be named: the worker follows the parent it starts with.
+        if parentPID > 1 { arguments += ["--parent-pid", "\(parentPID)"] }
         if let gitopsAdvertise { arguments += ["--gitops-advertise", gitopsAdvertise] }
         if let gitopsPushURL { arguments += ["--gitops-push-url", gitopsPushURL] }
         if let advertiseAddress { arguments += ["--advertise-address", advertiseAddress] }

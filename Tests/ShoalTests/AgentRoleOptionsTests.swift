@@ -21,6 +21,9 @@ import Testing
         #expect(received.gitopsPushURL == sent.gitopsPushURL && received.advertiseAddress == sent.advertiseAddress)
         #expect(received.logging.logLevel == "debug")
         #expect(received.agentOptions.workDirectory == "/var/lib/shoal")
+        // An agent that is a container's pid 1 names no parent: the worker follows the one it starts with.
+        let fromInit = try AgentWorkerCommand.parse(Array(agent.roleOptions.workerArguments(parentPID: 1).dropFirst()))
+        #expect(fromInit.parent.parentPid == nil)
     }
 
     @Test func bothCommandsRefuseAnUnknownRoleAndABadAddress() {
