@@ -237,6 +237,7 @@ private func occurrences(of needle: String, in text: String) -> Int {
             make, ["-C", Shoal.packageRoot, "install", "PREFIX=\(prefix)", "SWIFT=true"], timeout: .seconds(300))
         #expect(installed.succeeded, "\(installed.standardOutput)\n\(installed.standardError)")
         #expect(FileManager.default.isExecutableFile(atPath: "\(prefix)/bin/shoal"))
+        #expect(FileManager.default.isExecutableFile(atPath: "\(prefix)/bin/shoal-agent"), "the lean agent beside it")
         let version = try await ProcessRunner().run("\(prefix)/bin/shoal", ["version"])
         #expect(version.standardOutput.hasPrefix("shoal "))
         for file in ["bash-completion/completions/shoal", "zsh/site-functions/_shoal", "fish/vendor_completions.d/shoal.fish"] {
@@ -246,9 +247,52 @@ private func occurrences(of needle: String, in text: String) -> Int {
         let removed = try await ProcessRunner().run(make, ["-C", Shoal.packageRoot, "uninstall", "PREFIX=\(prefix)"])
         #expect(removed.succeeded)
         #expect(!FileManager.default.fileExists(atPath: "\(prefix)/bin/shoal"))
+        #expect(!FileManager.default.fileExists(atPath: "\(prefix)/bin/shoal-agent"))
         // `make clean` removes the build only (dry run: this test runs from that build).
         let clean = try await ProcessRunner().run(make, ["--no-print-directory", "-C", Shoal.packageRoot, "-n", "clean"])
         #expect(clean.standardOutput.trimmingCharacters(in: .whitespacesAndNewlines) == "rm -rf .build .build-fuzz")
+    }
+
+    // MARK: The lean agent
+
+    /// `shoal agent` becomes the lean `shoal-agent` (same pid); the role's handlers run in step workers that exist
+    /// only while there are steps: a whole workflow succeeds through them, and once idle no worker is left.
+    @Test func agentsBecomeTheLeanAgentAndKeepStepWorkersOnlyWhileThereIsWork() async throws {
+        let directory = Shoal.temporaryDirectory()
+        let coordinator = try ServiceProcess(
+            [
+                "coordinator", "--insecure", "--control", "tcp://127.0.0.1:*", "--events", "tcp://127.0.0.1:*",
+                "--journal", directory + "/journal.sqlite", "--dir", directory + "/out",
+            ], logs: directory, name: "coordinator")
+        defer { coordinator.stop() }
+        let control = try #require(try await coordinator.readyFields()["control"])
+        var agents: [ServiceProcess] = []
+        defer { agents.forEach { $0.stop() } }
+        for role in ["planner", "infra", "argocd", "monitoring", "validation", "docs"] {
+            agents.append(
+                try ServiceProcess(
+                    [
+                        "agent", role, "--coordinator", control, "--insecure", "--work-dir", directory + "/work-\(role)",
+                        "--worker-idle", "1s",
+                    ], logs: directory, name: role))
+        }
+        let created = try await Shoal.run(
+            ["create", "-n", "1", "--coordinator", control, "--insecure", "-d", directory + "/client"],
+            timeout: .seconds(120))
+        #expect(created.status == 0, "\(created.standardOutput)\n\(created.standardError)")
+        for agent in agents {
+            let name = (try? String(contentsOfFile: "/proc/\(agent.process.processIdentifier)/comm", encoding: .utf8))
+            #expect(name?.trimmingCharacters(in: .whitespacesAndNewlines) == "shoal-agent", "\(agent.stderrPath)")
+        }
+        // Every step ran in a worker (only the bench role runs in the lean agent); a second past its last step,
+        // each worker is gone.
+        let deadline = ContinuousClock.now + .seconds(20)
+        var workers = processes(mentioning: "agent-worker").filter { $0.command.contains(directory) }
+        while !workers.isEmpty && ContinuousClock.now < deadline {
+            try await Task.sleep(for: .milliseconds(100))
+            workers = processes(mentioning: "agent-worker").filter { $0.command.contains(directory) }
+        }
+        #expect(workers.isEmpty, "\(workers.map(\.command))")
     }
 
     // MARK: Metrics
