@@ -396,24 +396,12 @@ public final class WorkerBridge: StepHandler {
         posix_spawn_file_actions_adddup2(&actions, requests.read, 0)
         posix_spawn_file_actions_adddup2(&actions, replies.write, 1)
 
-        var attributes = posix_spawnattr_t()
-        posix_spawnattr_init(&attributes)
-        defer { posix_spawnattr_destroy(&attributes) }
-        var empty = sigset_t()
-        sigemptyset(&empty)
-        posix_spawnattr_setsigmask(&attributes, &empty)
-        var defaults = sigset_t()
-        sigemptyset(&defaults)
-        for signal in [SIGINT, SIGTERM, SIGPIPE, SIGHUP, SIGCHLD] { sigaddset(&defaults, signal) }
-        posix_spawnattr_setsigdefault(&attributes, &defaults)
-        posix_spawnattr_setpgroup(&attributes, 0)
-        posix_spawnattr_setflags(
-            &attributes, Int16(POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETPGROUP))
-
         let argv = command.map { strdup($0) } + [nil]
         defer { argv.forEach { free($0) } }
         var pid: pid_t = 0
-        let result = posix_spawnp(&pid, executable, &actions, &attributes, argv, environ)
+        let result = SpawnAttributes.withDefaults(processGroup: true) { attributes in
+            posix_spawnp(&pid, executable, &actions, &attributes, argv, environ)
+        }
         close(requests.read)
         close(replies.write)
         guard result == 0 else {
