@@ -158,7 +158,7 @@ let package = Package(
         .testTarget(
             name: "AgentRuntimeTests",
             dependencies: [
-                "AgentRuntime", "Protocol", "ZeroMQ", .product(name: "Crypto", package: "swift-crypto"),
+                "AgentRuntime", "Protocol", "ShoalCore", "ZeroMQ", .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "PropertyBased", package: "swift-property-based"),
             ]

@@ -4,6 +4,7 @@ import Synchronization
 import Testing
 
 @testable import AgentRuntime
+import ShoalCore
 @testable import Protocol
 
 /// The bridge against a step worker whose serving loop runs in this process, on real pipes.
@@ -69,18 +70,21 @@ import Testing
     @Test func theWorkersLeaseFollowsTheAgentsAndRunsOutWithIt() async throws {
         let workers = InProcessWorkers()
         let bridge = workers.bridge()
-        // Windows far above the 250 ms between renewals, so a loaded machine's scheduling delays do not matter.
-        let window = Duration.seconds(2)
+        // Windows far above the 250 ms between renewals, and renewals from a thread of their own, so a loaded
+        // machine's scheduling delays do not matter.
+        let window = Duration.seconds(3)
         let lease = StepLease(window: window)
         var context = stepContext("wait-lease")
         context.lease = lease
         // The agent hears from the coordinator: its lease is renewed from the start, until it "freezes".
-        let renewing = Atomic(true)
-        let renewer = Task {
-            while renewing.load(ordering: .sequentiallyConsistent) {
+        let renewing = Locked(true)
+        let renewerDone = Locked(false)
+        Threads.start(name: "test-renewer") {
+            while renewing.value {
                 lease.renew(window: window)
-                try? await Task.sleep(for: .milliseconds(50))
+                usleep(50_000)
             }
+            renewerDone.value = true
         }
         let ended = Atomic(false)
         let step = Task {
@@ -95,8 +99,8 @@ import Testing
         #expect(!endedWhileRenewed, "the step lost its lease in the worker while renewed")
         // Then the renewals stop (a frozen agent): the worker's lease lapses with the agent's, and the step is
         // handed back without anyone cancelling it.
-        renewing.store(false, ordering: .sequentiallyConsistent)
-        await renewer.value
+        renewing.value = false
+        #expect(await eventually { renewerDone.value })
         await #expect(throws: LeaseLost.self) { try await step.value }
         #expect(lease.remaining == nil)
         await bridge.shutdown()

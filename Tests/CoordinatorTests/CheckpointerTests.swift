@@ -9,9 +9,9 @@ import Testing
 @Suite struct CheckpointerTests {
     let directory = NSTemporaryDirectory() + "shoal-checkpointer-\(UUID().uuidString)"
 
-    /// Waits up to 5 s for the checkpointer to reach `passes` and sleep until the next commit.
+    /// Waits up to 30 s (a loaded machine) for the checkpointer to reach `passes` and sleep until the next commit.
     private func waitForSleep(_ checkpointer: WALCheckpointer, passes: Int) async throws {
-        let deadline = ContinuousClock.now + .seconds(5)
+        let deadline = ContinuousClock.now + .seconds(30)
         while ContinuousClock.now < deadline {
             let progress = checkpointer.progress
             if progress.passes >= passes && progress.waitingForCommit { return }

