@@ -72,7 +72,8 @@ public struct AgentLaunch: Codable, Sendable, Equatable {
     public var workerIdle: Duration { .milliseconds(workerIdleMilliseconds) }
 
     /// Replaces this process with `executable`, handing it this launch; returns only when that fails.
-    /// - Throws: `ShoalError(.io)` naming what failed (the pipe, the exec).
+    /// - Throws: `ShoalError(.launchFailed)` naming what failed (the pipe, the exec), `.io` when the pipe refuses
+    ///   the description.
     public func exec(_ executable: String) throws -> Never {
         let data = try JSONEncoder().encode(self)
         guard data.count <= AgentLaunch.maximumBytes else {
@@ -84,10 +85,8 @@ public struct AgentLaunch: Codable, Sendable, Equatable {
             close(ends[0])
             close(ends[1])
         }
-        do {
-            try FileDescriptorIO.writeAll(ends[1], data)
-        }
-        // The read end alone crosses the exec.
+        try FileDescriptorIO.writeAll(ends[1], data)
+        // The read end alone crosses the exec (the write end is close-on-exec).
         guard fcntl(ends[0], F_SETFD, 0) == 0 else { throw AgentLaunch.failure("fcntl") }
         let arguments = ["shoal-agent", "--launch-fd", "\(ends[0])"]
         var argv = arguments.map { strdup($0) }
