@@ -24,10 +24,9 @@ import Synchronization
 /// - `{"type":"run","key":{"workflow":W,"step":S,"attempt":N},"assignment":StepAssignment,"artifacts":[Artifact],
 ///   "agent":ID,"leaseMilliseconds":N}` runs one attempt under a lease of its own, valid for N ms (none: it never
 ///   expires); several run at once.
-/// - `{"type":"renew","key":KEY,"leaseMilliseconds":N}`: the agent heard from the coordinator, the step's lease is
-///   good for N ms from now. The agent sends one every `WorkerBridge.renewInterval` while the step runs, so a frozen
-///   agent (SIGSTOP, a paused VM) leaves its worker's leases to run out with its own: the worker then does no more
-///   of the step's work than the agent could.
+/// - `{"type":"renew","key":KEY,"leaseMilliseconds":N}`: the step's lease is good for N ms from now (what is left of
+///   the agent's, plus `WorkerBridge.leaseSlack`). The agent sends one every `WorkerBridge.renewInterval` while the
+///   step runs, so a frozen agent (SIGSTOP, a paused VM) leaves its worker's leases to run out soon after its own.
 /// - `{"type":"cancel","key":KEY}`: the agent lost the step's lease (or stops); the worker revokes that lease, which
 ///   cancels the step's task and makes `StepContext.checkLease()` throw `LeaseLost`. An unknown key is ignored.
 /// - End of file: the worker finishes the steps it has, answers them, and exits 0.

@@ -48,6 +48,10 @@ public final class WorkerBridge: StepHandler {
 
     /// How often the leases of the steps in a worker are renewed there (see `WorkerRequest.renew`).
     public static let renewInterval: Duration = .milliseconds(250)
+    /// How much longer than the agent's lease the worker's lasts: a renewal a loaded machine delays must not hand a
+    /// step back while the agent still holds it (the step would be given out again, to the same fate). A frozen
+    /// agent's worker therefore stops within this of the agent's lease.
+    public static let leaseSlack: Duration = .seconds(5)
 
     /// A write to a worker that has just exited fails with EPIPE, which the reply thread then explains.
     private static let brokenPipesIgnored: Void = { _ = signal(SIGPIPE, SIG_IGN) }()
@@ -63,7 +67,7 @@ public final class WorkerBridge: StepHandler {
             WorkerRequest.run(
                 WorkerRun(
                     key: key, assignment: context.assignment, artifacts: context.artifacts, agent: context.agentID,
-                    leaseMilliseconds: lease.milliseconds)))
+                    leaseMilliseconds: (lease + WorkerBridge.leaseSlack).milliseconds)))
         let call = Call()
         return try await withTaskCancellationHandler {
             try await withCheckedThrowingContinuation { continuation in
@@ -273,7 +277,8 @@ public final class WorkerBridge: StepHandler {
         }
         for (key, lease) in leases {
             guard let left = lease.remaining,
-                let frame = try? WorkerFrame.encode(WorkerRequest.renew(key: key, leaseMilliseconds: left.milliseconds))
+                let frame = try? WorkerFrame.encode(
+                    WorkerRequest.renew(key: key, leaseMilliseconds: (left + WorkerBridge.leaseSlack).milliseconds))
             else { continue }
             _ = process.send(frame)
         }

@@ -97,8 +97,8 @@ import ShoalCore
         while ContinuousClock.now - started < window + .seconds(2) { try await Task.sleep(for: .milliseconds(50)) }
         let endedWhileRenewed = ended.load(ordering: .sequentiallyConsistent)
         #expect(!endedWhileRenewed, "the step lost its lease in the worker while renewed")
-        // Then the renewals stop (a frozen agent): the worker's lease lapses with the agent's, and the step is
-        // handed back without anyone cancelling it.
+        // Then the renewals stop (a frozen agent): the worker's lease lapses soon after the agent's (its slack
+        // later), and the step is handed back without anyone cancelling it.
         renewing.value = false
         #expect(await eventually { renewerDone.value })
         await #expect(throws: LeaseLost.self) { try await step.value }
