@@ -75,13 +75,7 @@ public final class AgentService: Service {
         _ key: StepKey, _ assignment: StepAssignment, artifacts: [Artifact], lease: StepLease,
         handler: any StepHandler, configuration: AgentConfiguration, logger: Logger
     ) async -> StepResult? {
-        var logger = logger
-        // Set at once: a handler may work on its whole metadata at every change (StreamLogHandler renders it).
-        var metadata = logger.handler.metadata
-        metadata["workflow.id"] = "\(key.workflow)"
-        metadata["step"] = "\(key.step)"
-        metadata["attempt"] = "\(key.attempt)"
-        logger.handler.metadata = metadata
+        let logger = logger.forStep(key)
         let context = StepContext(
             key: key, assignment: assignment, artifacts: artifacts, agentID: configuration.id, logger: logger,
             lease: lease)

@@ -65,3 +65,18 @@ public struct StepContext: Sendable {
 public protocol StepHandler: Sendable {
     func run(_ context: StepContext) async throws -> StepOutput
 }
+
+extension Logger {
+    /// This logger with the step's key (and the agent's id, where the logger does not carry it) in its metadata,
+    /// set at once: a handler may work on its whole metadata at every change (StreamLogHandler renders it).
+    func forStep(_ key: StepKey, agent: String? = nil) -> Logger {
+        var logger = self
+        var metadata = logger.handler.metadata
+        if let agent { metadata["agent.id"] = "\(agent)" }
+        metadata["workflow.id"] = "\(key.workflow)"
+        metadata["step"] = "\(key.step)"
+        metadata["attempt"] = "\(key.attempt)"
+        logger.handler.metadata = metadata
+        return logger
+    }
+}

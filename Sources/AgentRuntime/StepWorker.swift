@@ -467,13 +467,7 @@ public enum StepWorker {
     static func execute(_ run: WorkerRun, lease: StepLease, handler: any StepHandler, logger: Logger) async
         -> WorkerReply
     {
-        var logger = logger
-        var metadata = logger.handler.metadata
-        metadata["agent.id"] = "\(run.agent)"
-        metadata["workflow.id"] = "\(run.key.workflow)"
-        metadata["step"] = "\(run.key.step)"
-        metadata["attempt"] = "\(run.key.attempt)"
-        logger.handler.metadata = metadata
+        let logger = logger.forStep(run.key, agent: run.agent)
         let context = StepContext(
             key: run.key, assignment: run.assignment, artifacts: run.artifacts, agentID: run.agent, logger: logger,
             lease: lease)
