@@ -22,10 +22,14 @@ build: deps
 demo: build
 	$(BIN) create -p k3s -n 2 --monitoring --headlamp -d $(OUTPUT)
 
+# At most this many test cases at once (Swift Testing starts every one at once otherwise): on 2 cores, hundreds of
+# waiting tests starve the cooperative pool and the processes that tests time.
+TEST_WIDTH ?= 8
+
 test: test-deps
 	$(SWIFT) build --build-tests
-	$(SWIFT) test --skip-build --skip FaultTests
-	$(SWIFT) test --skip-build --filter FaultTests
+	SWT_EXPERIMENTAL_MAXIMUM_PARALLELIZATION_WIDTH=$(TEST_WIDTH) $(SWIFT) test --skip-build --skip FaultTests
+	SWT_EXPERIMENTAL_MAXIMUM_PARALLELIZATION_WIDTH=$(TEST_WIDTH) $(SWIFT) test --skip-build --filter FaultTests
 
 bench: build
 	$(SWIFT) build -c release

@@ -66,9 +66,13 @@ final class FakeCoordinator {
     var control: String { (try? router.lastEndpoint) ?? "" }
     var eventsPort: Int { Int((try? publisher.lastEndpoint)?.split(separator: ":").last ?? "") ?? 0 }
 
+    /// How long a wait sleeps when nothing has arrived. Waits never block in
+    /// a poll: a blocked thread is one of the cooperative pool's (two on a
+    /// 2-core machine), which the agent under test and every other test's
+    /// tasks need to run at all.
+    static let pollInterval = Duration.milliseconds(2)
+
     /// The next control message of `type`, skipping others (heartbeats).
-    /// Yields between polls: the agent under test is a task that needs a
-    /// thread of the (small) cooperative pool to run at all.
     /// The deadline is checked only after a poll found nothing, so a test
     /// task that waited long for a thread still sees what arrived meanwhile.
     func expect(_ type: MessageType, timeout: Duration = .seconds(20)) async throws -> Envelope? {
@@ -78,13 +82,10 @@ final class FakeCoordinator {
     func expect(of types: Set<MessageType>, timeout: Duration = .seconds(20)) async throws -> Envelope? {
         let deadline = ContinuousClock.now + timeout
         while true {
-            await Task.yield()
             heartbeat()
-            var poller = Poller()
-            poller.add(router)
-            guard try poller.poll(timeoutMilliseconds: 20)[0], let message = try router.receiveMessage(wait: false)
-            else {
+            guard let message = try router.receiveMessage(wait: false) else {
                 if ContinuousClock.now >= deadline { return nil }
+                try await Task.sleep(for: Self.pollInterval)
                 continue
             }
             agentIdentity = message.frames[0]
@@ -146,16 +147,13 @@ final class FakeCoordinator {
     }
 
     func waitSubscription(_ topic: String) async throws {
-        let deadline = ContinuousClock.now + .seconds(5)
+        let deadline = ContinuousClock.now + .seconds(20)
         while ContinuousClock.now < deadline {
-            await Task.yield()
             heartbeat()
-            var poller = Poller()
-            poller.add(publisher)
-            guard try poller.poll(timeoutMilliseconds: 20)[0] else { continue }
             while let frames = try publisher.receive(wait: false) {
                 if frames[0] == [1] + Array(topic.utf8) { return }
             }
+            try await Task.sleep(for: Self.pollInterval)
         }
         throw TestFailure("no subscription to \(topic)")
     }

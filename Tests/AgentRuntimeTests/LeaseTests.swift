@@ -104,11 +104,10 @@ final class GatedHandler: StepHandler, @unchecked Sendable {  // all state is gu
         let deadline = ContinuousClock.now + .seconds(20)
         var reconnected = false
         while !reconnected && ContinuousClock.now < deadline {
-            await Task.yield()
-            var poller = Poller()
-            poller.add(coordinator.router)
-            guard try poller.poll(timeoutMilliseconds: 20)[0], let message = try coordinator.router.receiveMessage(wait: false)
-            else { continue }
+            guard let message = try coordinator.router.receiveMessage(wait: false) else {
+                try await Task.sleep(for: FakeCoordinator.pollInterval)
+                continue
+            }
             reconnected = try Codec.decode(message.frames.dropFirst()).header.type == .hello
         }
         #expect(reconnected)
