@@ -43,12 +43,16 @@ private final class TmuxServer {
     }
 
     /// A detached session of `columns` x `rows` running `command` in sh, which prints its exit status as
-    /// `shoal-exit=N` (a Ctrl-C reaches the command; the shell only notes it).
-    func start(_ session: String, columns: Int, rows: Int = 50, command: String) async throws {
-        try await run([
-            "new-session", "-d", "-s", session, "-x", "\(columns)", "-y", "\(rows)",
-            "trap true INT; \(command); echo shoal-exit=$?",
-        ])
+    /// `shoal-exit=N` (a Ctrl-C reaches the command; the shell only notes it). With `stream`, everything the pane
+    /// receives is appended to that file from the start: the pipe is attached in the same tmux command as the
+    /// session, so a test that runs late cannot find the command ended already.
+    func start(_ session: String, columns: Int, rows: Int = 50, command: String, stream: String? = nil) async throws {
+        let pipe = stream.map { [";", "pipe-pane", "-t", session, "-o", "cat >> \($0)"] } ?? []
+        try await run(
+            [
+                "new-session", "-d", "-s", session, "-x", "\(columns)", "-y", "\(rows)",
+                "trap true INT; \(command); echo shoal-exit=$?",
+            ] + pipe)
     }
 
     /// The exit status of the session's command once it has ended, nil while it runs.
@@ -121,10 +125,9 @@ private let productionSteps = 15
         let command =
             "env -u NO_COLOR LANG=C.UTF-8 TERM=screen \(environment) "
             + "\(Shoal.executable) create -n 3 -e production --sim-delay \(delay) -d \(directory)/out\(pipe)"
-        try await tmux.start("run", columns: columns, command: command)
         // Everything the pane receives, every redraw included: captures of a loaded machine may be seconds apart.
         let streamFile = directory + "/stream.log"
-        try await tmux.run(["pipe-pane", "-t", "run", "-o", "cat >> \(streamFile)"])
+        try await tmux.start("run", columns: columns, command: command, stream: streamFile)
         var frames: [Frame] = []
         var coloured: [String] = []
         let deadline = ContinuousClock.now + .seconds(180)
