@@ -7,6 +7,7 @@
 #include <string.h>
 #include <unistd.h>
 #ifdef __linux__
+#include <malloc.h>
 #include <sys/prctl.h>
 #endif
 
@@ -36,4 +37,20 @@ void shoal_set_thread_name(const char *name) {
     strncpy(bounded, name, sizeof bounded - 1);
     bounded[sizeof bounded - 1] = 0;
     pthread_setname_np(pthread_self(), bounded);
+}
+
+size_t shoal_heap_free_bytes(void) {
+#if defined(__GLIBC__) && (__GLIBC__ > 2 || (__GLIBC__ == 2 && __GLIBC_MINOR__ >= 33))
+    return mallinfo2().fordblks;
+#else
+    return 0;
+#endif
+}
+
+int shoal_heap_trim(void) {
+#ifdef __GLIBC__
+    return malloc_trim(0);
+#else
+    return 0;
+#endif
 }

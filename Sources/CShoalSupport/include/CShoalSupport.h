@@ -11,4 +11,12 @@ int shoal_pipe_cloexec(int fds[2]);
 /// Names the calling thread (at most 15 bytes are kept), as `ps -L` and `top -H` show it.
 void shoal_set_thread_name(const char *name);
 
+#include <stddef.h>
+
+/// Bytes the allocator holds free in all its arenas (glibc's `mallinfo2().fordblks`); 0 where unknown.
+size_t shoal_heap_free_bytes(void);
+
+/// Hands the free memory of every arena back to the system (glibc's `malloc_trim(0)`); 1 when some was released.
+int shoal_heap_trim(void);
+
 #endif
