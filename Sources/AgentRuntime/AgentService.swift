@@ -116,9 +116,11 @@ func now() -> Int64 { Int64(Date().timeIntervalSince1970 * 1000) }
 
 /// Runs each step in a task of its own, started by the socket thread once the step's artifacts are at hand, and
 /// keeps the tasks to cancel and await when the agent stops.
-final class StepRunner: @unchecked Sendable {  // `tasks` and `started` are guarded by `lock`
+final class StepRunner: @unchecked Sendable {  // `tasks`, `endedEarly` and `started` are guarded by `lock`
     private let lock = Lock()
     private var tasks: [Int: Task<Void, Never>] = [:]
+    /// Tasks that ended before `start` kept them.
+    private var endedEarly: Set<Int> = []
     private var started = 0
     private let handler: any StepHandler
     private let configuration: AgentConfiguration
@@ -141,29 +143,36 @@ final class StepRunner: @unchecked Sendable {  // `tasks` and `started` are guar
     /// the step goes to another agent) or is handed back at shutdown: a lost lease cancels its task. Only a step
     /// that ended with its lease held has a result; cancelling the others stops their subprocesses (process
     /// groups).
+    ///
+    /// The task is created outside the lock: a quick step's task ends on another thread at once, and finding the
+    /// lock held by this thread would put both threads through a futex wait and wake-up.
     func start(_ key: StepKey, _ assignment: StepAssignment, artifacts: [Artifact], lease: StepLease) {
-        lock.withLock {
+        let id = lock.withLock {
             started += 1
-            let id = started
-            // Created under the lock, so the task cannot forget itself before it is kept.
-            tasks[id] = Task { [self] in
-                let result = await lease.cancellingOnLoss {
-                    await AgentService.execute(
-                        key, assignment, artifacts: artifacts, lease: lease, handler: handler,
-                        configuration: configuration, logger: logger)
-                }
-                if let result, lease.isHeld {
-                    results.post((key, result))
-                } else {
-                    abandoned.insert(key)
-                    results.post((key, abandonedResult(key)))
-                }
-                _ = lock.withLock { tasks.removeValue(forKey: id) }
+            return started
+        }
+        let task = Task { [self] in
+            let result = await lease.cancellingOnLoss {
+                await AgentService.execute(
+                    key, assignment, artifacts: artifacts, lease: lease, handler: handler,
+                    configuration: configuration, logger: logger)
             }
+            if let result, lease.isHeld {
+                results.post((key, result))
+            } else {
+                abandoned.insert(key)
+                results.post((key, abandonedResult(key)))
+            }
+            lock.withLock {
+                if tasks.removeValue(forKey: id) == nil { endedEarly.insert(id) }
+            }
+        }
+        lock.withLock {
+            if endedEarly.remove(id) == nil { tasks[id] = task }
         }
     }
 
-    /// Cancels the steps still running and waits until they have ended.
+    /// Cancels the steps still running and waits until they have ended; called once no more steps start.
     func cancelAndWait() async {
         let running = lock.withLock { Array(tasks.values) }
         for task in running { task.cancel() }
