@@ -19,6 +19,11 @@ import Synchronization
 final class CoordinatorMetrics {
     let registry: PrometheusCollectorRegistry
 
+    /// A family's full name (its unit already in it) and its help line.
+    static func descriptor(_ name: String, _ help: String) -> MetricNameDescriptor {
+        MetricNameDescriptor(metricName: name, unitName: "", helpText: help)
+    }
+
     static let stepBuckets: [Duration] = [
         .milliseconds(10), .milliseconds(50), .milliseconds(100), .milliseconds(250), .milliseconds(500),
         .seconds(1), .milliseconds(2500), .seconds(5), .seconds(10), .seconds(30), .seconds(60), .seconds(120),
@@ -56,28 +61,33 @@ final class CoordinatorMetrics {
         commitTimer = CoreMetrics.Timer(
             label: "shoal_journal_commit_duration_seconds", dimensions: [],
             handler: registry.makeDurationHistogram(
-                name: "shoal_journal_commit_duration_seconds", buckets: CoordinatorMetrics.commitBuckets,
-                help: "Time to commit one loop turn's changes to the journal (one SQLite transaction)."))
+                descriptor: CoordinatorMetrics.descriptor(
+                    "shoal_journal_commit_duration_seconds",
+                    "Time to commit one loop turn's changes to the journal (one SQLite transaction)."),
+                buckets: CoordinatorMetrics.commitBuckets))
         for state in CoordinatorMetrics.workflowStates {
             let labels = [("state", state.rawValue)]
             workflowGauges[state] = Meter(
                 label: "shoal_workflows", dimensions: labels,
                 handler: registry.makeGauge(
-                    name: "shoal_workflows", labels: labels, help: "Workflows in the journal, by state."))
+                    descriptor: CoordinatorMetrics.descriptor("shoal_workflows", "Workflows in the journal, by state."),
+                    labels: labels))
         }
         for role in Role.allCases {
             let labels = [("role", role.rawValue)]
             readyGauges[role] = Meter(
                 label: "shoal_ready_steps", dimensions: labels,
                 handler: registry.makeGauge(
-                    name: "shoal_ready_steps", labels: labels,
-                    help: "Steps ready to run and waiting for an agent of their role (the queue depth)."))
+                    descriptor: CoordinatorMetrics.descriptor(
+                        "shoal_ready_steps", "Steps ready to run and waiting for an agent of their role (the queue depth)."),
+                    labels: labels))
             for state in CoordinatorMetrics.agentStates {
                 let labels = [("role", role.rawValue), ("state", state)]
                 agentGauges["\(role.rawValue)/\(state)"] = Meter(
                     label: "shoal_agents", dimensions: labels,
                     handler: registry.makeGauge(
-                        name: "shoal_agents", labels: labels, help: "Live agents, by role and state."))
+                        descriptor: CoordinatorMetrics.descriptor("shoal_agents", "Live agents, by role and state."),
+                        labels: labels))
             }
         }
         for reason in RejectReason.allCases {
@@ -85,8 +95,9 @@ final class CoordinatorMetrics {
             rejections[reason] = CoreMetrics.Counter(
                 label: "shoal_rejected_frames_total", dimensions: labels,
                 handler: registry.makeCounter(
-                    name: "shoal_rejected_frames_total", labels: labels,
-                    help: "Frames the coordinator refused, by reason."))
+                    descriptor: CoordinatorMetrics.descriptor(
+                        "shoal_rejected_frames_total", "Frames the coordinator refused, by reason."),
+                    labels: labels))
         }
     }
 
@@ -158,8 +169,10 @@ final class CoordinatorMetrics {
             timer = CoreMetrics.Timer(
                 label: "shoal_step_duration_seconds", dimensions: labels,
                 handler: registry.makeDurationHistogram(
-                    name: "shoal_step_duration_seconds", labels: labels, buckets: CoordinatorMetrics.stepBuckets,
-                    help: "Run time of finished steps, from the agent's ack to its result, by role and step kind."))
+                    descriptor: CoordinatorMetrics.descriptor(
+                        "shoal_step_duration_seconds",
+                        "Run time of finished steps, from the agent's ack to its result, by role and step kind."),
+                    labels: labels, buckets: CoordinatorMetrics.stepBuckets))
             stepTimers[key] = timer
         }
         timer.recordMilliseconds(max(0, finished - started))

@@ -1,5 +1,5 @@
 import Foundation
-public import ShoalSupport
+import ShoalSupport
 
 /// `terraform destroy` in a workflow's Terraform directory, run only where that workflow's state is.
 ///

@@ -125,7 +125,7 @@ final class ProcessBus {
 
     private func logHandle(_ name: String) throws -> FileHandle {
         let path = "\(directory)/logs/\(name).log"
-        if !FileManager.default.fileExists(atPath: path) { FileManager.default.createFile(atPath: path, contents: nil) }
+        if !FileManager.default.fileExists(atPath: path) { _ = FileManager.default.createFile(atPath: path, contents: nil) }
         guard let handle = FileHandle(forWritingAtPath: path) else { throw FaultTestError("cannot open \(path)") }
         handle.seekToEndOfFile()
         return handle

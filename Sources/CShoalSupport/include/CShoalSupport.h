@@ -1,6 +1,8 @@
 #ifndef C_SHOAL_SUPPORT_H
 #define C_SHOAL_SUPPORT_H
 
+#include <stddef.h>
+
 /// Asks the kernel to send `signal` to this process when its parent thread exits (Linux); -1 with errno elsewhere.
 /// `prctl` is variadic, which Swift cannot call, hence this wrapper.
 int shoal_set_parent_death_signal(int signal);
@@ -10,8 +12,6 @@ int shoal_pipe_cloexec(int fds[2]);
 
 /// Names the calling thread (at most 15 bytes are kept), as `ps -L` and `top -H` show it.
 void shoal_set_thread_name(const char *name);
-
-#include <stddef.h>
 
 /// Bytes the allocator holds free in all its arenas (glibc's `mallinfo2().fordblks`); 0 where unknown.
 size_t shoal_heap_free_bytes(void);
