@@ -138,13 +138,7 @@ import Testing
     }
 
     @Test func rowsWrittenBeforeDigestsGetThemWhenTheJournalOpens() throws {
-        guard let sqlite = ["/usr/bin/sqlite3", "/usr/local/bin/sqlite3"].first(where: {
-            FileManager.default.isExecutableFile(atPath: $0)
-        }) else {
-            if ProcessInfo.processInfo.environment["CI"] != nil { Issue.record("sqlite3 is needed in CI") }
-            print("skipped: sqlite3 not installed (apt-get install sqlite3)")
-            return
-        }
+        guard let sqlite = SQLiteShell() else { return }
         let directory = NSTemporaryDirectory() + "shoal-digest-\(UUID().uuidString)"
         defer { try? FileManager.default.removeItem(atPath: directory) }
         let path = directory + "/journal.sqlite"
@@ -167,12 +161,7 @@ import Testing
             try journal.commit(batch)
         }
         // As a journal written before digests were kept has them.
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: sqlite)
-        process.arguments = [path, "UPDATE artifacts SET digest = NULL, size = NULL"]
-        try process.run()
-        process.waitUntilExit()
-        #expect(process.terminationStatus == 0)
+        try sqlite.run(path, "UPDATE artifacts SET digest = NULL, size = NULL")
         let reopened = try Journal(path: path)
         #expect(try reopened.artifactData(digest: Journal.digest(plain)) == plain)
         #expect(try reopened.artifactData(digest: Journal.digest(secret)) == secret, "the sealed row is opened first")

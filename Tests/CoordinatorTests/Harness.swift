@@ -306,3 +306,35 @@ final class DedicatedThreadExecutor: TaskExecutor {
 
 /// An empty plan, so a workflow ends after its plan step.
 let emptyPlan: JSONValue = ["steps": []]
+
+/// The `sqlite3` shell, for tests that change a journal the way an older coordinator left it; nil (a visible skip,
+/// a failure in CI) where it is not installed.
+struct SQLiteShell {
+    let path: String
+
+    init?(test: String = #function) {
+        guard let found = ["/usr/bin/sqlite3", "/usr/local/bin/sqlite3"].first(where: {
+            FileManager.default.isExecutableFile(atPath: $0)
+        }) else {
+            if ProcessInfo.processInfo.environment["CI"] != nil { Issue.record("sqlite3 is needed in CI") }
+            print("skipped \(test): sqlite3 not installed (apt-get install sqlite3)")
+            return nil
+        }
+        path = found
+    }
+
+    /// Runs `sql` on the database at `database`; what it printed. An exit other than 0 is a test failure.
+    @discardableResult
+    func run(_ database: String, _ sql: String) throws -> String {
+        let process = Process()
+        let output = Pipe()
+        process.executableURL = URL(fileURLWithPath: path)
+        process.arguments = [database, sql]
+        process.standardOutput = output
+        try process.run()
+        let data = output.fileHandleForReading.readDataToEndOfFile()
+        process.waitUntilExit()
+        #expect(process.terminationStatus == 0, "sqlite3 \(sql)")
+        return String(decoding: data, as: UTF8.self)
+    }
+}

@@ -10,13 +10,7 @@ import Testing
     private static let tables = ["steps", "attempts", "results"]
 
     @Test func aJournalOfTablesWithRowIDsKeepsEveryRowWhenTheyAreRebuilt() throws {
-        guard let sqlite = ["/usr/bin/sqlite3", "/usr/local/bin/sqlite3"].first(where: {
-            FileManager.default.isExecutableFile(atPath: $0)
-        }) else {
-            if ProcessInfo.processInfo.environment["CI"] != nil { Issue.record("sqlite3 is needed in CI") }
-            print("skipped: sqlite3 not installed (apt-get install sqlite3)")
-            return
-        }
+        guard let sqlite = SQLiteShell() else { return }
         let directory = NSTemporaryDirectory() + "shoal-migrate-\(UUID().uuidString)"
         defer { try? FileManager.default.removeItem(atPath: directory) }
         let path = directory + "/journal.sqlite"
@@ -47,7 +41,7 @@ import Testing
                 """
         }
         script += "DELETE FROM grdb_migrations WHERE identifier = 'v4';"
-        try run(sqlite, [path, script])
+        try sqlite.run(path, script)
         #expect(try schema(sqlite, path).allSatisfy { !$0.contains("WITHOUT ROWID") }, "the old shape")
 
         let reopened = try Journal(path: path)
@@ -58,25 +52,11 @@ import Testing
     }
 
     /// The `CREATE TABLE` statements of the three tables.
-    private func schema(_ sqlite: String, _ path: String) throws -> [String] {
+    private func schema(_ sqlite: SQLiteShell, _ path: String) throws -> [String] {
         let names = Self.tables.map { "'\($0)'" }.joined(separator: ",")
-        let text = try run(sqlite, [path, "SELECT sql FROM sqlite_master WHERE type = 'table' AND name IN (\(names))"])
+        let text = try sqlite.run(path, "SELECT sql FROM sqlite_master WHERE type = 'table' AND name IN (\(names))")
         let statements = text.split(separator: "\n").map(String.init)
         #expect(statements.count == Self.tables.count)
         return statements
-    }
-
-    @discardableResult
-    private func run(_ sqlite: String, _ arguments: [String]) throws -> String {
-        let process = Process()
-        let output = Pipe()
-        process.executableURL = URL(fileURLWithPath: sqlite)
-        process.arguments = arguments
-        process.standardOutput = output
-        try process.run()
-        let data = output.fileHandleForReading.readDataToEndOfFile()
-        process.waitUntilExit()
-        #expect(process.terminationStatus == 0, "sqlite3 \(arguments.dropFirst().joined(separator: " "))")
-        return String(decoding: data, as: UTF8.self)
     }
 }
