@@ -608,7 +608,7 @@ final class CoordinatorCore {
         let now = clock()
         live.snapshot.steps[position].state = .running
         live.snapshot.steps[position].startedAt = now
-        batch.acked(key, at: now)
+        // Journaled in the step's row; the attempt's row gets the time when the attempt ends.
         changed(live, position)
         let deadline = now + configuration.stepTimeout.milliseconds
         live.deliveries[position, default: Delivery()].runDeadline = deadline
@@ -644,6 +644,7 @@ final class CoordinatorCore {
         }
         let now = clock()
         var step = live.snapshot.steps[position]
+        let ackedAt = step.attempt == key.attempt && step.state == .running ? step.startedAt : nil
         if let previous = step.agent, previous != agent || step.attempt != key.attempt {
             registry[previous]?.inFlight.remove(StepKey(workflow: key.workflow, step: key.step, attempt: step.attempt))
         }
@@ -680,7 +681,7 @@ final class CoordinatorCore {
             live.withArtifacts.insert(position)
             live.artifacts[position] = result.output.artifacts.map(Journal.reference)
         }
-        batch.result(key, result, at: now)
+        batch.result(key, result, at: now, ackedAt: ackedAt)
         metrics?.stepFinished(step)
         changed(live, position)
         finished(live, position, now: now)
@@ -870,7 +871,9 @@ final class CoordinatorCore {
         var step = live.snapshot.steps[position]
         if charged { step.failures = (step.failures ?? 0) + 1 }
         let failures = step.failures ?? 0
-        batch.attemptEnded(key, outcome: charged ? "timed-out" : "requeued", at: now)
+        batch.attemptEnded(
+            key, outcome: charged ? "timed-out" : "requeued", at: now,
+            ackedAt: step.state == .running ? step.startedAt : nil)
         if failures >= configuration.maxAttempts || key.attempt >= attemptLimit {
             step.state = .failed
             step.finishedAt = now

@@ -17,7 +17,7 @@ extension Journal {
             where step.state == .assigned || step.state == .running {
                 batch.attemptEnded(
                     StepKey(workflow: workflow.id, step: step.name, attempt: step.attempt), outcome: "interrupted",
-                    at: now)
+                    at: now, ackedAt: step.state == .running ? step.startedAt : nil)
                 workflow.steps[position].state = .cancelled
                 workflow.steps[position].finishedAt = now
                 workflow.steps[position].error = "interrupted"

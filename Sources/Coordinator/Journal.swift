@@ -269,22 +269,33 @@ public struct Journal: Sendable {
             for operation in batch.operations {
                 try apply(operation, db: db)
             }
-            let step = try db.cachedStatement(
-                sql: """
-                    INSERT INTO steps (workflow, name, position, state, snapshot) VALUES (?, ?, ?, ?, ?)
-                    ON CONFLICT (workflow, name) DO UPDATE SET state = excluded.state, snapshot = excluded.snapshot
-                    """)
+            let stepSQL = """
+                INSERT INTO steps (workflow, name, position, state, snapshot) VALUES (?, ?, ?, ?, ?)
+                ON CONFLICT (workflow, name) DO UPDATE SET state = excluded.state, snapshot = excluded.snapshot
+                """
             for row in batch.steps.values {
-                try step.execute(arguments: [row.workflow, row.name, row.position, row.state, row.snapshot])
+                var step = try JournalStatement(db, stepSQL)
+                step.text(row.workflow)
+                step.text(row.name)
+                step.integer(row.position)
+                step.text(row.state)
+                step.blob(row.snapshot)
+                try step.run()
             }
-            let header = try db.cachedStatement(
-                sql: "UPDATE workflows SET state = ?, snapshot = ?, finishedAt = ? WHERE id = ?")
             for (id, row) in batch.headers {
-                try header.execute(arguments: [row.state, row.snapshot, row.finishedAt, id])
+                var header = try JournalStatement(
+                    db, "UPDATE workflows SET state = ?, snapshot = ?, finishedAt = ? WHERE id = ?")
+                header.text(row.state)
+                header.blob(row.snapshot)
+                header.integer(row.finishedAt)
+                header.text(id)
+                try header.run()
             }
         }
     }
 
+    /// One operation of a commit, its values bound straight to SQLite (`JournalStatement`): a commit runs several
+    /// per step on the coordinator's loop thread.
     private func apply(_ operation: JournalBatch.Operation, db: Database) throws {
         switch operation {
         case .insertWorkflow(let id, let submitID, let state, let createdAt, let snapshot):
@@ -292,44 +303,58 @@ public struct Journal: Sendable {
                 sql: "INSERT INTO workflows (id, submitID, state, createdAt, snapshot) VALUES (?, ?, ?, ?, ?)"
             ).execute(arguments: [id, submitID, state, createdAt, snapshot])
         case .assigned(let key, let agent, let time):
-            try db.cachedStatement(
-                sql: """
-                    INSERT OR REPLACE INTO attempts (workflow, step, attempt, agent, assignedAt)
-                    VALUES (?, ?, ?, ?, ?)
-                    """
-            ).execute(arguments: [key.workflow, key.step, key.attempt, agent, time])
-        case .acked(let key, let time):
-            try db.cachedStatement(
-                sql: """
-                    UPDATE attempts SET ackedAt = COALESCE(ackedAt, ?)
-                    WHERE workflow = ? AND step = ? AND attempt = ?
-                    """
-            ).execute(arguments: [time, key.workflow, key.step, key.attempt])
-        case .attemptEnded(let key, let outcome, let time):
-            try db.cachedStatement(
-                sql: """
-                    UPDATE attempts SET finishedAt = ?, outcome = ? WHERE workflow = ? AND step = ? AND attempt = ?
-                    """
-            ).execute(arguments: [time, outcome, key.workflow, key.step, key.attempt])
+            var statement = try JournalStatement(
+                db, "INSERT OR REPLACE INTO attempts (workflow, step, attempt, agent, assignedAt) VALUES (?, ?, ?, ?, ?)")
+            statement.text(key.workflow)
+            statement.text(key.step)
+            statement.integer(key.attempt)
+            statement.text(agent)
+            statement.integer(time)
+            try statement.run()
+        case .attemptEnded(let key, let outcome, let time, let ackedAt):
+            var statement = try JournalStatement(
+                db,
+                """
+                UPDATE attempts SET ackedAt = COALESCE(ackedAt, ?), finishedAt = ?, outcome = ?
+                WHERE workflow = ? AND step = ? AND attempt = ?
+                """)
+            statement.integer(ackedAt)
+            statement.integer(time)
+            statement.text(outcome)
+            statement.text(key.workflow)
+            statement.text(key.step)
+            statement.integer(key.attempt)
+            try statement.run()
         case .result(let key, let result):
             var stored = result
             stored.output.artifacts = []
-            try db.cachedStatement(
-                sql: "INSERT OR REPLACE INTO results (workflow, step, attempt, result) VALUES (?, ?, ?, ?)"
-            ).execute(arguments: [key.workflow, key.step, key.attempt, Data(stored.compactJSON)])
-            let statement = try db.cachedStatement(
-                sql: """
-                    INSERT OR REPLACE INTO artifacts (workflow, step, name, path, mode, sensitive, data, digest, size)
-                    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
-                    """)
+            var statement = try JournalStatement(
+                db, "INSERT OR REPLACE INTO results (workflow, step, attempt, result) VALUES (?, ?, ?, ?)")
+            statement.text(key.workflow)
+            statement.text(key.step)
+            statement.integer(key.attempt)
+            statement.blob(Data(stored.compactJSON))
+            try statement.run()
             for artifact in result.output.artifacts {
                 let data =
                     artifact.sensitive
                     ? try cipher.seal(artifact.data, row: [key.workflow, key.step, artifact.name]) : artifact.data
-                try statement.execute(arguments: [
-                    key.workflow, key.step, artifact.name, artifact.path, artifact.mode, artifact.sensitive, data,
-                    Journal.digest(artifact.data), artifact.data.count,
-                ])
+                var row = try JournalStatement(
+                    db,
+                    """
+                    INSERT OR REPLACE INTO artifacts (workflow, step, name, path, mode, sensitive, data, digest, size)
+                    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
+                    """)
+                row.text(key.workflow)
+                row.text(key.step)
+                row.text(artifact.name)
+                row.text(artifact.path)
+                row.integer(Int64(artifact.mode))
+                row.boolean(artifact.sensitive)
+                row.blob(data)
+                row.text(Journal.digest(artifact.data))
+                row.integer(artifact.data.count)
+                try row.run()
             }
         case .delete(let id):
             for table in ["steps", "attempts", "results", "artifacts"] {
@@ -464,12 +489,6 @@ public struct Journal: Sendable {
         try commit(batch)
     }
 
-    public func recordAck(_ key: StepKey, at time: Int64) throws {
-        var batch = JournalBatch()
-        batch.acked(key, at: time)
-        try commit(batch)
-    }
-
     /// The agent an attempt was given to, or nil when it never was.
     public func assignee(of key: StepKey) throws -> String? {
         try read { db in
@@ -597,8 +616,7 @@ public struct JournalBatch: Sendable {
     enum Operation: Sendable {
         case insertWorkflow(id: String, submitID: String?, state: String, createdAt: Int64, snapshot: Data)
         case assigned(StepKey, agent: String, at: Int64)
-        case acked(StepKey, at: Int64)
-        case attemptEnded(StepKey, outcome: String, at: Int64)
+        case attemptEnded(StepKey, outcome: String, at: Int64, ackedAt: Int64?)
         case result(StepKey, StepResult)
         case delete(String)
     }
@@ -667,20 +685,20 @@ public struct JournalBatch: Sendable {
         operations.append(.assigned(key, agent: agent, at: time))
     }
 
-    public mutating func acked(_ key: StepKey, at time: Int64) {
-        operations.append(.acked(key, at: time))
-    }
-
     /// An attempt that ended without a result: `requeued` (its agent died;
     /// not charged), `timed-out`, `no-ack`.
-    public mutating func attemptEnded(_ key: StepKey, outcome: String, at time: Int64) {
-        operations.append(.attemptEnded(key, outcome: outcome, at: time))
+    /// - Parameter ackedAt: when its agent acknowledged it, if it did. An ack is journaled in the step's row (its
+    ///   `running` state and `startedAt`) in its own turn; the attempt's row gets the time with its end, which
+    ///   spares every step a statement.
+    public mutating func attemptEnded(_ key: StepKey, outcome: String, at time: Int64, ackedAt: Int64? = nil) {
+        operations.append(.attemptEnded(key, outcome: outcome, at: time, ackedAt: ackedAt))
     }
 
     /// A result and its artifacts; the attempt ends with the result's outcome.
-    public mutating func result(_ key: StepKey, _ result: StepResult, at time: Int64) {
+    /// - Parameter ackedAt: as for `attemptEnded`; nil for a result that stood for its ack.
+    public mutating func result(_ key: StepKey, _ result: StepResult, at time: Int64, ackedAt: Int64? = nil) {
         operations.append(.result(key, result))
-        operations.append(.attemptEnded(key, outcome: result.outcome.rawValue, at: time))
+        operations.append(.attemptEnded(key, outcome: result.outcome.rawValue, at: time, ackedAt: ackedAt))
     }
 
     /// Every row of a finished workflow (`--retain`).
