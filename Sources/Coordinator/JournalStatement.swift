@@ -6,9 +6,10 @@ import GRDBSQLite
 ///
 /// A commit runs a few statements per step on the coordinator's loop thread. GRDB's `execute(arguments:)` boxes
 /// every value into `StatementArguments` and reports each statement to its observation machinery, which the journal
-/// does not use; together that cost about as much CPU as SQLite's own work on those rows. These writes need
-/// neither: they run inside a transaction `Journal.write` opened through GRDB, which still begins and commits it,
-/// and their statements come from GRDB's cache (`Database.cachedStatement`), which owns and finalizes them.
+/// does not use; together that cost about as much CPU as SQLite's own work on those rows. The commit's writes
+/// need neither: they run between a `BEGIN IMMEDIATE` and a `COMMIT` of their own (`Journal.transaction`), on the
+/// connection GRDB serializes, and their statements come from GRDB's cache (`Database.cachedStatement`), which
+/// owns and finalizes them.
 struct JournalStatement {
     private let statement: Statement
     private let handle: OpaquePointer
@@ -78,7 +79,7 @@ struct JournalStatement {
     /// Steps the statement to its end and resets it.
     /// - Throws: `DatabaseError` with SQLite's code and message when a value could not be bound, a parameter is
     ///   left unbound, or the statement fails (a constraint, a full disk); the transaction is then rolled back by
-    ///   `Journal.write`.
+    ///   `Journal.transaction`.
     func run() throws {
         defer {
             sqlite3_reset(handle)
