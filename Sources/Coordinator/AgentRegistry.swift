@@ -22,21 +22,60 @@ struct AgentEntry {
     var hasCapacity: Bool { inFlight.count < max(1, hello.capacity) }
 }
 
-/// Live agents, indexed by role, and the subscriptions the XPUB socket has seen.
+/// Where an agent stands among those of its role for `pick`: least loaded first; among equals the one given a
+/// step most recently (its process is awake and its artifact cache holds what the workflow's steps share, so a
+/// chain stays on one agent while parallel steps still spread by load); then by id.
+struct PickKey: Comparable {
+    var load: Int
+    /// The time of its last assignment, negated: the most recent sorts first.
+    var recency: Int64
+    var id: String
+
+    init(_ entry: AgentEntry) {
+        load = entry.inFlight.count
+        recency = -entry.lastAssigned
+        id = entry.id
+    }
+
+    static func < (a: PickKey, b: PickKey) -> Bool { (a.load, a.recency, a.id) < (b.load, b.recency, b.id) }
+}
+
+/// Live agents, ordered by role for `pick`, and the subscriptions the XPUB socket has seen.
 struct AgentRegistry {
     private(set) var agents: [String: AgentEntry] = [:]
-    /// Agent ids by role, so picking one looks only at agents of that role.
-    private var byRole: [Role: Set<String>] = [:]
+    /// The agents of each role in `pick`'s order, kept sorted as their load and assignments change, so a pick
+    /// looks at the first agents of its role rather than at all of them.
+    private var order: [Role: [PickKey]] = [:]
+    /// How many agents of each role have room for another step: none, and a pick answers at once.
+    private var open: [Role: Int] = [:]
     /// Topics with at least one subscriber.
     private(set) var subscriptions: Set<String> = []
 
     subscript(id: String) -> AgentEntry? {
         get { agents[id] }
         set {
-            let oldRole = agents[id]?.hello.role
-            if let oldRole, oldRole != newValue?.hello.role { byRole[oldRole]?.remove(id) }
+            let old = agents[id]
             agents[id] = newValue
-            if let newValue, newValue.hello.role != oldRole { byRole[newValue.hello.role, default: []].insert(id) }
+            reindex(from: old, to: newValue)
+        }
+    }
+
+    /// Moves an agent in its role's order when what orders it changed.
+    private mutating func reindex(from old: AgentEntry?, to new: AgentEntry?) {
+        let oldKey = old.map(PickKey.init)
+        let newKey = new.map(PickKey.init)
+        guard oldKey != newKey || old?.hello.role != new?.hello.role || old?.hasCapacity != new?.hasCapacity
+        else { return }
+        if let old, let oldKey {
+            let role = old.hello.role
+            if let index = order[role]?.firstIndex(of: oldKey, sortedBy: <) { order[role]!.remove(at: index) }
+            if order[role]?.isEmpty == true { order[role] = nil }
+            if old.hasCapacity { open[role, default: 0] -= 1 }
+        }
+        if let new, let newKey {
+            let role = new.hello.role
+            order[role, default: []].insert(newKey, at: order[role]?.insertionIndex(of: newKey, sortedBy: <) ?? 0)
+            if new.hasCapacity { open[role, default: 0] += 1 }
         }
     }
 
@@ -79,32 +118,23 @@ struct AgentRegistry {
         subscriptions.contains(WireFormat.agentTopic(id))
     }
 
-    /// Least loaded first; among equals the one given a step most recently. Looks
-    /// only at the agents of `role`.
+    /// The first agent of `role` in `PickKey` order that has room and is reachable, one of `avoid` only when no
+    /// other is. Walks the role's order from its start: past full, unreachable and avoided agents only.
     func pick(role: Role, avoiding avoid: Set<String>) -> String? {
-        var best: AgentEntry?
-        var bestAvoided: AgentEntry?
-        func better(_ a: AgentEntry, _ b: AgentEntry?) -> Bool {
-            guard let b else { return true }
-            // Among equals the one given a step last: its process is awake and its artifact cache holds what
-            // the workflow's steps share, so a chain stays on one agent while parallel steps still spread by load.
-            return (a.inFlight.count, -a.lastAssigned, a.id) < (b.inFlight.count, -b.lastAssigned, b.id)
+        guard open[role, default: 0] > 0, let keys = order[role] else { return nil }
+        var avoided: String?
+        for key in keys {
+            guard let agent = agents[key.id], agent.hasCapacity, isReachable(key.id) else { continue }
+            guard avoid.contains(key.id) else { return key.id }
+            if avoided == nil { avoided = key.id }
         }
-        for id in byRole[role] ?? [] {
-            guard let agent = agents[id], agent.hasCapacity, isReachable(id) else { continue }
-            if avoid.contains(id) {
-                if better(agent, bestAvoided) { bestAvoided = agent }
-            } else if better(agent, best) {
-                best = agent
-            }
-        }
-        return (best ?? bestAvoided)?.id
+        return avoided
     }
 
     @discardableResult
     mutating func remove(_ id: String) -> AgentEntry? {
         guard let entry = agents.removeValue(forKey: id) else { return nil }
-        byRole[entry.hello.role]?.remove(id)
+        reindex(from: entry, to: nil)
         return entry
     }
 
@@ -126,4 +156,25 @@ struct AgentRegistry {
 
     var all: [AgentEntry] { agents.values.sorted { $0.id < $1.id } }
     var count: Int { agents.count }
+}
+
+extension Array {
+    /// The first index at which `element` could be inserted keeping a sorted array sorted (a binary search).
+    func insertionIndex(of element: Element, sortedBy less: (Element, Element) -> Bool) -> Int {
+        var low = 0
+        var high = count
+        while low < high {
+            let middle = (low + high) / 2
+            if less(self[middle], element) { low = middle + 1 } else { high = middle }
+        }
+        return low
+    }
+}
+
+extension Array where Element: Equatable {
+    /// The index of `element` in a sorted array, found by a binary search.
+    func firstIndex(of element: Element, sortedBy less: (Element, Element) -> Bool) -> Int? {
+        let index = insertionIndex(of: element, sortedBy: less)
+        return index < count && self[index] == element ? index : nil
+    }
 }
