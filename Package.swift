@@ -155,7 +155,13 @@ let package = Package(
                 .product(name: "PropertyBased", package: "swift-property-based"),
             ]
         ),
-        .testTarget(name: "CoordinatorTests", dependencies: ["Coordinator", "AgentRuntime", "Protocol", "ZeroMQ"]),
+        .testTarget(
+            name: "CoordinatorTests",
+            dependencies: [
+                "Coordinator", "AgentRuntime", "Protocol", "ZeroMQ",
+                .product(name: "PropertyBased", package: "swift-property-based"),
+            ]
+        ),
         .testTarget(
             name: "AgentRuntimeTests",
             dependencies: [
