@@ -433,8 +433,7 @@ final class CoordinatorCore {
         }
         let now = clock()
         if let previous = registry[hello.agent], previous.hello.pid != hello.pid || previous.hello.host != hello.host {
-            // A new incarnation: whatever the old one held is lost with it.
-            agentGone(hello.agent, reason: "restarted")
+            agentRestarted(hello.agent)
         }
         try journal.recordAgent(hello, at: now)
         var entry = registry[hello.agent] ?? AgentEntry(hello: hello, identity: identity, lastSeen: now)
@@ -533,6 +532,27 @@ final class CoordinatorCore {
         registry.connectionsReset()
         for agent in registry.all where agent.key.map(keys.contains) == true {
             agentGone(agent.id, reason: "key revoked")
+        }
+    }
+
+    /// A new incarnation of an agent said hello: the old one is gone, but what it held may not be. With
+    /// `--state-dir` the new one holds every result the old one recorded, also one that died before it left:
+    /// given to another agent at once, that step would run twice. So its steps wait as they do after a
+    /// coordinator restart (`.orphan`): the new incarnation claims those it holds in its first heartbeat and
+    /// resends their results; at the deadline the others are published again to it, same attempt, or go to
+    /// another agent when it is not back. Not charged either way.
+    private func agentRestarted(_ agent: String) {
+        guard let entry = registry.remove(agent) else { return }
+        logger.warning("agent lost", metadata: ["agent.id": "\(agent)", "reason": "restarted"])
+        let now = clock()
+        let deadline = now + livenessMilliseconds
+        for key in entry.inFlight.sorted(by: { $0.description < $1.description }) {
+            guard let live = workflows[key.workflow], let position = live.index[key.step],
+                live.snapshot.steps[position].attempt == key.attempt, !live.snapshot.steps[position].state.isFinished
+            else { continue }
+            // Its ack and run deadlines stand: a step the new incarnation never answers for still times out.
+            live.deliveries[position, default: Delivery()].orphanDeadline = deadline
+            deadlines.push(at: deadline, .orphan, workflow: key.workflow, step: position, attempt: key.attempt)
         }
     }
 
