@@ -550,8 +550,13 @@ final class CoordinatorCore {
             guard let live = workflows[key.workflow], let position = live.index[key.step],
                 live.snapshot.steps[position].attempt == key.attempt, !live.snapshot.steps[position].state.isFinished
             else { continue }
-            // Its ack and run deadlines stand: a step the new incarnation never answers for still times out.
-            live.deliveries[position, default: Delivery()].orphanDeadline = deadline
+            // As after a coordinator restart: no ack is awaited from the old incarnation (a publication it missed
+            // would count against the step); the run deadline stands, so a step never answered still times out.
+            var delivery = live.deliveries[position] ?? Delivery()
+            delivery.ackDeadline = nil
+            delivery.publishes = 0
+            delivery.orphanDeadline = deadline
+            live.deliveries[position] = delivery
             deadlines.push(at: deadline, .orphan, workflow: key.workflow, step: position, attempt: key.attempt)
         }
     }
