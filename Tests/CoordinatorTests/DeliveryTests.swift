@@ -161,6 +161,76 @@ import Testing
         }
     }
 
+    /// An agent killed after it recorded a step's result but before the result left comes back as a new
+    /// incarnation (another pid under the same id) that holds the result. Its steps wait for it: another agent of
+    /// the role must not run them meanwhile.
+    @Test func aRestartedAgentClaimsItsStepAndResendsTheResultWhileNoOtherAgentRunsIt() async throws {
+        let coordinator = try await TestCoordinator.start {
+            $0.ackTimeout = .seconds(30)
+            $0.heartbeatInterval = .milliseconds(100)
+            $0.liveness = 20  // two seconds of grace for the new incarnation
+        }
+        defer { Task { await coordinator.stop() } }
+        try await onOwnThread {
+            var first: RawAgent? = try RawAgent(
+                id: "planner-restart", role: .planner, coordinator: coordinator, context: context)
+            try first?.join()
+            let workflow = try submit(coordinator)
+            let step = try #require(try first?.waitStep())
+            try first?.ack(step.key)
+            let other = try RawAgent(id: "planner-other", role: .planner, coordinator: coordinator, context: context)
+            try other.join()
+            first = nil  // killed: its connection closes
+            let restarted = try RawAgent(
+                id: "planner-restart", role: .planner, coordinator: coordinator, context: context)
+            restarted.pid = 2
+            // It holds the result from its record: its heartbeats list the step until the confirm.
+            restarted.running = [step.key]
+            try restarted.join()
+            try restarted.result(step.key, values: ["plan": emptyPlan])
+            let confirm = try #require(try restarted.waitControl(.confirm))
+            #expect(try restarted.confirmed(confirm) == [step.key])
+            #expect(try other.waitStep(timeout: .milliseconds(500)) == nil, "the step was given to another agent")
+            let status = try coordinator.client(context).status(workflow)
+            #expect(status.state == .succeeded)
+            #expect(status.steps[0].agent == "planner-restart")
+            #expect(try coordinator.journal.attemptCount(workflow: workflow, step: "plan") == 1)
+        }
+    }
+
+    /// A new incarnation that does not claim a step of the old one gets it published again, same attempt, once
+    /// the grace has passed; another agent of the role does not.
+    @Test func aRestartedAgentsUnclaimedStepIsPublishedToItAgainAfterTheGrace() async throws {
+        let coordinator = try await TestCoordinator.start {
+            $0.ackTimeout = .seconds(30)
+            $0.heartbeatInterval = .milliseconds(100)
+            $0.liveness = 10
+        }
+        defer { Task { await coordinator.stop() } }
+        try await onOwnThread {
+            var first: RawAgent? = try RawAgent(
+                id: "planner-again", role: .planner, coordinator: coordinator, context: context)
+            try first?.join()
+            let workflow = try submit(coordinator)
+            let step = try #require(try first?.waitStep())
+            try first?.ack(step.key)
+            let other = try RawAgent(id: "planner-idle", role: .planner, coordinator: coordinator, context: context)
+            try other.join()
+            first = nil
+            let restarted = try RawAgent(id: "planner-again", role: .planner, coordinator: coordinator, context: context)
+            restarted.pid = 2
+            try restarted.join()
+            let again = try #require(try restarted.waitStep(timeout: .seconds(10)))
+            #expect(again.key == step.key, "the same attempt, to the same agent")
+            #expect(try other.waitStep(timeout: .milliseconds(300)) == nil)
+            try restarted.ack(again.key)
+            try restarted.result(again.key, values: ["plan": emptyPlan])
+            _ = try #require(try restarted.waitControl(.confirm))
+            #expect(try coordinator.client(context).status(workflow).state == .succeeded)
+            #expect(try coordinator.journal.attemptCount(workflow: workflow, step: "plan") == 1)
+        }
+    }
+
     @Test func coordinatorHeartbeatsReachAgents() async throws {
         let coordinator = try await TestCoordinator.start()
         defer { Task { await coordinator.stop() } }

@@ -116,6 +116,8 @@ final class RawAgent {
     var idleHeartbeat: Int?
     /// Steps it says it runs at once (hello).
     var capacity = 1
+    /// The process id its hello gives: another one under the same id is a restarted agent.
+    var pid: Int32 = 1
     private var lastHeartbeat = ContinuousClock.now
     /// Control messages received while waiting for something else.
     var controlInbox: [Envelope] = []
@@ -139,7 +141,7 @@ final class RawAgent {
     /// Hello, welcome, then the subscription to its own topic.
     func sendHello() throws {
         let hello = Hello(
-            agent: id, role: role, host: "test", pid: 1, capacity: capacity, version: "test",
+            agent: id, role: role, host: "test", pid: pid, capacity: capacity, version: "test",
             idleHeartbeatIntervalMilliseconds: idleHeartbeat)
         try send(Header(type: .hello, sender: id), hello)
     }
