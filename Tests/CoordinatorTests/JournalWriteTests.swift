@@ -1,4 +1,5 @@
 import Foundation
+import GRDB
 import Testing
 
 @testable import Coordinator
@@ -107,5 +108,39 @@ import Testing
         try journal.commit(batch)
         #expect(try journal.result(key)?.output.summary == "provisioned")
         #expect(try sqlite.run(path, "SELECT ackedAt, finishedAt, outcome FROM attempts") == "12|20|succeeded\n")
+    }
+
+    /// A statement with a parameter left unbound, or bound past its last one, is refused before it runs (SQLite
+    /// would take a missing value as NULL); its bindings are cleared, so the next use starts from the first.
+    @Test func aStatementWithTheWrongNumberOfValuesIsRefusedAndUsableAgain() throws {
+        let queue = try DatabaseQueue()
+        let insert = "INSERT INTO t (a, b, c) VALUES (?, ?, ?)"
+        try queue.write { db in
+            try db.execute(sql: "CREATE TABLE t (a TEXT NOT NULL, b BLOB, c INTEGER)")
+            var short = try JournalStatement(db, insert)
+            short.text("only a")
+            short.blob(Data([1]))
+            #expect {
+                try short.run()
+            } throws: { error in
+                (error as? DatabaseError)?.resultCode == .SQLITE_RANGE && "\(error)".contains("2 of 3 parameters bound")
+            }
+            var long = try JournalStatement(db, insert)
+            long.text("a")
+            long.blob(Data())
+            long.integer(3)
+            long.integer(4)
+            #expect(throws: DatabaseError.self) { try long.run() }
+            #expect(try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM t") == 0)
+
+            // Empty text and an empty blob are values, not NULL; a nil integer is NULL.
+            var right = try JournalStatement(db, insert)
+            right.text("")
+            right.blob(Data())
+            right.integer(nil as Int64?)
+            try right.run()
+            let row = try #require(try Row.fetchOne(db, sql: "SELECT quote(a), quote(b), quote(c) FROM t"))
+            #expect(row[0] as String == "''" && row[1] as String == "X''" && row[2] as String == "NULL")
+        }
     }
 }
